@@ -1,0 +1,20 @@
+# podmirror: the README's commands. Each target installs what it needs.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: deps build test demo bench e2e crds
+
+deps:
+	./scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --release
+
+# The whole test suite. Privileged tests (eBPF, network namespaces) run as
+# root; under CI=true a privileged test that cannot run fails.
+test: deps
+	$(CARGO) test --workspace --no-fail-fast
+
+# Regenerate crds/*.yaml from the Rust types.
+crds:
+	$(CARGO) run -q -p podmirror-crds --bin crdgen -- crds

@@ -1,0 +1,1 @@
+//! podmirror node agent library.
