@@ -1,0 +1,85 @@
+//! `MirrorNodeState`: the desired mirroring state of one node, written by the
+//! operator and watched by that node's agent alone (field selector
+//! `metadata.name=<node>`), so an agent never lists cluster-wide pods or
+//! sessions. Cluster-scoped; its name is the node's name.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::filter::FilterRule;
+use crate::model::types::Encapsulation;
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "podmirror.io",
+    version = "v1alpha1",
+    kind = "MirrorNodeState",
+    shortname = "mns",
+    category = "podmirror",
+    status = "MirrorNodeStateStatus",
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.node"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorNodeStateSpec {
+    /// The node this state is for (equal to `metadata.name`).
+    pub node: String,
+    /// Accepted sessions with at least one source pod on this node.
+    #[serde(default)]
+    pub sessions: Vec<NodeSession>,
+    /// Source pods on this node and the sessions (`namespace/name`) that include each.
+    #[serde(default)]
+    pub pods: Vec<NodePod>,
+}
+
+/// A session as last accepted, with its filter's rules copied in and its
+/// target resolved, so the agent needs no other object.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSession {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// The session's `metadata.generation` this entry was built from.
+    pub generation: i64,
+    pub priority: i32,
+    pub enabled: bool,
+    pub vni: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet_length: Option<i32>,
+    #[serde(default)]
+    pub encapsulation: Encapsulation,
+    pub target_port: i32,
+    /// Resolved target addresses (IPv4 or IPv6 literals).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub inbound_rules: Vec<FilterRule>,
+    #[serde(default)]
+    pub outbound_rules: Vec<FilterRule>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// `namespace/name` of the NodeSessions that include this pod.
+    #[serde(default)]
+    pub sessions: Vec<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorNodeStateStatus {
+    /// The generation the agent last programmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Option<Vec<Condition>>,
+}

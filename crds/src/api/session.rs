@@ -1,0 +1,109 @@
+//! `MirrorSession`: from which pods to where, through which filter (SPEC §1).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::status::MirrorSessionStatus;
+use crate::model::types::Encapsulation;
+
+/// The VXLAN port IANA assigned (RFC 7348), the default `targetPort`.
+pub const DEFAULT_TARGET_PORT: i32 = 4789;
+
+fn default_enabled() -> bool {
+    true
+}
+
+fn default_target_port() -> i32 {
+    DEFAULT_TARGET_PORT
+}
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "podmirror.io",
+    version = "v1alpha1",
+    kind = "MirrorSession",
+    namespaced,
+    shortname = "ms",
+    category = "podmirror",
+    status = "MirrorSessionStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"VNI","type":"integer","jsonPath":".spec.vni"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".status.target.name","description":"resolved target"}"#,
+    printcolumn = r#"{"name":"Sources","type":"integer","jsonPath":".status.sourceCount","description":"resolved source pods"}"#,
+    printcolumn = r#"{"name":"Mirrored","type":"integer","jsonPath":".status.mirroredPackets","description":"packets mirrored, all nodes"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorSessionSpec {
+    /// Order among the sessions that share a source pod, lower first (1..=32766).
+    pub priority: i32,
+    /// VXLAN network identifier (or GRE key) written into every copy (0..=16777215).
+    pub vni: i32,
+    /// Bytes of each original frame kept in the copy (64..=9216); omitted = whole frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packet_length: Option<i32>,
+    /// Mirroring runs only while true.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+    /// The MirrorFilter, in this session's namespace, that says what to copy.
+    pub filter_ref: FilterRef,
+    /// The pods to mirror, in this session's namespace.
+    pub sources: Vec<SessionSource>,
+    /// Where the copies go: exactly one of `service`, `pod`, `ip`.
+    pub target: SessionTarget,
+    /// `VXLAN` (default) or `GRE`.
+    #[serde(default)]
+    pub encapsulation: Encapsulation,
+    /// Outer UDP destination port for VXLAN (1..=65535).
+    #[serde(default = "default_target_port")]
+    pub target_port: i32,
+}
+
+/// A reference to a MirrorFilter in the session's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FilterRef {
+    pub name: String,
+}
+
+/// One entry of `sources`: exactly one of `podName`, `podSelector`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSource {
+    /// One pod, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// Every pod whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+}
+
+/// The collector: exactly one of `service`, `pod`, `ip`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionTarget {
+    /// A Service; its ready endpoints share the flows (one flow, one endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceTarget>,
+    /// One pod in the session's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodTarget>,
+    /// An address outside the cluster (IPv4 or IPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// A Service target. Another namespace must consent with the annotation
+/// `podmirror.io/allow-mirror-from`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServiceTarget {
+    pub name: String,
+    /// Defaults to the session's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// A pod target in the session's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PodTarget {
+    pub name: String,
+}
