@@ -2,6 +2,7 @@
 //! and quotas (SPEC §3). No I/O: the operator, the agent and the tests share it.
 
 pub mod evaluate;
+pub mod quota;
 pub mod types;
 
 pub use evaluate::{evaluate, rule_matches};
