@@ -27,30 +27,74 @@ use crate::model::types::{Action, IpFamily};
 pub struct MirrorFilterSpec {
     /// Rules for packets the source pod receives, evaluated by ascending priority.
     #[serde(default)]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = Rule::new(UNIQUE_PRIORITIES).message("inboundRules: priorities must be unique within the list"))]
     pub inbound_rules: Vec<FilterRule>,
     /// Rules for packets the source pod sends, evaluated by ascending priority.
     #[serde(default)]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = Rule::new(UNIQUE_PRIORITIES).message("outboundRules: priorities must be unique within the list"))]
     pub outbound_rules: Vec<FilterRule>,
 }
 
+/// CEL for `protocol` (an int-or-string): a name, or a number 0..=255 written
+/// without leading zeros. `string()` turns both kinds into one, so the rule
+/// needs no `type()` (which client-side evaluators lack).
+pub const PROTOCOL_RULE: &str = "string(self) in ['TCP', 'UDP', 'ICMP', 'ICMPv6', 'SCTP', 'All'] || string(self).matches('^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$')";
+
+/// CEL: a well-formed CIDR must be of the rule's `ipFamily`. An omitted one
+/// means "any of the family"; a malformed one is reported by its own rule.
+macro_rules! cidr_family_rule {
+    ($field:literal) => {
+        concat!("!has(self.", $field, ") || !isCIDR(self.", $field, ") || cidr(self.", $field,
+            ").ip().family() == (self.ipFamily == 'IPv4' ? 4 : 6)")
+    };
+}
+
+/// CEL: port ranges only make sense for protocols whose packets carry ports.
+macro_rules! ports_rule {
+    ($field:literal) => {
+        concat!("!has(self.", $field, ") || string(self.protocol) in ['TCP', 'UDP', 'SCTP', '6', '17', '132']")
+    };
+}
+
+/// At most 10 rules per list (SPEC §3) keep this O(n²) walk far inside the
+/// API server's CEL cost budget.
+const UNIQUE_PRIORITIES: &str = "self.all(r, self.exists_one(o, o.priority == r.priority))";
+
 /// One rule (seed 000 table 5, seed 002 table 2). Omitted CIDRs and port
 /// ranges match everything of the rule's family.
+///
+/// The rules that tie two fields together live here, each reported at the
+/// field the user has to change (`fieldPath`).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(cidr_family_rule!("sourceCIDR")).field_path(".sourceCIDR").message("sourceCIDR must be of the rule's ipFamily"),
+    validation = Rule::new(cidr_family_rule!("destinationCIDR")).field_path(".destinationCIDR").message("destinationCIDR must be of the rule's ipFamily"),
+    validation = Rule::new(ports_rule!("sourcePorts")).field_path(".sourcePorts").message("sourcePorts are only allowed with protocol TCP, UDP or SCTP (6, 17, 132)"),
+    validation = Rule::new(ports_rule!("destinationPorts")).field_path(".destinationPorts").message("destinationPorts are only allowed with protocol TCP, UDP or SCTP (6, 17, 132)"),
+)]
 pub struct FilterRule {
-    /// Evaluation order within the list, lower first; unique within the list.
+    /// Evaluation order within the list, lower first; unique within the list (1..=32766).
+    #[schemars(range(min = 1, max = 32766))]
     pub priority: i32,
     /// `Accept` mirrors the packet, `Reject` stops the walk without mirroring.
     pub action: Action,
     /// `TCP`, `UDP`, `ICMP`, `ICMPv6`, `SCTP`, `All`, or an IP protocol number 0..=255.
+    #[x_kube(validation = Rule::new(PROTOCOL_RULE).message("protocol must be TCP, UDP, ICMP, ICMPv6, SCTP, All or an IP protocol number 0..=255"))]
     pub protocol: IntOrString,
     /// `IPv4` or `IPv6`; both CIDRs must be of this family.
     pub ip_family: IpFamily,
     /// Source prefix, e.g. `192.168.0.161/32`; omitted = any address of the family.
     #[serde(default, rename = "sourceCIDR", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("sourceCIDR must be an IP prefix such as 10.0.0.0/24 or fd00::/64"))]
     pub source_cidr: Option<String>,
     /// Destination prefix; omitted = any address of the family.
     #[serde(default, rename = "destinationCIDR", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("destinationCIDR must be an IP prefix such as 10.0.0.0/24 or fd00::/64"))]
     pub destination_cidr: Option<String>,
     /// Source port range; only for TCP, UDP and SCTP. Omitted = all ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,12 +104,16 @@ pub struct FilterRule {
     pub destination_ports: Option<PortRangeSpec>,
     /// Free text for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub description: Option<String>,
 }
 
 /// An inclusive port range, `from <= to`, both in 1..=65535.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("self.from <= self.to").message("port range: from must not be greater than to"))]
 pub struct PortRangeSpec {
+    #[schemars(range(min = 1, max = 65535))]
     pub from: i32,
+    #[schemars(range(min = 1, max = 65535))]
     pub to: i32,
 }

@@ -5,6 +5,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+use schemars::{Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use super::filter::FilterRule;
@@ -55,8 +56,10 @@ pub struct NodeSession {
     #[serde(default)]
     pub targets: Vec<String>,
     #[serde(default)]
+    #[schemars(schema_with = "rules_without_cel")]
     pub inbound_rules: Vec<FilterRule>,
     #[serde(default)]
+    #[schemars(schema_with = "rules_without_cel")]
     pub outbound_rules: Vec<FilterRule>,
 }
 
@@ -82,4 +85,27 @@ pub struct MirrorNodeStateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Option<Vec<Condition>>,
+}
+
+/// The schema of a rule list copied from a MirrorFilter, minus its CEL rules.
+///
+/// The API server already checked those rules on the filter, and the agent
+/// compiles every session again before programming it. Repeating the CEL
+/// inside the unbounded list of sessions would make the API server estimate
+/// its cost over that list, and could make it refuse the whole CRD.
+fn rules_without_cel(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<FilterRule>>();
+    if let Some(object) = schema.as_object_mut() {
+        strip_cel(object);
+    }
+    schema
+}
+
+fn strip_cel(object: &mut serde_json::Map<String, serde_json::Value>) {
+    object.remove("x-kubernetes-validations");
+    for value in object.values_mut() {
+        if let Some(child) = value.as_object_mut() {
+            strip_cel(child);
+        }
+    }
 }

@@ -37,18 +37,22 @@ fn default_target_port() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct MirrorSessionSpec {
     /// Order among the sessions that share a source pod, lower first (1..=32766).
+    #[schemars(range(min = 1, max = 32766))]
     pub priority: i32,
     /// VXLAN network identifier (or GRE key) written into every copy (0..=16777215).
+    #[schemars(range(min = 0, max = 16777215))]
     pub vni: i32,
     /// Bytes of each original frame kept in the copy (64..=9216); omitted = whole frame.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 64, max = 9216))]
     pub packet_length: Option<i32>,
     /// Mirroring runs only while true.
     #[serde(default = "default_enabled")]
     pub enabled: bool,
     /// The MirrorFilter, in this session's namespace, that says what to copy.
     pub filter_ref: FilterRef,
-    /// The pods to mirror, in this session's namespace.
+    /// The pods to mirror, in this session's namespace (1 to 100 entries).
+    #[schemars(length(min = 1, max = 100))]
     pub sources: Vec<SessionSource>,
     /// Where the copies go: exactly one of `service`, `pod`, `ip`.
     pub target: SessionTarget,
@@ -57,21 +61,25 @@ pub struct MirrorSessionSpec {
     pub encapsulation: Encapsulation,
     /// Outer UDP destination port for VXLAN (1..=65535).
     #[serde(default = "default_target_port")]
+    #[schemars(range(min = 1, max = 65535))]
     pub target_port: i32,
 }
 
 /// A reference to a MirrorFilter in the session's namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FilterRef {
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 
 /// One entry of `sources`: exactly one of `podName`, `podSelector`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.podName) != has(self.podSelector)").message("sources: each entry needs exactly one of podName or podSelector"))]
 pub struct SessionSource {
     /// One pod, by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub pod_name: Option<String>,
     /// Every pod whose labels match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +88,7 @@ pub struct SessionSource {
 
 /// The collector: exactly one of `service`, `pod`, `ip`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("[has(self.service), has(self.pod), has(self.ip)].filter(k, k).size() == 1").message("target needs exactly one of service, pod or ip"))]
 pub struct SessionTarget {
     /// A Service; its ready endpoints share the flows (one flow, one endpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,6 +98,8 @@ pub struct SessionTarget {
     pub pod: Option<PodTarget>,
     /// An address outside the cluster (IPv4 or IPv6).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 45))]
+    #[x_kube(validation = Rule::new("isIP(self)").message("target.ip must be an IPv4 or IPv6 address"))]
     pub ip: Option<String>,
 }
 
@@ -96,14 +107,17 @@ pub struct SessionTarget {
 /// `podmirror.io/allow-mirror-from`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ServiceTarget {
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// Defaults to the session's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
 }
 
 /// A pod target in the session's namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PodTarget {
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
