@@ -1,6 +1,7 @@
 //! The pure model of podmirror: rule compilation, packet evaluation (SPEC §2)
 //! and quotas (SPEC §3). No I/O: the operator, the agent and the tests share it.
 
+pub mod compile;
 pub mod evaluate;
 pub mod quota;
 pub mod types;
