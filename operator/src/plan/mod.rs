@@ -1,0 +1,283 @@
+//! The pure reconcile path: the whole cluster picture in, every decision out.
+//!
+//! One pass decides, for every session, its resolution, whether its current
+//! spec is accepted (quotas, validation), what keeps mirroring (the current
+//! spec, or the last accepted one when a change is refused), and the desired
+//! state of every node. The I/O layer writes the difference; it never asks why
+//! it was woken, so a pass after any event gives the same answer.
+
+pub mod cluster;
+pub mod nodes;
+pub mod resolve;
+pub mod status;
+
+use std::collections::{BTreeMap, HashMap};
+
+use podmirror_crds::api::{MirrorNodeStateSpec, NodeSession};
+use podmirror_crds::model::SessionKey;
+use podmirror_crds::model::compile::compile_node_session;
+use podmirror_crds::model::quota::{
+    FilterKey, PodId, QuotaInput, QuotaLimits, QuotaRefusal, QuotaVerdict, RuleCounts, SessionQuotaFacts,
+    SessionQuotaInput, evaluate_quotas,
+};
+
+use cluster::{Cluster, ObjKey, PodInfo, SessionInfo};
+use resolve::{PodsByIp, Problem, Resolution, resolve};
+
+/// A session as last accepted: what it programs and what it occupies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Accepted {
+    pub session: NodeSession,
+    pub facts: SessionQuotaFacts,
+}
+
+/// Every accepted session, carried from one pass to the next (and recovered
+/// from the `MirrorNodeState` objects at start, see [`recover`]).
+pub type AcceptedSet = BTreeMap<SessionKey, Accepted>;
+
+/// Whether the current spec passed validation and the quotas.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Admission {
+    Accepted,
+    /// A quota refused the current spec; `kept` is the generation that keeps
+    /// mirroring instead (a refused change of an accepted session).
+    Refused { refusal: QuotaRefusal, kept: Option<i64> },
+    /// The spec or its filter does not validate.
+    Invalid { problem: Problem, kept: Option<i64> },
+}
+
+impl Admission {
+    pub fn kept(&self) -> Option<i64> {
+        match self {
+            Admission::Accepted => None,
+            Admission::Refused { kept, .. } | Admission::Invalid { kept, .. } => *kept,
+        }
+    }
+}
+
+/// The decisions for one session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionPlan {
+    pub resolution: Resolution,
+    pub admission: Admission,
+    /// The generation whose state is on the nodes, if any.
+    pub accepted_generation: Option<i64>,
+    /// What the nodes get; `None` when nothing can be mirrored (no filter, no target).
+    pub effective: Option<NodeSession>,
+    /// Source pods of `effective` that are mirrorable now: `(uid, node)`.
+    pub programmed_pods: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub sessions: BTreeMap<SessionKey, SessionPlan>,
+    /// Carry this into the next pass.
+    pub accepted: AcceptedSet,
+    /// Desired state of every known node and of every node hosting a source.
+    pub nodes: BTreeMap<String, MirrorNodeStateSpec>,
+    /// Sessions referencing each filter (the MirrorFilter status count).
+    pub filter_sessions: BTreeMap<ObjKey, usize>,
+    /// Quota refusals of this pass, by quota (a metric).
+    pub refusals: BTreeMap<&'static str, usize>,
+}
+
+/// One planning pass. `previous` is the last pass's `accepted`.
+pub fn plan(cluster: &Cluster, previous: &AcceptedSet, limits: &QuotaLimits) -> Plan {
+    let live_pods = || cluster.pods.values().flat_map(|m| m.values()).filter(|p| !p.deleting);
+    let pods_by_uid: HashMap<&str, &PodInfo> = live_pods().map(|p| (p.uid.as_str(), p)).collect();
+    let by_ip: PodsByIp<'_> = live_pods().flat_map(|p| p.ips.iter().map(move |ip| (*ip, p))).collect();
+    let live: Vec<&SessionInfo> = cluster.sessions.values().filter(|s| !s.deleting).collect();
+
+    struct Candidate {
+        resolution: Resolution,
+        session: NodeSession,
+        facts: SessionQuotaFacts,
+        valid: Result<(), Problem>,
+        last: Option<Accepted>,
+    }
+    let mut candidates: BTreeMap<SessionKey, Candidate> = BTreeMap::new();
+    let mut input = QuotaInput { limits: *limits, ..QuotaInput::default() };
+    for (k, f) in &cluster.filters {
+        input.filter_rules.insert(
+            FilterKey::new(k.namespace.clone(), k.name.clone()),
+            RuleCounts { inbound: f.inbound.len(), outbound: f.outbound.len() },
+        );
+    }
+    for s in &live {
+        let resolution = resolve(cluster, &by_ip, s);
+        let session = node_session(cluster, s, &resolution);
+        let valid = validate(cluster, s, &resolution, &session);
+        let facts = facts(s, &resolution);
+        let last = previous.get(&s.key).filter(|a| a.session.uid == s.uid).map(|a| refresh(a, &pods_by_uid));
+        // An invalid spec is not a candidate: it only holds its last place.
+        let current = if valid.is_ok() { Some(facts.clone()) } else { last.as_ref().map(|a| a.facts.clone()) };
+        if let Some(current) = current {
+            input.sessions.push(SessionQuotaInput {
+                key: s.key.clone(),
+                created: created_seconds(&s.created),
+                current,
+                last_accepted: last.as_ref().map(|a| a.facts.clone()),
+            });
+        }
+        candidates.insert(s.key.clone(), Candidate { resolution, session, facts, valid, last });
+    }
+    let report = evaluate_quotas(&input);
+
+    let mut out = Plan::default();
+    for (key, c) in candidates {
+        let kept = c.last.as_ref().map(|a| a.session.generation);
+        let (admission, state) = match (&c.valid, report.verdict(&key)) {
+            (Err(problem), _) => (Admission::Invalid { problem: problem.clone(), kept }, c.last),
+            (Ok(()), Some(QuotaVerdict::Accepted)) => {
+                (Admission::Accepted, Some(Accepted { session: c.session, facts: c.facts }))
+            }
+            (Ok(()), Some(QuotaVerdict::Refused(r) | QuotaVerdict::RefusedChange(r))) => {
+                *out.refusals.entry(r.quota.reason()).or_default() += 1;
+                (Admission::Refused { refusal: r.clone(), kept }, c.last)
+            }
+            (Ok(()), None) => (
+                Admission::Invalid { problem: Problem::new("NotEvaluated", "the quota evaluator gave no verdict"), kept },
+                c.last,
+            ),
+        };
+        // Nothing is mirrored without a filter (gone or going) or a target
+        // address; the quota place is held meanwhile.
+        let effective = state
+            .as_ref()
+            .filter(|_| c.resolution.filter.is_ok())
+            .filter(|a| !a.session.targets.is_empty())
+            .map(|a| a.session.clone());
+        let programmed_pods = match (&effective, &state) {
+            (Some(_), Some(a)) => mirrorable_pods(a, &pods_by_uid),
+            _ => Vec::new(),
+        };
+        let accepted_generation = state.as_ref().map(|a| a.session.generation);
+        if let Some(a) = state {
+            out.accepted.insert(key.clone(), a);
+        }
+        out.sessions.insert(
+            key,
+            SessionPlan { resolution: c.resolution, admission, accepted_generation, effective, programmed_pods },
+        );
+    }
+    out.nodes = nodes::node_states(cluster, &out.sessions, &pods_by_uid);
+    for s in &live {
+        *out.filter_sessions.entry(ObjKey::new(s.key.namespace.clone(), s.filter_ref.clone())).or_default() += 1;
+    }
+    out
+}
+
+/// The spec (checked when read), the filter's rules, and the whole NodeSession
+/// through the same compiler the agent uses, so both agree on what is valid.
+fn validate(cluster: &Cluster, s: &SessionInfo, r: &Resolution, ns: &NodeSession) -> Result<(), Problem> {
+    if let Some(e) = &s.invalid {
+        return Err(Problem::new("InvalidSpec", e.clone()));
+    }
+    if let Some(f) = r.filter.as_ref().ok().and_then(|k| cluster.filters.get(k))
+        && let Some(e) = &f.invalid
+    {
+        return Err(Problem::new("InvalidFilter", format!("MirrorFilter {}/{}: {e}", f.namespace, f.name)));
+    }
+    compile_node_session(ns).map(|_| ()).map_err(|e| Problem::new("InvalidSpec", e.to_string()))
+}
+
+/// RFC 3339 to Unix seconds; an unreadable time sorts first (0), which only
+/// matters among newcomers and is still deterministic (then by name).
+fn created_seconds(rfc3339: &str) -> i64 {
+    rfc3339.parse::<k8s_openapi::jiff::Timestamp>().map(|t| t.as_second()).unwrap_or(0)
+}
+
+/// The NodeSession the current spec would give every node.
+fn node_session(cluster: &Cluster, s: &SessionInfo, r: &Resolution) -> NodeSession {
+    let filter = r.filter.as_ref().ok().and_then(|k| cluster.filters.get(k));
+    NodeSession {
+        namespace: s.key.namespace.clone(),
+        name: s.key.name.clone(),
+        uid: s.uid.clone(),
+        generation: s.generation,
+        priority: clamp_i32(s.priority),
+        enabled: s.enabled,
+        vni: clamp_i32(s.vni),
+        packet_length: s.packet_length.map(clamp_i32),
+        encapsulation: s.encapsulation,
+        target_port: clamp_i32(s.target_port),
+        targets: r.target.as_ref().map(|v| v.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+        inbound_rules: filter.map(|f| f.inbound.clone()).unwrap_or_default(),
+        outbound_rules: filter.map(|f| f.outbound.clone()).unwrap_or_default(),
+    }
+}
+
+/// Values come from i32 API fields; saturating keeps an impossible value
+/// impossible (validation then names it) instead of wrapping it into range.
+fn clamp_i32(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
+}
+
+fn facts(s: &SessionInfo, r: &Resolution) -> SessionQuotaFacts {
+    SessionQuotaFacts {
+        filters: vec![s.filter_ref.clone()],
+        // Out-of-range values never get here: validation refuses them first.
+        priority: u16::try_from(s.priority).unwrap_or(u16::MAX),
+        vni: u32::try_from(s.vni).unwrap_or(u32::MAX),
+        sources: r
+            .sources
+            .iter()
+            .map(|p| PodId::new(p.uid.clone(), s.key.namespace.clone(), p.pod.clone()))
+            .collect(),
+        targets: r.quota_target.iter().cloned().collect(),
+    }
+}
+
+/// A kept state without the pods that no longer exist.
+fn refresh(prev: &Accepted, pods: &HashMap<&str, &PodInfo>) -> Accepted {
+    let mut a = prev.clone();
+    a.facts.sources.retain(|p| pods.contains_key(p.uid.as_str()));
+    a
+}
+
+fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>) -> Vec<(String, String)> {
+    a.facts
+        .sources
+        .iter()
+        .filter_map(|id| pods.get(id.uid.as_str()))
+        .filter(|p| !p.host_network && !p.ips.is_empty())
+        .filter_map(|p| p.node.as_ref().map(|n| (p.uid.clone(), n.clone())))
+        .collect()
+}
+
+/// Rebuilds the accepted set from the `MirrorNodeState` specs the operator
+/// wrote before a restart (or before losing the lease), so a restart does not
+/// turn a kept state into a refused newcomer. Only what reached a node can be
+/// recovered: a session accepted with no mirrorable pod starts over as new.
+pub fn recover<'a>(cluster: &Cluster, states: impl IntoIterator<Item = &'a MirrorNodeStateSpec>) -> AcceptedSet {
+    let live_pods = || cluster.pods.values().flat_map(|m| m.values()).filter(|p| !p.deleting);
+    let by_ip: PodsByIp<'_> = live_pods().flat_map(|p| p.ips.iter().map(move |ip| (*ip, p))).collect();
+    let mut out = AcceptedSet::new();
+    for state in states {
+        for ns in &state.sessions {
+            let key = SessionKey::new(ns.namespace.clone(), ns.name.clone());
+            let Some(info) = cluster.sessions.get(&key).filter(|s| s.uid == ns.uid) else { continue };
+            let entry = out.entry(key.clone()).or_insert_with(|| {
+                let r = resolve(cluster, &by_ip, info);
+                Accepted {
+                    session: ns.clone(),
+                    facts: SessionQuotaFacts {
+                        filters: vec![info.filter_ref.clone()],
+                        priority: u16::try_from(ns.priority).unwrap_or(u16::MAX),
+                        vni: u32::try_from(ns.vni).unwrap_or(u32::MAX),
+                        sources: Default::default(),
+                        targets: r.quota_target.into_iter().collect(),
+                    },
+                }
+            });
+            let label = key.to_string();
+            for pod in state.pods.iter().filter(|p| p.sessions.contains(&label)) {
+                entry.facts.sources.insert(PodId::new(pod.uid.clone(), pod.namespace.clone(), pod.name.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! Resolution of one session against the cluster picture: its filter, its
+//! source pods and its target addresses. Pure; the planner calls it for every
+//! session on every pass, so it never looks at why it was called.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use podmirror_crds::model::quota::{PodId, ResolvedTarget};
+
+use super::cluster::{Cluster, ObjKey, PodInfo, SessionInfo, SourceRef, TargetRef};
+
+/// Pods by address, for "the pod owning a target IP" (a source may not be a target).
+pub type PodsByIp<'a> = HashMap<std::net::IpAddr, &'a PodInfo>;
+
+pub fn pod_id(p: &PodInfo) -> PodId {
+    PodId::new(p.uid.clone(), p.namespace.clone(), p.name.clone())
+}
+
+/// A source pod as resolved, with why it cannot be mirrored if it cannot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedSource {
+    pub pod: String,
+    pub uid: String,
+    pub node: Option<String>,
+    pub ips: Vec<IpAddr>,
+    pub state: SourceState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceState {
+    /// Scheduled and with IPs: mirrorable.
+    Ready,
+    /// Not yet on a node.
+    Unscheduled,
+    /// On a node, no IP reported yet.
+    NoAddress,
+    /// Host-network pod: no veth of its own.
+    HostNetwork,
+}
+
+impl SourceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceState::Ready => "Ready",
+            SourceState::Unscheduled => "Unscheduled",
+            SourceState::NoAddress => "NoAddress",
+            SourceState::HostNetwork => "HostNetwork",
+        }
+    }
+}
+
+/// A problem stated for a condition: a CamelCase reason and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Problem { reason, message: message.into() }
+    }
+}
+
+/// Everything resolution found for one session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolution {
+    pub filter: Result<ObjKey, Problem>,
+    /// Resolved pods, sorted by name; may be empty.
+    pub sources: Vec<ResolvedSource>,
+    /// Set when a named pod is missing, nothing matched, or some pod is not ready.
+    pub sources_problem: Option<Problem>,
+    /// The target as the quotas count it: its identity and the pods behind it.
+    /// `None` while it does not resolve to an identity (missing, no consent).
+    pub quota_target: Option<ResolvedTarget>,
+    /// Addresses copies go to; empty when `target` is an error.
+    pub target: Result<Vec<IpAddr>, Problem>,
+}
+
+impl Resolution {
+    pub fn ready_sources(&self) -> impl Iterator<Item = &ResolvedSource> {
+        self.sources.iter().filter(|s| s.state == SourceState::Ready)
+    }
+}
+
+/// Resolves `session` against `cluster`.
+pub fn resolve(cluster: &Cluster, by_ip: &PodsByIp<'_>, session: &SessionInfo) -> Resolution {
+    let ns = &session.key.namespace;
+    let filter_key = ObjKey::new(ns.clone(), session.filter_ref.clone());
+    let filter = match cluster.filters.get(&filter_key) {
+        Some(f) if f.deleting => {
+            Err(Problem::new("FilterDeleting", format!("spec.filterRef: MirrorFilter {filter_key} is being deleted")))
+        }
+        Some(_) => Ok(filter_key),
+        None => Err(Problem::new("FilterNotFound", format!("spec.filterRef: MirrorFilter {filter_key} does not exist"))),
+    };
+    let (sources, sources_problem) = resolve_sources(cluster, ns, &session.sources);
+    let (quota_target, target) = resolve_target(cluster, by_ip, ns, session.target.as_ref());
+    Resolution { filter, sources, sources_problem, quota_target, target }
+}
+
+fn resolve_sources(cluster: &Cluster, ns: &str, refs: &[SourceRef]) -> (Vec<ResolvedSource>, Option<Problem>) {
+    // Tenant safety: only pods of the session's own namespace are ever looked at.
+    let empty = BTreeMap::new();
+    let pods = cluster.pods.get(ns).unwrap_or(&empty);
+    let mut found: BTreeMap<&str, &PodInfo> = BTreeMap::new();
+    let mut missing = Vec::new();
+    for (i, r) in refs.iter().enumerate() {
+        match r {
+            SourceRef::PodName(name) => match pods.get(name) {
+                Some(p) if !p.deleting => {
+                    found.insert(p.name.as_str(), p);
+                }
+                _ => missing.push(format!("spec.sources[{i}].podName: pod {ns}/{name} not found")),
+            },
+            SourceRef::Selector(sel) => {
+                let before = found.len();
+                for p in pods.values().filter(|p| !p.deleting && sel.matches(&p.labels)) {
+                    found.insert(p.name.as_str(), p);
+                }
+                if found.len() == before && !pods.values().any(|p| !p.deleting && sel.matches(&p.labels)) {
+                    missing.push(format!("spec.sources[{i}].podSelector: no pod in {ns} matches"));
+                }
+            }
+        }
+    }
+    let sources: Vec<ResolvedSource> = found.values().map(|p| resolve_pod(p)).collect();
+    let not_ready: Vec<String> = sources
+        .iter()
+        .filter(|s| s.state != SourceState::Ready)
+        .map(|s| format!("{} is {}", s.pod, s.state.as_str()))
+        .collect();
+    let problem = if !missing.is_empty() {
+        Some(Problem::new("SourceNotFound", missing.join("; ")))
+    } else if sources.is_empty() {
+        Some(Problem::new("NoSources", "spec.sources: resolves to no pod"))
+    } else if !not_ready.is_empty() {
+        Some(Problem::new("SourceNotReady", not_ready.join("; ")))
+    } else {
+        None
+    };
+    (sources, problem)
+}
+
+fn resolve_pod(p: &PodInfo) -> ResolvedSource {
+    let state = if p.host_network {
+        SourceState::HostNetwork
+    } else if p.node.is_none() {
+        SourceState::Unscheduled
+    } else if p.ips.is_empty() {
+        SourceState::NoAddress
+    } else {
+        SourceState::Ready
+    };
+    ResolvedSource { pod: p.name.clone(), uid: p.uid.clone(), node: p.node.clone(), ips: p.ips.clone(), state }
+}
+
+fn resolve_target(
+    cluster: &Cluster,
+    by_ip: &PodsByIp<'_>,
+    ns: &str,
+    target: Option<&TargetRef>,
+) -> (Option<ResolvedTarget>, Result<Vec<IpAddr>, Problem>) {
+    match target {
+        None => (None, Err(Problem::new("NoTarget", "spec.target: exactly one of service, pod or ip is required"))),
+        Some(TargetRef::Ip(text)) => match text.parse::<IpAddr>() {
+            Ok(ip) => {
+                let mut t = ResolvedTarget::ip(ip);
+                t.pods.extend(by_ip.get(&ip).map(|p| pod_id(p)));
+                (Some(t), Ok(vec![ip]))
+            }
+            Err(_) => (None, Err(Problem::new("InvalidTarget", format!("spec.target.ip: {text:?} is not an IP address")))),
+        },
+        Some(TargetRef::Pod { name }) => {
+            let key = ObjKey::new(ns, name.clone());
+            match cluster.pod(ns, name).filter(|p| !p.deleting) {
+                Some(p) if !p.ips.is_empty() => (Some(ResolvedTarget::pod(pod_id(p))), Ok(p.ips.clone())),
+                Some(p) => (
+                    Some(ResolvedTarget::pod(pod_id(p))),
+                    Err(Problem::new("TargetNotReady", format!("spec.target.pod: pod {key} has no IP yet"))),
+                ),
+                None => (None, Err(Problem::new("TargetNotFound", format!("spec.target.pod: pod {key} not found")))),
+            }
+        }
+        Some(TargetRef::Service { namespace, name }) => {
+            let key = ObjKey::new(namespace.clone(), name.clone());
+            let Some(svc) = cluster.services.get(&key) else {
+                return (None, Err(Problem::new("TargetNotFound", format!("spec.target.service: service {key} not found"))));
+            };
+            if !svc.consent.allows(&svc.namespace, ns) {
+                return (
+                    None,
+                    Err(Problem::new(
+                        "TargetNotConsented",
+                        format!(
+                            "spec.target.service: service {key} does not allow mirroring from namespace {ns} \
+                             (annotation podmirror.io/allow-mirror-from)"
+                        ),
+                    )),
+                );
+            }
+            let endpoints = cluster.service_endpoints(&key);
+            let quota = ResolvedTarget::service(
+                namespace.clone(),
+                name.clone(),
+                endpoints.iter().filter_map(|e| e.pod.clone().or_else(|| by_ip.get(&e.ip).map(|p| pod_id(p)))),
+            );
+            if endpoints.is_empty() {
+                let p = Problem::new("NoReadyEndpoints", format!("spec.target.service: service {key} has no ready endpoints"));
+                (Some(quota), Err(p))
+            } else {
+                (Some(quota), Ok(endpoints.iter().map(|e| e.ip).collect()))
+            }
+        }
+    }
+}

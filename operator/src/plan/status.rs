@@ -1,0 +1,216 @@
+//! The session and filter status the operator owns, computed from a plan.
+//!
+//! Condition transition times are kept from the previous status when a
+//! condition's status did not change (Kubernetes convention), so rewriting
+//! an unchanged status is a no-op for server-side apply.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use podmirror_crds::api::{
+    MirrorFilterStatus, MirrorSessionStatus, SessionPhase, SourceState as ApiSourceState, SourceStatus, TargetKind,
+    TargetStatus,
+};
+
+use super::cluster::{FilterInfo, SessionInfo, TargetRef};
+use super::resolve::{Problem, SourceState};
+use super::{Admission, SessionPlan};
+
+pub const ACCEPTED: &str = "Accepted";
+pub const FILTER_RESOLVED: &str = "FilterResolved";
+pub const TARGET_RESOLVED: &str = "TargetResolved";
+pub const SOURCES_RESOLVED: &str = "SourcesResolved";
+pub const PROGRAMMED: &str = "Programmed";
+
+struct Cond {
+    type_: &'static str,
+    ok: bool,
+    reason: &'static str,
+    message: String,
+}
+
+fn cond_from(type_: &'static str, r: Result<&'static str, &Problem>, ok_message: String) -> Cond {
+    match r {
+        Ok(reason) => Cond { type_, ok: true, reason, message: ok_message },
+        Err(p) => Cond { type_, ok: false, reason: p.reason, message: p.message.clone() },
+    }
+}
+
+/// Whether every node hosting a mirrorable source reports it programmed.
+pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem> {
+    if plan.effective.is_none() {
+        return Err(Problem::new("NotProgrammable", "nothing to program until the filter and the target resolve"));
+    }
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, node) in &plan.programmed_pods {
+        *per_node.entry(node.as_str()).or_default() += 1;
+    }
+    if per_node.is_empty() {
+        return Err(Problem::new("NoSourceOnAnyNode", "no source pod is running on a node yet"));
+    }
+    let mut waiting = Vec::new();
+    for (node, want) in &per_node {
+        match info.node_reports.get(*node) {
+            Some(r) if r.error.is_some() => {
+                return Err(Problem::new(
+                    "NodeError",
+                    format!("node {node}: {}", r.error.as_deref().unwrap_or_default()),
+                ));
+            }
+            Some(r) if r.programmed_pods >= *want => {}
+            Some(r) => waiting.push(format!("{node} ({}/{want} pods)", r.programmed_pods)),
+            None => waiting.push(format!("{node} (no report)")),
+        }
+    }
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::new("WaitingForNodes", format!("not yet programmed on {}", waiting.join(", "))))
+    }
+}
+
+/// The operator's part of a session status.
+pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condition], now: &Time) -> MirrorSessionStatus {
+    let r = &plan.resolution;
+    let accepted = match &plan.admission {
+        Admission::Accepted => Cond {
+            type_: ACCEPTED,
+            ok: true,
+            reason: "Accepted",
+            message: format!("generation {} passed validation and quotas", info.generation),
+        },
+        Admission::Refused { refusal, kept } => Cond {
+            type_: ACCEPTED,
+            ok: false,
+            reason: refusal.quota.reason(),
+            message: format!(
+                "quota {} exceeded ({} > {}): {}{}",
+                refusal.quota.reason(),
+                refusal.would_be,
+                refusal.limit,
+                refusal.message,
+                kept_note(*kept)
+            ),
+        },
+        Admission::Invalid { problem, kept } => Cond {
+            type_: ACCEPTED,
+            ok: false,
+            reason: problem.reason,
+            message: format!("{}{}", problem.message, kept_note(*kept)),
+        },
+    };
+    let filter = cond_from(
+        FILTER_RESOLVED,
+        r.filter.as_ref().map(|_| "FilterFound"),
+        format!("MirrorFilter {} found", info.filter_ref),
+    );
+    let target = cond_from(
+        TARGET_RESOLVED,
+        r.target.as_ref().map(|_| "TargetResolved"),
+        format!("{} address(es)", r.target.as_ref().map(Vec::len).unwrap_or(0)),
+    );
+    let sources = match &r.sources_problem {
+        None => Cond {
+            type_: SOURCES_RESOLVED,
+            ok: true,
+            reason: "SourcesResolved",
+            message: format!("{} pod(s)", r.sources.len()),
+        },
+        Some(p) => Cond { type_: SOURCES_RESOLVED, ok: false, reason: p.reason, message: p.message.clone() },
+    };
+    let prog = programmed(info, plan);
+    let programmed = cond_from(PROGRAMMED, prog.as_ref().map(|_| "Programmed"), "programmed on every source node".into());
+
+    let refused_outright = !matches!(plan.admission, Admission::Accepted) && plan.admission.kept().is_none();
+    let phase = if refused_outright {
+        SessionPhase::Invalid
+    } else if !info.enabled && matches!(plan.admission, Admission::Accepted) {
+        SessionPhase::Disabled
+    } else if !accepted.ok || !filter.ok || !target.ok || (!sources.ok && !r.sources.is_empty()) {
+        SessionPhase::Degraded
+    } else if matches!(&prog, Err(p) if p.reason == "NodeError") {
+        SessionPhase::Degraded
+    } else if prog.is_ok() {
+        SessionPhase::Active
+    } else {
+        SessionPhase::Pending
+    };
+
+    let conditions = [accepted, filter, target, sources, programmed]
+        .into_iter()
+        .map(|c| to_condition(c, info.generation, previous, now))
+        .collect();
+    MirrorSessionStatus {
+        phase: Some(phase),
+        conditions: Some(conditions),
+        observed_generation: Some(info.generation),
+        accepted_generation: plan.accepted_generation,
+        sources: Some(r.sources.iter().map(source_status).collect()),
+        source_count: Some(i32::try_from(r.sources.len()).unwrap_or(i32::MAX)),
+        target: info.target.as_ref().map(|t| target_status(t, plan)),
+        mirrored_packets: None,
+        nodes: None,
+    }
+}
+
+fn kept_note(kept: Option<i64>) -> String {
+    match kept {
+        Some(g) => format!("; generation {g} keeps mirroring as last accepted"),
+        None => String::new(),
+    }
+}
+
+fn source_status(s: &super::resolve::ResolvedSource) -> SourceStatus {
+    let (state, message) = match s.state {
+        SourceState::Ready => (ApiSourceState::Resolved, None),
+        SourceState::HostNetwork => {
+            (ApiSourceState::Excluded, Some("host-network pod: no veth of its own to mirror".to_owned()))
+        }
+        other => (ApiSourceState::Pending, Some(other.as_str().to_owned())),
+    };
+    SourceStatus {
+        pod: s.pod.clone(),
+        node: s.node.clone(),
+        pod_ips: (!s.ips.is_empty()).then(|| s.ips.iter().map(ToString::to_string).collect()),
+        state,
+        message,
+    }
+}
+
+fn target_status(t: &TargetRef, plan: &SessionPlan) -> TargetStatus {
+    let (kind, name) = match t {
+        TargetRef::Service { namespace, name } => (TargetKind::Service, format!("{namespace}/{name}")),
+        TargetRef::Pod { name } => (TargetKind::Pod, name.clone()),
+        TargetRef::Ip(ip) => (TargetKind::IP, ip.clone()),
+    };
+    let addresses = plan.resolution.target.as_ref().ok().map(|v| v.iter().map(ToString::to_string).collect());
+    TargetStatus { kind, name, addresses }
+}
+
+fn to_condition(c: Cond, generation: i64, previous: &[Condition], now: &Time) -> Condition {
+    let status = if c.ok { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|p| p.type_ == c.type_ && p.status == status)
+        .map(|p| p.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: c.type_.to_owned(),
+        status: status.to_owned(),
+        reason: c.reason.to_owned(),
+        message: c.message,
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
+}
+
+/// The operator's part of a filter status.
+pub fn filter_status(filter: &FilterInfo, sessions: usize, generation: Option<i64>) -> MirrorFilterStatus {
+    MirrorFilterStatus {
+        sessions: Some(i32::try_from(sessions).unwrap_or(i32::MAX)),
+        inbound_rule_count: Some(i32::try_from(filter.inbound.len()).unwrap_or(i32::MAX)),
+        outbound_rule_count: Some(i32::try_from(filter.outbound.len()).unwrap_or(i32::MAX)),
+        conditions: None,
+        observed_generation: generation,
+    }
+}
