@@ -28,9 +28,14 @@
 {{- end -}}
 
 {{- define "podmirror.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/name: {{ include "podmirror.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "podmirror.versionLabels" . }}
+{{- end -}}
+
+{{/* The labels that change with the chart; pod templates add them to their selector labels. */}}
+{{- define "podmirror.versionLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: podmirror
