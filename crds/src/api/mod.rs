@@ -13,6 +13,7 @@
 pub mod filter;
 pub mod generate;
 pub mod node_state;
+pub mod parse;
 pub mod session;
 pub mod status;
 
