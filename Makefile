@@ -18,3 +18,8 @@ test: deps
 # Regenerate crds/*.yaml from the Rust types.
 crds:
 	$(CARGO) run -q -p podmirror-crds --bin crdgen -- crds
+
+# kind end-to-end (charts/podmirror/README.md): needs a Docker engine, kind on
+# PATH and root; fails loudly (non-zero) where any is missing.
+e2e: deps
+	$(CARGO) run -q -p podmirror-e2e --bin podmirror-e2e-kind

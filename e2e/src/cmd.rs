@@ -74,3 +74,25 @@ pub fn run_with_stdin<S: AsRef<OsStr>>(
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
 }
+
+/// Runs `program args` with its output going to ours (long builds show
+/// progress), failing unless it exits 0.
+pub fn run_visible<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Result<(), E2eError> {
+    let status = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|source| E2eError::Spawn {
+            command: describe(program, args),
+            source,
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(E2eError::CommandFailed {
+            command: describe(program, args),
+            status: status.to_string(),
+            stderr: "(see the output above)".into(),
+        })
+    }
+}

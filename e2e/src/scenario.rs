@@ -180,6 +180,17 @@ pub fn check_seed_copies(
     Ok(())
 }
 
+/// `packetLength` really cuts: some copy (of a long segment) is exactly
+/// headers + `packet_length` bytes long.
+pub fn check_cut_to(copies: &[Copy], vni: u32, packet_length: usize) -> Result<(), String> {
+    let cut = 14 + 20 + 8 + 8 + packet_length;
+    if copies.iter().any(|c| c.vni == Some(vni) && c.outer_frame_len == Some(cut)) {
+        Ok(())
+    } else {
+        Err(format!("no vni {vni} copy is exactly {cut} bytes: the long segment was not cut to {packet_length}"))
+    }
+}
+
 /// SPEC §4 for a Service target: every inner flow with `vni` was seen by
 /// exactly one collector replica, and all `expected` flows were seen.
 pub fn check_flows_split(per_replica: &[Vec<Copy>], vni: u32, expected: usize) -> Result<(), String> {
@@ -342,6 +353,14 @@ mod tests {
         // not cut to packetLength
         let long = copy(1, C, 40000, S, 1234, "P.", "x", 400);
         assert!(check_seed_copies(&[good, long], 1, ip(C), ip(S), &["hello"], 96).is_err());
+    }
+
+    #[test]
+    fn a_long_segment_must_be_cut_to_packet_length() {
+        let short = copy(1, C, 40000, S, 1234, "P.", "hello", 120);
+        let cut = copy(1, C, 40000, S, 1234, "P.", "xxxx", 146);
+        assert!(check_cut_to(&[short.clone()], 1, 96).is_err());
+        check_cut_to(&[short, cut], 1, 96).expect("cut copy found");
     }
 
     #[test]
