@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * pm_abi.h - every struct that crosses a map between the eBPF programs and
+ * the Rust agent. The Rust mirror lives in node-agent/src/datapath/abi.rs and
+ * its tests assert sizes and offsets; change both together.
+ *
+ * Conventions: addresses are in network byte order (IPv4 in w[0], the other
+ * words zero), ports and lengths in host byte order, explicit padding only.
+ */
+#ifndef PM_ABI_H
+#define PM_ABI_H
+
+#include <linux/types.h>
+
+#define PM_MAX_SESSIONS 3  /* sessions per source pod (SPEC §3) */
+#define PM_MAX_RULES 10    /* rules per direction per filter (SPEC §3) */
+#define PM_MAX_TARGETS 16  /* endpoints of a Service target kept per session */
+#define PM_MAX_IFACES 4096 /* host-side veths per node */
+#define PM_MAX_COUNTERS 8192
+
+#define PM_DIR_INBOUND 0  /* packets the pod receives: host-veth egress */
+#define PM_DIR_OUTBOUND 1 /* packets the pod sends: host-veth ingress */
+
+#define PM_FAMILY_IPV4 4
+#define PM_FAMILY_IPV6 6
+
+#define PM_ACTION_ACCEPT 1
+#define PM_ACTION_REJECT 2
+
+/* pm_rule.flags */
+#define PM_RULE_ANY_PROTO (1 << 0)
+#define PM_RULE_SPORTS (1 << 1)
+#define PM_RULE_DPORTS (1 << 2)
+
+#define PM_ENCAP_VXLAN 0
+#define PM_ENCAP_GRE 1
+
+/* Why a copy was lost; the index into pm_counters.failures. */
+#define PM_FAIL_CLONE 0     /* bpf_clone_redirect did not reach the copy device */
+#define PM_FAIL_NO_TARGET 1 /* the session has no usable target */
+#define PM_FAIL_FIB 2       /* no route to the target */
+#define PM_FAIL_TRIM 3      /* bpf_skb_change_tail failed */
+#define PM_FAIL_ENCAP 4     /* bpf_skb_adjust_room failed */
+#define PM_FAIL_WRITE 5     /* writing the outer headers failed */
+#define PM_FAIL_MTU 6       /* a copy could not be made to fit the path MTU */
+#define PM_FAIL_REDIRECT 7  /* bpf_redirect_neigh refused */
+#define PM_FAIL_MAX 8
+
+/* Verdicts reported by the test program (pm_decision.verdict). */
+#define PM_VERDICT_NOT_IP 0
+#define PM_VERDICT_NO_MATCH 1
+#define PM_VERDICT_COPY 2
+#define PM_VERDICT_REJECT 3
+
+struct pm_addr {
+	__u32 w[4];
+};
+
+/* One filter rule, compiled: the CIDRs as (masked network, mask). */
+struct pm_rule {
+	struct pm_addr src;
+	struct pm_addr src_mask;
+	struct pm_addr dst;
+	struct pm_addr dst_mask;
+	__u16 sport_lo;
+	__u16 sport_hi;
+	__u16 dport_lo;
+	__u16 dport_hi;
+	__u8 family;
+	__u8 action;
+	__u8 protocol;
+	__u8 flags;
+}; /* 76 bytes */
+
+/* One session as a source pod's datapath needs it. */
+struct pm_session {
+	__u32 id;          /* the counters' key, chosen by the agent */
+	__u32 vni;         /* 24 bits: VXLAN VNI or GRE key */
+	__u16 cut_len;     /* bytes of the original frame kept; 0 = all */
+	__u16 target_port; /* outer UDP destination port (VXLAN) */
+	__u8 encap;        /* PM_ENCAP_* */
+	__u8 n_targets;
+	__u8 n_rules[2]; /* by PM_DIR_* */
+	struct pm_addr targets[PM_MAX_TARGETS];
+	__u8 target_family[PM_MAX_TARGETS];
+	struct pm_rule rules[2][PM_MAX_RULES];
+};
+
+/*
+ * The whole mirroring state of one host-side veth, keyed by ifindex in a
+ * BPF_F_NO_PREALLOC hash: an update allocates a new element and swaps it in
+ * under RCU, so a packet sees the old or the new sessions, never a mix.
+ */
+struct pm_iface {
+	__u32 n_sessions; /* enabled sessions, in priority order */
+	__u32 generation; /* bumped by the agent on every swap (diagnostics) */
+	struct pm_session sessions[PM_MAX_SESSIONS];
+};
+
+struct pm_counter_key {
+	__u32 session_id;
+	__u32 direction;
+};
+
+/* Per-CPU counters of one session in one direction. */
+struct pm_counters {
+	__u64 matched;        /* packets an Accept rule selected */
+	__u64 copied_packets; /* copies handed to the underlay */
+	__u64 copied_bytes;   /* inner bytes of those copies */
+	__u64 truncated;      /* copies cut to fit the path MTU */
+	__u64 rejected;       /* packets a Reject rule kept from copying */
+	__u64 failures[PM_FAIL_MAX];
+};
+
+/* Node-wide settings, entry 0 of an array map. */
+struct pm_config {
+	__u32 copy_ifindex; /* the per-node device whose egress encapsulates */
+	__u32 copy_mark;    /* skb->mark of every copy: never mirrored again */
+	struct pm_addr node_ip4; /* outer source; zero = the route's source */
+	struct pm_addr node_ip6;
+};
+
+/*
+ * What the veth program hands to the copy program across the synchronous
+ * bpf_clone_redirect() hop (per-CPU; `pending` guards against anything else
+ * that reaches the copy device).
+ */
+struct pm_xfer {
+	__u32 pending;
+	__u32 session_id;
+	__u32 direction;
+	__u32 vni;
+	__u16 cut_len;
+	__u16 target_port;
+	__u16 sport; /* outer UDP source port, from the flow hash */
+	__u8 encap;
+	__u8 target_family;
+	struct pm_addr target;
+	__u32 flow_hash;
+};
+
+/* The decision of the test program for one packet (differential test). */
+struct pm_decision {
+	__u32 verdict; /* PM_VERDICT_* */
+	__u32 slot;    /* index of the deciding session in pm_iface.sessions */
+	__u32 rule;    /* index of the deciding rule in its list */
+	__u32 family;
+	__u32 protocol;
+	__u32 has_ports;
+	__u32 sport;
+	__u32 dport;
+	struct pm_xfer xfer;
+};
+
+#endif /* PM_ABI_H */

@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * pm_encap.h - turn a clone of a mirrored frame into the copy that leaves the
+ * node: cut it (packetLength, then the path MTU), grow room after the MAC
+ * header with bpf_skb_adjust_room() so that the kernel knows the copy is a
+ * UDP/GRE tunnel packet (a GSO copy then gets a smaller segment size and is
+ * re-segmented to fit, never IP-fragmented), write outer IP, UDP + VXLAN or
+ * GRE, and the original MAC header as the inner one.
+ */
+#ifndef PM_ENCAP_H
+#define PM_ENCAP_H
+
+#include "pm_common.h"
+
+#define PM_VXLAN_FLAGS 0x08000000u /* RFC 7348: I flag */
+#define PM_GRE_FLAGS_KEY 0x2000    /* K bit */
+#define PM_ETH_P_TEB 0x6558        /* transparent Ethernet bridging */
+#define PM_IPPROTO_GRE 47
+#define PM_IPV4_HLEN 20
+#define PM_IPV6_HLEN 40
+#define PM_UDP_HLEN 8
+#define PM_VXLAN_HLEN 8
+#define PM_GRE_HLEN 8 /* flags+protocol, key */
+#define PM_OUTER_TTL 64
+
+/* Bytes the tunnel adds in front of the inner frame, at L3 and above. */
+static __always_inline __u32 pm_tunnel_l3_len(const struct pm_xfer *x)
+{
+	__u32 ip = x->target_family == PM_FAMILY_IPV6 ? PM_IPV6_HLEN : PM_IPV4_HLEN;
+
+	return ip + (x->encap == PM_ENCAP_GRE ? PM_GRE_HLEN : PM_UDP_HLEN + PM_VXLAN_HLEN);
+}
+
+static __always_inline __u64 pm_adjust_flags(const struct pm_xfer *x)
+{
+	__u64 f = BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) | BPF_F_ADJ_ROOM_ENCAP_L2_ETH;
+
+	f |= x->target_family == PM_FAMILY_IPV6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4;
+	f |= x->encap == PM_ENCAP_GRE ? BPF_F_ADJ_ROOM_ENCAP_L4_GRE : BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+	return f;
+}
+
+static __always_inline __u16 pm_csum_fold(__u32 csum)
+{
+	csum = (csum & 0xffff) + (csum >> 16);
+	csum = (csum & 0xffff) + (csum >> 16);
+	return (__u16)~csum;
+}
+
+/*
+ * Write the outer headers into the room adjust_room made at ETH_HLEN.
+ * `inner_eth` is the original MAC header; `src` the outer source address.
+ */
+static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm_xfer *x,
+					  const struct pm_addr *src, const __u8 inner_eth[ETH_HLEN])
+{
+	__u32 l3_len = skb->len - ETH_HLEN; /* outer IP packet, as it is now */
+	__u32 ip_len = x->target_family == PM_FAMILY_IPV6 ? PM_IPV6_HLEN : PM_IPV4_HLEN;
+	__u32 off = ETH_HLEN;
+	struct {
+		__u8 dst[ETH_ALEN];
+		__u8 src[ETH_ALEN];
+		__be16 proto;
+	} eth = {};
+
+	/* The MAC addresses are filled in by bpf_redirect_neigh(); the
+	 * destination must not stay a multicast one of the inner frame. */
+	eth.proto = bpf_htons(x->target_family == PM_FAMILY_IPV6 ? ETH_P_IPV6 : ETH_P_IP);
+	if (bpf_skb_store_bytes(skb, 0, &eth, sizeof(eth), 0) < 0)
+		return -1;
+
+	if (x->target_family == PM_FAMILY_IPV6) {
+		struct {
+			__be32 vtc_flow;
+			__be16 payload_len;
+			__u8 nexthdr;
+			__u8 hop_limit;
+			__u32 saddr[4];
+			__u32 daddr[4];
+		} ip6 = {};
+
+		ip6.vtc_flow = bpf_htonl(0x60000000u | (x->flow_hash & 0xfffff));
+		ip6.payload_len = bpf_htons(l3_len - PM_IPV6_HLEN);
+		ip6.nexthdr = x->encap == PM_ENCAP_GRE ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
+		ip6.hop_limit = PM_OUTER_TTL;
+		__builtin_memcpy(ip6.saddr, src->w, 16);
+		__builtin_memcpy(ip6.daddr, x->target.w, 16);
+		if (bpf_skb_store_bytes(skb, off, &ip6, sizeof(ip6), 0) < 0)
+			return -1;
+	} else {
+		struct {
+			__u8 ver_ihl;
+			__u8 tos;
+			__be16 tot_len;
+			__be16 id;
+			__be16 frag_off;
+			__u8 ttl;
+			__u8 protocol;
+			__u16 check;
+			__be32 saddr;
+			__be32 daddr;
+		} ip = {};
+		__s64 sum;
+
+		ip.ver_ihl = 0x45;
+		ip.tot_len = bpf_htons(l3_len);
+		ip.frag_off = bpf_htons(0x4000); /* DF: a copy is never fragmented */
+		ip.ttl = PM_OUTER_TTL;
+		ip.protocol = x->encap == PM_ENCAP_GRE ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
+		ip.saddr = src->w[0];
+		ip.daddr = x->target.w[0];
+		sum = bpf_csum_diff(0, 0, (__be32 *)&ip, sizeof(ip), 0);
+		if (sum < 0)
+			return -1;
+		ip.check = pm_csum_fold((__u32)sum);
+		if (bpf_skb_store_bytes(skb, off, &ip, sizeof(ip), 0) < 0)
+			return -1;
+	}
+	off += ip_len;
+
+	if (x->encap == PM_ENCAP_GRE) {
+		struct {
+			__be16 flags;
+			__be16 proto;
+			__be32 key;
+		} gre = {
+			.flags = bpf_htons(PM_GRE_FLAGS_KEY),
+			.proto = bpf_htons(PM_ETH_P_TEB),
+			.key = bpf_htonl(x->vni),
+		};
+
+		if (bpf_skb_store_bytes(skb, off, &gre, sizeof(gre), 0) < 0)
+			return -1;
+		off += sizeof(gre);
+	} else {
+		struct {
+			__be16 source;
+			__be16 dest;
+			__be16 len;
+			__u16 check; /* zero: RFC 7348 allows it for IPv4 */
+			__be32 flags;
+			__be32 vni;
+		} udp_vxlan = {
+			.source = bpf_htons(x->sport),
+			.dest = bpf_htons(x->target_port),
+			.len = bpf_htons(l3_len - ip_len),
+			.check = 0,
+			.flags = bpf_htonl(PM_VXLAN_FLAGS),
+			.vni = bpf_htonl(x->vni << 8),
+		};
+
+		if (bpf_skb_store_bytes(skb, off, &udp_vxlan, sizeof(udp_vxlan), 0) < 0)
+			return -1;
+		off += sizeof(udp_vxlan);
+	}
+	if (bpf_skb_store_bytes(skb, off, inner_eth, ETH_HLEN, 0) < 0)
+		return -1;
+	return 0;
+}
+
+#endif /* PM_ENCAP_H */

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * pm_maps.h - the datapath's maps (the Katran balancer_maps.h habit). All are
+ * pinned by name under the agent's pin directory so that a restarted agent
+ * adopts them, and with them the traffic already being mirrored.
+ */
+#ifndef PM_MAPS_H
+#define PM_MAPS_H
+
+#include "pm_common.h"
+
+#ifndef LIBBPF_PIN_BY_NAME
+#define LIBBPF_PIN_BY_NAME 1
+#endif
+
+/* ifindex of a host-side veth -> its sessions. NO_PREALLOC: updates swap a
+ * freshly allocated element under RCU (no torn reads, see pm_iface). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PM_MAX_IFACES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct pm_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pm_ifaces SEC(".maps");
+
+/* (session id, direction) -> per-CPU counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, PM_MAX_COUNTERS);
+	__type(key, struct pm_counter_key);
+	__type(value, struct pm_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pm_counters SEC(".maps");
+
+/* Node-wide settings (entry 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pm_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pm_config SEC(".maps");
+
+/* The veth program's hand-over to the copy program (entry 0, per CPU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pm_xfer);
+} pm_xfer SEC(".maps");
+
+/* The test program's decision (entry 0); only BPF_PROG_TEST_RUN writes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pm_decision);
+} pm_decision SEC(".maps");
+
+static __always_inline struct pm_counters *pm_counters_get(__u32 session_id, __u32 direction)
+{
+	struct pm_counter_key key = { .session_id = session_id, .direction = direction };
+	struct pm_counters *c = bpf_map_lookup_elem(&pm_counters, &key);
+
+	if (c)
+		return c;
+	/* The agent creates entries with the session; this is the fallback so
+	 * that nothing goes uncounted. */
+	struct pm_counters zero = {};
+	bpf_map_update_elem(&pm_counters, &key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&pm_counters, &key);
+}
+
+#endif /* PM_MAPS_H */

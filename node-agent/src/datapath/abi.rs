@@ -1,0 +1,224 @@
+//! The Rust mirror of every C struct that crosses a map (`bpf/pm_abi.h`).
+//!
+//! `#[repr(C)]`, same field order and explicit padding as the C side; the
+//! tests at the bottom assert sizes and offsets against the C layout, so a
+//! change on one side without the other fails the build's tests. Addresses are
+//! in network byte order (IPv4 in `w[0]`), ports and lengths in host order.
+
+// Names follow the C header on purpose: grep finds both sides.
+
+pub const PM_MAX_SESSIONS: usize = 3;
+pub const PM_MAX_RULES: usize = 10;
+pub const PM_MAX_TARGETS: usize = 16;
+
+pub const PM_DIR_INBOUND: u32 = 0;
+pub const PM_DIR_OUTBOUND: u32 = 1;
+
+pub const PM_FAMILY_IPV4: u8 = 4;
+pub const PM_FAMILY_IPV6: u8 = 6;
+
+pub const PM_ACTION_ACCEPT: u8 = 1;
+pub const PM_ACTION_REJECT: u8 = 2;
+
+pub const PM_RULE_ANY_PROTO: u8 = 1 << 0;
+pub const PM_RULE_SPORTS: u8 = 1 << 1;
+pub const PM_RULE_DPORTS: u8 = 1 << 2;
+
+pub const PM_ENCAP_VXLAN: u8 = 0;
+pub const PM_ENCAP_GRE: u8 = 1;
+
+pub const PM_VERDICT_NOT_IP: u32 = 0;
+pub const PM_VERDICT_NO_MATCH: u32 = 1;
+pub const PM_VERDICT_COPY: u32 = 2;
+pub const PM_VERDICT_REJECT: u32 = 3;
+
+/// `PM_FAIL_*` in index order: the reasons a copy can be lost.
+pub const PM_FAIL_REASONS: [&str; PM_FAIL_MAX] =
+    ["clone", "no_target", "fib", "trim", "encap", "write", "mtu", "redirect"];
+pub const PM_FAIL_MAX: usize = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmAddr {
+    pub w: [u32; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmRule {
+    pub src: PmAddr,
+    pub src_mask: PmAddr,
+    pub dst: PmAddr,
+    pub dst_mask: PmAddr,
+    pub sport_lo: u16,
+    pub sport_hi: u16,
+    pub dport_lo: u16,
+    pub dport_hi: u16,
+    pub family: u8,
+    pub action: u8,
+    pub protocol: u8,
+    pub flags: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmSession {
+    pub id: u32,
+    pub vni: u32,
+    pub cut_len: u16,
+    pub target_port: u16,
+    pub encap: u8,
+    pub n_targets: u8,
+    pub n_rules: [u8; 2],
+    pub targets: [PmAddr; PM_MAX_TARGETS],
+    pub target_family: [u8; PM_MAX_TARGETS],
+    pub rules: [[PmRule; PM_MAX_RULES]; 2],
+}
+
+impl Default for PmSession {
+    fn default() -> Self {
+        PmSession {
+            id: 0,
+            vni: 0,
+            cut_len: 0,
+            target_port: 0,
+            encap: 0,
+            n_targets: 0,
+            n_rules: [0; 2],
+            targets: [PmAddr::default(); PM_MAX_TARGETS],
+            target_family: [0; PM_MAX_TARGETS],
+            rules: [[PmRule::default(); PM_MAX_RULES]; 2],
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmIface {
+    pub n_sessions: u32,
+    pub generation: u32,
+    pub sessions: [PmSession; PM_MAX_SESSIONS],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PmCounterKey {
+    pub session_id: u32,
+    pub direction: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmCounters {
+    pub matched: u64,
+    pub copied_packets: u64,
+    pub copied_bytes: u64,
+    pub truncated: u64,
+    pub rejected: u64,
+    pub failures: [u64; PM_FAIL_MAX],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmConfig {
+    pub copy_ifindex: u32,
+    pub copy_mark: u32,
+    pub node_ip4: PmAddr,
+    pub node_ip6: PmAddr,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmXfer {
+    pub pending: u32,
+    pub session_id: u32,
+    pub direction: u32,
+    pub vni: u32,
+    pub cut_len: u16,
+    pub target_port: u16,
+    pub sport: u16,
+    pub encap: u8,
+    pub target_family: u8,
+    pub target: PmAddr,
+    pub flow_hash: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmDecision {
+    pub verdict: u32,
+    pub slot: u32,
+    pub rule: u32,
+    pub family: u32,
+    pub protocol: u32,
+    pub has_ports: u32,
+    pub sport: u32,
+    pub dport: u32,
+    pub xfer: PmXfer,
+}
+
+// SAFETY (all impls): plain-old-data `repr(C)` structs of integers with no
+// implicit padding (asserted in the tests below), valid for any bit pattern.
+unsafe impl aya::Pod for PmAddr {}
+unsafe impl aya::Pod for PmRule {}
+unsafe impl aya::Pod for PmSession {}
+unsafe impl aya::Pod for PmIface {}
+unsafe impl aya::Pod for PmCounterKey {}
+unsafe impl aya::Pod for PmCounters {}
+unsafe impl aya::Pod for PmConfig {}
+unsafe impl aya::Pod for PmXfer {}
+unsafe impl aya::Pod for PmDecision {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    // The expected numbers are the C layout of bpf/pm_abi.h (x86_64 and
+    // bpf agree: natural alignment, no packing).
+    #[test]
+    fn rule_layout_matches_c() {
+        assert_eq!(size_of::<PmRule>(), 76);
+        assert_eq!(offset_of!(PmRule, src_mask), 16);
+        assert_eq!(offset_of!(PmRule, dst), 32);
+        assert_eq!(offset_of!(PmRule, dst_mask), 48);
+        assert_eq!(offset_of!(PmRule, sport_lo), 64);
+        assert_eq!(offset_of!(PmRule, dport_hi), 70);
+        assert_eq!(offset_of!(PmRule, family), 72);
+        assert_eq!(offset_of!(PmRule, flags), 75);
+    }
+
+    #[test]
+    fn session_and_iface_layout_matches_c() {
+        assert_eq!(offset_of!(PmSession, cut_len), 8);
+        assert_eq!(offset_of!(PmSession, target_port), 10);
+        assert_eq!(offset_of!(PmSession, encap), 12);
+        assert_eq!(offset_of!(PmSession, n_targets), 13);
+        assert_eq!(offset_of!(PmSession, n_rules), 14);
+        assert_eq!(offset_of!(PmSession, targets), 16);
+        assert_eq!(offset_of!(PmSession, target_family), 16 + 16 * 16);
+        assert_eq!(offset_of!(PmSession, rules), 288);
+        assert_eq!(size_of::<PmSession>(), 288 + 20 * 76);
+        assert_eq!(offset_of!(PmIface, sessions), 8);
+        assert_eq!(size_of::<PmIface>(), 8 + 3 * 1808);
+    }
+
+    #[test]
+    fn counters_config_xfer_decision_layout_matches_c() {
+        assert_eq!(size_of::<PmCounterKey>(), 8);
+        assert_eq!(size_of::<PmCounters>(), 8 * (5 + PM_FAIL_MAX));
+        assert_eq!(offset_of!(PmCounters, failures), 40);
+        assert_eq!(size_of::<PmConfig>(), 40);
+        assert_eq!(offset_of!(PmConfig, node_ip6), 24);
+        assert_eq!(offset_of!(PmXfer, cut_len), 16);
+        assert_eq!(offset_of!(PmXfer, sport), 20);
+        assert_eq!(offset_of!(PmXfer, encap), 22);
+        assert_eq!(offset_of!(PmXfer, target_family), 23);
+        assert_eq!(offset_of!(PmXfer, target), 24);
+        assert_eq!(offset_of!(PmXfer, flow_hash), 40);
+        assert_eq!(size_of::<PmXfer>(), 44);
+        assert_eq!(offset_of!(PmDecision, xfer), 32);
+        assert_eq!(size_of::<PmDecision>(), 76);
+        assert_eq!(PM_FAIL_REASONS.len(), PM_FAIL_MAX);
+    }
+}

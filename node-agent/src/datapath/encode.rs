@@ -1,0 +1,250 @@
+//! Pure conversion of the model's sessions into the map values the eBPF
+//! programs read (`abi::PmIface`): sessions in evaluation order with disabled
+//! ones left out, rules sorted, CIDRs as (network, mask), targets sorted so
+//! that the flow-hash choice of an endpoint only changes with the set.
+//! No I/O: unit-tested without root.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use podmirror_crds::model::{Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily};
+
+use super::DatapathSession;
+use super::abi::*;
+use super::error::DatapathError;
+
+/// The address words of `addr` as the C side stores them (network order).
+pub fn addr_words(addr: &IpAddr) -> PmAddr {
+    match addr {
+        IpAddr::V4(a) => PmAddr { w: [u32::from_ne_bytes(a.octets()), 0, 0, 0] },
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let mut w = [0u32; 4];
+            for (i, word) in w.iter_mut().enumerate() {
+                *word = u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+            }
+            PmAddr { w }
+        }
+    }
+}
+
+fn family_code(family: IpFamily) -> u8 {
+    match family {
+        IpFamily::IPv4 => PM_FAMILY_IPV4,
+        IpFamily::IPv6 => PM_FAMILY_IPV6,
+    }
+}
+
+fn net_and_mask(net: &IpNet) -> (PmAddr, PmAddr) {
+    (addr_words(&net.network()), addr_words(&net.netmask()))
+}
+
+pub fn encode_rule(rule: &CompiledRule) -> PmRule {
+    let (src, src_mask) = net_and_mask(&rule.source);
+    let (dst, dst_mask) = net_and_mask(&rule.destination);
+    let mut flags = 0u8;
+    if rule.protocol.is_none() {
+        flags |= PM_RULE_ANY_PROTO;
+    }
+    let (sport_lo, sport_hi) = match rule.source_ports {
+        Some(r) => {
+            flags |= PM_RULE_SPORTS;
+            (r.from, r.to)
+        }
+        None => (0, u16::MAX),
+    };
+    let (dport_lo, dport_hi) = match rule.destination_ports {
+        Some(r) => {
+            flags |= PM_RULE_DPORTS;
+            (r.from, r.to)
+        }
+        None => (0, u16::MAX),
+    };
+    PmRule {
+        src,
+        src_mask,
+        dst,
+        dst_mask,
+        sport_lo,
+        sport_hi,
+        dport_lo,
+        dport_hi,
+        family: family_code(rule.family),
+        action: match rule.action {
+            Action::Accept => PM_ACTION_ACCEPT,
+            Action::Reject => PM_ACTION_REJECT,
+        },
+        protocol: rule.protocol.unwrap_or(0),
+        flags,
+    }
+}
+
+fn dir_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Inbound => PM_DIR_INBOUND as usize,
+        Direction::Outbound => PM_DIR_OUTBOUND as usize,
+    }
+}
+
+/// The targets of a session in the order the datapath indexes them.
+pub fn ordered_targets(session: &CompiledSession) -> Vec<IpAddr> {
+    let mut targets = session.targets.clone();
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
+pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> {
+    let s = &ds.session;
+    let field = |what: &str| format!("session {}: {what}", s.key);
+    let mut out = PmSession { id: ds.id, vni: s.vni, target_port: s.target_port, ..PmSession::default() };
+    if s.vni > 0x00ff_ffff {
+        return Err(DatapathError::Invalid { field: field("vni"), reason: format!("{} exceeds 24 bits", s.vni) });
+    }
+    out.cut_len = match s.packet_length {
+        Some(n) if n < 64 => {
+            return Err(DatapathError::Invalid {
+                field: field("packetLength"),
+                reason: format!("{n} is below the minimum of 64"),
+            });
+        }
+        Some(n) => n,
+        None => 0,
+    };
+    out.encap = match s.encapsulation {
+        Encapsulation::VXLAN => PM_ENCAP_VXLAN,
+        Encapsulation::GRE => PM_ENCAP_GRE,
+    };
+    let targets = ordered_targets(s);
+    if targets.is_empty() {
+        return Err(DatapathError::Invalid { field: field("targets"), reason: "no target address".into() });
+    }
+    if targets.len() > PM_MAX_TARGETS {
+        return Err(DatapathError::Invalid {
+            field: field("targets"),
+            reason: format!("{} endpoints exceed the datapath's {PM_MAX_TARGETS}", targets.len()),
+        });
+    }
+    for (i, t) in targets.iter().enumerate() {
+        out.targets[i] = addr_words(t);
+        out.target_family[i] = family_code(IpFamily::of(t));
+    }
+    out.n_targets = targets.len() as u8;
+    for direction in Direction::ALL {
+        let mut rules: Vec<&CompiledRule> = s.rules(direction).iter().collect();
+        rules.sort_by_key(|r| r.priority);
+        if rules.len() > PM_MAX_RULES {
+            return Err(DatapathError::Invalid {
+                field: field(match direction {
+                    Direction::Inbound => "inboundRules",
+                    Direction::Outbound => "outboundRules",
+                }),
+                reason: format!("{} rules exceed the quota of {PM_MAX_RULES}", rules.len()),
+            });
+        }
+        let d = dir_index(direction);
+        for (i, r) in rules.iter().enumerate() {
+            out.rules[d][i] = encode_rule(r);
+        }
+        out.n_rules[d] = rules.len() as u8;
+    }
+    Ok(out)
+}
+
+/// The sessions of one interface, in the order SPEC §2 walks them: enabled
+/// only, by priority then key (as `model::evaluate`). Returns the map value and
+/// the ids in slot order.
+pub fn encode_iface(sessions: &[DatapathSession], generation: u32) -> Result<(PmIface, Vec<u32>), DatapathError> {
+    let mut ordered: Vec<&DatapathSession> = sessions.iter().filter(|s| s.session.enabled).collect();
+    ordered.sort_by(|a, b| a.session.priority.cmp(&b.session.priority).then_with(|| a.session.key.cmp(&b.session.key)));
+    if sessions.len() > PM_MAX_SESSIONS {
+        return Err(DatapathError::Invalid {
+            field: "sessions".into(),
+            reason: format!("{} sessions on one pod exceed the quota of {PM_MAX_SESSIONS}", sessions.len()),
+        });
+    }
+    let mut iface = PmIface { n_sessions: ordered.len() as u32, generation, ..PmIface::default() };
+    let mut ids = Vec::with_capacity(ordered.len());
+    for (slot, ds) in ordered.iter().enumerate() {
+        iface.sessions[slot] = encode_session(ds)?;
+        ids.push(ds.id);
+    }
+    Ok((iface, ids))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podmirror_crds::model::{PortRange, SessionKey};
+    use std::net::Ipv4Addr;
+
+    fn rule(priority: u16, action: Action) -> CompiledRule {
+        CompiledRule {
+            priority,
+            action,
+            family: IpFamily::IPv4,
+            protocol: Some(6),
+            source: "192.168.0.161/32".parse().expect("literal"),
+            destination: "192.168.0.0/24".parse().expect("literal"),
+            source_ports: None,
+            destination_ports: Some(PortRange { from: 1234, to: 1234 }),
+        }
+    }
+
+    fn session(name: &str, priority: u16, enabled: bool) -> DatapathSession {
+        DatapathSession {
+            id: priority as u32 * 10,
+            session: CompiledSession {
+                key: SessionKey::new("ns", name),
+                priority,
+                enabled,
+                vni: 7,
+                packet_length: Some(96),
+                encapsulation: Encapsulation::VXLAN,
+                target_port: 4789,
+                targets: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
+                inbound: vec![rule(5, Action::Accept), rule(1, Action::Reject)],
+                outbound: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn rule_carries_masked_network_ports_and_flags() {
+        let r = encode_rule(&rule(1, Action::Accept));
+        assert_eq!(r.src.w[0], u32::from_ne_bytes([192, 168, 0, 161]));
+        assert_eq!(r.src_mask.w[0], u32::MAX);
+        assert_eq!(r.dst.w[0], u32::from_ne_bytes([192, 168, 0, 0]));
+        assert_eq!(r.dst_mask.w[0], u32::from_ne_bytes([255, 255, 255, 0]));
+        assert_eq!((r.dport_lo, r.dport_hi), (1234, 1234));
+        assert_eq!(r.flags, PM_RULE_DPORTS);
+        assert_eq!((r.family, r.action, r.protocol), (PM_FAMILY_IPV4, PM_ACTION_ACCEPT, 6));
+    }
+
+    #[test]
+    fn iface_orders_sessions_rules_and_targets_and_skips_disabled() {
+        let (iface, ids) =
+            encode_iface(&[session("b", 2, true), session("off", 1, false), session("a", 1, true)], 9).expect("valid");
+        assert_eq!(iface.n_sessions, 2);
+        assert_eq!(iface.generation, 9);
+        assert_eq!(ids, vec![10, 20]);
+        let s = &iface.sessions[0];
+        assert_eq!(s.n_rules, [2, 0]);
+        assert_eq!(s.rules[0][0].action, PM_ACTION_REJECT, "priority 1 first");
+        assert_eq!(s.targets[0].w[0], u32::from_ne_bytes([10, 0, 0, 1]), "targets sorted");
+        assert_eq!((s.cut_len, s.vni, s.target_port), (96, 7, 4789));
+    }
+
+    #[test]
+    fn bad_sessions_are_refused_naming_the_field() {
+        let mut s = session("a", 1, true);
+        s.session.targets.clear();
+        let err = encode_iface(&[s], 0).expect_err("no target").to_string();
+        assert!(err.contains("ns/a") && err.contains("targets"), "{err}");
+        let mut s = session("a", 1, true);
+        s.session.vni = 1 << 24;
+        assert!(encode_iface(&[s], 0).expect_err("vni").to_string().contains("vni"));
+        let four: Vec<_> = (1..=4).map(|p| session(&format!("s{p}"), p, true)).collect();
+        assert!(encode_iface(&four, 0).expect_err("quota").to_string().contains("exceed"));
+    }
+}
