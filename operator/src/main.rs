@@ -1,4 +1,97 @@
-fn main() {
-    eprintln!("podmirror-operator: not built yet");
-    std::process::exit(2);
+//! `podmirror-operator`: the binary edge (flags, logging, tasks).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use podmirror_crds::model::quota::QuotaLimits;
+use podmirror_operator::controller::{self, Settings};
+use podmirror_operator::http::{self, Health};
+use podmirror_operator::leader::Elector;
+use podmirror_operator::metrics::Metrics;
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(name = "podmirror-operator", version, about = "podmirror operator")]
+struct Args {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Resolved source pods allowed per session (SPEC §3, raisable).
+    #[arg(long, default_value_t = 10)]
+    max_sources_per_session: usize,
+    /// Sessions allowed in the cluster (SPEC §3, raisable).
+    #[arg(long, default_value_t = 20_000)]
+    max_sessions_per_cluster: usize,
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME", default_value = "podmirror-operator-local")]
+    pod_name: String,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "podmirror-system")]
+    pod_namespace: String,
+    /// Lease duration in seconds; a standby takes over after this long.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+    /// Log as JSON lines.
+    #[arg(long, env = "PODMIRROR_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = watch::channel(false);
+
+    let health = Health { metrics: metrics.clone(), ready: ready.clone() };
+    let addr = args.metrics_addr;
+    let server = tokio::spawn(async move { http::serve(addr, health).await });
+
+    let elector = Elector {
+        api: Api::<Lease>::namespaced(client.clone(), &args.pod_namespace),
+        identity: args.pod_name.clone(),
+        duration: Duration::from_secs(args.lease_seconds.max(3)),
+    };
+    let election = tokio::spawn(elector.run(tx));
+
+    let settings = Settings {
+        limits: QuotaLimits {
+            sources_per_session: args.max_sources_per_session,
+            sessions_per_cluster: args.max_sessions_per_cluster,
+        },
+        debounce: Duration::from_millis(250),
+        resync: Duration::from_secs(60),
+    };
+    let control = controller::run(client, settings, metrics, ready, rx, Some(args.pod_name));
+
+    tokio::select! {
+        r = control => r.context("control loop")?,
+        r = election => r.context("leader election task")?.context("leader election")?,
+        r = server => r.context("http server task")?.with_context(|| format!("serving on {addr}"))?,
+        r = terminated() => { r.context("waiting for a signal")?; tracing::info!("terminating"); }
+    }
+    Ok(())
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (a terminal).
+async fn terminated() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
 }

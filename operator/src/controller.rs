@@ -1,0 +1,264 @@
+//! The operator's control loop: watches fill reflector stores; any change
+//! wakes one planning pass over the whole cluster (debounced), which writes
+//! only the difference. A pass never depends on what woke it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream::BoxStream};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use podmirror_crds::api::{MirrorFilter, MirrorNodeState, MirrorSession};
+use podmirror_crds::model::quota::QuotaLimits;
+use tokio::sync::{Notify, watch};
+
+use crate::index;
+use crate::metrics::Metrics;
+use crate::plan::cluster::Cluster;
+use crate::plan::{AcceptedSet, plan, recover};
+use crate::sync::{Executor, Seen, Write, writes};
+
+/// The watch caches of every kind the planner reads.
+#[derive(Clone)]
+pub struct Stores {
+    pub sessions: Store<MirrorSession>,
+    pub filters: Store<MirrorFilter>,
+    pub pods: Store<Pod>,
+    pub services: Store<Service>,
+    pub slices: Store<EndpointSlice>,
+    pub nodes: Store<Node>,
+    pub node_states: Store<MirrorNodeState>,
+}
+
+/// Starts one reflector per kind; returns the stores and the merged stream
+/// of "something changed" ticks to drive.
+pub fn watch_all(client: &Client) -> (Stores, BoxStream<'static, ()>) {
+    fn reflect<K>(api: Api<K>) -> (Store<K>, BoxStream<'static, ()>)
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        let (reader, writer) = reflector::store();
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+            .map(|r| {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "watch error (retrying with backoff)");
+                }
+            })
+            .boxed();
+        (reader, stream)
+    }
+    let (sessions, a) = reflect(Api::<MirrorSession>::all(client.clone()));
+    let (filters, b) = reflect(Api::<MirrorFilter>::all(client.clone()));
+    let (pods, c) = reflect(Api::<Pod>::all(client.clone()));
+    let (services, d) = reflect(Api::<Service>::all(client.clone()));
+    let (slices, e) = reflect(Api::<EndpointSlice>::all(client.clone()));
+    let (nodes, f) = reflect(Api::<Node>::all(client.clone()));
+    let (node_states, g) = reflect(Api::<MirrorNodeState>::all(client.clone()));
+    let merged = futures::stream::select_all([a, b, c, d, e, f, g]).boxed();
+    (Stores { sessions, filters, pods, services, slices, nodes, node_states }, merged)
+}
+
+impl Stores {
+    pub async fn wait_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.sessions.wait_until_ready().await?;
+        self.filters.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        self.services.wait_until_ready().await?;
+        self.slices.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        self.node_states.wait_until_ready().await
+    }
+
+    /// The planner's picture, read from the caches. Objects that cannot be
+    /// read are skipped and counted (`missing_field`).
+    pub fn cluster(&self, metrics: &Metrics) -> Cluster {
+        let mut c = Cluster::default();
+        let skip = |e: crate::Error| {
+            tracing::debug!(error = %e, "skipping object");
+            metrics.error(e.metric_reason());
+        };
+        for s in self.sessions.state() {
+            match index::session(&s) {
+                Ok(info) => {
+                    c.sessions.insert(info.key.clone(), info);
+                }
+                Err(e) => skip(e),
+            }
+        }
+        for f in self.filters.state() {
+            match index::filter(&f) {
+                Ok(info) => {
+                    c.filters.insert(crate::plan::cluster::ObjKey::new(info.namespace.clone(), info.name.clone()), info);
+                }
+                Err(e) => skip(e),
+            }
+        }
+        for p in self.pods.state() {
+            match index::pod(&p) {
+                Ok(info) => c.add_pod(info),
+                Err(e) => skip(e),
+            }
+        }
+        for s in self.services.state() {
+            match index::service(&s) {
+                Ok(info) => {
+                    c.services.insert(crate::plan::cluster::ObjKey::new(info.namespace.clone(), info.name.clone()), info);
+                }
+                Err(e) => skip(e),
+            }
+        }
+        for e in self.slices.state() {
+            match index::endpoint_slice(&e) {
+                Ok(Some((svc, slice, eps))) => {
+                    c.endpoints.entry(svc).or_default().insert(slice, eps);
+                }
+                Ok(None) => {}
+                Err(e) => skip(e),
+            }
+        }
+        c.nodes.extend(self.nodes.state().iter().filter_map(|n| n.metadata.name.clone()));
+        c
+    }
+}
+
+/// Operator settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub limits: QuotaLimits,
+    /// Quiet time after a change before a pass starts (batches bursts).
+    pub debounce: Duration,
+    /// A pass runs at least this often even without changes.
+    pub resync: Duration,
+}
+
+/// Runs passes while `leader` says so. Returns only on a fatal error.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    mut leader: watch::Receiver<bool>,
+    instance: Option<String>,
+) -> anyhow::Result<()> {
+    let (stores, mut changes) = watch_all(&client);
+    let wake = Arc::new(Notify::new());
+    let waker = wake.clone();
+    tokio::spawn(async move {
+        while changes.next().await.is_some() {
+            waker.notify_one();
+        }
+    });
+    stores.wait_ready().await?;
+    ready.store(true, Ordering::Relaxed);
+    tracing::info!("watch caches synced");
+
+    let executor = Executor::new(client, instance);
+    let mut accepted: Option<AcceptedSet> = None;
+    loop {
+        if !*leader.borrow() {
+            metrics.leader.set(0);
+            accepted = None;
+            leader.changed().await?;
+            continue;
+        }
+        metrics.leader.set(1);
+        let started = Instant::now();
+        let cluster = stores.cluster(&metrics);
+        // The accepted set survives restarts and failovers in the node states.
+        let previous = match accepted.take() {
+            Some(a) => a,
+            None => {
+                let states = stores.node_states.state();
+                recover(&cluster, states.iter().map(|s| &s.spec))
+            }
+        };
+        let p = plan(&cluster, &previous, &settings.limits);
+        let sessions = stores.sessions.state();
+        let filters = stores.filters.state();
+        let node_states = stores.node_states.state();
+        let seen = Seen {
+            sessions: sessions.iter().map(AsRef::as_ref).collect(),
+            filters: filters.iter().map(AsRef::as_ref).collect(),
+            node_states: node_states.iter().map(AsRef::as_ref).collect(),
+        };
+        let todo = writes(&p, &seen, &Time(k8s_openapi::jiff::Timestamp::now()));
+        let failed = execute_all(&executor, &todo, &metrics).await;
+        // A failed pass plans again from the same memory next time.
+        accepted = Some(if failed { previous } else { p.accepted.clone() });
+
+        let mut phases: BTreeMap<String, i64> = BTreeMap::new();
+        for s in &sessions {
+            let ph = todo
+                .iter()
+                .find_map(|w| match w {
+                    Write::ApplySessionStatus { namespace, name, status }
+                        if Some(namespace) == s.metadata.namespace.as_ref() && Some(name) == s.metadata.name.as_ref() =>
+                    {
+                        status.phase
+                    }
+                    _ => None,
+                })
+                .or_else(|| s.status.as_ref().and_then(|st| st.phase));
+            if let Some(ph) = ph {
+                *phases.entry(format!("{ph:?}")).or_default() += 1;
+            }
+        }
+        metrics.set_counts(&phases, &p.refusals);
+        metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+        tracing::info!(
+            sessions = cluster.sessions.len(),
+            writes = todo.len(),
+            failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "pass done"
+        );
+
+        let retry = if failed { Duration::from_secs(2) } else { settings.resync };
+        tokio::select! {
+            _ = wake.notified() => tokio::time::sleep(settings.debounce).await,
+            _ = tokio::time::sleep(retry) => {}
+            _ = leader.changed() => {}
+        }
+    }
+}
+
+/// Carries out `todo` in order. A failed node-state write stops the pass
+/// before any finalizer removal, so a session is never released while a node
+/// may still mirror it. Returns whether anything failed.
+pub async fn execute_all(executor: &Executor, todo: &[Write], metrics: &Metrics) -> bool {
+    let mut failed = false;
+    let mut node_failed = false;
+    for w in todo {
+        let kind = match w {
+            Write::SetFinalizers { finalizers, .. } if node_failed && !finalizers.contains(&crate::sync::FINALIZER.to_owned()) => {
+                continue;
+            }
+            Write::SetFinalizers { .. } => "finalizers",
+            Write::ApplyNodeState { .. } => "node_state",
+            Write::DeleteNodeState { .. } => "node_state_delete",
+            Write::ApplySessionStatus { .. } => "session_status",
+            Write::ApplyFilterStatus { .. } => "filter_status",
+            Write::Event { .. } => "event",
+        };
+        match executor.execute(w).await {
+            Ok(()) => metrics.wrote(kind),
+            Err(e) => {
+                tracing::warn!(error = %e, "write failed");
+                metrics.error(e.metric_reason());
+                failed = true;
+                node_failed |= matches!(w, Write::ApplyNodeState { .. } | Write::DeleteNodeState { .. });
+            }
+        }
+    }
+    failed
+}

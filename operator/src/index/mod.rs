@@ -1,0 +1,197 @@
+//! From Kubernetes objects to the planner's plain structs (`plan::cluster`).
+//!
+//! Each function reads one object and never fails the whole pass: an object
+//! missing what the planner needs (no name, no uid) is skipped with a reason,
+//! and a spec the model refuses is carried as `invalid` so the session's
+//! `Accepted` condition can name the field.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::ResourceExt;
+use podmirror_crds::api::{MirrorFilter, MirrorSession};
+use podmirror_crds::model::SessionKey;
+use podmirror_crds::model::compile::{compile_filter, validate_session_spec};
+use podmirror_crds::model::quota::PodId;
+
+use crate::error::Error;
+use crate::plan::cluster::{
+    Consent, EndpointInfo, FilterInfo, NodeReport, ObjKey, PodInfo, Selector, SelectorExpr, ServiceInfo, SessionInfo,
+    SourceRef, TargetRef,
+};
+
+/// The tenant-consent annotation on a target Service (see the README).
+pub const ALLOW_MIRROR_FROM: &str = "podmirror.io/allow-mirror-from";
+/// The label EndpointSlices carry to name their Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+fn ns_name<K: kube::Resource>(obj: &K, kind: &'static str) -> Result<(String, String), Error> {
+    let name = obj.meta().name.clone().ok_or(Error::MissingField { kind, object: "?".into(), field: "metadata.name" })?;
+    let ns = obj
+        .meta()
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::MissingField { kind, object: name.clone(), field: "metadata.namespace" })?;
+    Ok((ns, name))
+}
+
+pub fn pod(p: &Pod) -> Result<PodInfo, Error> {
+    let (namespace, name) = ns_name(p, "Pod")?;
+    let uid = p.uid().ok_or_else(|| Error::MissingField { kind: "Pod", object: format!("{namespace}/{name}"), field: "metadata.uid" })?;
+    let spec = p.spec.as_ref();
+    let status = p.status.as_ref();
+    let mut ips: Vec<IpAddr> = status
+        .and_then(|s| s.pod_ips.as_ref())
+        .map(|v| v.iter().filter_map(|i| i.ip.parse().ok()).collect())
+        .unwrap_or_default();
+    if ips.is_empty()
+        && let Some(ip) = status.and_then(|s| s.pod_ip.as_ref()).and_then(|i| i.parse().ok())
+    {
+        ips.push(ip);
+    }
+    let finished = matches!(status.and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+    Ok(PodInfo {
+        labels: p.labels().clone(),
+        node: spec.and_then(|s| s.node_name.clone()),
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        deleting: p.metadata.deletion_timestamp.is_some() || finished,
+        namespace,
+        name,
+        uid,
+        ips,
+    })
+}
+
+pub fn service(s: &Service) -> Result<ServiceInfo, Error> {
+    let (namespace, name) = ns_name(s, "Service")?;
+    let consent = Consent::parse(s.annotations().get(ALLOW_MIRROR_FROM).map(String::as_str));
+    Ok(ServiceInfo { namespace, name, consent })
+}
+
+/// `(service, slice name, ready endpoints)`; `None` for a slice of no Service.
+pub fn endpoint_slice(e: &EndpointSlice) -> Result<Option<(ObjKey, String, Vec<EndpointInfo>)>, Error> {
+    let (namespace, name) = ns_name(e, "EndpointSlice")?;
+    let Some(service) = e.labels().get(SERVICE_NAME_LABEL) else { return Ok(None) };
+    let mut out = Vec::new();
+    for ep in &e.endpoints {
+        // Unset `ready` means ready (EndpointSlice API convention).
+        if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+            continue;
+        }
+        let pod = ep.target_ref.as_ref().filter(|r| r.kind.as_deref() == Some("Pod")).and_then(|r| {
+            Some(PodId::new(r.uid.clone()?, r.namespace.clone().unwrap_or_else(|| namespace.clone()), r.name.clone()?))
+        });
+        for a in &ep.addresses {
+            if let Ok(ip) = a.parse() {
+                out.push(EndpointInfo { ip, pod: pod.clone() });
+            }
+        }
+    }
+    Ok(Some((ObjKey::new(namespace, service.clone()), name, out)))
+}
+
+pub fn filter(f: &MirrorFilter) -> Result<FilterInfo, Error> {
+    let (namespace, name) = ns_name(f, "MirrorFilter")?;
+    Ok(FilterInfo {
+        invalid: compile_filter(&f.spec).err().map(|e| e.to_string()),
+        inbound: f.spec.inbound_rules.clone(),
+        outbound: f.spec.outbound_rules.clone(),
+        deleting: f.metadata.deletion_timestamp.is_some(),
+        namespace,
+        name,
+    })
+}
+
+pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
+    let (namespace, name) = ns_name(s, "MirrorSession")?;
+    let uid = s
+        .uid()
+        .ok_or_else(|| Error::MissingField { kind: "MirrorSession", object: format!("{namespace}/{name}"), field: "metadata.uid" })?;
+    let spec = &s.spec;
+    let mut invalid = validate_session_spec(spec).err().map(|e| e.to_string());
+    let mut sources = Vec::with_capacity(spec.sources.len());
+    for (i, src) in spec.sources.iter().enumerate() {
+        match (&src.pod_name, &src.pod_selector) {
+            (Some(n), _) => sources.push(SourceRef::PodName(n.clone())),
+            (None, Some(sel)) => match selector(sel, &format!("spec.sources[{i}].podSelector")) {
+                Ok(sel) => sources.push(SourceRef::Selector(sel)),
+                Err(e) => invalid = invalid.or(Some(e)),
+            },
+            (None, None) => {}
+        }
+    }
+    let t = &spec.target;
+    let target = match (&t.service, &t.pod, &t.ip) {
+        (Some(svc), None, None) => Some(TargetRef::Service {
+            namespace: svc.namespace.clone().unwrap_or_else(|| namespace.clone()),
+            name: svc.name.clone(),
+        }),
+        (None, Some(p), None) => Some(TargetRef::Pod { name: p.name.clone() }),
+        (None, None, Some(ip)) => Some(TargetRef::Ip(ip.clone())),
+        _ => None,
+    };
+    let node_reports = s
+        .status
+        .as_ref()
+        .and_then(|st| st.nodes.as_ref())
+        .map(|nodes| {
+            nodes
+                .iter()
+                .map(|n| {
+                    let report = NodeReport {
+                        generation: None,
+                        programmed_pods: n.programmed_interfaces.as_ref().map(Vec::len).unwrap_or(0),
+                        error: n.error.clone(),
+                    };
+                    (n.node.clone(), report)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(SessionInfo {
+        key: SessionKey::new(namespace, name),
+        uid,
+        generation: s.metadata.generation.unwrap_or(0),
+        created: s.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
+        priority: spec.priority.into(),
+        vni: spec.vni.into(),
+        packet_length: spec.packet_length.map(Into::into),
+        enabled: spec.enabled,
+        filter_ref: spec.filter_ref.name.clone(),
+        sources,
+        target,
+        encapsulation: spec.encapsulation,
+        target_port: spec.target_port.into(),
+        invalid,
+        deleting: s.metadata.deletion_timestamp.is_some(),
+        node_reports,
+    })
+}
+
+/// A LabelSelector; an operator other than the four Kubernetes defines is an
+/// error naming the field (the API server does not check it for CRDs).
+pub fn selector(sel: &LabelSelector, field: &str) -> Result<Selector, String> {
+    let mut out = Selector { match_labels: sel.match_labels.clone().unwrap_or_default(), expressions: Vec::new() };
+    for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
+        let values: BTreeSet<String> = e.values.iter().flatten().cloned().collect();
+        let k = e.key.clone();
+        out.expressions.push(match e.operator.as_str() {
+            "In" => SelectorExpr::In(k, values),
+            "NotIn" => SelectorExpr::NotIn(k, values),
+            "Exists" => SelectorExpr::Exists(k),
+            "DoesNotExist" => SelectorExpr::DoesNotExist(k),
+            other => {
+                return Err(format!(
+                    "{field}.matchExpressions[{i}].operator: {other:?} is not one of In, NotIn, Exists, DoesNotExist"
+                ));
+            }
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! What one pass must write, as data: the difference between the plan and the
+//! objects as last seen. Pure, so the exact writes of a scenario are tested
+//! without an API server, and the executor (`sync::execute`) stays dumb.
+//!
+//! Order matters and is fixed: finalizers first (nothing is programmed for an
+//! object we could lose track of), node states next, then status and Events,
+//! and finalizer removal last, only after the node states that drop the
+//! deleted session were written.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Resource, ResourceExt};
+use podmirror_crds::api::{
+    MirrorFilter, MirrorFilterStatus, MirrorNodeState, MirrorNodeStateSpec, MirrorSession, MirrorSessionStatus,
+    SessionPhase,
+};
+use podmirror_crds::model::SessionKey;
+
+use crate::index;
+use crate::plan::cluster::ObjKey;
+use crate::plan::status::{ACCEPTED, filter_status, session_status};
+use crate::plan::{Admission, Plan};
+
+/// Set on sessions and filters so deletion first removes them from every node.
+pub const FINALIZER: &str = "podmirror.io/cleanup";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    MirrorSession,
+    MirrorFilter,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// Merge patch of `metadata.finalizers`, guarded by `resourceVersion`.
+    SetFinalizers { kind: Kind, namespace: String, name: String, finalizers: Vec<String>, resource_version: Option<String> },
+    ApplyNodeState { name: String, spec: MirrorNodeStateSpec },
+    DeleteNodeState { name: String },
+    ApplySessionStatus { namespace: String, name: String, status: MirrorSessionStatus },
+    ApplyFilterStatus { namespace: String, name: String, status: MirrorFilterStatus },
+    Event { regarding: ObjectReference, warning: bool, reason: String, note: String },
+}
+
+/// The objects as the watches last saw them.
+#[derive(Default)]
+pub struct Seen<'a> {
+    pub sessions: Vec<&'a MirrorSession>,
+    pub filters: Vec<&'a MirrorFilter>,
+    pub node_states: Vec<&'a MirrorNodeState>,
+}
+
+pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
+    let mut add_finalizers = Vec::new();
+    let mut remove_finalizers = Vec::new();
+    let mut statuses = Vec::new();
+
+    for s in &seen.sessions {
+        let Ok(info) = index::session(s) else { continue };
+        let has = s.finalizers().iter().any(|f| f == FINALIZER);
+        if info.deleting {
+            if has {
+                remove_finalizers.push(set_finalizers(Kind::MirrorSession, *s, false));
+            }
+            continue;
+        }
+        if !has {
+            add_finalizers.push(set_finalizers(Kind::MirrorSession, *s, true));
+        }
+        let Some(sp) = plan.sessions.get(&info.key) else { continue };
+        let current = s.status.clone().unwrap_or_default();
+        let previous = current.conditions.clone().unwrap_or_default();
+        let mut desired = session_status(&info, sp, &previous, now);
+        desired.mirrored_packets = current
+            .nodes
+            .as_ref()
+            .map(|n| n.iter().filter_map(|e| e.mirrored_packets).sum::<i64>());
+        let mut ours = current.clone();
+        ours.nodes = None;
+        if ours != desired {
+            statuses.extend(events(s, &current, &desired, sp));
+            statuses.push(Write::ApplySessionStatus {
+                namespace: info.key.namespace.clone(),
+                name: info.key.name.clone(),
+                status: desired,
+            });
+        }
+    }
+
+    for f in &seen.filters {
+        let Ok(info) = index::filter(f) else { continue };
+        let has = f.finalizers().iter().any(|x| x == FINALIZER);
+        if info.deleting {
+            if has {
+                remove_finalizers.push(set_finalizers(Kind::MirrorFilter, *f, false));
+            }
+            continue;
+        }
+        if !has {
+            add_finalizers.push(set_finalizers(Kind::MirrorFilter, *f, true));
+        }
+        let key = ObjKey::new(info.namespace.clone(), info.name.clone());
+        let count = plan.filter_sessions.get(&key).copied().unwrap_or(0);
+        let desired = filter_status(&info, count, f.metadata.generation);
+        let mut current = f.status.clone().unwrap_or_default();
+        current.conditions = None;
+        if current != desired {
+            statuses.push(Write::ApplyFilterStatus { namespace: info.namespace, name: info.name, status: desired });
+        }
+    }
+
+    let seen_nodes: BTreeMap<&str, &MirrorNodeState> =
+        seen.node_states.iter().filter_map(|n| n.metadata.name.as_deref().map(|name| (name, *n))).collect();
+    let mut node_writes = Vec::new();
+    for (name, spec) in &plan.nodes {
+        if seen_nodes.get(name.as_str()).is_none_or(|n| &n.spec != spec) {
+            node_writes.push(Write::ApplyNodeState { name: name.clone(), spec: spec.clone() });
+        }
+    }
+    for name in seen_nodes.keys() {
+        if !plan.nodes.contains_key(*name) {
+            node_writes.push(Write::DeleteNodeState { name: (*name).to_owned() });
+        }
+    }
+
+    add_finalizers.into_iter().chain(node_writes).chain(statuses).chain(remove_finalizers).collect()
+}
+
+fn set_finalizers<K: Resource>(kind: Kind, obj: &K, add: bool) -> Write {
+    let mut finalizers: Vec<String> = obj.meta().finalizers.clone().unwrap_or_default();
+    finalizers.retain(|f| f != FINALIZER);
+    if add {
+        finalizers.push(FINALIZER.to_owned());
+    }
+    Write::SetFinalizers {
+        kind,
+        namespace: obj.meta().namespace.clone().unwrap_or_default(),
+        name: obj.meta().name.clone().unwrap_or_default(),
+        finalizers,
+        resource_version: obj.meta().resource_version.clone(),
+    }
+}
+
+/// An Event on each phase transition, and on each new refusal reason.
+fn events(s: &MirrorSession, current: &MirrorSessionStatus, desired: &MirrorSessionStatus, sp: &crate::plan::SessionPlan) -> Vec<Write> {
+    let regarding = s.object_ref(&());
+    let mut out = Vec::new();
+    let accepted = |st: &MirrorSessionStatus| {
+        st.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == ACCEPTED)).map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    if accepted(current) != accepted(desired)
+        && let Admission::Refused { refusal, .. } = &sp.admission
+    {
+        out.push(Write::Event {
+            regarding: regarding.clone(),
+            warning: true,
+            reason: "QuotaRefused".into(),
+            note: truncate(format!("{}: {}", refusal.quota.reason(), refusal.message)),
+        });
+    }
+    if current.phase != desired.phase
+        && let Some(phase) = desired.phase
+    {
+        let warning = matches!(phase, SessionPhase::Invalid | SessionPhase::Degraded);
+        let why = desired
+            .conditions
+            .as_ref()
+            .and_then(|c| c.iter().find(|c| c.status == "False" && (warning || c.type_ != "Programmed")))
+            .map(|c| format!(": {} {}", c.type_, c.message))
+            .unwrap_or_default();
+        out.push(Write::Event {
+            regarding,
+            warning,
+            reason: format!("{phase:?}"),
+            note: truncate(format!("phase {phase:?}{why}")),
+        });
+    }
+    out
+}
+
+/// Event notes are limited to 1 kB by the API.
+fn truncate(mut s: String) -> String {
+    if s.len() > 1000 {
+        let mut cut = 1000;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Sessions that are the subject of a write, for logs.
+pub fn session_of(w: &Write) -> Option<SessionKey> {
+    match w {
+        Write::ApplySessionStatus { namespace, name, .. } => Some(SessionKey::new(namespace.clone(), name.clone())),
+        _ => None,
+    }
+}
