@@ -45,13 +45,22 @@ impl Cluster {
 
     /// Makes a local image available on every node.
     pub fn load_image(&self, image: &str) -> Result<(), E2eError> {
-        cmd::run(&self.kind, &["load", "docker-image", image, "--name", &self.name]).map(|_| ())
+        cmd::run(
+            &self.kind,
+            &["load", "docker-image", image, "--name", &self.name],
+        )
+        .map(|_| ())
     }
 
     /// The node containers' names (= Kubernetes node names).
     pub fn nodes(&self) -> Result<Vec<String>, E2eError> {
         let out = cmd::run(&self.kind, &["get", "nodes", "--name", &self.name])?;
-        let mut nodes: Vec<String> = out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+        let mut nodes: Vec<String> = out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
         nodes.sort();
         Ok(nodes)
     }

@@ -85,7 +85,10 @@ pub struct Container<'a> {
 
 impl<'a> Container<'a> {
     pub fn name(&self) -> &'a str {
-        self.value.get("name").and_then(Value::as_str).unwrap_or("<unnamed>")
+        self.value
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("<unnamed>")
     }
 
     pub fn image(&self) -> Option<&'a str> {
@@ -156,7 +159,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<Object>, E2eError> {
         if value.is_null() {
             continue; // an empty document between two `---`
         }
-        let text_at = |path: &[&str]| field(&value, path).and_then(Value::as_str).map(String::from);
+        let text_at = |path: &[&str]| {
+            field(&value, path)
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
         let missing = |what: &str| E2eError::Manifest {
             index,
             what: what.into(),
@@ -246,10 +253,16 @@ pub fn hardening_violations(objects: &[Object]) -> Vec<String> {
         }
         for c in obj.containers() {
             let at = format!("{} container {}", obj.id(), c.name());
-            if c.security("allowPrivilegeEscalation").and_then(Value::as_bool) != Some(false) {
+            if c.security("allowPrivilegeEscalation")
+                .and_then(Value::as_bool)
+                != Some(false)
+            {
                 found.push(format!("{at}: allowPrivilegeEscalation is not false"));
             }
-            if c.security("readOnlyRootFilesystem").and_then(Value::as_bool) != Some(true) {
+            if c.security("readOnlyRootFilesystem")
+                .and_then(Value::as_bool)
+                != Some(true)
+            {
                 found.push(format!("{at}: readOnlyRootFilesystem is not true"));
             }
             if !c.dropped_capabilities().contains("ALL") {
@@ -303,8 +316,14 @@ mod tests {
         let objs = parse_documents(TWO).expect("parses");
         let found = hardening_violations(&objs);
         assert!(found.iter().any(|f| f.contains("privileged")), "{found:?}");
-        assert!(found.iter().any(|f| f.contains("allowPrivilegeEscalation")), "{found:?}");
-        assert!(found.iter().any(|f| f.contains("readOnlyRootFilesystem")), "{found:?}");
+        assert!(
+            found.iter().any(|f| f.contains("allowPrivilegeEscalation")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|f| f.contains("readOnlyRootFilesystem")),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -76,7 +76,11 @@ pub fn grants(objects: &[Object]) -> BTreeSet<Grant> {
                             out.insert(Grant {
                                 component: component.to_string(),
                                 scope: scope.clone(),
-                                api_group: if group.is_empty() { "core".into() } else { group.clone() },
+                                api_group: if group.is_empty() {
+                                    "core".into()
+                                } else {
+                                    group.clone()
+                                },
                                 resource: resource.clone(),
                                 verb: verb.clone(),
                                 resource_name: name.clone(),
@@ -95,10 +99,7 @@ pub fn wildcards(grants: &BTreeSet<Grant>) -> Vec<&Grant> {
     grants
         .iter()
         .filter(|g| {
-            g.api_group == "*"
-                || g.resource == "*"
-                || g.verb == "*"
-                || g.resource.ends_with("/*")
+            g.api_group == "*" || g.resource == "*" || g.verb == "*" || g.resource.ends_with("/*")
         })
         .collect()
 }
@@ -115,7 +116,10 @@ mod tests {
         let g = grants(&objs);
         assert_eq!(g.len(), 6, "{g:#?}");
         assert!(g.iter().any(|g| g.api_group == "core" && g.verb == "list"));
-        assert!(g.iter().all(|g| g.scope == Scope::Namespace && g.component == "operator"));
+        assert!(
+            g.iter()
+                .all(|g| g.scope == Scope::Namespace && g.component == "operator")
+        );
         assert_eq!(g.iter().filter(|g| g.resource_name.is_some()).count(), 2);
         assert!(wildcards(&g).is_empty());
     }

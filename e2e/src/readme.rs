@@ -11,7 +11,9 @@ use crate::rbac::{Grant, Scope};
 /// The rows of the first Markdown table after the heading `## <heading>`,
 /// header and separator rows removed, each row split into trimmed cells.
 pub fn table_under(markdown: &str, heading: &str) -> Option<Vec<Vec<String>>> {
-    let mut lines = markdown.lines().skip_while(|l| l.trim() != format!("## {heading}"));
+    let mut lines = markdown
+        .lines()
+        .skip_while(|l| l.trim() != format!("## {heading}"));
     lines.next()?;
     let rows: Vec<Vec<String>> = lines
         .take_while(|l| !l.starts_with("## "))
@@ -44,15 +46,27 @@ pub fn documented_grants(file: &Path, markdown: &str) -> Result<BTreeSet<Grant>,
     let mut out = BTreeSet::new();
     for (i, row) in rows.iter().enumerate() {
         let [component, scope, group, resource, verbs, names, why] = row.as_slice() else {
-            return Err(err(format!("RBAC row {}: expected 7 cells, got {}", i + 1, row.len())));
+            return Err(err(format!(
+                "RBAC row {}: expected 7 cells, got {}",
+                i + 1,
+                row.len()
+            )));
         };
-        let scope = Scope::parse(scope)
-            .ok_or_else(|| err(format!("RBAC row {}: scope `{scope}` is not cluster|namespace", i + 1)))?;
+        let scope = Scope::parse(scope).ok_or_else(|| {
+            err(format!(
+                "RBAC row {}: scope `{scope}` is not cluster|namespace",
+                i + 1
+            ))
+        })?;
         if why.is_empty() {
             return Err(err(format!("RBAC row {}: the `why` cell is empty", i + 1)));
         }
         let split = |cell: &str| -> Vec<String> {
-            cell.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+            cell.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
         };
         let names: Vec<Option<String>> = match split(names).as_slice() {
             [] => vec![None],
@@ -86,7 +100,9 @@ pub fn documented_capabilities(file: &Path, markdown: &str) -> Result<BTreeSet<S
     let mut out = BTreeSet::new();
     for row in rows {
         let Some(cap) = row.first().and_then(|c| c.strip_prefix("CAP_")) else {
-            return Err(err(format!("capability row {row:?} does not start with CAP_")));
+            return Err(err(format!(
+                "capability row {row:?} does not start with CAP_"
+            )));
         };
         if row.get(1).is_none_or(|why| why.is_empty()) {
             return Err(err(format!("capability CAP_{cap} has no reason")));
@@ -106,8 +122,14 @@ mod tests {
     fn rbac_table_expands_verbs_and_names() {
         let g = documented_grants(Path::new("README.md"), MD).expect("parses");
         assert_eq!(g.len(), 3, "{g:#?}");
-        assert!(g.iter().any(|g| g.component == "agent" && g.resource_name.is_none()));
-        assert!(g.iter().any(|g| g.resource_name.as_deref() == Some("podmirror-operator")));
+        assert!(
+            g.iter()
+                .any(|g| g.component == "agent" && g.resource_name.is_none())
+        );
+        assert!(
+            g.iter()
+                .any(|g| g.resource_name.as_deref() == Some("podmirror-operator"))
+        );
     }
 
     #[test]

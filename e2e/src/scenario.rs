@@ -26,7 +26,10 @@ pub fn render(template: &str, vars: &[(&str, &str)]) -> Result<String, E2eError>
     match body.find("{{") {
         Some(at) => Err(E2eError::Step {
             step: "render manifest".into(),
-            reason: format!("unfilled placeholder near `{}`", &body[at..(at + 30).min(body.len())]),
+            reason: format!(
+                "unfilled placeholder near `{}`",
+                &body[at..(at + 30).min(body.len())]
+            ),
         }),
         None => Ok(out),
     }
@@ -36,6 +39,21 @@ pub fn render(template: &str, vars: &[(&str, &str)]) -> Result<String, E2eError>
 pub fn template(name: &str) -> Result<String, E2eError> {
     let path = repo_root().join("e2e").join("manifests").join(name);
     std::fs::read_to_string(&path).map_err(|source| E2eError::Io { path, source })
+}
+
+/// One session of `manifests/session.yaml` and the filter it uses.
+pub struct SessionParams<'a> {
+    pub session: &'a str,
+    pub filter: &'a str,
+    pub priority: u32,
+    pub vni: u32,
+    /// The source pod's name.
+    pub source: &'a str,
+    /// Table 5's source CIDR (the client) and destination CIDR (the source pod).
+    pub client_ip: IpAddr,
+    pub source_ip: IpAddr,
+    /// The `target:` value, inline YAML (`{pod: {name: x}}`, `{service: ...}`).
+    pub target: &'a str,
 }
 
 /// The test namespace and the tools image of a run.
@@ -49,7 +67,13 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// Starts a pod on `node` running `command`, waits until it is Ready and
     /// returns its IP.
-    pub fn pod(&self, name: &str, role: &str, node: &str, command: &[&str]) -> Result<IpAddr, E2eError> {
+    pub fn pod(
+        &self,
+        name: &str,
+        role: &str,
+        node: &str,
+        command: &[&str],
+    ) -> Result<IpAddr, E2eError> {
         let command = serde_json::to_string(command).map_err(|e| E2eError::Step {
             step: format!("pod {name}"),
             reason: e.to_string(),
@@ -66,9 +90,16 @@ impl Ctx<'_> {
         )?;
         self.kubectl.apply(&self.namespace, &yaml)?;
         self.kubectl.run(&[
-            "wait", "-n", &self.namespace, "--for=condition=Ready", &format!("pod/{name}"), "--timeout=180s",
+            "wait",
+            "-n",
+            &self.namespace,
+            "--for=condition=Ready",
+            &format!("pod/{name}"),
+            "--timeout=180s",
         ])?;
-        let ip = self.kubectl.jsonpath(&self.namespace, &format!("pod/{name}"), "{.status.podIP}")?;
+        let ip =
+            self.kubectl
+                .jsonpath(&self.namespace, &format!("pod/{name}"), "{.status.podIP}")?;
         ip.parse().map_err(|_| E2eError::Step {
             step: format!("pod {name}"),
             reason: format!("status.podIP `{ip}` is not an IP"),
@@ -76,29 +107,18 @@ impl Ctx<'_> {
     }
 
     /// The seed filter (table 5 with real IPs) and a session using it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn session(
-        &self,
-        session: &str,
-        filter: &str,
-        priority: u32,
-        vni: u32,
-        source: &str,
-        client_ip: IpAddr,
-        source_ip: IpAddr,
-        target: &str,
-    ) -> Result<(), E2eError> {
+    pub fn session(&self, p: &SessionParams<'_>) -> Result<(), E2eError> {
         let yaml = render(
             &template("session.yaml")?,
             &[
-                ("session", session),
-                ("filter", filter),
-                ("priority", &priority.to_string()),
-                ("vni", &vni.to_string()),
-                ("source", source),
-                ("client_ip", &client_ip.to_string()),
-                ("source_ip", &source_ip.to_string()),
-                ("target", target),
+                ("session", p.session),
+                ("filter", p.filter),
+                ("priority", &p.priority.to_string()),
+                ("vni", &p.vni.to_string()),
+                ("source", p.source),
+                ("client_ip", &p.client_ip.to_string()),
+                ("source_ip", &p.source_ip.to_string()),
+                ("target", p.target),
             ],
         )?;
         self.kubectl.apply(&self.namespace, &yaml)
@@ -106,14 +126,30 @@ impl Ctx<'_> {
 
     /// Waits until the session's `status.phase` is `phase`.
     pub fn wait_phase(&self, session: &str, phase: &str) -> Result<(), E2eError> {
-        eventually(&format!("session {session} phase {phase}"), Duration::from_secs(180), || {
-            let got = self.kubectl.jsonpath(&self.namespace, &format!("mirrorsession/{session}"), "{.status.phase}")?;
-            Ok(if got == phase { Ok(()) } else { Err(format!("phase is `{got}`")) })
-        })
+        eventually(
+            &format!("session {session} phase {phase}"),
+            Duration::from_secs(180),
+            || {
+                let got = self.kubectl.jsonpath(
+                    &self.namespace,
+                    &format!("mirrorsession/{session}"),
+                    "{.status.phase}",
+                )?;
+                Ok(if got == phase {
+                    Ok(())
+                } else {
+                    Err(format!("phase is `{got}`"))
+                })
+            },
+        )
     }
 
     /// A condition of a session: (status, reason, message).
-    pub fn condition(&self, session: &str, kind: &str) -> Result<(String, String, String), E2eError> {
+    pub fn condition(
+        &self,
+        session: &str,
+        kind: &str,
+    ) -> Result<(String, String, String), E2eError> {
         let obj = format!("mirrorsession/{session}");
         let get = |field: &str| {
             self.kubectl.jsonpath(
@@ -128,7 +164,10 @@ impl Ctx<'_> {
     /// Types `lines` into one TCP connection from `client` to `ip:1234`, one
     /// line a second (so each is its own segment, as in the seed).
     pub fn send_lines(&self, client: &str, ip: IpAddr, lines: &[&str]) -> Result<(), E2eError> {
-        let script: String = lines.iter().map(|l| format!("echo '{l}'; sleep 1; ")).collect();
+        let script: String = lines
+            .iter()
+            .map(|l| format!("echo '{l}'; sleep 1; "))
+            .collect();
         let sh = format!("({script}) | nc -w 3 {ip} 1234");
         self.kubectl
             .run(&["exec", "-n", &self.namespace, client, "--", "sh", "-c", &sh])
@@ -154,28 +193,45 @@ pub fn check_seed_copies(
 ) -> Result<(), String> {
     let ours: Vec<&Copy> = copies.iter().filter(|c| c.vni == Some(vni)).collect();
     if ours.is_empty() {
-        return Err(format!("no VXLAN copy with vni {vni} among {} captured", copies.len()));
+        return Err(format!(
+            "no VXLAN copy with vni {vni} among {} captured",
+            copies.len()
+        ));
     }
     for payload in payloads {
         let found = ours.iter().any(|c| {
-            c.inner.as_ref().is_some_and(|f| f.src == client && f.dst == source && f.dport == 1234)
+            c.inner
+                .as_ref()
+                .is_some_and(|f| f.src == client && f.dst == source && f.dport == 1234)
                 && c.inner_flags.as_deref() == Some("P.")
                 && c.text.contains(payload)
         });
         if !found {
-            return Err(format!("no vni {vni} copy of {client} -> {source}:1234 [P.] carrying `{payload}`"));
+            return Err(format!(
+                "no vni {vni} copy of {client} -> {source}:1234 [P.] carrying `{payload}`"
+            ));
         }
     }
-    if let Some(reply) = ours
-        .iter()
-        .find(|c| c.inner.as_ref().is_some_and(|f| f.src == source && f.sport == 1234))
-    {
-        return Err(format!("a reply of the source was copied (no outbound rule): {}", reply.text));
+    if let Some(reply) = ours.iter().find(|c| {
+        c.inner
+            .as_ref()
+            .is_some_and(|f| f.src == source && f.sport == 1234)
+    }) {
+        return Err(format!(
+            "a reply of the source was copied (no outbound rule): {}",
+            reply.text
+        ));
     }
     // Outer Ethernet + IPv4 + UDP + VXLAN headers, then at most packetLength bytes.
     let max = 14 + 20 + 8 + 8 + packet_length;
-    if let Some(long) = ours.iter().find(|c| c.outer_frame_len.is_some_and(|l| l > max)) {
-        return Err(format!("a copy is longer than {max} bytes (packetLength {packet_length}): {:?}", long.outer_frame_len));
+    if let Some(long) = ours
+        .iter()
+        .find(|c| c.outer_frame_len.is_some_and(|l| l > max))
+    {
+        return Err(format!(
+            "a copy is longer than {max} bytes (packetLength {packet_length}): {:?}",
+            long.outer_frame_len
+        ));
     }
     Ok(())
 }
@@ -184,16 +240,25 @@ pub fn check_seed_copies(
 /// headers + `packet_length` bytes long.
 pub fn check_cut_to(copies: &[Copy], vni: u32, packet_length: usize) -> Result<(), String> {
     let cut = 14 + 20 + 8 + 8 + packet_length;
-    if copies.iter().any(|c| c.vni == Some(vni) && c.outer_frame_len == Some(cut)) {
+    if copies
+        .iter()
+        .any(|c| c.vni == Some(vni) && c.outer_frame_len == Some(cut))
+    {
         Ok(())
     } else {
-        Err(format!("no vni {vni} copy is exactly {cut} bytes: the long segment was not cut to {packet_length}"))
+        Err(format!(
+            "no vni {vni} copy is exactly {cut} bytes: the long segment was not cut to {packet_length}"
+        ))
     }
 }
 
 /// SPEC §4 for a Service target: every inner flow with `vni` was seen by
 /// exactly one collector replica, and all `expected` flows were seen.
-pub fn check_flows_split(per_replica: &[Vec<Copy>], vni: u32, expected: usize) -> Result<(), String> {
+pub fn check_flows_split(
+    per_replica: &[Vec<Copy>],
+    vni: u32,
+    expected: usize,
+) -> Result<(), String> {
     let mut seen_by: BTreeMap<Flow, BTreeSet<usize>> = BTreeMap::new();
     for (replica, copies) in per_replica.iter().enumerate() {
         for copy in copies.iter().filter(|c| c.vni == Some(vni)) {
@@ -203,10 +268,15 @@ pub fn check_flows_split(per_replica: &[Vec<Copy>], vni: u32, expected: usize) -
         }
     }
     if let Some((flow, replicas)) = seen_by.iter().find(|(_, r)| r.len() > 1) {
-        return Err(format!("flow {flow:?} was split over replicas {replicas:?}"));
+        return Err(format!(
+            "flow {flow:?} was split over replicas {replicas:?}"
+        ));
     }
     if seen_by.len() < expected {
-        return Err(format!("{} of {expected} flows reached a collector", seen_by.len()));
+        return Err(format!(
+            "{} of {expected} flows reached a collector",
+            seen_by.len()
+        ));
     }
     Ok(())
 }
@@ -235,13 +305,17 @@ pub fn devices_with_prefix(ip_link: &str, prefix: &str) -> Vec<String> {
 
 /// (kind, name) of each program in `bpftool -j net show` output.
 pub fn net_programs(bpftool_json: &str) -> Result<BTreeSet<(String, String)>, String> {
-    let v: serde_json::Value = serde_json::from_str(bpftool_json).map_err(|e| format!("bpftool JSON: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(bpftool_json).map_err(|e| format!("bpftool JSON: {e}"))?;
     let mut out = BTreeSet::new();
     for entry in v.as_array().into_iter().flatten() {
         for (section, list) in entry.as_object().into_iter().flatten() {
             for prog in list.as_array().into_iter().flatten() {
                 let kind = prog.get("kind").and_then(|k| k.as_str()).unwrap_or(section);
-                let name = prog.get("name").and_then(|n| n.as_str()).unwrap_or("<unnamed>");
+                let name = prog
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or("<unnamed>");
                 out.insert((kind.to_string(), name.to_string()));
             }
         }
@@ -266,7 +340,12 @@ pub fn leftovers(before: &NodeState, after: &NodeState) -> Vec<String> {
 /// Reads a kind node's state: pins and devices through `docker exec`, and the
 /// programs with the host's bpftool inside the node's network namespace (kind
 /// nodes share the host kernel; needs root on the host).
-pub fn node_state(docker: &Path, node: &str, pin_dir: &str, device_prefix: &str) -> Result<NodeState, E2eError> {
+pub fn node_state(
+    docker: &Path,
+    node: &str,
+    pin_dir: &str,
+    device_prefix: &str,
+) -> Result<NodeState, E2eError> {
     let ls = format!("ls -A {pin_dir} 2>/dev/null || true");
     let pins = cmd::run(docker, &["exec", node, "sh", "-c", &ls])?
         .lines()
@@ -285,7 +364,15 @@ pub fn node_state(docker: &Path, node: &str, pin_dir: &str, device_prefix: &str)
     })?;
     let net = cmd::run(
         &nsenter,
-        &["-t", pid.trim(), "-n", &bpftool.to_string_lossy(), "-j", "net", "show"],
+        &[
+            "-t",
+            pid.trim(),
+            "-n",
+            &bpftool.to_string_lossy(),
+            "-j",
+            "net",
+            "show",
+        ],
     )?;
     let programs = net_programs(&net).map_err(|reason| E2eError::Step {
         step: format!("bpftool net show on {node}"),
@@ -302,7 +389,14 @@ pub fn node_state(docker: &Path, node: &str, pin_dir: &str, device_prefix: &str)
 mod tests {
     use super::*;
 
-    fn copy(vni: u32, src: &str, sport: u16, dst: &str, dport: u16, flags: &str, text: &str, len: usize) -> Copy {
+    fn copy(
+        vni: u32,
+        (src, sport): (&str, u16),
+        (dst, dport): (&str, u16),
+        flags: &str,
+        text: &str,
+        len: usize,
+    ) -> Copy {
         Copy {
             vni: Some(vni),
             inner: Some(Flow {
@@ -328,48 +422,76 @@ mod tests {
     fn render_fills_and_refuses_leftovers() {
         assert_eq!(render("a: {{x}}", &[("x", "1")]).expect("filled"), "a: 1");
         assert!(render("a: {{x}}\nb: {{y}}", &[("x", "1")]).is_err());
-        assert!(render("# {{doc}}\na: 1", &[]).is_ok(), "comments may keep placeholders");
+        assert!(
+            render("# {{doc}}\na: 1", &[]).is_ok(),
+            "comments may keep placeholders"
+        );
     }
 
     #[test]
     fn seed_check_passes_on_the_seed_capture() {
         let copies = vec![
-            copy(1, C, 40000, S, 1234, "P.", "hello", 120),
-            copy(1, C, 40000, S, 1234, "P.", "12345", 120),
+            copy(1, (C, 40000), (S, 1234), "P.", "hello", 120),
+            copy(1, (C, 40000), (S, 1234), "P.", "12345", 120),
         ];
         check_seed_copies(&copies, 1, ip(C), ip(S), &["hello", "12345"], 96).expect("seed passes");
     }
 
     #[test]
     fn seed_check_fails_on_each_way_of_being_wrong() {
-        let good = copy(1, C, 40000, S, 1234, "P.", "hello", 120);
+        let good = copy(1, (C, 40000), (S, 1234), "P.", "hello", 120);
         // wrong VNI
-        assert!(check_seed_copies(&[copy(2, C, 40000, S, 1234, "P.", "hello", 120)], 1, ip(C), ip(S), &["hello"], 96).is_err());
+        assert!(
+            check_seed_copies(
+                &[copy(2, (C, 40000), (S, 1234), "P.", "hello", 120)],
+                1,
+                ip(C),
+                ip(S),
+                &["hello"],
+                96
+            )
+            .is_err()
+        );
         // payload missing
-        assert!(check_seed_copies(std::slice::from_ref(&good), 1, ip(C), ip(S), &["hello", "12345"], 96).is_err());
+        assert!(
+            check_seed_copies(
+                std::slice::from_ref(&good),
+                1,
+                ip(C),
+                ip(S),
+                &["hello", "12345"],
+                96
+            )
+            .is_err()
+        );
         // an outbound reply copied
-        let reply = copy(1, S, 1234, C, 40000, ".", "", 80);
-        assert!(check_seed_copies(&[good.clone(), reply], 1, ip(C), ip(S), &["hello"], 96).is_err());
+        let reply = copy(1, (S, 1234), (C, 40000), ".", "", 80);
+        assert!(
+            check_seed_copies(&[good.clone(), reply], 1, ip(C), ip(S), &["hello"], 96).is_err()
+        );
         // not cut to packetLength
-        let long = copy(1, C, 40000, S, 1234, "P.", "x", 400);
+        let long = copy(1, (C, 40000), (S, 1234), "P.", "x", 400);
         assert!(check_seed_copies(&[good, long], 1, ip(C), ip(S), &["hello"], 96).is_err());
     }
 
     #[test]
     fn a_long_segment_must_be_cut_to_packet_length() {
-        let short = copy(1, C, 40000, S, 1234, "P.", "hello", 120);
-        let cut = copy(1, C, 40000, S, 1234, "P.", "xxxx", 146);
-        assert!(check_cut_to(&[short.clone()], 1, 96).is_err());
+        let short = copy(1, (C, 40000), (S, 1234), "P.", "hello", 120);
+        let cut = copy(1, (C, 40000), (S, 1234), "P.", "xxxx", 146);
+        assert!(check_cut_to(std::slice::from_ref(&short), 1, 96).is_err());
         check_cut_to(&[short, cut], 1, 96).expect("cut copy found");
     }
 
     #[test]
     fn flows_must_not_be_split_over_replicas() {
-        let a = copy(3, C, 40001, S, 1234, "P.", "", 100);
-        let b = copy(3, C, 40002, S, 1234, "P.", "", 100);
+        let a = copy(3, (C, 40001), (S, 1234), "P.", "", 100);
+        let b = copy(3, (C, 40002), (S, 1234), "P.", "", 100);
         check_flows_split(&[vec![a.clone()], vec![b.clone()]], 3, 2).expect("one flow per replica");
         assert!(check_flows_split(&[vec![a.clone()], vec![a.clone(), b.clone()]], 3, 2).is_err());
-        assert!(check_flows_split(&[vec![a], vec![]], 3, 2).is_err(), "a flow is missing");
+        assert!(
+            check_flows_split(&[vec![a], vec![]], 3, 2).is_err(),
+            "a flow is missing"
+        );
     }
 
     #[test]
@@ -385,7 +507,10 @@ mod tests {
         };
         assert_eq!(after.devices, vec!["pmvx0".to_string()]);
         assert_eq!(leftovers(&before, &after).len(), 3);
-        let same = NodeState { programs, ..NodeState::default() };
+        let same = NodeState {
+            programs,
+            ..NodeState::default()
+        };
         assert!(leftovers(&same, &same).is_empty());
     }
 }

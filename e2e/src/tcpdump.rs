@@ -44,7 +44,12 @@ fn flows_in(line: &str) -> Vec<Flow> {
         .filter_map(|w| {
             let (src, sport) = endpoint(w[0])?;
             let (dst, dport) = endpoint(w[2])?;
-            Some(Flow { src, sport, dst, dport })
+            Some(Flow {
+                src,
+                sport,
+                dst,
+                dport,
+            })
         })
         .collect()
 }
@@ -102,7 +107,10 @@ fn record(lines: &[&str]) -> Copy {
     });
     let outer_frame_len = lines.first().and_then(|first| {
         let rest = &first[first.find("length ")? + "length ".len()..];
-        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     });
     Copy {
         vni,

@@ -28,11 +28,7 @@ fn is_executable(path: &Path) -> bool {
 /// repository's `.tools/bin` where `scripts/install-deps.sh` puts helm and
 /// kubectl. The binary must answer `version_args`, so a broken download is
 /// reported as such rather than as a failing chart.
-pub fn find(
-    name: &'static str,
-    env: &str,
-    version_args: &[&str],
-) -> Result<PathBuf, E2eError> {
+pub fn find(name: &'static str, env: &str, version_args: &[&str]) -> Result<PathBuf, E2eError> {
     let candidates = std::env::var_os(env)
         .map(PathBuf::from)
         .into_iter()

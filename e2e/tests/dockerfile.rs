@@ -34,9 +34,20 @@ fn instructions(text: &str) -> Vec<String> {
 fn builds_both_binaries_with_the_bpf_toolchain() {
     let ins = instructions(&dockerfile());
     let froms: Vec<&String> = ins.iter().filter(|i| i.starts_with("FROM ")).collect();
-    assert_eq!(froms.len(), 2, "a build stage and a runtime stage: {froms:?}");
-    assert!(froms[0].contains("rust:") && froms[0].contains(" AS build"), "{}", froms[0]);
-    assert!(ins.iter().any(|i| i == "ARG RUST_VERSION=1.95"), "Rust 1.95 build stage");
+    assert_eq!(
+        froms.len(),
+        2,
+        "a build stage and a runtime stage: {froms:?}"
+    );
+    assert!(
+        froms[0].contains("rust:") && froms[0].contains(" AS build"),
+        "{}",
+        froms[0]
+    );
+    assert!(
+        ins.iter().any(|i| i == "ARG RUST_VERSION=1.95"),
+        "Rust 1.95 build stage"
+    );
     let apt = ins
         .iter()
         .find(|i| i.starts_with("RUN apt-get update") && i.contains("clang-19"))
@@ -77,12 +88,22 @@ fn the_runtime_stage_is_minimal_and_non_root() {
         .find(|i| i.starts_with("COPY --from=build"))
         .expect("binaries copied from the build stage");
     assert!(
-        copy.contains("podmirror-operator") && copy.contains("podmirror-agent") && copy.ends_with("/usr/local/bin/"),
+        copy.contains("podmirror-operator")
+            && copy.contains("podmirror-agent")
+            && copy.ends_with("/usr/local/bin/"),
         "{copy}"
     );
-    let user = runtime.iter().rfind(|i| i.starts_with("USER ")).expect("a USER");
+    let user = runtime
+        .iter()
+        .rfind(|i| i.starts_with("USER "))
+        .expect("a USER");
     assert!(!user.contains(" 0") && !user.contains("root"), "{user}");
-    assert!(!runtime.iter().any(|i| i.contains("cargo") || i.contains("clang")), "no toolchain at runtime");
+    assert!(
+        !runtime
+            .iter()
+            .any(|i| i.contains("cargo") || i.contains("clang")),
+        "no toolchain at runtime"
+    );
 }
 
 #[test]
@@ -90,6 +111,9 @@ fn the_build_context_leaves_out_build_outputs() {
     let path = repo_root().join(".dockerignore");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for entry in ["target", ".git", ".tools"] {
-        assert!(text.lines().any(|l| l.trim() == entry), ".dockerignore lacks {entry}");
+        assert!(
+            text.lines().any(|l| l.trim() == entry),
+            ".dockerignore lacks {entry}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use podmirror_e2e::kind::{Cluster, Kubectl, eventually};
-use podmirror_e2e::scenario::{self, Ctx, NodeState};
+use podmirror_e2e::scenario::{self, Ctx, NodeState, SessionParams};
 use podmirror_e2e::{chart_dir, cmd, repo_root, tcpdump, tools};
 
 const IMAGE: &str = "podmirror:e2e";
@@ -18,7 +18,9 @@ const TEST_NS: &str = "podmirror-e2e";
 const PIN_DIR: &str = "/sys/fs/bpf/podmirror";
 const DEVICE_PREFIX: &str = "pm";
 const PACKET_LENGTH: usize = 96;
-const TCPDUMP: &[&str] = &["tcpdump", "-nne", "-l", "-A", "-p", "-i", "eth0", "udp", "port", "4789"];
+const TCPDUMP: &[&str] = &[
+    "tcpdump", "-nne", "-l", "-A", "-p", "-i", "eth0", "udp", "port", "4789",
+];
 
 struct Tools {
     docker: PathBuf,
@@ -47,7 +49,10 @@ fn preflight() -> Result<Tools> {
         }
     }
     if !missing.is_empty() {
-        bail!("prerequisites missing, nothing was run:\n  - {}", missing.join("\n  - "));
+        bail!(
+            "prerequisites missing, nothing was run:\n  - {}",
+            missing.join("\n  - ")
+        );
     }
     Ok(Tools {
         docker: docker?,
@@ -64,7 +69,9 @@ fn step(title: &str) {
 fn main() -> ExitCode {
     match run() {
         Ok(()) => {
-            eprintln!("\ne2e: PASSED (seed scenario, cross-node, Service target, quota refusal, clean uninstall)");
+            eprintln!(
+                "\ne2e: PASSED (seed scenario, cross-node, Service target, quota refusal, clean uninstall)"
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -79,15 +86,29 @@ fn run() -> Result<()> {
     let root = repo_root();
 
     step("build the image");
-    cmd::run_visible(&t.docker, &["build".as_ref(), "-t".as_ref(), IMAGE.as_ref(), root.as_os_str()])?;
+    cmd::run_visible(
+        &t.docker,
+        &[
+            "build".as_ref(),
+            "-t".as_ref(),
+            IMAGE.as_ref(),
+            root.as_os_str(),
+        ],
+    )?;
 
     step("create the kind cluster");
     let name = format!("pm-e2e-{}", std::process::id());
     let cluster = Cluster::create(t.kind.clone(), &name, &root.join("e2e/kind/cluster.yaml"))?;
     cluster.load_image(IMAGE)?;
     let nodes = cluster.nodes()?;
-    let workers: Vec<&String> = nodes.iter().filter(|n| !n.contains("control-plane")).collect();
-    ensure!(workers.len() >= 2, "expected two workers, kind made {nodes:?}");
+    let workers: Vec<&String> = nodes
+        .iter()
+        .filter(|n| !n.contains("control-plane"))
+        .collect();
+    ensure!(
+        workers.len() >= 2,
+        "expected two workers, kind made {nodes:?}"
+    );
     let (w1, w2) = (workers[0].as_str(), workers[1].as_str());
     let kubectl = Kubectl {
         bin: t.kubectl.clone(),
@@ -96,7 +117,12 @@ fn run() -> Result<()> {
 
     let baseline: Vec<(String, NodeState)> = nodes
         .iter()
-        .map(|n| Ok((n.clone(), scenario::node_state(&t.docker, n, PIN_DIR, DEVICE_PREFIX)?)))
+        .map(|n| {
+            Ok((
+                n.clone(),
+                scenario::node_state(&t.docker, n, PIN_DIR, DEVICE_PREFIX)?,
+            ))
+        })
         .collect::<Result<_>>()?;
 
     step("install the chart");
@@ -105,16 +131,37 @@ fn run() -> Result<()> {
     cmd::run_visible(
         &t.helm,
         &[
-            "install", "podmirror", &chart, "-n", SYSTEM_NS, "--create-namespace", &kubeconfig,
-            "--set", "image.repository=podmirror", "--set", "image.tag=e2e", "--set", "image.pullPolicy=Never",
-            "--wait", "--timeout", "5m",
+            "install",
+            "podmirror",
+            &chart,
+            "-n",
+            SYSTEM_NS,
+            "--create-namespace",
+            &kubeconfig,
+            "--set",
+            "image.repository=podmirror",
+            "--set",
+            "image.tag=e2e",
+            "--set",
+            "image.pullPolicy=Never",
+            "--wait",
+            "--timeout",
+            "5m",
         ],
     )?;
-    let agents = kubectl.jsonpath(SYSTEM_NS, "daemonset/podmirror-agent", "{.status.numberReady}")?;
-    ensure!(agents == nodes.len().to_string(), "{agents} agents ready on {} nodes (control plane included)", nodes.len());
+    let agents = kubectl.jsonpath(
+        SYSTEM_NS,
+        "daemonset/podmirror-agent",
+        "{.status.numberReady}",
+    )?;
+    ensure!(
+        agents == nodes.len().to_string(),
+        "{agents} agents ready on {} nodes (control plane included)",
+        nodes.len()
+    );
     kubectl.run(&["create", "namespace", TEST_NS])?;
-    let tools_image =
-        std::env::var("PODMIRROR_E2E_TOOLS_IMAGE").unwrap_or_else(|_| "nicolaka/netshoot:v0.13".into());
+    let tools_image = std::env::var("PODMIRROR_E2E_TOOLS_IMAGE")
+        .unwrap_or_else(|_| "nicolaka/netshoot:v0.13".into());
     let ctx = Ctx {
         kubectl: &kubectl,
         namespace: TEST_NS.into(),
@@ -122,10 +169,24 @@ fn run() -> Result<()> {
     };
 
     step("seed scenario (SPEC §6): ecs-test -> ecs-source:1234, copies to ecs-target, vni 1");
-    seed(&ctx, "ecs", "mirror-session-a", "mirror-filter-a", 1, (w1, w1))?;
+    seed(
+        &ctx,
+        "ecs",
+        "mirror-session-a",
+        "mirror-filter-a",
+        1,
+        (w1, w1),
+    )?;
 
     step("source and target on different nodes, vni 2");
-    seed(&ctx, "x", "mirror-session-x", "mirror-filter-x", 2, (w1, w2))?;
+    seed(
+        &ctx,
+        "x",
+        "mirror-session-x",
+        "mirror-filter-x",
+        2,
+        (w1, w2),
+    )?;
 
     step("Service target with two collector replicas, vni 3");
     service_target(&ctx, w1, w2)?;
@@ -135,23 +196,47 @@ fn run() -> Result<()> {
 
     step("uninstall leaves nothing on any node");
     let before = scenario::node_state(&t.docker, w1, PIN_DIR, DEVICE_PREFIX)?;
-    let w1_base = &baseline.iter().find(|(n, _)| n == w1).context("baseline of w1")?.1;
+    let w1_base = &baseline
+        .iter()
+        .find(|(n, _)| n == w1)
+        .context("baseline of w1")?
+        .1;
     ensure!(
         !before.pins.is_empty() && !before.programs.is_subset(&w1_base.programs),
         "before the uninstall {w1} shows no podmirror datapath ({before:?}): the cleanup check would prove nothing"
     );
     cmd::run_visible(
         &t.helm,
-        &["uninstall", "podmirror", "-n", SYSTEM_NS, &kubeconfig, "--wait", "--timeout", "5m"],
+        &[
+            "uninstall",
+            "podmirror",
+            "-n",
+            SYSTEM_NS,
+            &kubeconfig,
+            "--wait",
+            "--timeout",
+            "5m",
+        ],
     )?;
     let mut dirty = Vec::new();
     for (node, base) in &baseline {
         let after = scenario::node_state(&t.docker, node, PIN_DIR, DEVICE_PREFIX)?;
-        dirty.extend(scenario::leftovers(base, &after).into_iter().map(|l| format!("{node}: {l}")));
+        dirty.extend(
+            scenario::leftovers(base, &after)
+                .into_iter()
+                .map(|l| format!("{node}: {l}")),
+        );
     }
-    ensure!(dirty.is_empty(), "left behind after helm uninstall:\n{}", dirty.join("\n"));
+    ensure!(
+        dirty.is_empty(),
+        "left behind after helm uninstall:\n{}",
+        dirty.join("\n")
+    );
     let hooks = kubectl.run(&["get", "daemonsets,jobs", "-n", SYSTEM_NS, "-o", "name"])?;
-    ensure!(hooks.trim().is_empty(), "uninstall hook objects left: {hooks}");
+    ensure!(
+        hooks.trim().is_empty(),
+        "uninstall hook objects left: {hooks}"
+    );
     drop(cluster);
     Ok(())
 }
@@ -159,7 +244,14 @@ fn run() -> Result<()> {
 /// One seed run: client, source and target pods (`prefix-test`,
 /// `prefix-source`, `prefix-target`) on the given nodes, table 5 filter,
 /// session with `vni`, `hello` and `12345` typed through nc.
-fn seed(ctx: &Ctx<'_>, prefix: &str, session: &str, filter: &str, vni: u32, (source_node, target_node): (&str, &str)) -> Result<()> {
+fn seed(
+    ctx: &Ctx<'_>,
+    prefix: &str,
+    session: &str,
+    filter: &str,
+    vni: u32,
+    (source_node, target_node): (&str, &str),
+) -> Result<()> {
     let source = format!("{prefix}-source");
     let target = format!("{prefix}-target");
     let client = format!("{prefix}-test");
@@ -167,55 +259,122 @@ fn seed(ctx: &Ctx<'_>, prefix: &str, session: &str, filter: &str, vni: u32, (sou
     ctx.pod(&target, "collector", target_node, TCPDUMP)?;
     let client_ip = ctx.pod(&client, "client", source_node, &["sleep", "infinity"])?;
     let target_ref = format!("{{pod: {{name: {target}}}}}");
-    ctx.session(session, filter, 1, vni, &source, client_ip, source_ip, &target_ref)?;
+    ctx.session(&SessionParams {
+        session,
+        filter,
+        priority: 1,
+        vni,
+        source: &source,
+        client_ip,
+        source_ip,
+        target: &target_ref,
+    })?;
     ctx.wait_phase(session, "Active")?;
 
     let long = "x".repeat(200);
     let payloads = ["hello", "12345"];
-    eventually(&format!("{session}: copies at {target}"), Duration::from_secs(90), || {
-        ctx.send_lines(&client, source_ip, &[payloads[0], payloads[1], &long])?;
-        let copies = tcpdump::parse(&ctx.logs(&target)?);
-        Ok(scenario::check_seed_copies(&copies, vni, client_ip, source_ip, &payloads, PACKET_LENGTH)
+    eventually(
+        &format!("{session}: copies at {target}"),
+        Duration::from_secs(90),
+        || {
+            ctx.send_lines(&client, source_ip, &[payloads[0], payloads[1], &long])?;
+            let copies = tcpdump::parse(&ctx.logs(&target)?);
+            Ok(scenario::check_seed_copies(
+                &copies,
+                vni,
+                client_ip,
+                source_ip,
+                &payloads,
+                PACKET_LENGTH,
+            )
             .and_then(|()| scenario::check_cut_to(&copies, vni, PACKET_LENGTH)))
-    })?;
+        },
+    )?;
     let printed = ctx.logs(&source)?;
     for p in payloads {
-        ensure!(printed.contains(p), "{source} did not print `{p}`: the original traffic was disturbed:\n{printed}");
+        ensure!(
+            printed.contains(p),
+            "{source} did not print `{p}`: the original traffic was disturbed:\n{printed}"
+        );
     }
     eprintln!("e2e: {session}: ok (vni {vni}, {source_node} -> {target_node})");
     Ok(())
 }
 
 fn service_target(ctx: &Ctx<'_>, source_node: &str, client_node: &str) -> Result<()> {
-    let yaml = scenario::render(&scenario::template("collector-service.yaml")?, &[("image", &ctx.tools_image)])?;
+    let yaml = scenario::render(
+        &scenario::template("collector-service.yaml")?,
+        &[("image", &ctx.tools_image)],
+    )?;
     ctx.kubectl.apply(&ctx.namespace, &yaml)?;
-    ctx.kubectl.run(&["rollout", "status", "-n", &ctx.namespace, "deployment/collector", "--timeout=180s"])?;
+    ctx.kubectl.run(&[
+        "rollout",
+        "status",
+        "-n",
+        &ctx.namespace,
+        "deployment/collector",
+        "--timeout=180s",
+    ])?;
     let source_ip = ctx.pod("svc-source", "source", source_node, &["nc", "-lk", "1234"])?;
     let client_ip = ctx.pod("svc-test", "client", client_node, &["sleep", "infinity"])?;
-    ctx.session("mirror-session-svc", "mirror-filter-svc", 1, 3, "svc-source", client_ip, source_ip, "{service: {name: collector}}")?;
+    ctx.session(&SessionParams {
+        session: "mirror-session-svc",
+        filter: "mirror-filter-svc",
+        priority: 1,
+        vni: 3,
+        source: "svc-source",
+        client_ip,
+        source_ip,
+        target: "{service: {name: collector}}",
+    })?;
     ctx.wait_phase("mirror-session-svc", "Active")?;
 
     let replicas = || -> Result<Vec<String>, podmirror_e2e::E2eError> {
-        let names = ctx.kubectl.run(&["get", "pods", "-n", &ctx.namespace, "-l", "app=collector", "-o", "name"])?;
+        let names = ctx.kubectl.run(&[
+            "get",
+            "pods",
+            "-n",
+            &ctx.namespace,
+            "-l",
+            "app=collector",
+            "-o",
+            "name",
+        ])?;
         Ok(names.lines().map(String::from).collect())
     };
     let captures = || -> Result<Vec<Vec<tcpdump::Copy>>, podmirror_e2e::E2eError> {
-        replicas()?.iter().map(|p| Ok(tcpdump::parse(&ctx.logs(p)?))).collect()
+        replicas()?
+            .iter()
+            .map(|p| Ok(tcpdump::parse(&ctx.logs(p)?)))
+            .collect()
     };
     // First make sure the session is programmed, then send the flows that count.
-    eventually("svc: first copy reaches a collector", Duration::from_secs(90), || {
-        ctx.send_lines("svc-test", source_ip, &["probe"])?;
-        let seen = captures()?.iter().flatten().any(|c| c.vni == Some(3));
-        Ok(if seen { Ok(()) } else { Err("no vni 3 copy yet".to_string()) })
-    })?;
+    eventually(
+        "svc: first copy reaches a collector",
+        Duration::from_secs(90),
+        || {
+            ctx.send_lines("svc-test", source_ip, &["probe"])?;
+            let seen = captures()?.iter().flatten().any(|c| c.vni == Some(3));
+            Ok(if seen {
+                Ok(())
+            } else {
+                Err("no vni 3 copy yet".to_string())
+            })
+        },
+    )?;
     const FLOWS: usize = 8;
     for i in 0..FLOWS {
         ctx.send_lines("svc-test", source_ip, &[&format!("flow-{i}")])?;
     }
-    eventually("svc: every flow on exactly one replica", Duration::from_secs(60), || {
-        Ok(scenario::check_flows_split(&captures()?, 3, FLOWS + 1))
-    })?;
-    let per_replica: Vec<usize> = captures()?.iter().map(|c| c.iter().filter(|c| c.vni == Some(3)).count()).collect();
+    eventually(
+        "svc: every flow on exactly one replica",
+        Duration::from_secs(60),
+        || Ok(scenario::check_flows_split(&captures()?, 3, FLOWS + 1)),
+    )?;
+    let per_replica: Vec<usize> = captures()?
+        .iter()
+        .map(|c| c.iter().filter(|c| c.vni == Some(3)).count())
+        .collect();
     eprintln!("e2e: Service target: ok, copies per replica {per_replica:?}");
     Ok(())
 }
@@ -224,20 +383,41 @@ fn quota(ctx: &Ctx<'_>, node: &str) -> Result<()> {
     let source_ip = ctx.pod("q-source", "source", node, &["nc", "-lk", "1234"])?;
     let client_ip: IpAddr = source_ip; // the filter content does not matter here
     let accepted = |s: &str| -> Result<(), podmirror_e2e::E2eError> {
-        eventually(&format!("{s} Accepted=True"), Duration::from_secs(120), || {
-            let (status, reason, message) = ctx.condition(s, "Accepted")?;
-            Ok(if status == "True" { Ok(()) } else { Err(format!("Accepted={status} {reason}: {message}")) })
-        })
+        eventually(
+            &format!("{s} Accepted=True"),
+            Duration::from_secs(120),
+            || {
+                let (status, reason, message) = ctx.condition(s, "Accepted")?;
+                Ok(if status == "True" {
+                    Ok(())
+                } else {
+                    Err(format!("Accepted={status} {reason}: {message}"))
+                })
+            },
+        )
     };
-    for i in 1..=3u32 {
-        let s = format!("q{i}");
-        ctx.session(&s, "mirror-filter-q", i, 10 + i, "q-source", client_ip, source_ip, "{pod: {name: ecs-target}}")?;
-        accepted(&s)?;
+    let params = |session: &'static str, i: u32| SessionParams {
+        session,
+        filter: "mirror-filter-q",
+        priority: i,
+        vni: 10 + i,
+        source: "q-source",
+        client_ip,
+        source_ip,
+        target: "{pod: {name: ecs-target}}",
+    };
+    for (i, s) in [(1, "q1"), (2, "q2"), (3, "q3")] {
+        ctx.session(&params(s, i))?;
+        accepted(s)?;
     }
-    ctx.session("q4", "mirror-filter-q", 4, 14, "q-source", client_ip, source_ip, "{pod: {name: ecs-target}}")?;
+    ctx.session(&params("q4", 4))?;
     let message = eventually("q4 refused", Duration::from_secs(120), || {
         let (status, reason, message) = ctx.condition("q4", "Accepted")?;
-        Ok(if status == "False" { Ok(format!("{reason}: {message}")) } else { Err(format!("Accepted=`{status}`")) })
+        Ok(if status == "False" {
+            Ok(format!("{reason}: {message}"))
+        } else {
+            Err(format!("Accepted=`{status}`"))
+        })
     })?;
     ensure!(
         message.contains('3') && message.to_lowercase().contains("session"),
