@@ -1,1 +1,6 @@
 //! podmirror node agent library.
+
+pub mod core;
+pub mod ifdiscovery;
+pub mod metrics;
+pub mod standalone;

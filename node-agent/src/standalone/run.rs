@@ -1,0 +1,177 @@
+//! The standalone agent's loop: watch the directory, reload on change,
+//! reconcile every tick (so a pod whose veth was recreated is picked up
+//! again), publish metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use podmirror_crds::api::NodePod;
+use podmirror_crds::model::quota::QuotaLimits;
+use podmirror_crds::model::SessionKey;
+
+use super::files::{fingerprint, load_dir};
+use super::resolve::{resolve, Accepted, Resolution};
+use crate::core::{desired_from_node_state, AgentError, DatapathOps, DesiredState, PodKey, Reconciler};
+use crate::ifdiscovery;
+use crate::metrics::{Metrics, Snapshot};
+
+/// What the standalone mode needs to know.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub node_name: String,
+    pub poll_interval: Duration,
+    pub limits: QuotaLimits,
+}
+
+/// The configuration state across reloads.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// The resolution in force (the last load that succeeded).
+    pub current: Option<Resolution>,
+    accepted: BTreeMap<SessionKey, Accepted>,
+    fingerprint: Option<Vec<(PathBuf, u64, Option<SystemTime>)>>,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub last_error: Option<String>,
+}
+
+impl Config {
+    /// Reload when the directory changed. Returns `None` when nothing changed,
+    /// else the outcome; a failed load leaves `current` as it was.
+    pub fn reload_if_changed(&mut self, opts: &Options) -> Option<Result<(), AgentError>> {
+        let now = fingerprint(&opts.dir);
+        if self.fingerprint.as_ref() == Some(&now) {
+            return None;
+        }
+        self.fingerprint = Some(now);
+        Some(self.reload(opts))
+    }
+
+    /// Load and resolve the directory now.
+    pub fn reload(&mut self, opts: &Options) -> Result<(), AgentError> {
+        let outcome = load_dir(&opts.dir).and_then(|loaded| {
+            for skipped in &loaded.skipped {
+                tracing::info!("skipping {skipped}: not a podmirror.io object");
+            }
+            resolve(&loaded, &self.accepted, &opts.node_name, opts.limits)
+        });
+        match outcome {
+            Ok(resolution) => {
+                for refusal in &resolution.refusals {
+                    tracing::warn!("refused: {refusal}");
+                }
+                self.accepted = resolution.accepted.clone();
+                self.current = Some(resolution);
+                self.reloads_ok += 1;
+                self.last_error = None;
+                Ok(())
+            }
+            Err(error) => {
+                self.reloads_failed += 1;
+                self.last_error = Some(error.to_string());
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The host interface of a pod: the inventory's `interface:` if given, else
+/// found from its IPs (the first that resolves).
+pub fn discover(pod: &NodePod, interfaces: &BTreeMap<PodKey, String>) -> Result<u32, AgentError> {
+    let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
+    if let Some(name) = interfaces.get(&key) {
+        return ifdiscovery::by_name(&key.to_string(), name).map(|i| i.ifindex);
+    }
+    let mut last = AgentError::Discovery { pod: key.to_string(), message: "no IP to look up".into() };
+    for ip in &pod.ips {
+        match ip.parse() {
+            Ok(ip) => match ifdiscovery::by_ip(&key.to_string(), &ip) {
+                Ok(found) => return Ok(found.ifindex),
+                Err(e) => last = e,
+            },
+            Err(_) => last = AgentError::Discovery { pod: key.to_string(), message: format!("{ip:?} is not an IP") },
+        }
+    }
+    Err(last)
+}
+
+/// The desired state of the resolution in force (empty before the first good load).
+pub fn desired(config: &Config) -> (DesiredState, Vec<AgentError>) {
+    match &config.current {
+        Some(resolution) => {
+            desired_from_node_state(&resolution.node_state, |pod| discover(pod, &resolution.interfaces))
+        }
+        None => (DesiredState::default(), Vec::new()),
+    }
+}
+
+/// Runs until `shutdown` completes. Never returns early on a bad file or a
+/// failing interface: those are logged, counted and retried.
+pub async fn run<D: DatapathOps>(
+    opts: &Options,
+    reconciler: &mut Reconciler<D>,
+    metrics: &Metrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut config = Config::default();
+    let mut ticker = tokio::time::interval(opts.poll_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_problems: BTreeSet<String> = BTreeSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticker.tick() => {}
+        }
+        match config.reload_if_changed(opts) {
+            Some(Ok(())) => tracing::info!(dir = %opts.dir.display(), "configuration loaded"),
+            Some(Err(error)) => tracing::error!("{error}; the previous configuration stays in force"),
+            None => {}
+        }
+        tick(&config, reconciler, metrics, &mut last_problems);
+    }
+}
+
+/// One reconcile and metrics publication; problems are logged when they change.
+fn tick<D: DatapathOps>(config: &Config, reconciler: &mut Reconciler<D>, metrics: &Metrics, last: &mut BTreeSet<String>) {
+    let (desired, discovery_errors) = desired(config);
+    let report = reconciler.apply(&desired);
+    let problems: BTreeSet<String> = discovery_errors
+        .iter()
+        .map(ToString::to_string)
+        .chain(report.refused.iter().map(ToString::to_string))
+        .chain(report.failures.iter().map(|f| f.error.to_string()))
+        .collect();
+    for p in problems.difference(last) {
+        tracing::warn!("{p}");
+    }
+    if !report.programmed.is_empty() && report.calls > 0 {
+        tracing::info!(pods = ?report.programmed, "datapath programmed");
+    }
+    let counters = match reconciler.counters() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("{e}");
+            BTreeMap::new()
+        }
+    };
+    metrics.publish(Snapshot {
+        counters,
+        interfaces: reconciler.interfaces_by_session(),
+        reloads_ok: config.reloads_ok,
+        reloads_failed: config.reloads_failed,
+        config_valid: config.last_error.is_none() && config.current.is_some(),
+        apply_errors: u64::try_from(problems.len()).unwrap_or(u64::MAX),
+        ready: true,
+    });
+    *last = problems;
+}
+
+/// For `--check`: load and resolve `dir` once, without touching the datapath.
+pub fn check(dir: &Path, node_name: &str, limits: QuotaLimits) -> Result<Resolution, AgentError> {
+    let loaded = load_dir(dir)?;
+    resolve(&loaded, &BTreeMap::new(), node_name, limits)
+}
