@@ -80,13 +80,13 @@ static __always_inline int pm_veth(struct __sk_buff *skb, __u32 dir)
 	return PM_PASS;
 }
 
-SEC("tc")
+SEC("classifier")
 int pm_veth_ingress(struct __sk_buff *skb)
 {
 	return pm_veth(skb, PM_DIR_OUTBOUND);
 }
 
-SEC("tc")
+SEC("classifier")
 int pm_veth_egress(struct __sk_buff *skb)
 {
 	return pm_veth(skb, PM_DIR_INBOUND);
@@ -131,7 +131,7 @@ static __always_inline int pm_route(struct __sk_buff *skb, const struct pm_confi
 	return 0;
 }
 
-SEC("tc")
+SEC("classifier")
 int pm_copy_egress(struct __sk_buff *skb)
 {
 	__u32 zero = 0, oif = 0, mtu = 0, len, want, inner_max, l3_tunnel;
@@ -223,7 +223,7 @@ int pm_copy_egress(struct __sk_buff *skb)
 	return TC_ACT_REDIRECT;
 }
 
-SEC("tc")
+SEC("classifier")
 int pm_test_decide(struct __sk_buff *skb)
 {
 	__u32 zero = 0, dir = skb->cb[0] & 1, ifindex = skb->cb[1];

@@ -9,8 +9,9 @@
 //! - `link-copy`: the copy device's egress link; `link-<ifindex>-ingress`
 //!   and `link-<ifindex>-egress`: each attached veth's links.
 //!
-//! Copies leave through a per-node `dummy` device `<device_prefix>-cp` whose
-//! egress program encapsulates them (see `bpf/podmirror.bpf.c`). Callers
+//! Copies leave through a per-node device `<device_prefix>-cp` (one end of a
+//! veth pair; the other, `-cq`, carries nothing) whose egress program
+//! encapsulates them and redirects them to the underlay (see `bpf/podmirror.bpf.c`). Callers
 //! outside this module use it through the agent core's `DatapathOps` trait.
 
 pub mod abi;
@@ -81,6 +82,11 @@ impl DatapathConfig {
     /// The per-node copy device's name.
     pub fn copy_device(&self) -> String {
         format!("{}-cp", self.device_prefix)
+    }
+
+    /// The other end of the copy device's veth pair (never carries traffic).
+    pub fn copy_device_peer(&self) -> String {
+        format!("{}-cq", self.device_prefix)
     }
 }
 
@@ -164,7 +170,7 @@ impl Datapath {
         }
 
         let copy_name = cfg.copy_device();
-        let copy_ifindex = netlink::ensure_dummy(&copy_name)?;
+        let copy_ifindex = netlink::ensure_veth_pair(&copy_name, &cfg.copy_device_peer())?;
         let copy_link = attach_or_adopt(
             classifier(&mut ebpf, PROG_COPY)?,
             PROG_COPY,

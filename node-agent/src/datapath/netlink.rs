@@ -1,5 +1,5 @@
 //! The few rtnetlink and interface calls the datapath needs, without an
-//! external binary: create the per-node copy device (a `dummy` link, up),
+//! external binary: create the per-node copy device (a veth pair, up),
 //! delete it, and map ifindex <-> name in the caller's network namespace.
 
 use std::ffi::{CStr, CString};
@@ -11,6 +11,8 @@ use super::error::DatapathError;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const VETH_INFO_PEER: u16 = 1;
 const NLA_F_NESTED: u16 = 1 << 15;
 
 /// The name of interface `ifindex` in this thread's network namespace.
@@ -111,17 +113,27 @@ fn request(msg_type: u16, flags: u16, ifi_index: i32, ifi_flags: u32, attrs: &[u
     }
 }
 
-/// Create (or find) the `dummy` device `name`, set it up, return its ifindex.
-pub fn ensure_dummy(name: &str) -> Result<u32, DatapathError> {
+/// Create (or find) the veth pair `name` <-> `peer`, set both up, return the
+/// ifindex of `name`. (A veth rather than a `dummy`: every node that runs
+/// pods has veth, not every kernel has the dummy driver.)
+pub fn ensure_veth_pair(name: &str, peer: &str) -> Result<u32, DatapathError> {
     let err = |reason: String| DatapathError::Device { name: name.to_string(), reason };
-    if name.is_empty() || name.len() >= libc::IF_NAMESIZE {
-        return Err(err(format!("name must be 1..{} bytes", libc::IF_NAMESIZE - 1)));
+    for n in [name, peer] {
+        if n.is_empty() || n.len() >= libc::IF_NAMESIZE {
+            return Err(err(format!("device name {n:?} must be 1..{} bytes", libc::IF_NAMESIZE - 1)));
+        }
     }
     if ifindex(name).is_none() {
         let mut attrs = Vec::new();
         push_attr(&mut attrs, IFLA_IFNAME, &nul_terminated(name));
+        // VETH_INFO_PEER carries a struct ifinfomsg, then the peer's attributes.
+        let mut peer_msg = vec![0u8; size_of::<libc::ifinfomsg>()];
+        push_attr(&mut peer_msg, IFLA_IFNAME, &nul_terminated(peer));
+        let mut data = Vec::new();
+        push_attr(&mut data, VETH_INFO_PEER | NLA_F_NESTED, &peer_msg);
         let mut info = Vec::new();
-        push_attr(&mut info, IFLA_INFO_KIND, &nul_terminated("dummy"));
+        push_attr(&mut info, IFLA_INFO_KIND, &nul_terminated("veth"));
+        push_attr(&mut info, IFLA_INFO_DATA | NLA_F_NESTED, &data);
         push_attr(&mut attrs, IFLA_LINKINFO | NLA_F_NESTED, &info);
         let flags = (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16;
         match request(libc::RTM_NEWLINK, flags, 0, libc::IFF_UP as u32, &attrs, "RTM_NEWLINK") {
@@ -131,7 +143,10 @@ pub fn ensure_dummy(name: &str) -> Result<u32, DatapathError> {
         }
     }
     let idx = ifindex(name).ok_or_else(|| err("vanished after creation".into()))?;
-    request(libc::RTM_NEWLINK, 0, idx as i32, libc::IFF_UP as u32, &[], "set up").map_err(|e| err(format!("cannot set up: {e}")))?;
+    let peer_idx = ifindex(peer).ok_or_else(|| err(format!("peer {peer} missing")))?;
+    for i in [idx, peer_idx] {
+        request(libc::RTM_NEWLINK, 0, i as i32, libc::IFF_UP as u32, &[], "set up").map_err(|e| err(format!("cannot set up: {e}")))?;
+    }
     Ok(idx)
 }
 
