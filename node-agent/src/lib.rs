@@ -4,3 +4,5 @@ pub mod core;
 pub mod ifdiscovery;
 pub mod metrics;
 pub mod standalone;
+pub mod datapath;
+pub mod testbed;
