@@ -82,52 +82,22 @@ impl Stores {
     /// The planner's picture, read from the caches. Objects that cannot be
     /// read are skipped and counted (`missing_field`).
     pub fn cluster(&self, metrics: &Metrics) -> Cluster {
-        let mut c = Cluster::default();
-        let skip = |e: crate::Error| {
+        let (sessions, filters, pods) = (self.sessions.state(), self.filters.state(), self.pods.state());
+        let (services, slices, nodes) = (self.services.state(), self.slices.state(), self.nodes.state());
+        let objects = index::Objects {
+            sessions: &sessions,
+            filters: &filters,
+            pods: &pods,
+            services: &services,
+            slices: &slices,
+            nodes: &nodes,
+        };
+        let (cluster, errors) = index::cluster(&objects);
+        for e in errors {
             tracing::debug!(error = %e, "skipping object");
             metrics.error(e.metric_reason());
-        };
-        for s in self.sessions.state() {
-            match index::session(&s) {
-                Ok(info) => {
-                    c.sessions.insert(info.key.clone(), info);
-                }
-                Err(e) => skip(e),
-            }
         }
-        for f in self.filters.state() {
-            match index::filter(&f) {
-                Ok(info) => {
-                    c.filters.insert(crate::plan::cluster::ObjKey::new(info.namespace.clone(), info.name.clone()), info);
-                }
-                Err(e) => skip(e),
-            }
-        }
-        for p in self.pods.state() {
-            match index::pod(&p) {
-                Ok(info) => c.add_pod(info),
-                Err(e) => skip(e),
-            }
-        }
-        for s in self.services.state() {
-            match index::service(&s) {
-                Ok(info) => {
-                    c.services.insert(crate::plan::cluster::ObjKey::new(info.namespace.clone(), info.name.clone()), info);
-                }
-                Err(e) => skip(e),
-            }
-        }
-        for e in self.slices.state() {
-            match index::endpoint_slice(&e) {
-                Ok(Some((svc, slice, eps))) => {
-                    c.endpoints.entry(svc).or_default().insert(slice, eps);
-                }
-                Ok(None) => {}
-                Err(e) => skip(e),
-            }
-        }
-        c.nodes.extend(self.nodes.state().iter().filter_map(|n| n.metadata.name.clone()));
-        c
+        cluster
     }
 }
 

@@ -195,3 +195,61 @@ pub fn selector(sel: &LabelSelector, field: &str) -> Result<Selector, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// The planner's picture from lists of objects (what the watch caches hold).
+/// Objects that cannot be read are skipped; their errors are returned for
+/// logging and metrics.
+pub struct Objects<'a> {
+    pub sessions: &'a [std::sync::Arc<MirrorSession>],
+    pub filters: &'a [std::sync::Arc<MirrorFilter>],
+    pub pods: &'a [std::sync::Arc<Pod>],
+    pub services: &'a [std::sync::Arc<Service>],
+    pub slices: &'a [std::sync::Arc<EndpointSlice>],
+    pub nodes: &'a [std::sync::Arc<k8s_openapi::api::core::v1::Node>],
+}
+
+pub fn cluster(o: &Objects<'_>) -> (crate::plan::cluster::Cluster, Vec<Error>) {
+    let mut c = crate::plan::cluster::Cluster::default();
+    let mut errors = Vec::new();
+    for s in o.sessions {
+        match session(s) {
+            Ok(info) => {
+                c.sessions.insert(info.key.clone(), info);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    for f in o.filters {
+        match filter(f) {
+            Ok(info) => {
+                c.filters.insert(ObjKey::new(info.namespace.clone(), info.name.clone()), info);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    for p in o.pods {
+        match pod(p) {
+            Ok(info) => c.add_pod(info),
+            Err(e) => errors.push(e),
+        }
+    }
+    for s in o.services {
+        match service(s) {
+            Ok(info) => {
+                c.services.insert(ObjKey::new(info.namespace.clone(), info.name.clone()), info);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    for e in o.slices {
+        match endpoint_slice(e) {
+            Ok(Some((svc, slice, eps))) => {
+                c.endpoints.entry(svc).or_default().insert(slice, eps);
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    c.nodes.extend(o.nodes.iter().filter_map(|n| n.metadata.name.clone()));
+    (c, errors)
+}
