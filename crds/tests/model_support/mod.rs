@@ -122,11 +122,13 @@ pub enum Outcome {
 pub fn outcome(v: Verdict<'_>) -> Outcome {
     match v {
         Verdict::NoMatch => Outcome::NoMatch,
-        Verdict::Rejected { session, rule_priority } => {
-            Outcome::Rejected(session.key.name.clone(), rule_priority)
-        }
-        Verdict::Copy { session, rule_priority } => {
-            Outcome::Copy(session.key.name.clone(), rule_priority)
-        }
+        Verdict::Rejected {
+            session,
+            rule_priority,
+        } => Outcome::Rejected(session.key.name.clone(), rule_priority),
+        Verdict::Copy {
+            session,
+            rule_priority,
+        } => Outcome::Copy(session.key.name.clone(), rule_priority),
     }
 }
