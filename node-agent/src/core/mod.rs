@@ -14,6 +14,7 @@ pub mod ids;
 pub mod node_state;
 pub mod ops;
 pub mod plan;
+pub mod real;
 pub mod reconciler;
 
 pub use desired::{DesiredPod, DesiredState, PodKey};

@@ -1,0 +1,180 @@
+//! `podmirror-agent`: the node agent binary.
+//!
+//! Modes: Kubernetes (default; watches this node's MirrorNodeState),
+//! `--standalone DIR` (the same YAML from files, no cluster), and `--cleanup`
+//! (remove everything the agent ever attached, pinned or created, then exit).
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use podmirror_agent::core::Reconciler;
+use podmirror_agent::datapath::{Datapath, DatapathConfig};
+use podmirror_agent::metrics::Metrics;
+use podmirror_agent::standalone::run as run_standalone;
+use podmirror_crds::model::quota::QuotaLimits;
+
+#[derive(Debug, Parser)]
+#[command(name = "podmirror-agent", version, about = "podmirror node agent: eBPF traffic mirroring of pod veths")]
+struct Cli {
+    /// This node's name (the MirrorNodeState to watch, the status entry to own).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    metrics_addr: SocketAddr,
+
+    /// bpffs directory holding the agent's pinned programs and maps.
+    #[arg(long, default_value = "/sys/fs/bpf/podmirror")]
+    pin_dir: PathBuf,
+
+    /// Prefix of the devices the agent creates on the node.
+    #[arg(long, default_value = "pm")]
+    device_prefix: String,
+
+    /// Outer source IPv4 of the copies (default: chosen by the datapath from the route to the target).
+    #[arg(long, env = "NODE_IPV4")]
+    node_ipv4: Option<Ipv4Addr>,
+
+    /// Outer source IPv6 of the copies.
+    #[arg(long, env = "NODE_IPV6")]
+    node_ipv6: Option<Ipv6Addr>,
+
+    /// How often the node's status entry and the counters are refreshed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    status_interval: Duration,
+
+    /// Run without Kubernetes from the MirrorFilter/MirrorSession YAML and
+    /// the pods.yaml mapping in DIR (see node-agent/src/standalone/mod.rs).
+    #[arg(long, value_name = "DIR", conflicts_with = "cleanup")]
+    standalone: Option<PathBuf>,
+
+    /// Standalone: how often DIR is checked for changes.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    poll_interval: Duration,
+
+    /// On SIGTERM/SIGINT, also detach and unpin everything (default: keep the
+    /// datapath pinned so mirroring survives an agent restart).
+    #[arg(long)]
+    cleanup_on_exit: bool,
+
+    /// Remove everything ever attached/pinned/created under --pin-dir and
+    /// --device-prefix, then exit.
+    #[arg(long)]
+    cleanup: bool,
+
+    /// Standalone: validate DIR, print the resolved state and exit without
+    /// touching the datapath.
+    #[arg(long, requires = "standalone")]
+    check: bool,
+}
+
+/// `30s`, `500ms`, `2m` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{text:?}: expected a duration like 30s, 500ms or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{text:?}: unknown unit {unit:?} (ms, s, m)")),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if cli.poll_interval.is_zero() || cli.status_interval.is_zero() {
+        bail!("--poll-interval and --status-interval must be greater than zero");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(run(cli))
+}
+
+/// The datapath configuration the flags describe.
+fn datapath_config(cli: &Cli) -> DatapathConfig {
+    DatapathConfig {
+        pin_dir: cli.pin_dir.clone(),
+        device_prefix: cli.device_prefix.clone(),
+        node_ipv4: cli.node_ipv4,
+        node_ipv6: cli.node_ipv6,
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = int.recv() => tracing::info!("SIGINT"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; waiting for Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = datapath_config(&cli);
+    if cli.cleanup {
+        Datapath::remove_all(&cfg).with_context(|| format!("cleanup of {}", cfg.pin_dir.display()))?;
+        tracing::info!(pin_dir = %cfg.pin_dir.display(), "removed everything the agent attached, pinned or created");
+        return Ok(());
+    }
+    let Some(dir) = cli.standalone.clone() else {
+        bail!(
+            "Kubernetes mode is not built into this binary yet; run with --standalone DIR \
+             (node {:?})",
+            cli.node_name.as_deref().unwrap_or("<unset>")
+        );
+    };
+    let node_name = cli.node_name.clone().unwrap_or_else(|| "standalone".to_string());
+    let limits = QuotaLimits::default();
+    if cli.check {
+        let resolution = run_standalone::check(&dir, &node_name, limits).map_err(anyhow::Error::new)?;
+        for refusal in &resolution.refusals {
+            eprintln!("refused: {refusal}");
+        }
+        print!("{}", serde_yaml::to_string(&resolution.node_state).context("cannot print the node state")?);
+        return Ok(());
+    }
+    let opts = run_standalone::Options { dir, node_name, poll_interval: cli.poll_interval, limits };
+
+    let metrics = Metrics::default();
+    let listener = podmirror_agent::metrics::bind(cli.metrics_addr).await?;
+    tokio::spawn(podmirror_agent::metrics::serve(listener, metrics.clone()));
+
+    let datapath = Datapath::open(&cfg).with_context(|| format!("cannot open the datapath at {}", cfg.pin_dir.display()))?;
+    let mut reconciler = Reconciler::new(datapath);
+    tracing::info!(dir = %opts.dir.display(), metrics = %cli.metrics_addr, "standalone agent running");
+    run_standalone::run(&opts, &mut reconciler, &metrics, shutdown_signal()).await;
+    drop(reconciler);
+    if cli.cleanup_on_exit {
+        Datapath::remove_all(&cfg).with_context(|| format!("cleanup of {}", cfg.pin_dir.display()))?;
+        tracing::info!("datapath removed (--cleanup-on-exit)");
+    } else {
+        tracing::info!(pin_dir = %cfg.pin_dir.display(), "exiting; the datapath stays pinned and keeps mirroring");
+    }
+    Ok(())
+}
