@@ -48,7 +48,7 @@ struct Cli {
     status_interval: Duration,
 
     /// Run without Kubernetes from the MirrorFilter/MirrorSession YAML and
-    /// the pods.yaml mapping in DIR (see node-agent/src/standalone/mod.rs).
+    /// the standalone.yaml mapping in DIR (see node-agent/src/standalone/mod.rs).
     #[arg(long, value_name = "DIR", conflicts_with = "cleanup")]
     standalone: Option<PathBuf>,
 

@@ -61,6 +61,12 @@ fn field_of(message: &str) -> String {
         .to_string()
 }
 
+/// The message without the field path `field_of` took from it.
+fn without_field(message: &str) -> String {
+    let field = field_of(message);
+    message.strip_prefix(&format!("{field}: ")).unwrap_or(message).to_string()
+}
+
 /// Deserializes `value` as `T`, keeping the field path in the error:
 /// `from_value` reports no path, parsing the value's YAML text does.
 fn typed<T: serde::de::DeserializeOwned>(value: &serde_yaml::Value) -> Result<T, String> {
@@ -111,11 +117,11 @@ pub fn parse_objects(path: &Path, text: &str, into: &mut Loaded) -> Result<(), A
         }
         match meta.kind.as_str() {
             "MirrorFilter" => {
-                let object_v: MirrorFilter = typed(&value).map_err(|e| here(&object, field_of(&e), e.clone()))?;
+                let object_v: MirrorFilter = typed(&value).map_err(|e| here(&object, field_of(&e), without_field(&e)))?;
                 into.filters.push(Sourced { path: path.to_path_buf(), document, object: object_v });
             }
             "MirrorSession" => {
-                let object_v: MirrorSession = typed(&value).map_err(|e| here(&object, field_of(&e), e.clone()))?;
+                let object_v: MirrorSession = typed(&value).map_err(|e| here(&object, field_of(&e), without_field(&e)))?;
                 into.sessions.push(Sourced { path: path.to_path_buf(), document, object: object_v });
             }
             other => {
@@ -164,7 +170,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, AgentError> {
     if !saw_inventory && !loaded.sessions.is_empty() {
         return Err(AgentError::File {
             path: dir.join(INVENTORY_FILE),
-            message: "missing: sessions need the pods.yaml inventory (see podmirror-agent --help)".into(),
+            message: "missing: sessions need the standalone.yaml inventory (see podmirror-agent --help)".into(),
         });
     }
     Ok(loaded)

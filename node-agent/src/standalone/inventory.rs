@@ -1,4 +1,4 @@
-//! `pods.yaml`: the pods and Services the standalone agent cannot ask an API
+//! `standalone.yaml`: the pods and Services the standalone agent cannot ask an API
 //! server about (format in `standalone/mod.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::core::{AgentError, PodKey};
 
 /// The inventory's file name inside the standalone directory.
-pub const INVENTORY_FILE: &str = "pods.yaml";
+pub const INVENTORY_FILE: &str = "standalone.yaml";
 
 fn default_namespace() -> String {
     "default".to_string()
@@ -92,7 +92,7 @@ fn parse_ips(path: &Path, field: &str, ips: &[String]) -> Result<Vec<IpAddr>, Ag
         .collect()
 }
 
-/// Parses and checks `pods.yaml`; `path` is only used in messages.
+/// Parses and checks `standalone.yaml`; `path` is only used in messages.
 pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, AgentError> {
     let raw: Inventory = if text.trim().is_empty() {
         Inventory::default()
@@ -162,7 +162,7 @@ mod tests {
     use super::*;
 
     fn p() -> &'static Path {
-        Path::new("/etc/podmirror/pods.yaml")
+        Path::new("/etc/podmirror/standalone.yaml")
     }
 
     #[test]
@@ -192,7 +192,7 @@ mod tests {
         ];
         for (text, expected) in cases {
             let msg = parse_inventory(p(), text).unwrap_err().to_string();
-            assert!(msg.starts_with("/etc/podmirror/pods.yaml: inventory: "), "{msg}");
+            assert!(msg.starts_with("/etc/podmirror/standalone.yaml: inventory: "), "{msg}");
             assert!(msg.contains(expected), "{text:?}: {msg}");
         }
     }

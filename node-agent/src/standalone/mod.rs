@@ -4,9 +4,10 @@
 //! - any number of `*.yaml`/`*.yml` files with MirrorFilter and MirrorSession
 //!   objects, exactly as one would `kubectl apply` them (multi-document files
 //!   allowed, a missing `metadata.namespace` means `default`; objects of other
-//!   API groups are skipped with a log line, unknown `podmirror.io` kinds are
+//!   API groups, e.g. the pods of examples/seed-scenario/pods.yaml, are skipped
+//!   with a log line; unknown `podmirror.io` kinds are
 //!   refused);
-//! - `pods.yaml`, the inventory that replaces the API server's pods and
+//! - `standalone.yaml`, the inventory that replaces the API server's pods and
 //!   Services (not a Kubernetes object):
 //!
 //! ```yaml

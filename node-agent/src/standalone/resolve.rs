@@ -212,7 +212,7 @@ fn candidate(
         if let Some(name) = &source.pod_name {
             let pod = PodKey::new(key.namespace.clone(), name.clone());
             if !inventory.pods.contains_key(&pod) {
-                return Err(refusal(key, &format!("spec.sources[{index}].podName"), format!("no pod {pod} in pods.yaml")));
+                return Err(refusal(key, &format!("spec.sources[{index}].podName"), format!("no pod {pod} in standalone.yaml")));
             }
             sources.insert(pod);
         } else if let Some(selector) = &source.pod_selector {
@@ -225,7 +225,7 @@ fn candidate(
         }
     }
     if sources.is_empty() {
-        return Err(refusal(key, "spec.sources", "selects no pod of pods.yaml"));
+        return Err(refusal(key, "spec.sources", "selects no pod of standalone.yaml"));
     }
 
     let (target, targets) = resolve_target(key, session, inventory)?;
@@ -267,7 +267,7 @@ fn resolve_target(
     if let Some(service) = &target.service {
         let namespace = service.namespace.clone().unwrap_or_else(|| key.namespace.clone());
         let entry = inventory.services.get(&(namespace.clone(), service.name.clone())).ok_or_else(|| {
-            refusal(key, "spec.target.service.name", format!("no service {namespace}/{} in pods.yaml", service.name))
+            refusal(key, "spec.target.service.name", format!("no service {namespace}/{} in standalone.yaml", service.name))
         })?;
         if namespace != key.namespace {
             let allowed = entry.annotations.get(ALLOW_MIRROR_FROM).is_some_and(|list| {
@@ -295,12 +295,12 @@ fn resolve_target(
         let entry = inventory
             .pods
             .get(&pod_key)
-            .ok_or_else(|| refusal(key, "spec.target.pod.name", format!("no pod {pod_key} in pods.yaml")))?;
+            .ok_or_else(|| refusal(key, "spec.target.pod.name", format!("no pod {pod_key} in standalone.yaml")))?;
         let ip = entry
             .ips
             .first()
             .copied()
-            .ok_or_else(|| refusal(key, "spec.target.pod.name", format!("pod {pod_key} has no IP in pods.yaml")))?;
+            .ok_or_else(|| refusal(key, "spec.target.pod.name", format!("pod {pod_key} has no IP in standalone.yaml")))?;
         return Ok((ResolvedTarget::pod(pod_id(&pod_key)), vec![ip]));
     }
     if let Some(ip) = &target.ip {

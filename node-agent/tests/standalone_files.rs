@@ -1,0 +1,228 @@
+//! Standalone mode, file handling (no root needed): the example directory
+//! loads, every kind of bad file is refused with the file and field named,
+//! a bad update keeps the configuration in force, quotas refuse only what is
+//! new, and changes are noticed.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use podmirror_agent::standalone::files::load_dir;
+use podmirror_agent::standalone::resolve::resolve;
+use podmirror_agent::standalone::run::{Config, Options};
+use podmirror_crds::model::quota::QuotaLimits;
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("pmsa-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn write(&self, name: &str, text: &str) {
+        fs::write(self.0.join(name), text).unwrap();
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn example_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/seed-scenario")
+}
+
+const INVENTORY: &str = "pods:\n- {name: ecs-test, ips: [192.168.0.161]}\n- {name: ecs-source, ips: [192.168.0.230]}\n\
+                         - {name: ecs-target, ips: [192.168.0.164]}\n- {name: other, ips: [192.168.0.231], labels: {app: web}}\n";
+
+fn filter(name: &str, dst_cidr: &str) -> String {
+    format!(
+        "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {{name: {name}}}\nspec:\n  inboundRules:\n  \
+         - {{priority: 1, action: Accept, protocol: TCP, ipFamily: IPv4, destinationCIDR: {dst_cidr}}}\n"
+    )
+}
+
+fn session(name: &str, priority: i32, vni: i32, source: &str) -> String {
+    format!(
+        "apiVersion: podmirror.io/v1alpha1\nkind: MirrorSession\nmetadata: {{name: {name}}}\nspec:\n  priority: {priority}\n  \
+         vni: {vni}\n  packetLength: 96\n  filterRef: {{name: f}}\n  sources: [{{podName: {source}}}]\n  \
+         target: {{pod: {{name: ecs-target}}}}\n"
+    )
+}
+
+fn options(dir: &Path) -> Options {
+    Options {
+        dir: dir.to_path_buf(),
+        node_name: "node-a".into(),
+        poll_interval: Duration::from_secs(1),
+        limits: QuotaLimits::default(),
+    }
+}
+
+#[test]
+fn example_seed_scenario_resolves_to_the_seed_session() {
+    let loaded = load_dir(&example_dir()).unwrap();
+    assert_eq!(loaded.filters.len(), 1);
+    assert_eq!(loaded.sessions.len(), 1);
+    assert!(loaded.skipped.iter().any(|s| s.starts_with("Pod ecs-source")), "{:?}", loaded.skipped);
+    let resolution = resolve(&loaded, &BTreeMap::new(), "node-a", QuotaLimits::default()).unwrap();
+    assert!(resolution.refusals.is_empty(), "{:?}", resolution.refusals);
+    let state = &resolution.node_state;
+    assert_eq!(state.node, "node-a");
+    assert_eq!(state.sessions.len(), 1);
+    let s = &state.sessions[0];
+    assert_eq!((s.name.as_str(), s.vni, s.packet_length, s.priority), ("mirror-session-a", 1, Some(96), 1));
+    assert_eq!(s.targets, vec!["192.168.0.164".to_string()]);
+    assert_eq!(s.inbound_rules.len(), 1);
+    assert!(s.outbound_rules.is_empty());
+    assert_eq!(state.pods.len(), 1);
+    assert_eq!(state.pods[0].name, "ecs-source");
+    assert_eq!(state.pods[0].ips, vec!["192.168.0.230".to_string()]);
+    assert_eq!(state.pods[0].sessions, vec!["default/mirror-session-a".to_string()]);
+}
+
+#[test]
+fn bad_files_name_the_file_the_object_and_the_field() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("f.yaml", filter("f", "10.0.0.0/33"), "f.yaml: MirrorFilter f: spec.inboundRules[0].destinationCIDR: "),
+        ("s.yaml", session("s", 0, 1, "ecs-source"), "s.yaml: MirrorSession s: spec.priority: "),
+        ("s.yaml", session("s", 1, 16_777_216, "ecs-source"), "s.yaml: MirrorSession s: spec.vni: "),
+        ("s.yaml", session("s", 1, 1, "ecs-source").replace("packetLength: 96", "packetLength: 10"), "spec.packetLength: "),
+        ("s.yaml", session("s", 1, 1, "ecs-source").replace("vni: 1", "vni: one"), "s.yaml: MirrorSession s: spec.vni: "),
+        ("s.yaml", format!("{}---\n{}", session("s", 1, 1, "ecs-source"), session("s", 2, 2, "ecs-source")), "document 2: MirrorSession s: metadata.name: "),
+        ("standalone.yaml", "pods:\n- {name: a, ips: [1.2.3]}\n".into(), "standalone.yaml: inventory: pods[0].ips[0]: "),
+    ];
+    for (file, text, expected) in cases {
+        let dir = TempDir::new("badfile");
+        dir.write("standalone.yaml", INVENTORY);
+        dir.write("f0.yaml", &filter("f", "192.168.0.230/32"));
+        dir.write(file, &text);
+        let outcome = load_dir(&dir.0).and_then(|l| resolve(&l, &BTreeMap::new(), "n", QuotaLimits::default()));
+        let message = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains(expected), "{file}: expected {expected:?} in {message:?}");
+        assert!(message.contains(&dir.0.display().to_string()), "the full path is named: {message}");
+    }
+}
+
+#[test]
+fn a_bad_update_keeps_the_configuration_in_force() {
+    let dir = TempDir::new("update");
+    dir.write("standalone.yaml", INVENTORY);
+    dir.write("f.yaml", &filter("f", "192.168.0.230/32"));
+    dir.write("s.yaml", &session("s", 1, 7, "ecs-source"));
+    let opts = options(&dir.0);
+    let mut config = Config::default();
+    assert!(matches!(config.reload_if_changed(&opts), Some(Ok(()))));
+    assert!(config.reload_if_changed(&opts).is_none(), "nothing changed, nothing reloaded");
+
+    // Break the filter: the load fails, the session stays as it was.
+    dir.write("f.yaml", &filter("f", "not-a-cidr"));
+    config.reload(&opts).unwrap_err();
+    assert_eq!(config.reloads_failed, 1);
+    assert!(config.last_error.as_deref().unwrap_or_default().contains("spec.inboundRules[0].destinationCIDR"));
+    let state = &config.current.as_ref().unwrap().node_state;
+    assert_eq!(state.sessions[0].vni, 7, "previous config in force");
+    assert_eq!(state.sessions[0].inbound_rules[0].destination_cidr.as_deref(), Some("192.168.0.230/32"));
+
+    // Fix it with a change: the change is taken.
+    dir.write("f.yaml", &filter("f", "192.168.0.0/24"));
+    config.reload(&opts).unwrap();
+    let state = &config.current.as_ref().unwrap().node_state;
+    assert_eq!(state.sessions[0].inbound_rules[0].destination_cidr.as_deref(), Some("192.168.0.0/24"));
+    assert!(config.last_error.is_none());
+}
+
+#[test]
+fn quota_and_reference_refusals_touch_only_the_new_session() {
+    let dir = TempDir::new("quota");
+    dir.write("standalone.yaml", INVENTORY);
+    dir.write("f.yaml", &filter("f", "192.168.0.230/32"));
+    dir.write("a.yaml", &session("a", 1, 1, "ecs-source"));
+    let opts = options(&dir.0);
+    let mut config = Config::default();
+    config.reload(&opts).unwrap();
+
+    // A newer session with the same VNI to the same target, one with the
+    // same priority on the same source, one whose source does not exist.
+    dir.write("b.yaml", &session("b", 2, 1, "other"));
+    dir.write("c.yaml", &session("c", 1, 3, "ecs-source"));
+    dir.write("d.yaml", &session("d", 3, 4, "ghost"));
+    config.reload(&opts).unwrap();
+    let resolution = config.current.as_ref().unwrap();
+    let names: Vec<&str> = resolution.node_state.sessions.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, vec!["a"], "only the accepted session runs");
+    let refusals: Vec<String> = resolution.refusals.iter().map(ToString::to_string).collect();
+    assert!(refusals.iter().any(|r| r.contains("MirrorSession default/b") && r.contains("VNIClash")), "{refusals:?}");
+    assert!(refusals.iter().any(|r| r.contains("MirrorSession default/c") && r.contains("PriorityClash")), "{refusals:?}");
+    assert!(refusals.iter().any(|r| r.contains("default/d: spec.sources[0].podName") && r.contains("ghost")), "{refusals:?}");
+
+    // Changing the accepted session into a clash is refused; it keeps its VNI.
+    dir.write("b.yaml", &session("b", 2, 2, "other"));
+    config.reload(&opts).unwrap();
+    dir.write("a.yaml", &session("a", 1, 2, "ecs-source"));
+    config.reload(&opts).unwrap();
+    let resolution = config.current.as_ref().unwrap();
+    let a = resolution.node_state.sessions.iter().find(|s| s.name == "a").unwrap();
+    assert_eq!(a.vni, 1, "the refused change leaves a as last accepted");
+    assert!(resolution.node_state.sessions.iter().any(|s| s.name == "b" && s.vni == 2));
+    assert!(resolution.refusals.iter().any(|r| r.to_string().contains("keeps mirroring as last accepted")));
+}
+
+#[test]
+fn cross_namespace_service_needs_consent() {
+    let dir = TempDir::new("consent");
+    dir.write(
+        "standalone.yaml",
+        &format!("{INVENTORY}services:\n- {{name: col, namespace: mon, addresses: [10.0.0.9]}}\n"),
+    );
+    dir.write("f.yaml", &filter("f", "192.168.0.230/32"));
+    dir.write("s.yaml", &session("s", 1, 1, "ecs-source").replace("{pod: {name: ecs-target}}", "{service: {name: col, namespace: mon}}"));
+    let opts = options(&dir.0);
+    let mut config = Config::default();
+    config.reload(&opts).unwrap();
+    let resolution = config.current.as_ref().unwrap();
+    assert!(resolution.node_state.sessions.is_empty());
+    assert!(resolution.refusals[0].to_string().contains("podmirror.io/allow-mirror-from"), "{:?}", resolution.refusals);
+
+    dir.write(
+        "standalone.yaml",
+        &format!(
+            "{INVENTORY}services:\n- {{name: col, namespace: mon, addresses: [10.0.0.9], \
+             annotations: {{podmirror.io/allow-mirror-from: 'kube-system, default'}}}}\n"
+        ),
+    );
+    config.reload(&opts).unwrap();
+    let resolution = config.current.as_ref().unwrap();
+    assert_eq!(resolution.node_state.sessions.len(), 1, "{:?}", resolution.refusals);
+    assert_eq!(resolution.node_state.sessions[0].targets, vec!["10.0.0.9".to_string()]);
+}
+
+#[test]
+fn pod_selector_sources_use_inventory_labels() {
+    let dir = TempDir::new("selector");
+    dir.write("standalone.yaml", INVENTORY);
+    dir.write("f.yaml", &filter("f", "192.168.0.0/24"));
+    dir.write(
+        "s.yaml",
+        &session("s", 1, 1, "x").replace("[{podName: x}]", "[{podSelector: {matchLabels: {app: web}}}]"),
+    );
+    let loaded = load_dir(&dir.0).unwrap();
+    let resolution = resolve(&loaded, &BTreeMap::new(), "n", QuotaLimits::default()).unwrap();
+    let pods: Vec<&str> = resolution.node_state.pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(pods, vec!["other"]);
+}
+
+#[test]
+fn missing_inventory_is_an_error_naming_it() {
+    let dir = TempDir::new("noinv");
+    dir.write("f.yaml", &filter("f", "192.168.0.230/32"));
+    dir.write("s.yaml", &session("s", 1, 1, "ecs-source"));
+    let message = load_dir(&dir.0).unwrap_err().to_string();
+    assert!(message.contains("standalone.yaml") && message.contains("missing"), "{message}");
+}
