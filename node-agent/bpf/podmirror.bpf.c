@@ -98,7 +98,9 @@ static __always_inline int pm_route(struct __sk_buff *skb, const struct pm_confi
 				    struct pm_addr *src, __u32 *oif)
 {
 	struct bpf_fib_lookup fib = {};
-	__u32 flags = BPF_FIB_LOOKUP_OUTPUT | BPF_FIB_LOOKUP_SKIP_NEIGH;
+	/* An ingress-perspective lookup from the copy device (forwarding is on
+	 * there): BPF_FIB_LOOKUP_OUTPUT would pin the route to that device. */
+	__u32 flags = BPF_FIB_LOOKUP_SKIP_NEIGH;
 	const struct pm_addr *node = x->target_family == PM_FAMILY_IPV6 ? &cfg->node_ip6 : &cfg->node_ip4;
 	int has_src = node->w[0] | node->w[1] | node->w[2] | node->w[3];
 	long rc;

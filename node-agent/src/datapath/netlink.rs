@@ -147,6 +147,17 @@ pub fn ensure_veth_pair(name: &str, peer: &str) -> Result<u32, DatapathError> {
     for i in [idx, peer_idx] {
         request(libc::RTM_NEWLINK, 0, i as i32, libc::IFF_UP as u32, &[], "set up").map_err(|e| err(format!("cannot set up: {e}")))?;
     }
+    // The copy program routes with an ingress-perspective bpf_fib_lookup()
+    // from this device, which needs forwarding on it; nothing is ever
+    // forwarded from it otherwise (its egress program drops what is not a
+    // copy). The peer must not answer or send anything.
+    for (path, value) in [
+        (format!("/proc/sys/net/ipv4/conf/{name}/forwarding"), "1"),
+        (format!("/proc/sys/net/ipv6/conf/{name}/forwarding"), "1"),
+        (format!("/proc/sys/net/ipv6/conf/{peer}/disable_ipv6"), "1"),
+    ] {
+        std::fs::write(&path, value).map_err(|e| err(format!("cannot write {path}: {e}")))?;
+    }
     Ok(idx)
 }
 

@@ -33,7 +33,7 @@ impl Capture {
         let base = format!("/tmp/{}", unique_name("pmcap"));
         let path = format!("{base}.pcap");
         let log = format!("{base}.log");
-        let script = format!("exec tcpdump -i {ifname} -n -s 0 -U -w {path} {filter} 2>{log}");
+        let script = format!("exec tcpdump --immediate-mode -i {ifname} -n -s 0 -U -w {path} {filter} 2>{log}");
         let process = netns.spawn(&script)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

@@ -88,6 +88,8 @@ impl Topology {
         let mtu = spec.mtu.to_string();
         self.node.ip(&["link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns.name, "mtu", &mtu])?;
         self.node.sysctl(&format!("net.ipv4.conf.{host}.proxy_arp=1"))?;
+        // Answer proxy ARP at once (the default delays up to 0.8 s).
+        self.node.sysctl(&format!("net.ipv4.neigh.{host}.proxy_delay=0"))?;
         self.node.ip(&["link", "set", &host, "up"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
         if let Some(v4) = &spec.ipv4 {
@@ -127,6 +129,12 @@ impl Topology {
             netns: ns,
         });
         Ok(self.remotes.len() - 1)
+    }
+
+    /// Give the node an address of its own (on `lo`), e.g. the source of
+    /// copies to pods on the same node when it has no underlay address.
+    pub fn add_node_address(&self, cidr: &str) -> Result<()> {
+        self.node.ip(&["addr", "add", cidr, "dev", "lo"]).map(|_| ())
     }
 
     pub fn pod(&self, name: &str) -> Result<&Pod> {
