@@ -37,10 +37,22 @@ pub struct MirrorFilterSpec {
     pub outbound_rules: Vec<FilterRule>,
 }
 
-/// CEL for `protocol` (an int-or-string): a name, or a number 0..=255 written
-/// without leading zeros. `string()` turns both kinds into one, so the rule
-/// needs no `type()` (which client-side evaluators lack).
-pub const PROTOCOL_RULE: &str = "string(self) in ['TCP', 'UDP', 'ICMP', 'ICMPv6', 'SCTP', 'All'] || string(self).matches('^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$')";
+/// The names `protocol` accepts as a string (an integer is a protocol number).
+pub const PROTOCOL_NAME_PATTERN: &str = "^(TCP|UDP|ICMP|ICMPv6|SCTP|All)$";
+
+/// `protocol` is checked by OpenAPI alone, no CEL: `pattern` applies to the
+/// string form only and `minimum`/`maximum` to the integer form only. (CEL
+/// on an int-or-string would be costed by the API server as a string of the
+/// maximum request size, and a regex over it blows the cost budget.)
+fn protocol_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "`TCP`, `UDP`, `ICMP`, `ICMPv6`, `SCTP`, `All`, or an IP protocol number 0..=255.",
+        "x-kubernetes-int-or-string": true,
+        "pattern": PROTOCOL_NAME_PATTERN,
+        "minimum": 0,
+        "maximum": 255,
+    })
+}
 
 /// CEL: a well-formed CIDR must be of the rule's `ipFamily`. An omitted one
 /// means "any of the family"; a malformed one is reported by its own rule.
@@ -59,12 +71,14 @@ macro_rules! cidr_family_rule {
 }
 
 /// CEL: port ranges only make sense for protocols whose packets carry ports.
+/// Two homogeneous lists, because `protocol` is either kind and a mixed list
+/// literal is a type error under strict CEL type checking.
 macro_rules! ports_rule {
     ($field:literal) => {
         concat!(
             "!has(self.",
             $field,
-            ") || string(self.protocol) in ['TCP', 'UDP', 'SCTP', '6', '17', '132']"
+            ") || self.protocol in ['TCP', 'UDP', 'SCTP'] || self.protocol in [6, 17, 132]"
         )
     };
 }
@@ -93,7 +107,7 @@ pub struct FilterRule {
     /// `Accept` mirrors the packet, `Reject` stops the walk without mirroring.
     pub action: Action,
     /// `TCP`, `UDP`, `ICMP`, `ICMPv6`, `SCTP`, `All`, or an IP protocol number 0..=255.
-    #[x_kube(validation = Rule::new(PROTOCOL_RULE).message("protocol must be TCP, UDP, ICMP, ICMPv6, SCTP, All or an IP protocol number 0..=255"))]
+    #[schemars(schema_with = "protocol_schema")]
     pub protocol: IntOrString,
     /// `IPv4` or `IPv6`; both CIDRs must be of this family.
     pub ip_family: IpFamily,

@@ -147,8 +147,9 @@ pub fn compile_filter(
 
 /// A protocol name or number; `None` = any protocol (`All`).
 ///
-/// Accepts what the CRD's CEL rule accepts: a name, an integer 0..=255, or
-/// such a number written as a string without leading zeros.
+/// Accepts what the CRD's schema accepts: one of the names (exact case), or
+/// an integer 0..=255. A number written as a string (`"6"`) is refused, as
+/// the schema's `pattern` refuses it.
 pub fn parse_protocol(protocol: &IntOrString, field: &str) -> Result<Option<u8>, ModelError> {
     let bad = |shown: String| {
         ModelError::invalid(
@@ -162,18 +163,11 @@ pub fn parse_protocol(protocol: &IntOrString, field: &str) -> Result<Option<u8>,
         IntOrString::Int(number) => u8::try_from(*number)
             .map(Some)
             .map_err(|_| bad(number.to_string())),
-        IntOrString::String(text) => {
-            if let Some((_, number)) = PROTOCOL_NAMES.iter().find(|(name, _)| name == text) {
-                return Ok(*number);
-            }
-            let canonical = text.bytes().all(|b| b.is_ascii_digit())
-                && !text.is_empty()
-                && (text == "0" || !text.starts_with('0'));
-            match text.parse::<u8>() {
-                Ok(number) if canonical => Ok(Some(number)),
-                _ => Err(bad(format!("{text:?}"))),
-            }
-        }
+        IntOrString::String(text) => PROTOCOL_NAMES
+            .iter()
+            .find(|(name, _)| name == text)
+            .map(|(_, number)| *number)
+            .ok_or_else(|| bad(format!("{text:?}"))),
     }
 }
 
@@ -532,7 +526,7 @@ mod tests {
     }
 
     #[test]
-    fn protocols_by_name_number_and_numeric_string() {
+    fn protocols_by_name_or_number() {
         let field = "p";
         for (input, expected) in [
             (name("TCP"), Some(6)),
@@ -543,8 +537,6 @@ mod tests {
             (name("All"), None),
             (IntOrString::Int(0), Some(0)),
             (IntOrString::Int(255), Some(255)),
-            (name("47"), Some(47)),
-            (name("0"), Some(0)),
         ] {
             assert_eq!(parse_protocol(&input, field), Ok(expected), "{input:?}");
         }
@@ -553,6 +545,8 @@ mod tests {
             name(""),
             name("256"),
             name("047"),
+            name("6"),
+            name("0"),
             name("+6"),
             name(" 6"),
             IntOrString::Int(-1),

@@ -5,7 +5,7 @@
 //! Rust types), so these tests exercise what ships. An object goes through
 //! the two stages the API server runs on create:
 //! 1. the OpenAPI value validations of a structural schema (type, enum,
-//!    required, minimum/maximum, min/maxLength, min/maxItems), written here
+//!    required, minimum/maximum, pattern, min/maxLength, min/maxItems), written here
 //!    because they are few and simple;
 //! 2. the CEL `x-kubernetes-validations`, evaluated by kube-cel with the
 //!    Kubernetes CEL libraries (`isCIDR`, `cidr()`, `isIP`, ...).
@@ -117,6 +117,12 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         }
     }
     if let Some(text) = value.as_str() {
+        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+            let regex = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{path}: bad pattern {pattern}: {e}"));
+            if !regex.is_match(text) {
+                errors.push(format!("{path}: Invalid value: {value}: {path} in body should match '{pattern}'"));
+            }
+        }
         let len = text.chars().count() as u64;
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
             && len < min
