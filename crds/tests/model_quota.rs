@@ -589,6 +589,33 @@ fn a_lowered_limit_keeps_incumbents_and_only_stops_newcomers() {
 }
 
 #[test]
+fn in_effect_names_the_facts_each_session_mirrors_with() {
+    let mut changed = incumbent(session("changed", 1, &["a"], collector()));
+    changed.current.sources = (0..11).map(|i| pod(&format!("c{i}"))).collect();
+    let kept = incumbent(session("kept", 2, &["b"], ResolvedTarget::ip(ip(1))));
+    let mut refused = session("refused", 3, &["b"], ResolvedTarget::ip(ip(2)));
+    refused.current.priority = 1;
+    let absent = session("absent", 4, &["z"], ResolvedTarget::ip(ip(3)));
+    let sessions = vec![changed.clone(), kept.clone(), refused.clone()];
+    let report = run(sessions);
+    assert_eq!(report.in_effect(&changed), changed.last_accepted.as_ref());
+    assert_eq!(report.in_effect(&kept), Some(&kept.current));
+    assert_eq!(report.in_effect(&refused), None);
+    assert_eq!(report.in_effect(&absent), None);
+}
+
+#[test]
+fn a_repeated_key_is_decided_once_whatever_the_order() {
+    let a = session("dup", 1, &["a"], ResolvedTarget::ip(ip(1)));
+    let mut b = session("dup", 2, &["a"], ResolvedTarget::ip(ip(2)));
+    b.current.sources = (0..11).map(|i| pod(&format!("d{i}"))).collect();
+    let one = run(vec![a.clone(), b.clone()]);
+    let two = run(vec![b, a]);
+    assert_eq!(one, two);
+    assert_eq!(one.verdicts.len(), 1);
+}
+
+#[test]
 fn reasons_are_stable_camel_case_names() {
     assert_eq!(
         Quota::SessionsPerPodOrIpTarget.reason(),

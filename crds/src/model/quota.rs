@@ -347,6 +347,17 @@ impl QuotaReport {
     pub fn verdict(&self, key: &SessionKey) -> Option<&QuotaVerdict> {
         self.verdicts.get(key)
     }
+
+    /// The facts `session` mirrors with after this report: its current ones
+    /// when accepted, its last accepted ones when its change was refused,
+    /// none when it was refused outright (or is not in the report).
+    pub fn in_effect<'s>(&self, session: &'s SessionQuotaInput) -> Option<&'s SessionQuotaFacts> {
+        match self.verdicts.get(&session.key)? {
+            QuotaVerdict::Accepted => Some(&session.current),
+            QuotaVerdict::RefusedChange(_) => session.last_accepted.as_ref(),
+            QuotaVerdict::Refused(_) => None,
+        }
+    }
 }
 
 /// Decide every session of the cluster against SPEC §3 and the uniqueness
@@ -371,14 +382,26 @@ pub fn evaluate_quotas(input: &QuotaInput) -> QuotaReport {
         placed.insert(&session.key, last);
     }
 
-    // Then each incumbent's change, oldest first, against everyone else's
-    // place. An unchanged incumbent has nothing new to check. A change that
-    // does not fit is retried after the others: another incumbent's accepted
-    // change may have freed what it needs. Each round that retries accepts at
-    // least one change, so this ends.
+    apply_changes(&incumbents, &mut placed, &mut verdicts, input);
+    admit_newcomers(&sessions, &mut placed, &mut verdicts, input);
+    QuotaReport { verdicts }
+}
+
+/// Each incumbent's change, oldest first, against everyone else's place. An
+/// unchanged incumbent has nothing new to check. A change that does not fit
+/// is retried after the others, since another incumbent's accepted change may
+/// have freed what it needs; every round that retries has accepted at least
+/// one change, so there are at most as many rounds as changed incumbents
+/// (in practice one or two).
+fn apply_changes<'a>(
+    incumbents: &[(&'a SessionQuotaInput, &'a SessionQuotaFacts)],
+    placed: &mut Placement<'a>,
+    verdicts: &mut BTreeMap<SessionKey, QuotaVerdict>,
+    input: &QuotaInput,
+) {
     let mut pending: Vec<(&SessionQuotaInput, &SessionQuotaFacts)> = Vec::new();
-    for (session, last) in &incumbents {
-        if session.current == **last {
+    for &(session, last) in incumbents {
+        if session.current == *last {
             verdicts.insert(session.key.clone(), QuotaVerdict::Accepted);
         } else {
             pending.push((session, last));
@@ -389,7 +412,7 @@ pub fn evaluate_quotas(input: &QuotaInput) -> QuotaReport {
         let mut progress = false;
         for (session, last) in pending {
             placed.remove(&session.key, last);
-            match check(&session.key, &session.current, &placed, input, false) {
+            match check(&session.key, &session.current, placed, input, false) {
                 Ok(()) => {
                     placed.insert(&session.key, &session.current);
                     verdicts.insert(session.key.clone(), QuotaVerdict::Accepted);
@@ -408,15 +431,22 @@ pub fn evaluate_quotas(input: &QuotaInput) -> QuotaReport {
                     QuotaVerdict::RefusedChange(refusal.into_change()),
                 );
             }
-            break;
+            return;
         }
         pending = refused
             .into_iter()
             .map(|(session, last, _)| (session, last))
             .collect();
     }
+}
 
-    // Newcomers, oldest first, into what room is left.
+/// Newcomers, oldest first, into what room is left.
+fn admit_newcomers<'a>(
+    sessions: &[&'a SessionQuotaInput],
+    placed: &mut Placement<'a>,
+    verdicts: &mut BTreeMap<SessionKey, QuotaVerdict>,
+    input: &QuotaInput,
+) {
     let mut newcomers: Vec<&SessionQuotaInput> = sessions
         .iter()
         .copied()
@@ -424,7 +454,7 @@ pub fn evaluate_quotas(input: &QuotaInput) -> QuotaReport {
         .collect();
     newcomers.sort_by(|a, b| admission_order(a, b));
     for session in newcomers {
-        match check(&session.key, &session.current, &placed, input, true) {
+        match check(&session.key, &session.current, placed, input, true) {
             Ok(()) => {
                 placed.insert(&session.key, &session.current);
                 verdicts.insert(session.key.clone(), QuotaVerdict::Accepted);
@@ -434,9 +464,7 @@ pub fn evaluate_quotas(input: &QuotaInput) -> QuotaReport {
             }
         }
     }
-    QuotaReport { verdicts }
 }
-
 /// Creation time, then namespace/name: the "newer" session of SPEC §3.
 fn admission_order(a: &SessionQuotaInput, b: &SessionQuotaInput) -> std::cmp::Ordering {
     a.created.cmp(&b.created).then_with(|| a.key.cmp(&b.key))
