@@ -23,3 +23,13 @@ crds:
 # PATH and root; fails loudly (non-zero) where any is missing.
 e2e: deps
 	$(CARGO) run -q -p podmirror-e2e --bin podmirror-e2e-kind
+
+# The seed scenario (SPEC §6) on network namespaces: builds the agent, runs it
+# standalone on examples/seed-scenario/, shows the copies; root, any Debian host.
+demo:
+	./scripts/demo.sh
+
+# Datapath benchmark on network namespaces (~10 min, root): bench/RESULTS.md.
+# Not part of `make test`.
+bench:
+	./bench/run.sh

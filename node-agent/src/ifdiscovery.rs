@@ -13,7 +13,6 @@
 //! captured samples; only `run` shells out.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -94,17 +93,39 @@ fn run(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 /// The index of interface `name` in the current network namespace.
+///
+/// Asked of the kernel (`if_nametoindex`, a socket ioctl in the caller's
+/// network namespace), not read from /sys/class/net: sysfs shows the
+/// namespace it was mounted in, which is not the agent's when it was moved
+/// into a namespace with `nsenter --net` (as the demo and a hostNetwork pod
+/// with a host /sys are).
 pub fn ifindex_of(name: &str) -> Result<u32, String> {
-    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']) || name.starts_with('.') {
         return Err(format!("{name:?} is not an interface name"));
     }
-    let path = Path::new("/sys/class/net").join(name).join("ifindex");
-    let text = std::fs::read_to_string(&path).map_err(|_| format!("no interface named {name:?} on this node"))?;
-    text.trim().parse().map_err(|e| format!("{}: {e}", path.display()))
+    let c_name = std::ffi::CString::new(name).map_err(|_| format!("{name:?} is not an interface name"))?;
+    // SAFETY: `c_name` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        return Err(format!("no interface named {name:?} on this node"));
+    }
+    Ok(index)
 }
 
-fn is_bridge(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).join("bridge").exists()
+/// Parses `ip -j -d link show dev <name>`: is it a bridge?
+pub fn parse_is_bridge(json: &str) -> Result<bool, String> {
+    let value: Value = serde_json::from_str(json).map_err(|e| format!("unreadable `ip -j -d link` output: {e}"))?;
+    Ok(value
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|l| l.get("linkinfo"))
+        .and_then(|i| i.get("info_kind"))
+        .and_then(Value::as_str)
+        == Some("bridge"))
+}
+
+fn is_bridge(name: &str) -> Result<bool, String> {
+    parse_is_bridge(&run("ip", &["-j", "-d", "link", "show", "dev", name])?)
 }
 
 /// The host interface of a pod named by interface name (`interface:` in the
@@ -125,7 +146,7 @@ pub fn by_ip(pod: &str, ip: &IpAddr) -> Result<HostInterface, AgentError> {
     if hop.dev == "lo" {
         return Err(fail("is an address of the node itself".into()));
     }
-    let dev = if is_bridge(&hop.dev) {
+    let dev = if is_bridge(&hop.dev).map_err(fail)? {
         let neigh = run("ip", &["-j", "neigh", "show", "to", &ip_text, "dev", &hop.dev]).map_err(fail)?;
         let mac = parse_neighbour_mac(&neigh, ip)
             .map_err(fail)?
@@ -174,6 +195,16 @@ mod tests {
                       {"mac":"aa:bb:cc:00:00:07","ifname":"veth7","master":"cni0","flags":[],"state":""}]"#;
         assert_eq!(parse_fdb_port(fdb, "AA:BB:CC:00:00:07", "cni0").unwrap().as_deref(), Some("veth7"));
         assert_eq!(parse_fdb_port(fdb, "aa:bb:cc:00:00:99", "cni0").unwrap(), None);
+    }
+
+    #[test]
+    fn bridge_kind_comes_from_linkinfo() {
+        let bridge = r#"[{"ifindex":4,"ifname":"cni0","linkinfo":{"info_kind":"bridge","info_data":{}}}]"#;
+        let veth = r#"[{"ifindex":5,"ifname":"veth1","linkinfo":{"info_kind":"veth"}}]"#;
+        let plain = r#"[{"ifindex":1,"ifname":"lo"}]"#;
+        assert!(parse_is_bridge(bridge).unwrap());
+        assert!(!parse_is_bridge(veth).unwrap());
+        assert!(!parse_is_bridge(plain).unwrap());
     }
 
     #[test]
