@@ -746,12 +746,23 @@ fn arb_facts() -> impl Strategy<Value = SessionQuotaFacts> {
         (0u8..8).prop_map(|i| ResolvedTarget::pod(pod(&format!("p{i}")))),
         (0u32..2).prop_map(|i| ResolvedTarget::ip(ip(i))),
     ];
+    // Mostly well-shaped sessions (one filter, one target) so that what
+    // refuses them is what they share with others; f3 has too many rules.
+    let filters = prop_oneof![
+        12 => (0u8..4).prop_map(|f| vec![f]),
+        1 => prop::collection::vec(0u8..4, 2),
+    ];
+    let targets = prop_oneof![
+        12 => target.clone().prop_map(|t| vec![t]),
+        1 => Just(vec![]),
+        1 => prop::collection::vec(target, 2),
+    ];
     (
-        prop::collection::vec(0u8..2, 1..=2),
+        filters,
         1u16..4,
         0u32..3,
-        prop::collection::btree_set(0u8..8, 0..4),
-        prop::collection::vec(target, 0..=2),
+        prop::collection::btree_set(0u8..8, 0..5),
+        targets,
     )
         .prop_map(
             |(filters, priority, vni, sources, targets)| SessionQuotaFacts {
@@ -784,14 +795,14 @@ fn arb_sessions() -> impl Strategy<Value = Vec<SessionQuotaInput>> {
 
 fn limits() -> QuotaLimits {
     QuotaLimits {
-        sources_per_session: 2,
-        sessions_per_cluster: 9,
+        sources_per_session: 3,
+        sessions_per_cluster: 6,
     }
 }
 
 fn filter_rules() -> BTreeMap<FilterKey, RuleCounts> {
     BTreeMap::from([(
-        FilterKey::new(NS, "f1"),
+        FilterKey::new(NS, "f3"),
         RuleCounts {
             inbound: 11,
             outbound: 0,
