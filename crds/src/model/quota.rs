@@ -20,6 +20,11 @@
 //! Disabled sessions count like enabled ones: a session holds its slots while
 //! it exists, so flipping `enabled` never needs a quota check that could fail.
 //! For that reason `enabled` is not part of the facts compared here.
+//!
+//! An incumbent whose facts did not change is not checked again: it stays
+//! accepted even if a limit was lowered since (or its filter now has too many
+//! rules, which the CRD schema prevents anyway). Only its next change is
+//! measured against the limits of the day.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
