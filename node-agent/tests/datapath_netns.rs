@@ -190,3 +190,462 @@ fn seed_scenario_end_to_end() {
     assert_eq!(inbound.failed(), 0, "copy failures: {inbound:?}");
     assert_eq!(rows.len() as u64, inbound.copied_packets, "captured copies vs counters {inbound:?}:\n{text}");
 }
+
+/// Send `count` UDP datagrams from inside `ns` (python3: exact ports).
+fn udp_send(ns: &testbed::Netns, dst: &str, sport: u16, dport: u16, count: u32) {
+    let family = if dst.contains(':') { "socket.AF_INET6" } else { "socket.AF_INET" };
+    ns.sh(&format!(
+        "python3 -c \"import socket,time\ns=socket.socket({family},socket.SOCK_DGRAM)\ns.bind(('',{sport}))\nfor i in range({count}):\n  s.sendto(b'podmirror-%d' % i,('{dst}',{dport}))\n  time.sleep(0.002)\""
+    ))
+    .expect("udp send");
+}
+
+/// The standard two-pod node with a remote collector behind the underlay.
+fn two_pods_and_collector(v6: bool, mtu: u32) -> Topology {
+    let mut topo = Topology::new("pmdp").expect("topology");
+    if v6 {
+        topo.add_pod(PodSpec::dual("ecs-test", "192.168.0.161", "fd00::161").mtu(mtu)).expect("pod");
+        topo.add_pod(PodSpec::dual("ecs-source", "192.168.0.230", "fd00::230").mtu(mtu)).expect("pod");
+    } else {
+        topo.add_pod(PodSpec::v4("ecs-test", "192.168.0.161").mtu(mtu)).expect("pod");
+        topo.add_pod(PodSpec::v4("ecs-source", "192.168.0.230").mtu(mtu)).expect("pod");
+    }
+    topo.add_remote("collector", "10.77.0.2", "10.77.0.1", mtu).expect("remote");
+    topo
+}
+
+fn udp_rule(priority: u16, action: Action, dport: Option<u16>) -> CompiledRule {
+    rule(priority, action, Some(ipproto::UDP), "0.0.0.0/0", "0.0.0.0/0", dport.map(|p| (p, p)))
+}
+
+/// Outbound rules; a Reject shadowing an Accept of the same session; two
+/// sessions on one pod decided by session priority (seed 002 table 3).
+#[test]
+fn outbound_rules_reject_shadowing_and_session_priority() {
+    if !testbed::require_root("outbound_rules_reject_shadowing_and_session_priority") {
+        return;
+    }
+    let topo = two_pods_and_collector(false, 1500);
+    let cfg = config(&topo, None);
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client, collector) =
+        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let (pcap, a_out, b_in, b_out) = topo
+        .node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            // A (priority 1): outbound Reject UDP 5001 before Accept UDP; no inbound rules.
+            let a = session(1, "a", 1, 10, None, &["10.77.0.2"], vec![], vec![
+                udp_rule(1, Action::Reject, Some(5001)),
+                udp_rule(2, Action::Accept, None),
+            ]);
+            // B (priority 2): accepts everything outbound and UDP inbound.
+            let b = session(2, "b", 2, 20, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, None)], vec![rule(
+                1,
+                Action::Accept,
+                None,
+                "0.0.0.0/0",
+                "0.0.0.0/0",
+                None,
+            )]);
+            dp.set_sessions(source.host_ifindex, &[b, a]).expect("sessions");
+            let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
+            udp_send(&source.netns, "192.168.0.161", 40000, 5000, 3);
+            udp_send(&source.netns, "192.168.0.161", 40001, 5001, 3);
+            udp_send(&client.netns, "192.168.0.230", 40002, 6000, 3);
+            settle();
+            (
+                cap.stop().expect("stop"),
+                counters(&dp, 1, Direction::Outbound),
+                counters(&dp, 2, Direction::Inbound),
+                counters(&dp, 2, Direction::Outbound),
+            )
+        })
+        .expect("node namespace");
+    let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni", "udp.dstport", "ip.proto"]).expect("tshark");
+    let mut seen: BTreeMap<(String, String), u32> = BTreeMap::new();
+    for r in &rows {
+        // Inner ICMP errors (B outbound) quote a UDP header: key them apart.
+        let inner_proto = r[2].split(',').nth(1).unwrap_or("");
+        let inner_dport = r[1].split(',').nth(1).unwrap_or("").to_string();
+        let key = if inner_proto == "17" { inner_dport } else { format!("proto {inner_proto}") };
+        *seen.entry((r[0].clone(), key)).or_default() += 1;
+    }
+    // UDP 5000 outbound: A decides (Accept, rule 2) -> VNI 10, never B's 20.
+    assert_eq!(seen.get(&("10".into(), "5000".into())), Some(&3), "{seen:?}");
+    // UDP 5001 outbound: A's Reject decides; B is never asked.
+    assert!(!seen.keys().any(|(_, p)| p == "5001"), "5001 was copied: {seen:?}");
+    // Inbound UDP 6000: A has no inbound rules, B accepts -> VNI 20.
+    assert_eq!(seen.get(&("20".into(), "6000".into())), Some(&3), "{seen:?}");
+    assert!(seen.keys().all(|(v, p)| (v == "10" && p == "5000") || (v == "20" && (p == "6000" || p.starts_with("proto")))), "{seen:?}");
+    assert_eq!((a_out.matched, a_out.rejected, a_out.copied_packets), (3, 3, 3), "{a_out:?}");
+    assert_eq!(b_in.copied_packets, 3, "{b_in:?}");
+    // B outbound gets only what A's rules do not match (ICMP errors), never UDP.
+    assert_eq!(b_out.copied_packets as usize, seen.iter().filter(|((v, p), _)| v == "20" && p.starts_with("proto")).map(|(_, n)| *n as usize).sum::<usize>());
+    assert_eq!(b_out.copied_packets + b_out.failed(), b_out.matched);
+}
+
+/// IPv6 inside a VXLAN copy, and a GRE session on the same pod.
+#[test]
+fn ipv6_inside_vxlan_and_gre_encapsulation() {
+    if !testbed::require_root("ipv6_inside_vxlan_and_gre_encapsulation") {
+        return;
+    }
+    let topo = two_pods_and_collector(true, 1500);
+    let cfg = config(&topo, Some("10.77.0.1"));
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client, collector) =
+        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let pcap = topo
+        .node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            let v6 = session(1, "v6", 1, 6, None, &["10.77.0.2"], vec![rule(
+                1,
+                Action::Accept,
+                Some(ipproto::UDP),
+                "fd00::161/128",
+                "fd00::/64",
+                Some((7000, 7000)),
+            )], vec![]);
+            let mut gre = session(2, "gre", 2, 77, Some(128), &["10.77.0.2"], vec![udp_rule(1, Action::Accept, Some(7001))], vec![]);
+            gre.session.encapsulation = Encapsulation::GRE;
+            dp.set_sessions(source.host_ifindex, &[v6, gre]).expect("sessions");
+            let cap = Capture::start(&collector.netns, "eth0", "udp port 4789 or ip proto 47").expect("capture");
+            udp_send(&client.netns, "fd00::230", 41000, 7000, 3);
+            udp_send(&client.netns, "192.168.0.230", 41001, 7001, 3);
+            settle();
+            let c1 = counters(&dp, 1, Direction::Inbound);
+            let c2 = counters(&dp, 2, Direction::Inbound);
+            assert_eq!((c1.copied_packets, c2.copied_packets), (3, 3), "{c1:?} {c2:?}");
+            cap.stop().expect("stop")
+        })
+        .expect("node namespace");
+    let vx = tshark_fields(&pcap, "vxlan", &["vxlan.vni", "ipv6.src", "ipv6.dst", "udp.dstport", "ip.src"]).expect("tshark");
+    assert_eq!(vx.len(), 3, "{vx:?}");
+    for r in &vx {
+        assert_eq!(r[0], "6");
+        assert_eq!((r[1].as_str(), r[2].as_str()), ("fd00::161", "fd00::230"), "{r:?}");
+        assert_eq!(r[3], "4789,7000", "{r:?}");
+        assert_eq!(r[4], "10.77.0.1", "outer source is the configured node IP: {r:?}");
+    }
+    let gre = tshark_fields(&pcap, "gre", &["gre.key", "gre.proto", "ip.proto", "ip.src", "ip.dst", "udp.dstport"]).expect("tshark");
+    assert_eq!(gre.len(), 3, "{gre:?}");
+    for r in &gre {
+        assert_eq!(r[0], "0x0000004d", "GRE key = VNI 77: {r:?}");
+        assert_eq!(r[1], "0x6558", "transparent Ethernet bridging: {r:?}");
+        assert!(r[2].starts_with("47,17"), "outer GRE, inner UDP: {r:?}");
+        assert_eq!(r[3], "10.77.0.1,192.168.0.161", "{r:?}");
+        assert_eq!(r[4], "10.77.0.2,192.168.0.230", "{r:?}");
+        assert_eq!(r[5], "7001", "{r:?}");
+    }
+}
+
+/// A Service target with two endpoints: each inner flow goes to one,
+/// chosen by the flow hash (`flow::pick_target`), and both are used.
+#[test]
+fn service_target_flows_stick_to_one_endpoint() {
+    if !testbed::require_root("service_target_flows_stick_to_one_endpoint") {
+        return;
+    }
+    let topo = two_pods_and_collector(false, 1500);
+    let cfg = config(&topo, None);
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client, collector) =
+        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    collector.netns.ip(&["addr", "add", "10.77.0.3/24", "dev", "eth0"]).expect("second endpoint");
+    let targets = ["10.77.0.2", "10.77.0.3"];
+    let pcap = topo
+        .node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            let s = session(1, "svc", 1, 5, Some(64), &targets, vec![udp_rule(1, Action::Accept, None)], vec![]);
+            dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
+            let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
+            for i in 0..16u16 {
+                udp_send(&client.netns, "192.168.0.230", 42000 + i, 8000, 3);
+            }
+            settle();
+            cap.stop().expect("stop")
+        })
+        .expect("node namespace");
+    let rows = tshark_fields(&pcap, "vxlan", &["ip.dst", "udp.srcport"]).expect("tshark");
+    assert_eq!(rows.len(), 48, "{rows:?}");
+    let mut per_flow: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
+    for r in &rows {
+        let endpoint = r[0].split(',').next().unwrap_or("").to_string();
+        let inner_sport: u16 = r[1].split(',').nth(1).and_then(|p| p.parse().ok()).expect("inner sport");
+        per_flow.entry(inner_sport).or_default().insert(endpoint);
+    }
+    let ordered: Vec<IpAddr> = targets.iter().map(|t| t.parse().expect("literal")).collect();
+    let mut used = BTreeSet::new();
+    for (sport, endpoints) in &per_flow {
+        assert_eq!(endpoints.len(), 1, "flow from port {sport} split over {endpoints:?}");
+        let meta = podmirror_crds::model::PacketMeta {
+            source: "192.168.0.161".parse().expect("literal"),
+            destination: "192.168.0.230".parse().expect("literal"),
+            protocol: ipproto::UDP,
+            ports: Some((*sport, 8000)),
+        };
+        let want = podmirror_agent::datapath::flow::pick_target(podmirror_agent::datapath::flow::flow_hash(&meta), &ordered)
+            .expect("a target");
+        assert!(endpoints.contains(&want.to_string()), "flow {sport}: {endpoints:?} but the hash picks {want}");
+        used.extend(endpoints.iter().cloned());
+    }
+    assert_eq!(per_flow.len(), 16);
+    assert_eq!(used.len(), 2, "16 flows all on one endpoint: {per_flow:?}");
+}
+
+/// Pod MTU equal to the underlay MTU, full-length copies of a TCP stream:
+/// no outer IP fragment reaches the collector, no copy exceeds the MTU, and
+/// every copy is accounted for (copied + failures == matched).
+#[test]
+fn full_length_copies_of_a_tcp_stream_are_never_fragmented() {
+    if !testbed::require_root("full_length_copies_of_a_tcp_stream_are_never_fragmented") {
+        return;
+    }
+    let topo = two_pods_and_collector(false, 1500);
+    let cfg = config(&topo, None);
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client, collector) =
+        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    // Like a physical NIC without tunnel offload: the kernel segments GSO
+    // copies before they leave the node, so the capture sees wire packets.
+    let ul = &collector.node_ifname;
+    let _ = topo.node.exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
+    let bytes = 20_000_000u64;
+    let (pcap, c, received) = topo
+        .node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            let s = session(1, "bulk", 1, 9, None, &["10.77.0.2"], vec![rule(
+                1,
+                Action::Accept,
+                Some(ipproto::TCP),
+                "0.0.0.0/0",
+                "192.168.0.230/32",
+                Some((5201, 5201)),
+            )], vec![]);
+            dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
+            let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789 or (ip[6:2] & 0x3fff != 0)", 96).expect("capture");
+            let server = source.netns.spawn("nc -l 5201 | wc -c").expect("server");
+            std::thread::sleep(Duration::from_millis(300));
+            client.netns.sh(&format!("head -c {bytes} /dev/zero | nc -N -w 5 192.168.0.230 5201")).expect("client");
+            let out = server.finish(Duration::from_secs(10)).expect("server");
+            settle();
+            (cap.stop().expect("stop"), counters(&dp, 1, Direction::Inbound), String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+        .expect("node namespace");
+    assert_eq!(received, bytes.to_string(), "the original stream lost bytes");
+    // GSO: one matched packet is up to 64 KB of stream.
+    assert!(c.matched > 100 && c.copied_bytes >= bytes, "{c:?}");
+    assert_eq!(c.copied_packets + c.failed(), c.matched, "unaccounted copies: {c:?}");
+    assert_eq!(c.failed(), 0, "{c:?}");
+    let frags = tshark_fields(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
+    assert!(frags.is_empty(), "{} outer IP fragments reached the collector", frags.len());
+    let sizes = tshark_fields(&pcap, "vxlan", &["ip.len"]).expect("tshark");
+    assert!(sizes.len() as u64 >= c.copied_packets / 2, "too few copies captured: {} of {c:?}", sizes.len());
+    let too_big: Vec<&Vec<String>> =
+        sizes.iter().filter(|r| r[0].split(',').next().and_then(|l| l.parse::<u32>().ok()).is_none_or(|l| l > 1500)).collect();
+    assert!(too_big.is_empty(), "{} copies exceed the 1500-byte underlay MTU, e.g. {:?}", too_big.len(), too_big.first());
+    // What reached the collector: inner frame = outer IP length - 36 (IP, UDP, VXLAN).
+    let delivered: u64 = sizes.iter().filter_map(|r| r[0].split(',').next().and_then(|l| l.parse::<u64>().ok())).map(|l| l - 36).sum();
+    let inner_headers = 66 * (sizes.len() as u64); // each segment repeats Ethernet + IP + TCP headers
+    assert!(
+        delivered >= (c.copied_bytes as f64 * 0.99) as u64,
+        "collector got {delivered} bytes of inner frames ({inner_headers} of them re-segmentation headers) for {} copied",
+        c.copied_bytes
+    );
+}
+
+/// Swapping a pod's sessions while traffic flows: every copy matches the
+/// old set or the new set, never a mix (VNI of one, rules of the other).
+#[test]
+fn live_session_update_under_traffic_never_mixes_versions() {
+    if !testbed::require_root("live_session_update_under_traffic_never_mixes_versions") {
+        return;
+    }
+    let topo = two_pods_and_collector(false, 1500);
+    let cfg = config(&topo, None);
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client, collector) =
+        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let (pcap, cx, cy, swaps) = topo
+        .node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            // Same key, two versions: rules and VNI change together.
+            let x = session(1, "live", 1, 100, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, Some(6000))], vec![]);
+            let mut y = session(2, "live", 1, 200, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, Some(7000))], vec![]);
+            y.session.targets = vec!["10.77.0.2".parse().expect("literal")];
+            dp.set_sessions(source.host_ifindex, std::slice::from_ref(&x)).expect("sessions");
+            let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789", 128).expect("capture");
+            let traffic = client
+                .netns
+                .spawn(
+                    "exec python3 -c \"import socket,time\ns=socket.socket(2,2)\nend=time.time()+2.5\nwhile time.time()<end:\n  s.sendto(b'a',('192.168.0.230',6000))\n  s.sendto(b'b',('192.168.0.230',7000))\"",
+                )
+                .expect("traffic");
+            let start = std::time::Instant::now();
+            let mut swaps = 0u32;
+            while start.elapsed() < Duration::from_secs(2) {
+                let next = if swaps % 2 == 0 { &y } else { &x };
+                dp.set_sessions(source.host_ifindex, std::slice::from_ref(next)).expect("swap");
+                swaps += 1;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            let _ = traffic.finish(Duration::from_secs(5));
+            settle();
+            (cap.stop().expect("stop"), counters(&dp, 1, Direction::Inbound), counters(&dp, 2, Direction::Inbound), swaps)
+        })
+        .expect("node namespace");
+    let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni", "udp.dstport"]).expect("tshark");
+    let mut by_vni: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        let inner = r[1].split(',').nth(1).unwrap_or("");
+        let ok = (r[0] == "100" && inner == "6000") || (r[0] == "200" && inner == "7000");
+        assert!(ok, "a copy mixes versions: vni {} for inner port {inner}", r[0]);
+        *by_vni.entry(r[0].clone()).or_default() += 1;
+    }
+    assert!(swaps > 100, "only {swaps} swaps");
+    assert!(by_vni.get("100").is_some_and(|n| *n > 10) && by_vni.get("200").is_some_and(|n| *n > 10), "{by_vni:?}");
+    for c in [&cx, &cy] {
+        assert_eq!(c.copied_packets + c.failed(), c.matched, "{c:?}");
+    }
+}
+
+/// A copy is never copied again: the copies to a target pod on this node
+/// cross that pod's veth, which here carries a session accepting
+/// everything (UDP 4789 included); it must not see them.
+#[test]
+fn copies_are_never_mirrored_again() {
+    if !testbed::require_root("copies_are_never_mirrored_again") {
+        return;
+    }
+    let mut topo = two_pods_and_collector(false, 1500);
+    topo.add_pod(PodSpec::v4("ecs-target", "192.168.0.164")).expect("pod");
+    let cfg = config(&topo, None);
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client, target, collector) = (
+        topo.pod("ecs-source").expect("pod"),
+        topo.pod("ecs-test").expect("pod"),
+        topo.pod("ecs-target").expect("pod"),
+        topo.remote("collector").expect("remote"),
+    );
+    let (first, second, pcap) = topo
+        .node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            dp.attach(target.host_ifindex).expect("attach");
+            let all = |p| rule(p, Action::Accept, None, "0.0.0.0/0", "0.0.0.0/0", None);
+            let first = session(1, "to-target", 1, 1, None, &["192.168.0.164"], vec![all(1)], vec![all(1)]);
+            let second = session(2, "from-target", 1, 2, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, Some(4789)), all(2)], vec![]);
+            dp.set_sessions(source.host_ifindex, &[first]).expect("sessions");
+            dp.set_sessions(target.host_ifindex, &[second]).expect("sessions");
+            let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
+            udp_send(&client.netns, "192.168.0.230", 43000, 9000, 5);
+            settle();
+            (counters(&dp, 1, Direction::Inbound), counters(&dp, 2, Direction::Inbound), cap.stop().expect("stop"))
+        })
+        .expect("node namespace");
+    assert!(first.copied_packets >= 5, "the copies to the target pod: {first:?}");
+    assert_eq!(second.matched, 0, "a copy was mirrored again: {second:?}");
+    let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni"]).expect("tshark");
+    assert!(rows.is_empty(), "copies of copies reached the collector: {rows:?}");
+}
+
+/// Detach leaves no program or link on the veth; remove_all leaves no pins
+/// and no device. Before that, a reopened datapath adopts what was pinned.
+#[test]
+fn restart_adopts_and_detach_and_remove_all_leave_nothing() {
+    if !testbed::require_root("restart_adopts_and_detach_and_remove_all_leave_nothing") {
+        return;
+    }
+    let topo = two_pods_and_collector(false, 1500);
+    let cfg = config(&topo, None);
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client) = (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"));
+    // The TCX programs on a device, as the kernel lists them (run inside the node namespace).
+    let tcx = |dev: &str| -> String {
+        let mut names = Vec::new();
+        for hook in [aya::programs::TcAttachType::Ingress, aya::programs::TcAttachType::Egress] {
+            if let Ok((_, progs)) = aya::programs::SchedClassifier::query_tcx(dev, hook) {
+                names.extend(progs.iter().map(|p| p.name_as_str().unwrap_or("?").to_string()));
+            }
+        }
+        names.join(",")
+    };
+    topo.node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            dp.attach(source.host_ifindex).expect("attach is idempotent");
+            let s = session(1, "keep", 1, 3, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, None)], vec![]);
+            dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
+            udp_send(&client.netns, "192.168.0.230", 44000, 9100, 2);
+            drop(dp); // the agent stops; pins keep mirroring
+
+            udp_send(&client.netns, "192.168.0.230", 44000, 9100, 2);
+            let mut dp = Datapath::open(&cfg).expect("reopen");
+            assert_eq!(dp.attached(), vec![source.host_ifindex], "not adopted");
+            let c = counters(&dp, 1, Direction::Inbound);
+            assert_eq!(c.matched, 4, "mirroring stopped across the restart: {c:?}");
+            let shown = tcx(&source.host_ifname);
+            assert!(shown.contains("pm_veth_ingress") && shown.contains("pm_veth_egress"), "{shown}");
+
+            dp.detach(source.host_ifindex).expect("detach");
+            dp.detach(source.host_ifindex).expect("detach is idempotent");
+            assert!(dp.attached().is_empty());
+            let shown = tcx(&source.host_ifname);
+            assert!(!shown.contains("pm_veth"), "programs left on the veth after detach: {shown}");
+            udp_send(&client.netns, "192.168.0.230", 44000, 9100, 2);
+            assert_eq!(counters(&dp, 1, Direction::Inbound).matched, 4, "still mirroring after detach");
+            drop(dp);
+
+            Datapath::remove_all(&cfg).expect("remove_all");
+            assert!(!cfg.pin_dir.exists(), "pins left in {}", cfg.pin_dir.display());
+            assert!(podmirror_agent::datapath::netlink::ifindex(&cfg.copy_device()).is_none(), "copy device left");
+            assert!(podmirror_agent::datapath::netlink::ifindex(&cfg.copy_device_peer()).is_none(), "copy peer left");
+            Datapath::remove_all(&cfg).expect("remove_all is idempotent");
+        })
+        .expect("node namespace");
+}
+
+/// Without BPF permission `open` fails with a clear error and no panic: the
+/// test re-runs itself as `nobody` without capabilities.
+#[test]
+fn open_without_permission_fails_clearly() {
+    if std::env::var("PMDP_UNPRIVILEGED_CHILD").is_ok() {
+        let cfg = DatapathConfig {
+            pin_dir: format!("/sys/fs/bpf/pmdp-noperm-{}", std::process::id()).into(),
+            device_prefix: "pmdpnp".into(),
+            ..DatapathConfig::default()
+        };
+        let err = Datapath::open(&cfg).expect_err("open must fail without privileges");
+        let text = err.to_string();
+        println!("UNPRIVILEGED-ERROR: {text}");
+        assert!(text.to_lowercase().contains("permission") || text.contains("not permitted"), "unclear error: {text}");
+        return;
+    }
+    if !testbed::require_root("open_without_permission_fails_clearly") {
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"])
+        .arg(exe)
+        .args(["--exact", "open_without_permission_fails_clearly", "--nocapture"])
+        .env("PMDP_UNPRIVILEGED_CHILD", "1")
+        .output()
+        .expect("setpriv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("UNPRIVILEGED-ERROR:"), "{stdout}");
+    assert!(!stdout.contains("panicked"), "{stdout}");
+}

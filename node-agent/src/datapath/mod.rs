@@ -284,7 +284,8 @@ impl Datapath {
     fn forget_iface(&mut self, ifindex: u32) -> Result<(), DatapathError> {
         let mut ifaces: HashMap<&mut MapData, u32, PmIface> = map_mut(&mut self.ebpf, MAP_IFACES)?;
         match ifaces.remove(&ifindex) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(source) => Err(DatapathError::Map { map: MAP_IFACES, source }),
         }
     }
@@ -342,7 +343,8 @@ impl Datapath {
         let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> = map_mut(&mut self.ebpf, MAP_COUNTERS)?;
         for d in [PM_DIR_INBOUND, PM_DIR_OUTBOUND] {
             match counters.remove(&PmCounterKey { session_id, direction: d }) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
                 Err(source) => return Err(DatapathError::Map { map: MAP_COUNTERS, source }),
             }
         }
@@ -392,6 +394,15 @@ impl Datapath {
 
     pub fn config(&self) -> &DatapathConfig {
         &self.cfg
+    }
+}
+
+/// A delete of a missing key: aya reports ENOENT as a syscall error.
+fn is_not_found(e: &aya::maps::MapError) -> bool {
+    match e {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
     }
 }
 

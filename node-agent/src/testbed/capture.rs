@@ -30,10 +30,15 @@ impl Capture {
     /// Start capturing on `ifname` in `netns` with a BPF `filter`; returns
     /// once tcpdump is listening.
     pub fn start(netns: &Netns, ifname: &str, filter: &str) -> Result<Capture> {
+        Capture::start_with(netns, ifname, filter, 0)
+    }
+
+    /// Like `start`, keeping `snaplen` bytes of each packet (0 = all).
+    pub fn start_with(netns: &Netns, ifname: &str, filter: &str, snaplen: u32) -> Result<Capture> {
         let base = format!("/tmp/{}", unique_name("pmcap"));
         let path = format!("{base}.pcap");
         let log = format!("{base}.log");
-        let script = format!("exec tcpdump --immediate-mode -i {ifname} -n -s 0 -U -w {path} {filter} 2>{log}");
+        let script = format!("exec tcpdump --immediate-mode -B 16384 -i {ifname} -n -s {snaplen} -U -w {path} '{filter}' 2>{log}");
         let process = netns.spawn(&script)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
