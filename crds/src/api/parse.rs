@@ -63,7 +63,15 @@ fn typed(value: serde_yaml::Value, at: &str) -> Result<ApiObject, ModelError> {
     };
     let api_version = text_of("apiVersion");
     let kind = text_of("kind");
-    if api_version != format!("{GROUP}/{VERSION}") {
+    let served = format!("{GROUP}/{VERSION}");
+    if api_version != served {
+        // Another version of our own group is a mistake, not someone else's object.
+        if api_version.split('/').next() == Some(GROUP) {
+            return Err(ModelError::invalid(
+                format!("{at}: apiVersion"),
+                format!("{api_version:?} is not served; use {served}"),
+            ));
+        }
         return Ok(ApiObject::Other { api_version, kind });
     }
     Ok(match kind.as_str() {
@@ -86,4 +94,41 @@ fn document_value(
     use serde::Deserialize;
     serde_yaml::Value::deserialize(document)
         .map_err(|err| ModelError::invalid(at, format!("not valid YAML: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_typed_by_api_version_and_kind() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n---\n\
+            apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: f}\nspec: {}\n---\n";
+        let objects = parse_yaml_documents(text).expect("valid");
+        assert_eq!(objects.len(), 2, "the empty trailing document is skipped");
+        assert!(matches!(&objects[0], ApiObject::Other { kind, .. } if kind == "Pod"));
+        assert!(
+            matches!(&objects[1], ApiObject::Filter(f) if f.metadata.name.as_deref() == Some("f"))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_document_and_the_field() {
+        let text = "apiVersion: v1\nkind: Pod\n---\napiVersion: podmirror.io/v1alpha1\nkind: MirrorSession\n\
+            metadata: {name: s}\nspec: {priority: one}\n";
+        let err = parse_yaml_documents(text).expect_err("priority is not a number");
+        assert_eq!(err.field(), "document 2: spec.priority", "{err}");
+
+        let err = parse_yaml_documents("apiVersion: podmirror.io/v1\nkind: MirrorFilter\n")
+            .expect_err("version");
+        assert_eq!(err.field(), "document 1: apiVersion");
+        let err = parse_yaml_documents("apiVersion: podmirror.io/v1alpha1\nkind: MirrorFiltre\n")
+            .expect_err("kind");
+        assert_eq!(err.field(), "document 1: kind");
+        let err = parse_yaml_documents("a: [unclosed").expect_err("syntax");
+        assert!(
+            err.to_string().starts_with("document 1: not valid YAML"),
+            "{err}"
+        );
+    }
 }
