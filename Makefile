@@ -15,9 +15,10 @@ build: deps
 test: deps
 	$(CARGO) test --workspace --no-fail-fast
 
-# Regenerate crds/*.yaml from the Rust types.
+# Regenerate crds/*.yaml from the Rust types (and the Helm chart's copies).
 crds:
 	$(CARGO) run -q -p podmirror-crds --bin crdgen -- crds
+	cp crds/*.podmirror.io.yaml charts/podmirror/crds/
 
 # kind end-to-end (charts/podmirror/README.md): needs a Docker engine, kind on
 # PATH and root; fails loudly (non-zero) where any is missing.
