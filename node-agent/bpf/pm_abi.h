@@ -152,4 +152,16 @@ struct pm_decision {
 	struct pm_xfer xfer;
 };
 
+
+/* The layout the Rust mirror (datapath/abi.rs) asserts too. */
+_Static_assert(sizeof(struct pm_rule) == 76, "pm_rule layout");
+_Static_assert(sizeof(struct pm_session) == 1808, "pm_session layout");
+_Static_assert(sizeof(struct pm_iface) == 5432, "pm_iface layout");
+_Static_assert(sizeof(struct pm_counters) == 104, "pm_counters layout");
+_Static_assert(sizeof(struct pm_config) == 40, "pm_config layout");
+_Static_assert(sizeof(struct pm_xfer) == 44, "pm_xfer layout");
+_Static_assert(sizeof(struct pm_decision) == 76, "pm_decision layout");
+_Static_assert(__builtin_offsetof(struct pm_session, rules) == 288, "pm_session.rules");
+_Static_assert(__builtin_offsetof(struct pm_xfer, target) == 24, "pm_xfer.target");
+
 #endif /* PM_ABI_H */

@@ -494,7 +494,7 @@ fn live_session_update_under_traffic_never_mixes_versions() {
             let start = std::time::Instant::now();
             let mut swaps = 0u32;
             while start.elapsed() < Duration::from_secs(2) {
-                let next = if swaps % 2 == 0 { &y } else { &x };
+                let next = if swaps.is_multiple_of(2) { &y } else { &x };
                 dp.set_sessions(source.host_ifindex, std::slice::from_ref(next)).expect("swap");
                 swaps += 1;
                 std::thread::sleep(Duration::from_micros(500));
@@ -630,6 +630,7 @@ fn open_without_permission_fails_clearly() {
         let err = Datapath::open(&cfg).expect_err("open must fail without privileges");
         let text = err.to_string();
         println!("UNPRIVILEGED-ERROR: {text}");
+        assert!(!cfg.pin_dir.exists(), "a failed open left {}", cfg.pin_dir.display());
         assert!(text.to_lowercase().contains("permission") || text.contains("not permitted"), "unclear error: {text}");
         return;
     }

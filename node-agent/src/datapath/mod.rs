@@ -158,7 +158,17 @@ impl Datapath {
     /// device's link, attached veths), create the copy device, write the
     /// node settings. Fails with a clear error without BPF permission.
     pub fn open(cfg: &DatapathConfig) -> Result<Self, DatapathError> {
+        let existed = cfg.pin_dir.exists();
         pins::ensure_bpffs_dir(&cfg.pin_dir)?;
+        let opened = Self::open_in(cfg);
+        if opened.is_err() && !existed {
+            // Leave nothing behind: remove_dir only succeeds while empty.
+            let _ = std::fs::remove_dir(&cfg.pin_dir);
+        }
+        opened
+    }
+
+    fn open_in(cfg: &DatapathConfig) -> Result<Self, DatapathError> {
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(&cfg.pin_dir)
             .load(OBJECT)
@@ -381,10 +391,10 @@ impl Datapath {
     /// programs, the pin directory, and the copy device. Idempotent.
     pub fn remove_all(cfg: &DatapathConfig) -> Result<(), DatapathError> {
         let mut first_err = None;
-        if cfg.pin_dir.exists() {
-            if let Err(e) = pins::remove_everything(&cfg.pin_dir) {
-                first_err.get_or_insert(e);
-            }
+        if cfg.pin_dir.exists()
+            && let Err(e) = pins::remove_everything(&cfg.pin_dir)
+        {
+            first_err.get_or_insert(e);
         }
         if let Err(e) = netlink::delete_link(&cfg.copy_device()) {
             first_err.get_or_insert(e);

@@ -44,10 +44,10 @@ pub fn pinned_veths(dir: &Path) -> Result<Vec<u32>, DatapathError> {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = name.strip_prefix("link-") else { continue };
         let Some((idx, _hook)) = rest.split_once('-') else { continue };
-        if let Ok(i) = idx.parse::<u32>() {
-            if !out.contains(&i) {
-                out.push(i);
-            }
+        if let Ok(i) = idx.parse::<u32>()
+            && !out.contains(&i)
+        {
+            out.push(i);
         }
     }
     out.sort_unstable();
