@@ -14,6 +14,7 @@ use crate::model::types::{Action, IpFamily};
     group = "podmirror.io",
     version = "v1alpha1",
     kind = "MirrorFilter",
+    doc = "What to mirror: ordered inbound and outbound rules, seen from the source pod (podmirror.io SPEC section 1).",
     namespaced,
     shortname = "mf",
     category = "podmirror",

@@ -16,6 +16,7 @@ use crate::model::types::Encapsulation;
     group = "podmirror.io",
     version = "v1alpha1",
     kind = "MirrorNodeState",
+    doc = "The desired mirroring state of one node, written by podmirror-operator for that node's podmirror-agent.",
     shortname = "mns",
     category = "podmirror",
     status = "MirrorNodeStateStatus",

@@ -23,6 +23,7 @@ fn default_target_port() -> i32 {
     group = "podmirror.io",
     version = "v1alpha1",
     kind = "MirrorSession",
+    doc = "Mirrors the traffic of source pods that matches a MirrorFilter to a target, wrapped in VXLAN or GRE.",
     namespaced,
     shortname = "ms",
     category = "podmirror",
