@@ -7,6 +7,7 @@
 //! tested on its own; the modules that run programs (`cmd`, `tools`, `kind`)
 //! stay thin.
 
+pub mod bpfobj;
 pub mod cmd;
 pub mod error;
 pub mod kind;

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::bpfobj::{self, Pinned};
 use crate::kind::{Kubectl, eventually};
 use crate::tcpdump::{Copy, Flow};
 use crate::{E2eError, cmd, repo_root};
@@ -289,8 +290,11 @@ pub struct NodeState {
     /// Network devices whose name starts with the agent's device prefix.
     pub devices: Vec<String>,
     /// (attach kind, program name) of every tc/tcx/xdp program in the node's
-    /// network namespace (`bpftool net show`).
+    /// network namespace (`bpftool net show`; old bpftool builds omit TCX,
+    /// which `pinned` covers).
     pub programs: BTreeSet<(String, String)>,
+    /// Ids of the links (TCX attachments) and programs pinned in the pin dir.
+    pub pinned: Pinned,
 }
 
 /// Device names from `ip -o link show` that start with `prefix`.
@@ -378,10 +382,17 @@ pub fn node_state(
         step: format!("bpftool net show on {node}"),
         reason,
     })?;
+    // The node's bpffs is reachable from the host through its root.
+    let pinned = bpfobj::pinned(
+        &[],
+        &bpftool,
+        &format!("/proc/{}/root{pin_dir}", pid.trim()),
+    )?;
     Ok(NodeState {
         pins,
         devices: devices_with_prefix(&links, device_prefix),
         programs,
+        pinned,
     })
 }
 
@@ -504,6 +515,7 @@ mod tests {
             pins: vec!["maps".into()],
             devices: devices_with_prefix("1: lo: <LOOPBACK>\n7: pmvx0@NONE: <UP>\n", "pm"),
             programs: programs.clone(),
+            pinned: Pinned::default(),
         };
         assert_eq!(after.devices, vec!["pmvx0".to_string()]);
         assert_eq!(leftovers(&before, &after).len(), 3);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use podmirror_e2e::kind::{Cluster, Kubectl, eventually};
 use podmirror_e2e::scenario::{self, Ctx, NodeState, SessionParams};
-use podmirror_e2e::{chart_dir, cmd, repo_root, tcpdump, tools};
+use podmirror_e2e::{bpfobj, chart_dir, cmd, repo_root, tcpdump, tools};
 
 const IMAGE: &str = "podmirror:e2e";
 const SYSTEM_NS: &str = "podmirror-system";
@@ -195,15 +195,21 @@ fn run() -> Result<()> {
     quota(&ctx, w2)?;
 
     step("uninstall leaves nothing on any node");
-    let before = scenario::node_state(&t.docker, w1, PIN_DIR, DEVICE_PREFIX)?;
-    let w1_base = &baseline
+    let mut pre_uninstall = Vec::new();
+    for node in &nodes {
+        pre_uninstall.push((
+            node.clone(),
+            scenario::node_state(&t.docker, node, PIN_DIR, DEVICE_PREFIX)?,
+        ));
+    }
+    let on_w1 = &pre_uninstall
         .iter()
         .find(|(n, _)| n == w1)
-        .context("baseline of w1")?
+        .context("state of w1")?
         .1;
     ensure!(
-        !before.pins.is_empty() && !before.programs.is_subset(&w1_base.programs),
-        "before the uninstall {w1} shows no podmirror datapath ({before:?}): the cleanup check would prove nothing"
+        !on_w1.pins.is_empty() && !on_w1.pinned.links.is_empty(),
+        "before the uninstall {w1} shows no podmirror datapath ({on_w1:?}): the cleanup check would prove nothing"
     );
     cmd::run_visible(
         &t.helm,
@@ -218,13 +224,20 @@ fn run() -> Result<()> {
             "5m",
         ],
     )?;
+    let bpftool = tools::on_path("bpftool").context("bpftool")?;
+    let live = bpfobj::live(&bpftool)?;
     let mut dirty = Vec::new();
-    for (node, base) in &baseline {
+    for ((node, base), (_, pre)) in baseline.iter().zip(&pre_uninstall) {
         let after = scenario::node_state(&t.docker, node, PIN_DIR, DEVICE_PREFIX)?;
         dirty.extend(
             scenario::leftovers(base, &after)
                 .into_iter()
                 .map(|l| format!("{node}: {l}")),
+        );
+        dirty.extend(
+            bpfobj::survivors(&pre.pinned, &live)
+                .into_iter()
+                .map(|l| format!("{node}: {l} still in the kernel")),
         );
     }
     ensure!(
