@@ -18,7 +18,6 @@ test: deps
 # Regenerate crds/*.yaml from the Rust types (and the Helm chart's copies).
 crds:
 	$(CARGO) run -q -p podmirror-crds --bin crdgen -- crds
-	cp crds/*.yaml charts/podmirror/crds/  # the chart ships the same files (e2e/tests/chart.rs checks)
 	cp crds/*.podmirror.io.yaml charts/podmirror/crds/
 
 # kind end-to-end (charts/podmirror/README.md): needs a Docker engine, kind on
