@@ -168,13 +168,22 @@ fn run() -> Result<()> {
         tools_image,
     };
 
-    step("seed scenario (SPEC §6): ecs-test -> ecs-source:1234, copies to ecs-target, vni 1");
+    step(
+        "seed scenario (SPEC §6) from examples/seed-scenario/: ecs-test -> ecs-source:1234, copies to ecs-target, vni 1",
+    );
+    seed_from_examples(&Ctx {
+        kubectl: &kubectl,
+        namespace: "default".into(),
+        tools_image: ctx.tools_image.clone(),
+    })?;
+
+    step("source and target on the same node, vni 4");
     seed(
         &ctx,
-        "ecs",
-        "mirror-session-a",
-        "mirror-filter-a",
-        1,
+        "y",
+        "mirror-session-y",
+        "mirror-filter-y",
+        4,
         (w1, w1),
     )?;
 
@@ -251,6 +260,103 @@ fn run() -> Result<()> {
         "uninstall hook objects left: {hooks}"
     );
     drop(cluster);
+    Ok(())
+}
+
+/// The seed scenario exactly as examples/seed-scenario/README.md tells a
+/// user to run it (its pods, its filter with the pods' IPs put in, its
+/// session, in `default`). Its collector prints headers only, so a second
+/// tcpdump with `-A` runs beside it for the payloads.
+fn seed_from_examples(ctx: &Ctx<'_>) -> Result<()> {
+    let dir = repo_root().join("examples").join("seed-scenario");
+    let read = |name: &str| -> Result<String> {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))
+    };
+    ctx.kubectl.apply(&ctx.namespace, &read("pods.yaml")?)?;
+    ctx.kubectl.run(&[
+        "wait",
+        "-n",
+        &ctx.namespace,
+        "--for=condition=Ready",
+        "pod",
+        "-l",
+        "app.kubernetes.io/part-of=podmirror-seed-scenario",
+        "--timeout=180s",
+    ])?;
+    let ip_of = |pod: &str| -> Result<IpAddr> {
+        let ip = ctx
+            .kubectl
+            .jsonpath(&ctx.namespace, &format!("pod/{pod}"), "{.status.podIP}")?;
+        ip.parse().with_context(|| format!("{pod}: podIP `{ip}`"))
+    };
+    let (client_ip, source_ip) = (ip_of("ecs-test")?, ip_of("ecs-source")?);
+    let seed_filter = read("filter.yaml")?;
+    let filter = seed_filter
+        .replace("192.168.0.161/32", &format!("{client_ip}/32"))
+        .replace("192.168.0.230/32", &format!("{source_ip}/32"));
+    ensure!(
+        filter != seed_filter && !filter.contains("192.168.0."),
+        "examples/seed-scenario/filter.yaml no longer carries the seed's 192.168.0.161/32 and 192.168.0.230/32"
+    );
+    ctx.kubectl.apply(&ctx.namespace, &filter)?;
+    ctx.kubectl.apply(&ctx.namespace, &read("session.yaml")?)?;
+    ctx.wait_phase("mirror-session-a", "Active")?;
+
+    let long = "x".repeat(200);
+    let payloads = ["hello", "12345"];
+    let capture = "/tmp/podmirror-e2e.cap";
+    eventually(
+        "mirror-session-a: copies at ecs-target",
+        Duration::from_secs(90),
+        || {
+            let start = format!(
+                "(timeout 20 tcpdump -nne -l -A -p -i eth0 udp port 4789 > {capture} 2>&1 &); sleep 2"
+            );
+            ctx.kubectl.run(&[
+                "exec",
+                "-n",
+                &ctx.namespace,
+                "ecs-target",
+                "--",
+                "sh",
+                "-c",
+                &start,
+            ])?;
+            ctx.send_lines("ecs-test", source_ip, &[payloads[0], payloads[1], &long])?;
+            let text = ctx.kubectl.run(&[
+                "exec",
+                "-n",
+                &ctx.namespace,
+                "ecs-target",
+                "--",
+                "cat",
+                capture,
+            ])?;
+            let with_payload = tcpdump::parse(&text);
+            let collector = tcpdump::parse(&ctx.logs("ecs-target")?);
+            Ok(scenario::check_seed_copies(
+                &with_payload,
+                1,
+                client_ip,
+                source_ip,
+                &payloads,
+                PACKET_LENGTH,
+            )
+            .and_then(|()| scenario::check_cut_to(&with_payload, 1, PACKET_LENGTH))
+            .and_then(|()| {
+                scenario::check_seed_copies(&collector, 1, client_ip, source_ip, &[], PACKET_LENGTH)
+            }))
+        },
+    )?;
+    let printed = ctx.logs("ecs-source")?;
+    for p in payloads {
+        ensure!(
+            printed.contains(p),
+            "ecs-source did not print `{p}`: the original traffic was disturbed:\n{printed}"
+        );
+    }
+    eprintln!("e2e: mirror-session-a (examples/seed-scenario): ok");
     Ok(())
 }
 
@@ -417,7 +523,7 @@ fn quota(ctx: &Ctx<'_>, node: &str) -> Result<()> {
         source: "q-source",
         client_ip,
         source_ip,
-        target: "{pod: {name: ecs-target}}",
+        target: "{pod: {name: y-target}}",
     };
     for (i, s) in [(1, "q1"), (2, "q2"), (3, "q3")] {
         ctx.session(&params(s, i))?;
