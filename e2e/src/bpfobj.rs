@@ -81,11 +81,25 @@ pub fn pinned(wrap: &[&str], bpftool: &Path, dir: &str) -> Result<Pinned, E2eErr
 
 /// The links and programs that exist in the kernel now (ids are global).
 pub fn live(bpftool: &Path) -> Result<Pinned, E2eError> {
+    // bpftool lists ids, then opens each: an object freed in between (other
+    // tests load and free BPF objects all the time) fails the whole listing.
+    // A few retries get a consistent one.
     let parse = |what: &str| -> Result<BTreeSet<u32>, E2eError> {
-        let out = cmd::run(bpftool, &["-j", what, "show"])?;
-        parse_ids(&out).map_err(|reason| E2eError::Step {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let out = cmd::run_any(bpftool, &["-j", what, "show"])?;
+            match out.success.then(|| parse_ids(&out.stdout)) {
+                Some(Ok(ids)) => return Ok(ids),
+                Some(Err(e)) => last = e,
+                None => {
+                    last = format!("{}: {}{}", out.status, out.stdout.trim(), out.stderr.trim())
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Err(E2eError::Step {
             step: format!("bpftool {what} show"),
-            reason,
+            reason: last,
         })
     };
     Ok(Pinned {

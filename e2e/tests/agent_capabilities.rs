@@ -373,14 +373,25 @@ fn each_chart_capability_is_needed() {
         let caps: Vec<String> = full.iter().filter(|c| *c != missing).cloned().collect();
         let node = Node::create();
         let log = node.config_dir.with_extension("log");
-        let run = node.start(&agent, &caps, &log);
-        // Long enough for a loaded agent to attach (step 1 of the test above
-        // takes a few seconds on a busy machine).
-        let attached = wait_until("links pinned and alive", Duration::from_secs(20), || {
-            node.live_links() > 0
-        });
+        let mut run = node.start(&agent, &caps, &log);
+        // Until the agent gives up (exits) or attaches; one that does neither
+        // within a minute (retrying) has not attached either.
+        let mut exited = None;
+        wait_until(
+            "the agent exits or attaches",
+            Duration::from_secs(60),
+            || {
+                exited = run.child.try_wait().ok().flatten();
+                exited.is_some() || node.live_links() > 0
+            },
+        );
+        let attached = node.live_links() > 0;
         let text = run.log();
         drop(run);
+        eprintln!(
+            "without CAP_{}: exit {exited:?}, attached {attached}",
+            missing.to_uppercase()
+        );
         assert!(
             !attached,
             "the agent attached without CAP_{}: the chart's set is larger than needed:\n{text}",
