@@ -742,3 +742,47 @@ fn every_flag_the_chart_passes_exists_in_the_binaries() {
     }
     assert!(checked >= 6, "only {checked} flags checked");
 }
+
+/// The YAML between `<<'YAML'` and `YAML` in NOTES.txt (the first-session
+/// example), without its two-space indent. No template expressions inside.
+fn notes_example() -> String {
+    let path = chart_dir().join("templates").join("NOTES.txt");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let body: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("<<'YAML'"))
+        .skip(1)
+        .take_while(|l| l.trim() != "YAML")
+        .collect();
+    assert!(body.len() > 10, "NOTES.txt has no `<<'YAML'` example");
+    assert!(
+        !body.iter().any(|l| l.contains("{{")),
+        "the example must be plain YAML"
+    );
+    body.iter()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_notes_first_session_is_valid_for_the_api() {
+    use podmirror_crds::model::compile::{compile_filter, validate_session_spec};
+    use podmirror_crds::{MirrorFilter, MirrorSession};
+
+    let yaml = notes_example();
+    let objects = parse_documents(&yaml).expect("the NOTES example parses");
+    let kinds: Vec<&str> = objects.iter().map(|o| o.kind.as_str()).collect();
+    assert_eq!(kinds, ["MirrorFilter", "MirrorSession"]);
+    let filter: MirrorFilter =
+        serde_yaml::from_value(objects[0].value.clone()).expect("a MirrorFilter");
+    let session: MirrorSession =
+        serde_yaml::from_value(objects[1].value.clone()).expect("a MirrorSession");
+    let (inbound, _) = compile_filter(&filter.spec).expect("the example filter compiles");
+    assert_eq!(inbound.len(), 1);
+    validate_session_spec(&session.spec).expect("the example session is valid");
+    assert_eq!(
+        session.spec.filter_ref.name, objects[0].name,
+        "the session uses the example filter"
+    );
+}
