@@ -163,6 +163,7 @@ pub fn by_ip(pod: &str, ip: &IpAddr) -> Result<HostInterface, AgentError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

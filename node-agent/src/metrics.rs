@@ -242,6 +242,7 @@ fn respond(request: &str, metrics: &Metrics) -> (&'static str, &'static str, Str
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

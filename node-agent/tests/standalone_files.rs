@@ -3,6 +3,8 @@
 //! a bad update keeps the configuration in force, quotas refuse only what is
 //! new, and changes are noticed.
 
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -81,6 +81,7 @@ pub fn desired_from_node_state(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use podmirror_crds::api::{FilterRule, NodeSession};

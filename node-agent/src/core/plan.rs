@@ -46,6 +46,7 @@ pub fn plan(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use podmirror_crds::model::{CompiledSession, Encapsulation, SessionKey};

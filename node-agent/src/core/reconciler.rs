@@ -227,6 +227,7 @@ impl<D: DatapathOps> Reconciler<D> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use podmirror_crds::model::{CompiledSession, Encapsulation};

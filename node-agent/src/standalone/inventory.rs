@@ -158,6 +158,7 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, Agen
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -35,6 +35,7 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>, fiel
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
