@@ -28,10 +28,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/podmirror-agent /out/podmirror-agent
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# iproute2: the agent asks `ip` (route/neigh/link) and `bridge` (fdb) where a
+# pod's host-side veth is (node-agent/src/ifdiscovery.rs).
 # ca-certificates: TLS to the API server when a kubeconfig names a public CA.
 # coreutils' sleep is used by the uninstall hook's idle container.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends iproute2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/podmirror-operator /out/podmirror-agent /usr/local/bin/
 USER 65532:65532

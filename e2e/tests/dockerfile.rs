@@ -117,3 +117,79 @@ fn the_build_context_leaves_out_build_outputs() {
         );
     }
 }
+
+/// Programs the shipped binaries execute at run time (`Command::new("x")` or
+/// the agent's `run("x", ...)` helper), from their non-test sources.
+fn programs_executed() -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    for dir in ["node-agent/src", "operator/src"] {
+        let mut stack = vec![repo_root().join(dir)];
+        while let Some(path) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let p = entry.path();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                // testbed/ and tests.rs only run in tests, never in the image.
+                if p.is_dir() && name != "testbed" {
+                    stack.push(p);
+                } else if name.ends_with(".rs") && name != "tests.rs" {
+                    let text = std::fs::read_to_string(&p).unwrap_or_default();
+                    // Code after `#[cfg(test)]` is test code.
+                    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                    for marker in ["Command::new(\"", "run(\""] {
+                        for rest in code.split(marker).skip(1) {
+                            if let Some(program) = rest.split('"').next() {
+                                found.insert(program.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_runtime_stage_has_every_program_the_binaries_run() {
+    // Debian package of each program; a program missing here fails the test
+    // until its package is added to the runtime stage and to this table.
+    let package_of = |program: &str| match program {
+        "ip" | "bridge" | "tc" => Some("iproute2"),
+        "ethtool" => Some("ethtool"),
+        "sysctl" => Some("procps"),
+        "sleep" | "cat" | "ls" => Some("coreutils"),
+        _ => None,
+    };
+    let ins = instructions(&dockerfile());
+    let runtime_at = ins
+        .iter()
+        .position(|i| i.starts_with("FROM ") && i.contains(" AS runtime"))
+        .expect("a runtime stage");
+    let installs: String = ins[runtime_at..]
+        .iter()
+        .filter(|i| i.contains("apt-get install"))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let programs = programs_executed();
+    assert!(
+        programs.contains("ip"),
+        "the agent's `ip` calls were not found: {programs:?}"
+    );
+    for program in &programs {
+        let package = package_of(program)
+            .unwrap_or_else(|| panic!("the binaries run `{program}`: add its package to the Dockerfile runtime stage and to this table"));
+        if package != "coreutils" {
+            assert!(
+                installs.contains(package),
+                "`{program}` needs {package} in the runtime stage: {installs}"
+            );
+        }
+    }
+}
