@@ -6,3 +6,4 @@ pub mod metrics;
 pub mod standalone;
 pub mod datapath;
 pub mod testbed;
+pub mod kube;

@@ -1,0 +1,332 @@
+//! The Kubernetes-mode loop: watch → desired state → core → status entries.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use ::kube::api::Api;
+use ::kube::runtime::{reflector, watcher, WatchStreamExt};
+use ::kube::Client;
+use podmirror_crds::api::{MirrorNodeState, MirrorNodeStateSpec, NodeMirrorStatus, NodePod};
+use podmirror_crds::model::SessionKey;
+use tokio::sync::Notify;
+
+use super::report;
+use super::status::{due, entries, Observed};
+use crate::core::{desired_from_node_state, AgentError, DatapathOps, PodKey, Reconciler};
+use crate::ifdiscovery;
+use crate::metrics::{Metrics, Snapshot};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub node_name: String,
+    /// Counters are reported this often (`--status-interval`, default 30 s).
+    pub status_interval: Duration,
+    /// While some pod has no veth yet (or a datapath call failed), the node
+    /// state is applied again this often.
+    pub retry_interval: Duration,
+}
+
+impl Options {
+    pub fn new(node_name: impl Into<String>, status_interval: Duration) -> Self {
+        Options { node_name: node_name.into(), status_interval, retry_interval: Duration::from_secs(2) }
+    }
+}
+
+/// Finds a pod's host veth from its IPs (the first that resolves).
+fn discover(pod: &NodePod, seen: &mut Observed) -> Result<u32, AgentError> {
+    let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
+    let mut last = AgentError::Discovery { pod: key.to_string(), message: "the pod has no IP".into() };
+    for ip in &pod.ips {
+        match ip.parse() {
+            Ok(ip) => match ifdiscovery::by_ip(&key.to_string(), &ip) {
+                Ok(found) => {
+                    seen.interfaces.insert(key, found.name);
+                    return Ok(found.ifindex);
+                }
+                Err(e) => last = e,
+            },
+            Err(_) => last = AgentError::Discovery { pod: key.to_string(), message: format!("{ip:?} is not an IP") },
+        }
+    }
+    seen.pod_errors.insert(key, last.to_string());
+    Err(last)
+}
+
+/// `"ns/name"` back to a pod key (the core's errors name pods that way).
+fn pod_key(text: &str) -> Option<PodKey> {
+    text.split_once('/').map(|(ns, name)| PodKey::new(ns, name))
+}
+
+/// One reconcile of `spec`: the datapath brought to it, and what was seen.
+pub fn reconcile_once<D: DatapathOps>(
+    spec: &MirrorNodeStateSpec,
+    reconciler: &mut Reconciler<D>,
+    discover_fn: &mut dyn FnMut(&NodePod, &mut Observed) -> Result<u32, AgentError>,
+) -> (Observed, usize) {
+    let mut seen = Observed::default();
+    let (desired, errors) = desired_from_node_state(spec, |pod| discover_fn(pod, &mut seen));
+    let mut problems = 0;
+    for e in errors {
+        problems += 1;
+        match &e {
+            AgentError::Config { field, .. } => {
+                // `sessions[ns/name].field`: a session that does not compile here.
+                let key = field
+                    .strip_prefix("sessions[")
+                    .and_then(|r| r.split_once(']'))
+                    .and_then(|(k, _)| k.split_once('/'))
+                    .map(|(ns, n)| SessionKey::new(ns, n));
+                if let Some(key) = key {
+                    seen.session_errors.insert(key, e.to_string());
+                }
+            }
+            AgentError::Discovery { .. } => {} // recorded by `discover`
+            _ => tracing::warn!(error = %e, "node state"),
+        }
+    }
+    let report = reconciler.apply(&desired);
+    for e in &report.refused {
+        problems += 1;
+        let pod = match e {
+            AgentError::TooManySessions { pod, .. }
+            | AgentError::PriorityClash { pod, .. }
+            | AgentError::InterfaceClash { pod, .. } => pod_key(pod),
+            _ => None,
+        };
+        if let Some(pod) = pod {
+            seen.pod_errors.insert(pod, e.to_string());
+        }
+    }
+    let by_ifindex: BTreeMap<u32, PodKey> = desired.pods.iter().map(|p| (p.ifindex, p.pod.clone())).collect();
+    for f in &report.failures {
+        problems += 1;
+        if let Some(pod) = by_ifindex.get(&f.ifindex) {
+            seen.pod_errors.insert(pod.clone(), f.error.to_string());
+        }
+    }
+    seen.programmed = report.programmed.keys().cloned().collect();
+    match reconciler.counters() {
+        Ok(c) => seen.counters = c,
+        Err(e) => tracing::warn!(error = %e, "reading counters"),
+    }
+    (seen, problems)
+}
+
+/// Runs until `shutdown` completes. Errors of one pod, one session or one
+/// status write are logged and retried; they never stop the loop.
+pub async fn run<D: DatapathOps>(
+    client: Client,
+    opts: &Options,
+    reconciler: &mut Reconciler<D>,
+    metrics: &Metrics,
+    shutdown: impl Future<Output = ()>,
+) {
+    let node = opts.node_name.clone();
+    let api = Api::<MirrorNodeState>::all(client.clone());
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().fields(&format!("metadata.name={node}"));
+    let changed = std::sync::Arc::new(Notify::new());
+    let notify = changed.clone();
+    let watch = watcher(api, config).default_backoff().reflect(writer).touched_objects().for_each(move |r| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "MirrorNodeState watch (retrying)");
+        }
+        notify.notify_one();
+        std::future::ready(())
+    });
+    let watch = tokio::spawn(watch);
+    tokio::pin!(shutdown);
+
+    if tokio::select! { r = store.wait_until_ready() => r.is_err(), _ = &mut shutdown => true } {
+        watch.abort();
+        return;
+    }
+    let mut written: BTreeMap<SessionKey, NodeMirrorStatus> = BTreeMap::new();
+    let mut last_counters = Instant::now();
+    let mut reloads_ok = 0u64;
+    loop {
+        let spec = store
+            .state()
+            .into_iter()
+            .find(|s| s.metadata.name.as_deref() == Some(node.as_str()))
+            .map(|s| s.spec.clone())
+            .unwrap_or_else(|| MirrorNodeStateSpec { node: node.clone(), ..MirrorNodeStateSpec::default() });
+        let (seen, problems) = reconcile_once(&spec, reconciler, &mut discover);
+        reloads_ok += 1;
+
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let current = entries(&node, &spec, &seen, &now);
+        let counters_due = last_counters.elapsed() >= opts.status_interval;
+        if counters_due {
+            last_counters = Instant::now();
+        }
+        for (key, entry) in due(&written, &current, counters_due) {
+            match report::apply(&client, &node, &key, entry.as_ref()).await {
+                Ok(()) => match entry {
+                    Some(e) => {
+                        written.insert(key, e);
+                    }
+                    None => {
+                        written.remove(&key);
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "status report (retried next round)"),
+            }
+        }
+        metrics.publish(Snapshot {
+            counters: seen.counters.clone(),
+            interfaces: reconciler.interfaces_by_session(),
+            reloads_ok,
+            reloads_failed: 0,
+            config_valid: seen.session_errors.is_empty(),
+            apply_errors: problems as u64,
+            ready: true,
+        });
+
+        let wait = if problems > 0 { opts.retry_interval } else { opts.status_interval };
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    watch.abort();
+    tracing::info!(node = %node, "Kubernetes mode stopped; the datapath stays as programmed");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use podmirror_crds::api::NodeSession;
+    use podmirror_crds::model::Direction;
+
+    use super::*;
+    use crate::core::{SessionCounters, SessionSlot};
+
+    #[derive(Default)]
+    struct Fake {
+        attached: BTreeSet<u32>,
+        sessions: BTreeMap<u32, Vec<SessionSlot>>,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("fake")]
+    struct FakeError;
+
+    impl DatapathOps for Fake {
+        type Error = FakeError;
+        fn attach(&mut self, ifindex: u32) -> Result<(), FakeError> {
+            self.attached.insert(ifindex);
+            Ok(())
+        }
+        fn set_sessions(&mut self, ifindex: u32, sessions: &[SessionSlot]) -> Result<(), FakeError> {
+            self.sessions.insert(ifindex, sessions.to_vec());
+            Ok(())
+        }
+        fn detach(&mut self, ifindex: u32) -> Result<(), FakeError> {
+            self.attached.remove(&ifindex);
+            self.sessions.remove(&ifindex);
+            Ok(())
+        }
+        fn attached(&self) -> Vec<u32> {
+            self.attached.iter().copied().collect()
+        }
+        fn counters(&self) -> Result<BTreeMap<(u32, Direction), SessionCounters>, FakeError> {
+            Ok(BTreeMap::new())
+        }
+    }
+
+    fn spec(pods: &[&str]) -> MirrorNodeStateSpec {
+        MirrorNodeStateSpec {
+            node: "node-a".into(),
+            sessions: vec![NodeSession {
+                namespace: "team".into(),
+                name: "s".into(),
+                uid: "u".into(),
+                generation: 1,
+                priority: 1,
+                enabled: true,
+                vni: 1,
+                packet_length: Some(96),
+                encapsulation: Default::default(),
+                target_port: 4789,
+                targets: vec!["10.9.0.1".into()],
+                inbound_rules: vec![],
+                outbound_rules: vec![],
+            }],
+            pods: pods
+                .iter()
+                .enumerate()
+                .map(|(i, p)| NodePod {
+                    namespace: "team".into(),
+                    name: (*p).into(),
+                    uid: format!("u{i}"),
+                    ips: vec![format!("10.0.0.{}", i + 1)],
+                    sessions: vec!["team/s".into()],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_late_veth_is_picked_up_and_a_gone_pod_is_detached() {
+        let mut r = Reconciler::new(Fake::default());
+        // "b" has no veth yet.
+        let mut veths: BTreeMap<String, u32> = [("a".to_owned(), 11)].into();
+        let discover = |veths: &BTreeMap<String, u32>| {
+            let veths = veths.clone();
+            move |pod: &NodePod, seen: &mut Observed| {
+                let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
+                match veths.get(&pod.name) {
+                    Some(i) => {
+                        seen.interfaces.insert(key, format!("veth-{}", pod.name));
+                        Ok(*i)
+                    }
+                    None => {
+                        let e = AgentError::Discovery { pod: key.to_string(), message: "no veth yet".into() };
+                        seen.pod_errors.insert(key, e.to_string());
+                        Err(e)
+                    }
+                }
+            }
+        };
+        let (seen, problems) = reconcile_once(&spec(&["a", "b"]), &mut r, &mut discover(&veths));
+        assert_eq!(problems, 1);
+        assert!(seen.programmed.contains(&PodKey::new("team", "a")));
+        assert!(seen.pod_errors[&PodKey::new("team", "b")].contains("no veth yet"));
+        assert_eq!(r.ops().attached, [11].into());
+
+        veths.insert("b".into(), 12);
+        let (seen, problems) = reconcile_once(&spec(&["a", "b"]), &mut r, &mut discover(&veths));
+        assert_eq!(problems, 0);
+        assert_eq!(seen.programmed.len(), 2);
+        assert_eq!(r.ops().attached, [11, 12].into());
+        let e = super::entries("node-a", &spec(&["a", "b"]), &seen, &Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        assert_eq!(
+            e[&SessionKey::new("team", "s")].programmed_interfaces,
+            Some(vec!["veth-a".to_owned(), "veth-b".to_owned()])
+        );
+
+        // "a" goes away: the operator drops it from the node state.
+        let (_, problems) = reconcile_once(&spec(&["b"]), &mut r, &mut discover(&veths));
+        assert_eq!(problems, 0);
+        assert_eq!(r.ops().attached, [12].into());
+    }
+
+    #[test]
+    fn a_session_that_does_not_compile_is_named_on_its_entry() {
+        let mut r = Reconciler::new(Fake::default());
+        let mut bad = spec(&["a"]);
+        bad.sessions[0].vni = 1 << 24;
+        let mut discover = |_: &NodePod, _: &mut Observed| Ok(11);
+        let (seen, problems) = reconcile_once(&bad, &mut r, &mut discover);
+        assert!(problems >= 1);
+        let why = &seen.session_errors[&SessionKey::new("team", "s")];
+        assert!(why.contains("sessions[team/s].vni"), "{why}");
+        assert!(r.ops().attached.is_empty());
+    }
+}

@@ -1,0 +1,214 @@
+//! This node's entry in each session's `status.nodes[]`, computed from what
+//! the core programmed, the datapath counters and the problems met. Pure, so
+//! "what the agent reports" is tested without an API server.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use podmirror_crds::api::{MirrorNodeStateSpec, NodeMirrorStatus};
+use podmirror_crds::model::{Direction, SessionKey};
+
+use crate::core::{PodKey, SessionCounters};
+
+/// Everything one reconcile learnt that the entries are made of.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Host interface names of programmed pods.
+    pub interfaces: BTreeMap<PodKey, String>,
+    /// Pods the core programmed this round (from `ApplyReport::programmed`).
+    pub programmed: BTreeSet<PodKey>,
+    /// Problems by pod (no veth yet, refused, datapath failure).
+    pub pod_errors: BTreeMap<PodKey, String>,
+    /// Problems of a whole session (it did not compile on this node).
+    pub session_errors: BTreeMap<SessionKey, String>,
+    pub counters: BTreeMap<(SessionKey, Direction), SessionCounters>,
+}
+
+/// The entry of every session the node state lists. The timestamp is left
+/// out of comparisons (see [`changed`]).
+pub fn entries(node: &str, spec: &MirrorNodeStateSpec, seen: &Observed, now: &Time) -> BTreeMap<SessionKey, NodeMirrorStatus> {
+    let mut out = BTreeMap::new();
+    for s in &spec.sessions {
+        let key = SessionKey::new(s.namespace.clone(), s.name.clone());
+        let label = key.to_string();
+        let pods: Vec<PodKey> = spec
+            .pods
+            .iter()
+            .filter(|p| p.sessions.contains(&label))
+            .map(|p| PodKey::new(p.namespace.clone(), p.name.clone()))
+            .collect();
+        // A disabled session is in no datapath on purpose: no interfaces, no error.
+        let mut interfaces: Vec<String> = if s.enabled {
+            pods.iter().filter(|p| seen.programmed.contains(*p)).filter_map(|p| seen.interfaces.get(p).cloned()).collect()
+        } else {
+            Vec::new()
+        };
+        interfaces.sort();
+        let mut errors: Vec<String> = pods.iter().filter_map(|p| seen.pod_errors.get(p).map(|e| format!("{p}: {e}"))).collect();
+        if let Some(e) = seen.session_errors.get(&key) {
+            errors.insert(0, e.clone());
+        }
+        let mut packets = 0u64;
+        let mut bytes = 0u64;
+        let mut truncated = 0u64;
+        let mut dropped = 0u64;
+        for d in Direction::ALL {
+            if let Some(c) = seen.counters.get(&(key.clone(), d)) {
+                packets += c.copied_packets;
+                bytes += c.copied_bytes;
+                truncated += c.truncated;
+                dropped += c.failures.values().sum::<u64>();
+            }
+        }
+        let as_i64 = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
+        out.insert(
+            key,
+            NodeMirrorStatus {
+                node: node.to_owned(),
+                programmed_interfaces: Some(interfaces),
+                mirrored_packets: as_i64(packets),
+                mirrored_bytes: as_i64(bytes),
+                dropped: as_i64(dropped),
+                truncated: as_i64(truncated),
+                last_update: Some(now.clone()),
+                error: (!errors.is_empty()).then(|| errors.join("; ")),
+            },
+        );
+    }
+    out
+}
+
+/// Whether `new` differs from `old` in anything but the timestamp and the
+/// counters: such a change is reported at once, counters only on the interval.
+pub fn changed(old: Option<&NodeMirrorStatus>, new: &NodeMirrorStatus) -> bool {
+    let Some(old) = old else { return true };
+    old.programmed_interfaces != new.programmed_interfaces || old.error != new.error
+}
+
+/// What to write now: entries that changed (always) or whose counters moved
+/// (when `counters_due`), and `None` for sessions this node no longer holds
+/// (their entry is withdrawn).
+pub fn due(
+    written: &BTreeMap<SessionKey, NodeMirrorStatus>,
+    current: &BTreeMap<SessionKey, NodeMirrorStatus>,
+    counters_due: bool,
+) -> Vec<(SessionKey, Option<NodeMirrorStatus>)> {
+    let mut out = Vec::new();
+    for (key, entry) in current {
+        let old = written.get(key);
+        let counters_moved = old.is_none_or(|o| {
+            (o.mirrored_packets, o.mirrored_bytes, o.dropped, o.truncated)
+                != (entry.mirrored_packets, entry.mirrored_bytes, entry.dropped, entry.truncated)
+        });
+        if changed(old, entry) || (counters_due && counters_moved) {
+            out.push((key.clone(), Some(entry.clone())));
+        }
+    }
+    for key in written.keys() {
+        if !current.contains_key(key) {
+            out.push((key.clone(), None));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podmirror_crds::api::{NodePod, NodeSession};
+
+    fn spec() -> MirrorNodeStateSpec {
+        let session = |name: &str, enabled: bool| NodeSession {
+            namespace: "team".into(),
+            name: name.into(),
+            uid: format!("u-{name}"),
+            generation: 1,
+            priority: 1,
+            enabled,
+            vni: 1,
+            packet_length: None,
+            encapsulation: Default::default(),
+            target_port: 4789,
+            targets: vec!["10.9.0.1".into()],
+            inbound_rules: vec![],
+            outbound_rules: vec![],
+        };
+        MirrorNodeStateSpec {
+            node: "node-a".into(),
+            sessions: vec![session("s", true), session("off", false)],
+            pods: vec![
+                NodePod {
+                    namespace: "team".into(),
+                    name: "a".into(),
+                    uid: "pa".into(),
+                    ips: vec!["10.0.0.1".into()],
+                    sessions: vec!["team/s".into(), "team/off".into()],
+                },
+                NodePod {
+                    namespace: "team".into(),
+                    name: "b".into(),
+                    uid: "pb".into(),
+                    ips: vec!["10.0.0.2".into()],
+                    sessions: vec!["team/s".into()],
+                },
+            ],
+        }
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn entry_lists_interfaces_counters_and_per_pod_errors() {
+        let mut seen = Observed::default();
+        seen.interfaces.insert(PodKey::new("team", "a"), "pmv-a".into());
+        seen.programmed.insert(PodKey::new("team", "a"));
+        seen.pod_errors.insert(PodKey::new("team", "b"), "no host interface yet".into());
+        let mut c = SessionCounters { copied_packets: 5, copied_bytes: 500, truncated: 1, ..Default::default() };
+        c.failures.insert("no_route".into(), 2);
+        seen.counters.insert((SessionKey::new("team", "s"), Direction::Inbound), c);
+        seen.counters.insert(
+            (SessionKey::new("team", "s"), Direction::Outbound),
+            SessionCounters { copied_packets: 1, copied_bytes: 60, ..Default::default() },
+        );
+        let e = entries("node-a", &spec(), &seen, &now());
+        let s = &e[&SessionKey::new("team", "s")];
+        assert_eq!(s.node, "node-a");
+        assert_eq!(s.programmed_interfaces, Some(vec!["pmv-a".to_owned()]));
+        assert_eq!((s.mirrored_packets, s.mirrored_bytes, s.truncated, s.dropped), (Some(6), Some(560), Some(1), Some(2)));
+        assert_eq!(s.error.as_deref(), Some("team/b: no host interface yet"));
+        let off = &e[&SessionKey::new("team", "off")];
+        assert_eq!(off.programmed_interfaces, Some(vec![]));
+    }
+
+    #[test]
+    fn counters_wait_for_the_interval_but_changes_and_withdrawals_do_not() {
+        let mut seen = Observed::default();
+        seen.interfaces.insert(PodKey::new("team", "a"), "pmv-a".into());
+        seen.programmed.insert(PodKey::new("team", "a"));
+        let first = entries("node-a", &spec(), &seen, &now());
+        let w = due(&BTreeMap::new(), &first, false);
+        assert_eq!(w.len(), 2, "new entries are written at once");
+
+        seen.counters.insert(
+            (SessionKey::new("team", "s"), Direction::Inbound),
+            SessionCounters { copied_packets: 9, ..Default::default() },
+        );
+        let second = entries("node-a", &spec(), &seen, &now());
+        assert!(due(&first, &second, false).is_empty(), "counters alone wait for the interval");
+        let w = due(&first, &second, true);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].1.as_ref().and_then(|e| e.mirrored_packets), Some(9));
+
+        seen.programmed.clear();
+        let third = entries("node-a", &spec(), &seen, &now());
+        assert_eq!(due(&second, &third, false).len(), 1, "losing an interface is reported at once");
+
+        let mut gone = spec();
+        gone.sessions.retain(|s| s.name != "off");
+        let fourth = entries("node-a", &gone, &seen, &now());
+        let w = due(&third, &fourth, false);
+        assert!(w.contains(&(SessionKey::new("team", "off"), None)), "{w:?}");
+    }
+}
