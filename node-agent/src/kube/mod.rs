@@ -13,8 +13,10 @@
 //! appears; a pod that goes away leaves the node state and is detached.
 //! SIGTERM leaves the datapath pinned (mirroring goes on); a new agent adopts it.
 
+pub mod entry;
 pub mod report;
 pub mod run;
 pub mod status;
 
+pub use entry::serve;
 pub use run::{Options, run};
