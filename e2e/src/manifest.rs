@@ -193,14 +193,31 @@ pub fn check_typed(obj: &Object) -> Result<(), E2eError> {
     use k8s_openapi::api::{apps, batch, core, policy, rbac};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
-    fn typed<T: serde::de::DeserializeOwned>(obj: &Object) -> Result<(), E2eError> {
-        serde_yaml::from_value::<T>(obj.value.clone())
-            .map(|_| ())
-            .map_err(|e| E2eError::Manifest {
-                index: obj.index,
-                what: obj.id(),
-                reason: e.to_string(),
-            })
+    /// Deserialize, then serialize again: a field the API type does not
+    /// know (a typo such as `mountPropogation`) is dropped on the way, and
+    /// shows up as a path of the original that the round trip lacks.
+    fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+        obj: &Object,
+    ) -> Result<(), E2eError> {
+        let err = |reason: String| E2eError::Manifest {
+            index: obj.index,
+            what: obj.id(),
+            reason,
+        };
+        let parsed =
+            serde_yaml::from_value::<T>(obj.value.clone()).map_err(|e| err(e.to_string()))?;
+        let original = serde_json::to_value(&obj.value).map_err(|e| err(e.to_string()))?;
+        let round_trip = serde_json::to_value(&parsed).map_err(|e| err(e.to_string()))?;
+        let mut unknown = Vec::new();
+        unknown_fields(&original, &round_trip, String::new(), &mut unknown);
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(err(format!(
+                "fields unknown to the API type: {}",
+                unknown.join(", ")
+            )))
+        }
     }
     match (obj.api_version.as_str(), obj.kind.as_str()) {
         ("apps/v1", "Deployment") => typed::<apps::v1::Deployment>(obj),
@@ -235,6 +252,43 @@ pub fn check_typed(obj: &Object) -> Result<(), E2eError> {
             what: obj.id(),
             reason: format!("{api} {kind} is not a kind this chart is expected to render"),
         }),
+    }
+}
+
+/// Paths of `original` (JSON) that `round_trip` lacks. Lists are compared
+/// element by element; scalars are not compared (a Quantity or IntOrString
+/// may be written differently).
+pub fn unknown_fields(
+    original: &serde_json::Value,
+    round_trip: &serde_json::Value,
+    at: String,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value as J;
+    match (original, round_trip) {
+        (J::Object(a), J::Object(b)) => {
+            for (key, value) in a {
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                match b.get(key) {
+                    Some(other) => unknown_fields(value, other, path, out),
+                    // An empty map or list may be omitted on the way back.
+                    None if value.is_null()
+                        || value.as_object().is_some_and(|m| m.is_empty())
+                        || value.as_array().is_some_and(|l| l.is_empty()) => {}
+                    None => out.push(path),
+                }
+            }
+        }
+        (J::Array(a), J::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                unknown_fields(x, y, format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -324,6 +378,19 @@ mod tests {
             found.iter().any(|f| f.contains("readOnlyRootFilesystem")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn typed_check_rejects_a_misspelt_field() {
+        let typo = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: x}\nautomountServiceAcountToken: false\n";
+        let objs = parse_documents(typo).expect("parses as YAML");
+        let err = check_typed(&objs[0]).expect_err("misspelt field");
+        assert!(
+            err.to_string().contains("automountServiceAcountToken"),
+            "{err}"
+        );
+        let good = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: x, labels: {}}\nautomountServiceAccountToken: false\n";
+        check_typed(&parse_documents(good).expect("parses")[0]).expect("a correct object passes");
     }
 
     #[test]
