@@ -123,7 +123,10 @@ pub struct SessionKey {
 
 impl SessionKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        SessionKey { namespace: namespace.into(), name: name.into() }
+        SessionKey {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -184,7 +187,13 @@ pub enum Verdict<'a> {
     /// No rule of any enabled session matched: nothing is copied.
     NoMatch,
     /// The first matching rule was a Reject: nothing is copied.
-    Rejected { session: &'a CompiledSession, rule_priority: u16 },
+    Rejected {
+        session: &'a CompiledSession,
+        rule_priority: u16,
+    },
     /// The first matching rule was an Accept: one copy goes to this session.
-    Copy { session: &'a CompiledSession, rule_priority: u16 },
+    Copy {
+        session: &'a CompiledSession,
+        rule_priority: u16,
+    },
 }
