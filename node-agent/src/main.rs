@@ -178,3 +178,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_refuse_garbage() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("fast").unwrap_err().contains("expected a duration"));
+    }
+
+    #[test]
+    fn cli_follows_the_contract() {
+        let cli = Cli::try_parse_from(["podmirror-agent", "--node-name", "n1"]).unwrap();
+        assert_eq!(cli.metrics_addr.to_string(), "0.0.0.0:9090");
+        assert_eq!(cli.pin_dir, PathBuf::from("/sys/fs/bpf/podmirror"));
+        assert_eq!(cli.status_interval, Duration::from_secs(30));
+        assert!(cli.standalone.is_none() && !cli.cleanup);
+        let err = Cli::try_parse_from(["podmirror-agent", "--standalone", "d", "--cleanup"]).unwrap_err();
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
+        assert!(Cli::try_parse_from(["podmirror-agent", "--check"]).is_err(), "--check needs --standalone");
+    }
+}

@@ -197,6 +197,31 @@ fn standalone_agent_start_update_sigterm_cleanup() {
     assert_eq!(received, "agent-gone\n");
     assert!(!vnis.is_empty() && vnis.iter().all(|v| v == "2"), "mirroring stopped with the agent: {vnis:?}");
 
+    // A restart with a broken directory leaves the pinned datapath alone:
+    // what was accepted before keeps mirroring.
+    let child = agent_command(
+        &topo.node.name,
+        &[
+            "--standalone", &dir.display().to_string(), "--pin-dir", &pin, "--device-prefix", &topo.tag,
+            "--node-ipv4", NODE_IP, "--metrics-addr", "127.0.0.1:9090", "--poll-interval", "200ms",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .expect("restart the agent");
+    let mut agent = AgentProcess(Some(child));
+    wait_for(&topo, "the restart refusing the broken directory", |m| {
+        metric(m, r#"podmirror_config_reloads_total{result="error"}"#) == Some(1.0)
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    let (vnis, _) = exchange(&topo, "restart-with-bad-files");
+    assert!(!vnis.is_empty() && vnis.iter().all(|v| v == "2"), "a restart with bad files disturbed mirroring: {vnis:?}");
+    let mut child = agent.0.take().expect("agent running");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(child.wait().expect("wait for the agent").success());
+
     // --cleanup removes everything: no pins, no copy device, no copies.
     let status = agent_command(&topo.node.name, &["--cleanup", "--pin-dir", &pin, "--device-prefix", &topo.tag])
         .status()

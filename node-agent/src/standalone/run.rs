@@ -14,7 +14,7 @@ use podmirror_crds::model::SessionKey;
 use super::files::{fingerprint, load_dir};
 use super::resolve::{resolve, Accepted, Resolution};
 use crate::core::{desired_from_node_state, AgentError, DatapathOps, DesiredState, PodKey, Reconciler};
-use crate::ifdiscovery;
+use crate::ifdiscovery::{self, HostInterface};
 use crate::metrics::{Metrics, Snapshot};
 
 /// What the standalone mode needs to know.
@@ -80,16 +80,16 @@ impl Config {
 
 /// The host interface of a pod: the inventory's `interface:` if given, else
 /// found from its IPs (the first that resolves).
-pub fn discover(pod: &NodePod, interfaces: &BTreeMap<PodKey, String>) -> Result<u32, AgentError> {
+pub fn discover(pod: &NodePod, interfaces: &BTreeMap<PodKey, String>) -> Result<HostInterface, AgentError> {
     let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
     if let Some(name) = interfaces.get(&key) {
-        return ifdiscovery::by_name(&key.to_string(), name).map(|i| i.ifindex);
+        return ifdiscovery::by_name(&key.to_string(), name);
     }
     let mut last = AgentError::Discovery { pod: key.to_string(), message: "no IP to look up".into() };
     for ip in &pod.ips {
         match ip.parse() {
             Ok(ip) => match ifdiscovery::by_ip(&key.to_string(), &ip) {
-                Ok(found) => return Ok(found.ifindex),
+                Ok(found) => return Ok(found),
                 Err(e) => last = e,
             },
             Err(_) => last = AgentError::Discovery { pod: key.to_string(), message: format!("{ip:?} is not an IP") },
@@ -98,14 +98,38 @@ pub fn discover(pod: &NodePod, interfaces: &BTreeMap<PodKey, String>) -> Result<
     Err(last)
 }
 
-/// The desired state of the resolution in force (empty before the first good load).
-pub fn desired(config: &Config) -> (DesiredState, Vec<AgentError>) {
-    match &config.current {
-        Some(resolution) => {
-            desired_from_node_state(&resolution.node_state, |pod| discover(pod, &resolution.interfaces))
+/// Interfaces found for pods in earlier ticks.
+pub type KnownInterfaces = BTreeMap<PodKey, HostInterface>;
+
+/// The desired state of the resolution in force, or `None` before the first
+/// good load (then the datapath must not be touched: after a restart it
+/// holds what the previous run accepted).
+///
+/// A pod whose lookup fails keeps the interface found before as long as that
+/// interface still exists under the same name and index, so a transient
+/// failure (a route being replaced) never detaches a running source.
+pub fn desired(config: &Config, known: &mut KnownInterfaces) -> Option<(DesiredState, Vec<AgentError>)> {
+    let resolution = config.current.as_ref()?;
+    Some(desired_from_node_state(&resolution.node_state, |pod| {
+        let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
+        match discover(pod, &resolution.interfaces) {
+            Ok(found) => {
+                let ifindex = found.ifindex;
+                known.insert(key, found);
+                Ok(ifindex)
+            }
+            Err(error) => match known.get(&key) {
+                Some(prev) if ifdiscovery::ifindex_of(&prev.name) == Ok(prev.ifindex) => {
+                    tracing::debug!("{error}; keeping {} (ifindex {})", prev.name, prev.ifindex);
+                    Ok(prev.ifindex)
+                }
+                _ => {
+                    known.remove(&key);
+                    Err(error)
+                }
+            },
         }
-        None => (DesiredState::default(), Vec::new()),
-    }
+    }))
 }
 
 /// Runs until `shutdown` completes. Never returns early on a bad file or a
@@ -120,6 +144,7 @@ pub async fn run<D: DatapathOps>(
     let mut ticker = tokio::time::interval(opts.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_problems: BTreeSet<String> = BTreeSet::new();
+    let mut known = KnownInterfaces::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -131,13 +156,28 @@ pub async fn run<D: DatapathOps>(
             Some(Err(error)) => tracing::error!("{error}; the previous configuration stays in force"),
             None => {}
         }
-        tick(&config, reconciler, metrics, &mut last_problems);
+        tick(&config, reconciler, metrics, &mut known, &mut last_problems);
     }
 }
 
 /// One reconcile and metrics publication; problems are logged when they change.
-fn tick<D: DatapathOps>(config: &Config, reconciler: &mut Reconciler<D>, metrics: &Metrics, last: &mut BTreeSet<String>) {
-    let (desired, discovery_errors) = desired(config);
+fn tick<D: DatapathOps>(
+    config: &Config,
+    reconciler: &mut Reconciler<D>,
+    metrics: &Metrics,
+    known: &mut KnownInterfaces,
+    last: &mut BTreeSet<String>,
+) {
+    let Some((desired, discovery_errors)) = desired(config, known) else {
+        // Nothing valid loaded yet: leave the datapath as it is, report not ready.
+        metrics.update(|s| {
+            s.reloads_ok = config.reloads_ok;
+            s.reloads_failed = config.reloads_failed;
+            s.config_valid = false;
+            s.ready = false;
+        });
+        return;
+    };
     let report = reconciler.apply(&desired);
     let problems: BTreeSet<String> = discovery_errors
         .iter()
