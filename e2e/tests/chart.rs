@@ -389,6 +389,9 @@ fn the_values_schema_rejects_bad_values_naming_the_field() {
         ("image.repository=", "/image/repository"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("agent.statusInterval=soon", "/agent/statusInterval"),
+        // The agent parses ms, s and m only, and refuses zero.
+        ("agent.statusInterval=1h", "/agent/statusInterval"),
+        ("agent.statusInterval=0s", "/agent/statusInterval"),
         ("operator.privileged=true", "privileged"),
     ];
     for (set, field) in cases {
