@@ -613,6 +613,16 @@ fn restart_adopts_and_detach_and_remove_all_leave_nothing() {
             assert!(podmirror_agent::datapath::netlink::ifindex(&cfg.copy_device()).is_none(), "copy device left");
             assert!(podmirror_agent::datapath::netlink::ifindex(&cfg.copy_device_peer()).is_none(), "copy peer left");
             Datapath::remove_all(&cfg).expect("remove_all is idempotent");
+
+            // `--cleanup` while an agent still runs: the pins alone hold the links.
+            let mut dp = Datapath::open(&cfg).expect("open again");
+            dp.attach(source.host_ifindex).expect("attach");
+            assert!(tcx(&source.host_ifname).contains("pm_veth"));
+            Datapath::remove_all(&cfg).expect("remove_all with a live instance");
+            let shown = tcx(&source.host_ifname);
+            assert!(!shown.contains("pm_veth"), "remove_all left programs on the veth: {shown}");
+            assert!(!cfg.pin_dir.exists());
+            drop(dp);
         })
         .expect("node namespace");
 }

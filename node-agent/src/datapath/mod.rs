@@ -120,18 +120,18 @@ impl SessionCounters {
     }
 }
 
-/// The two TCX links of one attached veth.
+/// The pins of the two TCX links of one attached veth. Only the pins hold
+/// the links (no fd here), so unpinning detaches at once, even while this
+/// instance lives (`remove_all` from another process, `--cleanup`).
 struct VethLinks {
-    ingress: PinnedLink,
-    egress: PinnedLink,
+    ingress: PathBuf,
+    egress: PathBuf,
 }
 
 pub struct Datapath {
     cfg: DatapathConfig,
     ebpf: Ebpf,
     copy_ifindex: u32,
-    /// Held so that the copy device's link is visibly ours; pinned too.
-    _copy_link: PinnedLink,
     veths: BTreeMap<u32, VethLinks>,
     generation: u32,
 }
@@ -181,7 +181,7 @@ impl Datapath {
 
         let copy_name = cfg.copy_device();
         let copy_ifindex = netlink::ensure_veth_pair(&copy_name, &cfg.copy_device_peer())?;
-        let copy_link = attach_or_adopt(
+        attach_or_adopt(
             classifier(&mut ebpf, PROG_COPY)?,
             PROG_COPY,
             copy_ifindex,
@@ -198,7 +198,7 @@ impl Datapath {
         let mut config_map: Array<&mut MapData, PmConfig> = map_mut(&mut ebpf, MAP_CONFIG)?;
         config_map.set(0, config, 0).map_err(|source| DatapathError::Map { map: MAP_CONFIG, source })?;
 
-        let mut dp = Datapath { cfg: cfg.clone(), ebpf, copy_ifindex, _copy_link: copy_link, veths: BTreeMap::new(), generation: 0 };
+        let mut dp = Datapath { cfg: cfg.clone(), ebpf, copy_ifindex, veths: BTreeMap::new(), generation: 0 };
         dp.adopt_veths()?;
         Ok(dp)
     }
@@ -250,7 +250,7 @@ impl Datapath {
                 Ok(l) => l,
                 Err(e) => {
                     // Leave nothing half-attached.
-                    detach_pinned(ingress);
+                    pins::remove_link_pin(&ingress);
                     return Err(e);
                 }
             };
@@ -303,8 +303,8 @@ impl Datapath {
     /// Remove both links of `ifindex` and its sessions. Idempotent.
     pub fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
         if let Some(links) = self.veths.remove(&ifindex) {
-            detach_pinned(links.ingress);
-            detach_pinned(links.egress);
+            pins::remove_link_pin(&links.ingress);
+            pins::remove_link_pin(&links.egress);
         }
         self.forget_iface(ifindex)
     }
@@ -444,7 +444,7 @@ fn attach_or_adopt(
     ifindex: u32,
     hook: TcAttachType,
     pin: &Path,
-) -> Result<PinnedLink, DatapathError> {
+) -> Result<PathBuf, DatapathError> {
     let hook_name = match hook {
         TcAttachType::Ingress => "ingress",
         _ => "egress",
@@ -469,14 +469,26 @@ fn attach_or_adopt(
     pin_link(prog, id, pin).map_err(err)
 }
 
-fn pin_link(prog: &mut SchedClassifier, id: aya::programs::tc::SchedClassifierLinkId, pin: &Path) -> Result<PinnedLink, String> {
+/// Pin the link and let go of its fd: from here on the pin alone keeps it.
+fn pin_link(prog: &mut SchedClassifier, id: aya::programs::tc::SchedClassifierLinkId, pin: &Path) -> Result<PathBuf, String> {
     let link = prog.take_link(id).map_err(|e| e.to_string())?;
     let fd: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| e.to_string())?;
-    fd.pin(pin).map_err(|e| format!("pin {}: {e}", pin.display()))
+    fd.pin(pin).map_err(|e| format!("pin {}: {e}", pin.display()))?;
+    Ok(pin.to_path_buf())
 }
 
-/// Unpin and close: the last reference goes, the kernel detaches the link.
-fn detach_pinned(link: PinnedLink) {
-    // Dropping the returned fd closes the last reference.
-    drop(link.unpin());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datapath_can_move_to_another_thread() {
+        // The agent runs it on a runtime worker; it must be Send.
+        fn assert_send<T: Send>() {}
+        assert_send::<Datapath>();
+        let cfg = DatapathConfig::default();
+        assert_eq!(cfg.copy_device(), "pm-cp");
+        assert_eq!(cfg.pin_dir, PathBuf::from("/sys/fs/bpf/podmirror"));
+    }
 }
