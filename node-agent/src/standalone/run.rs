@@ -215,3 +215,28 @@ pub fn check(dir: &Path, node_name: &str, limits: QuotaLimits) -> Result<Resolut
     let loaded = load_dir(dir)?;
     resolve(&loaded, &BTreeMap::new(), node_name, limits)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_desired_state_before_a_good_load_and_a_failed_reload_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("pmsa-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bad.yaml"), "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: f}\nspec: {inboundRules: 3}\n").unwrap();
+        let opts = Options { dir: dir.clone(), node_name: "n".into(), poll_interval: Duration::from_secs(1), limits: QuotaLimits::default() };
+        let mut config = Config::default();
+        let mut known = KnownInterfaces::new();
+        assert!(desired(&config, &mut known).is_none(), "nothing loaded: the datapath must be left alone");
+        let err = config.reload_if_changed(&opts).unwrap().unwrap_err().to_string();
+        assert!(err.contains("bad.yaml") && err.contains("spec.inboundRules"), "{err}");
+        assert!(desired(&config, &mut known).is_none(), "a failed first load must not produce an empty desired state");
+        std::fs::write(dir.join("bad.yaml"), "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: f}\nspec: {}\n").unwrap();
+        assert!(matches!(config.reload_if_changed(&opts), Some(Ok(()))));
+        let (state, errors) = desired(&config, &mut known).unwrap();
+        assert!(state.pods.is_empty() && errors.is_empty(), "a filter alone mirrors nothing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
