@@ -660,3 +660,52 @@ fn open_without_permission_fails_clearly() {
     assert!(stdout.contains("UNPRIVILEGED-ERROR:"), "{stdout}");
     assert!(!stdout.contains("panicked"), "{stdout}");
 }
+
+/// The fallback for kernels without TCX, forced here: clsact filters mirror
+/// the same way, are adopted after a restart and leave nothing behind.
+#[test]
+fn clsact_fallback_mirrors_adopts_and_cleans_up() {
+    if !testbed::require_root("clsact_fallback_mirrors_adopts_and_cleans_up") {
+        return;
+    }
+    let topo = two_pods_and_collector(false, 1500);
+    let cfg = config(&topo, None);
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client) = (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"));
+    let filters = |hook: &str| -> String {
+        topo.node
+            .exec("tc", &["filter", "show", "dev", &source.host_ifname, hook])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    topo.node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.set_attach_mode(podmirror_agent::datapath::AttachMode::Clsact);
+            dp.attach(source.host_ifindex).expect("attach");
+            dp.attach(source.host_ifindex).expect("attach is idempotent");
+            assert!(filters("ingress").contains("pm_veth_ingress"), "{}", filters("ingress"));
+            assert!(filters("egress").contains("pm_veth_egress"), "{}", filters("egress"));
+            let s = session(1, "tc", 1, 4, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, None)], vec![]);
+            dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
+            udp_send(&client.netns, "192.168.0.230", 45000, 9200, 3);
+            let c = counters(&dp, 1, Direction::Inbound);
+            assert_eq!((c.matched, c.copied_packets), (3, 3), "{c:?}");
+            drop(dp);
+
+            let mut dp = Datapath::open(&cfg).expect("reopen");
+            assert_eq!(dp.attached(), vec![source.host_ifindex], "clsact filters not adopted");
+            let shown = filters("ingress");
+            assert_eq!(shown.lines().filter(|l| l.contains("pm_veth_ingress")).count(), 1, "adoption duplicated the filter:\n{shown}");
+            udp_send(&client.netns, "192.168.0.230", 45000, 9200, 2);
+            assert_eq!(counters(&dp, 1, Direction::Inbound).copied_packets, 5);
+            dp.detach(source.host_ifindex).expect("detach");
+            assert!(!filters("ingress").contains("pm_veth") && !filters("egress").contains("pm_veth"), "filters left");
+            dp.attach(source.host_ifindex).expect("attach again");
+            drop(dp);
+            Datapath::remove_all(&cfg).expect("remove_all");
+            assert!(!filters("ingress").contains("pm_veth") && !filters("egress").contains("pm_veth"), "remove_all left filters");
+            assert!(!cfg.pin_dir.exists());
+        })
+        .expect("node namespace");
+}

@@ -15,6 +15,7 @@
 //! outside this module use it through the agent core's `DatapathOps` trait.
 
 pub mod abi;
+mod clsact;
 pub mod encode;
 mod error;
 pub mod flow;
@@ -90,6 +91,18 @@ impl DatapathConfig {
     }
 }
 
+/// How programs are attached to veths.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttachMode {
+    /// TCX when the kernel has it (>= 6.6), clsact otherwise.
+    #[default]
+    Auto,
+    /// TCX links (bpf_link, pinned).
+    Tcx,
+    /// A clsact qdisc and direct-action tc filters (recorded under the pin dir).
+    Clsact,
+}
+
 /// One session on one interface; `id` is stable per `SessionKey`, chosen by
 /// the caller, and keys the session's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +147,7 @@ pub struct Datapath {
     copy_ifindex: u32,
     veths: BTreeMap<u32, VethLinks>,
     generation: u32,
+    attach_mode: AttachMode,
 }
 
 impl std::fmt::Debug for Datapath {
@@ -198,7 +212,7 @@ impl Datapath {
         let mut config_map: Array<&mut MapData, PmConfig> = map_mut(&mut ebpf, MAP_CONFIG)?;
         config_map.set(0, config, 0).map_err(|source| DatapathError::Map { map: MAP_CONFIG, source })?;
 
-        let mut dp = Datapath { cfg: cfg.clone(), ebpf, copy_ifindex, veths: BTreeMap::new(), generation: 0 };
+        let mut dp = Datapath { cfg: cfg.clone(), ebpf, copy_ifindex, veths: BTreeMap::new(), generation: 0, attach_mode: AttachMode::Auto };
         dp.adopt_veths()?;
         Ok(dp)
     }
@@ -207,55 +221,91 @@ impl Datapath {
     /// programs; forget those whose interface is gone.
     fn adopt_veths(&mut self) -> Result<(), DatapathError> {
         for ifindex in pins::pinned_veths(&self.cfg.pin_dir)? {
-            let ingress_pin = pins::veth_link(&self.cfg.pin_dir, ifindex, "ingress");
-            let egress_pin = pins::veth_link(&self.cfg.pin_dir, ifindex, "egress");
-            if netlink::ifname(ifindex).is_err() {
-                pins::remove_link_pin(&ingress_pin);
-                pins::remove_link_pin(&egress_pin);
-                self.forget_iface(ifindex)?;
-                continue;
+            let dir = self.cfg.pin_dir.clone();
+            let mut paths = Vec::new();
+            for (hook, hook_name, name) in
+                [(TcAttachType::Ingress, "ingress", PROG_INGRESS), (TcAttachType::Egress, "egress", PROG_EGRESS)]
+            {
+                let link_pin = pins::veth_link(&dir, ifindex, hook_name);
+                let record = clsact::find(&dir, ifindex, hook).map(|(p, _)| p);
+                if netlink::ifname(ifindex).is_err() {
+                    pins::remove_link_pin(&link_pin);
+                    if let Some(r) = record {
+                        clsact::remove(&r);
+                    }
+                    continue;
+                }
+                let prog = classifier(&mut self.ebpf, name)?;
+                if link_pin.exists() {
+                    paths.push(attach_or_adopt(prog, name, ifindex, hook, &link_pin)?);
+                } else if record.is_some() {
+                    paths.push(clsact::attach(prog, name, ifindex, hook, &dir)?);
+                }
             }
-            let ingress = attach_or_adopt(
-                classifier(&mut self.ebpf, PROG_INGRESS)?,
-                PROG_INGRESS,
-                ifindex,
-                TcAttachType::Ingress,
-                &ingress_pin,
-            )?;
-            let egress = attach_or_adopt(
-                classifier(&mut self.ebpf, PROG_EGRESS)?,
-                PROG_EGRESS,
-                ifindex,
-                TcAttachType::Egress,
-                &egress_pin,
-            )?;
-            self.veths.insert(ifindex, VethLinks { ingress, egress });
+            match paths.as_slice() {
+                [ingress, egress] => {
+                    self.veths.insert(ifindex, VethLinks { ingress: ingress.clone(), egress: egress.clone() });
+                }
+                partial => {
+                    // Half of a pair, or an interface gone: forget it.
+                    for p in partial {
+                        remove_attachment(p);
+                    }
+                    self.forget_iface(ifindex)?;
+                }
+            }
         }
         Ok(())
     }
 
     /// Attach both hooks to host-side veth `ifindex` (TCX, after programs
-    /// already there, returning TCX_NEXT so they still run). Idempotent.
+    /// already there, returning TCX_NEXT so they still run; clsact filters
+    /// on kernels without TCX). Idempotent.
     pub fn attach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
         if self.veths.contains_key(&ifindex) {
             return Ok(());
         }
         netlink::ifname(ifindex)?;
-        let ingress_pin = pins::veth_link(&self.cfg.pin_dir, ifindex, "ingress");
-        let egress_pin = pins::veth_link(&self.cfg.pin_dir, ifindex, "egress");
-        let ingress =
-            attach_or_adopt(classifier(&mut self.ebpf, PROG_INGRESS)?, PROG_INGRESS, ifindex, TcAttachType::Ingress, &ingress_pin)?;
-        let egress =
-            match attach_or_adopt(classifier(&mut self.ebpf, PROG_EGRESS)?, PROG_EGRESS, ifindex, TcAttachType::Egress, &egress_pin) {
-                Ok(l) => l,
-                Err(e) => {
-                    // Leave nothing half-attached.
-                    pins::remove_link_pin(&ingress);
-                    return Err(e);
-                }
-            };
+        let ingress = self.attach_hook(ifindex, TcAttachType::Ingress)?;
+        let egress = match self.attach_hook(ifindex, TcAttachType::Egress) {
+            Ok(p) => p,
+            Err(e) => {
+                // Leave nothing half-attached.
+                remove_attachment(&ingress);
+                return Err(e);
+            }
+        };
         self.veths.insert(ifindex, VethLinks { ingress, egress });
         Ok(())
+    }
+
+    /// Choose TCX or clsact for the next `attach` (default: by kernel).
+    pub fn set_attach_mode(&mut self, mode: AttachMode) {
+        self.attach_mode = mode;
+    }
+
+    fn use_tcx(&self) -> bool {
+        match self.attach_mode {
+            AttachMode::Tcx => true,
+            AttachMode::Clsact => false,
+            AttachMode::Auto => aya::util::KernelVersion::current()
+                .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
+        }
+    }
+
+    fn attach_hook(&mut self, ifindex: u32, hook: TcAttachType) -> Result<PathBuf, DatapathError> {
+        let (name, hook_name) = match hook {
+            TcAttachType::Ingress => (PROG_INGRESS, "ingress"),
+            _ => (PROG_EGRESS, "egress"),
+        };
+        let dir = self.cfg.pin_dir.clone();
+        let tcx = self.use_tcx();
+        let prog = classifier(&mut self.ebpf, name)?;
+        if tcx {
+            attach_or_adopt(prog, name, ifindex, hook, &pins::veth_link(&dir, ifindex, hook_name))
+        } else {
+            clsact::attach(prog, name, ifindex, hook, &dir)
+        }
     }
 
     /// Replace the sessions of `ifindex` in one map update (RCU swap of a
@@ -303,8 +353,8 @@ impl Datapath {
     /// Remove both links of `ifindex` and its sessions. Idempotent.
     pub fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
         if let Some(links) = self.veths.remove(&ifindex) {
-            pins::remove_link_pin(&links.ingress);
-            pins::remove_link_pin(&links.egress);
+            remove_attachment(&links.ingress);
+            remove_attachment(&links.egress);
         }
         self.forget_iface(ifindex)
     }
@@ -405,6 +455,12 @@ impl Datapath {
     pub fn config(&self) -> &DatapathConfig {
         &self.cfg
     }
+}
+
+/// Undo one hook's attachment, TCX link pin or clsact record alike.
+fn remove_attachment(path: &Path) {
+    let is_clsact = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(clsact::PREFIX));
+    if is_clsact { clsact::remove(path) } else { pins::remove_link_pin(path) }
 }
 
 /// A delete of a missing key: aya reports ENOENT as a syscall error.

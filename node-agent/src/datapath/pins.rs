@@ -42,7 +42,7 @@ pub fn pinned_veths(dir: &Path) -> Result<Vec<u32>, DatapathError> {
     for entry in fs::read_dir(dir).map_err(|e| pin_err(dir, e))? {
         let entry = entry.map_err(|e| pin_err(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("link-") else { continue };
+        let Some(rest) = name.strip_prefix("link-").or_else(|| name.strip_prefix(super::clsact::PREFIX)) else { continue };
         let Some((idx, _hook)) = rest.split_once('-') else { continue };
         if let Ok(i) = idx.parse::<u32>()
             && !out.contains(&i)
@@ -78,10 +78,13 @@ pub fn remove_everything(dir: &Path) -> Result<(), DatapathError> {
         .map_err(|e| pin_err(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
-    entries.sort_by_key(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("link-")));
+    let is = |p: &Path, prefix: &str| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix));
+    entries.sort_by_key(|p| !(is(p, "link-") || is(p, super::clsact::PREFIX)));
     for path in entries {
-        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("link-")) {
+        if is(&path, "link-") {
             remove_link_pin(&path);
+        } else if is(&path, super::clsact::PREFIX) {
+            super::clsact::remove(&path);
         } else {
             fs::remove_file(&path).map_err(|e| pin_err(&path, e))?;
         }
