@@ -709,3 +709,41 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
         })
         .expect("node namespace");
 }
+
+/// A collector reached over IPv6: the copy gets an outer IPv6 header
+/// (source from the route, as no node IPv6 is configured).
+#[test]
+fn ipv6_outer_header_to_an_ipv6_collector() {
+    if !testbed::require_root("ipv6_outer_header_to_an_ipv6_collector") {
+        return;
+    }
+    let topo = two_pods_and_collector(false, 1500);
+    let cfg = config(&topo, None);
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client, collector) =
+        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    topo.node.ip(&["-6", "addr", "add", "fd77::1/64", "dev", &collector.node_ifname, "nodad"]).expect("node v6");
+    collector.netns.ip(&["-6", "addr", "add", "fd77::2/64", "dev", "eth0", "nodad"]).expect("collector v6");
+    let pcap = topo
+        .node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            let s = session(1, "v6out", 1, 66, Some(100), &["fd77::2"], vec![udp_rule(1, Action::Accept, None)], vec![]);
+            dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
+            let cap = Capture::start(&collector.netns, "eth0", "ip6 and udp port 4789").expect("capture");
+            udp_send(&client.netns, "192.168.0.230", 46000, 9300, 3);
+            settle();
+            let c = counters(&dp, 1, Direction::Inbound);
+            assert_eq!(c.copied_packets, 3, "{c:?}");
+            cap.stop().expect("stop")
+        })
+        .expect("node namespace");
+    let rows = tshark_fields(&pcap, "vxlan", &["ipv6.src", "ipv6.dst", "vxlan.vni", "ip.src", "ip.dst", "udp.dstport"]).expect("tshark");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!((r[0].as_str(), r[1].as_str(), r[2].as_str()), ("fd77::1", "fd77::2", "66"), "{r:?}");
+        assert_eq!((r[3].as_str(), r[4].as_str()), ("192.168.0.161", "192.168.0.230"), "{r:?}");
+        assert_eq!(r[5], "4789,9300", "{r:?}");
+    }
+}
