@@ -417,34 +417,58 @@ fn full_length_copies_of_a_tcp_stream_are_never_fragmented() {
     let ul = &collector.node_ifname;
     let _ = topo.node.exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
     let bytes = 20_000_000u64;
-    let (pcap, c, received) = topo
+    // Both hooks: client -> source is the source's inbound (host-veth
+    // egress), source -> client its outbound (host-veth ingress); both GSO.
+    let (pcap, c_in, c_out, received_in, received_out) = topo
         .node
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
-            let s = session(1, "bulk", 1, 9, None, &["10.77.0.2"], vec![rule(
+            let s = session(
                 1,
-                Action::Accept,
-                Some(ipproto::TCP),
-                "0.0.0.0/0",
-                "192.168.0.230/32",
-                Some((5201, 5201)),
-            )], vec![]);
+                "bulk",
+                1,
+                9,
+                None,
+                &["10.77.0.2"],
+                vec![rule(1, Action::Accept, Some(ipproto::TCP), "0.0.0.0/0", "192.168.0.230/32", Some((5201, 5201)))],
+                vec![rule(1, Action::Accept, Some(ipproto::TCP), "192.168.0.230/32", "0.0.0.0/0", Some((5202, 5202)))],
+            );
             dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
             let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789 or (ip[6:2] & 0x3fff != 0)", 96).expect("capture");
-            let server = source.netns.spawn("nc -l 5201 | wc -c").expect("server");
-            std::thread::sleep(Duration::from_millis(300));
-            client.netns.sh(&format!("head -c {bytes} /dev/zero | nc -N -w 5 192.168.0.230 5201")).expect("client");
-            let out = server.finish(Duration::from_secs(10)).expect("server");
+            let transfer = |server_ns: &testbed::Netns, client_ns: &testbed::Netns, dst: &str, port: u16| -> String {
+                let server = server_ns.spawn(&format!("nc -l {port} | wc -c")).expect("server");
+                std::thread::sleep(Duration::from_millis(300));
+                client_ns.sh(&format!("head -c {bytes} /dev/zero | nc -N -w 5 {dst} {port}")).expect("client");
+                let out = server.finish(Duration::from_secs(10)).expect("server");
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            };
+            let received_in = transfer(&source.netns, &client.netns, "192.168.0.230", 5201);
+            let received_out = transfer(&client.netns, &source.netns, "192.168.0.161", 5202);
             settle();
-            (cap.stop().expect("stop"), counters(&dp, 1, Direction::Inbound), String::from_utf8_lossy(&out.stdout).trim().to_string())
+            (
+                cap.stop().expect("stop"),
+                counters(&dp, 1, Direction::Inbound),
+                counters(&dp, 1, Direction::Outbound),
+                received_in,
+                received_out,
+            )
         })
         .expect("node namespace");
-    assert_eq!(received, bytes.to_string(), "the original stream lost bytes");
-    // GSO: one matched packet is up to 64 KB of stream.
-    assert!(c.matched > 100 && c.copied_bytes >= bytes, "{c:?}");
-    assert_eq!(c.copied_packets + c.failed(), c.matched, "unaccounted copies: {c:?}");
-    assert_eq!(c.failed(), 0, "{c:?}");
+    assert_eq!(received_in, bytes.to_string(), "the original inbound stream lost bytes");
+    assert_eq!(received_out, bytes.to_string(), "the original outbound stream lost bytes");
+    for c in [&c_in, &c_out] {
+        // GSO: one matched packet is up to 64 KB of stream.
+        assert!(c.matched > 100 && c.copied_bytes >= bytes, "{c:?}");
+        assert_eq!(c.copied_packets + c.failed(), c.matched, "unaccounted copies: {c:?}");
+        assert_eq!(c.failed(), 0, "{c:?}");
+    }
+    let c = SessionCounters {
+        matched: c_in.matched + c_out.matched,
+        copied_packets: c_in.copied_packets + c_out.copied_packets,
+        copied_bytes: c_in.copied_bytes + c_out.copied_bytes,
+        ..SessionCounters::default()
+    };
     let frags = tshark_fields(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
     assert!(frags.is_empty(), "{} outer IP fragments reached the collector", frags.len());
     let sizes = tshark_fields(&pcap, "vxlan", &["ip.len"]).expect("tshark");
