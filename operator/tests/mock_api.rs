@@ -264,7 +264,7 @@ async fn a_refusal_is_a_condition_and_a_warning_event_and_leaves_the_incumbent_a
         .nodes
         .iter()
         .map(|(n, spec)| {
-            let mut o = MirrorNodeState::new(n, spec.clone());
+            let mut o = MirrorNodeState::new(n, (**spec).clone());
             o.metadata.resource_version = Some("1".into());
             Arc::new(o)
         })
@@ -329,7 +329,7 @@ async fn deletion_removes_the_session_from_its_node_before_releasing_the_finaliz
     let objects = Objects { sessions: &live.sessions, filters: &live.filters, pods: &live.pods, services: &[], slices: &[], nodes: &live.nodes };
     let before = plan(&index::cluster(&objects).0, &AcceptedSet::new(), &QuotaLimits::default());
     assert_eq!(before.nodes["node-a"].sessions.len(), 1);
-    w.node_states = before.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, spec.clone()))).collect();
+    w.node_states = before.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
     w.accepted = before.accepted;
     let mut fl = (*w.filters[0]).clone();
     fl.status = Some(podmirror_crds::api::MirrorFilterStatus {

@@ -11,13 +11,15 @@ pub mod nodes;
 pub mod resolve;
 pub mod status;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use podmirror_crds::api::{MirrorNodeStateSpec, NodeSession};
 use podmirror_crds::model::SessionKey;
 use podmirror_crds::model::compile::compile_node_session;
 use podmirror_crds::model::quota::{
-    FilterKey, PodId, QuotaInput, QuotaLimits, QuotaRefusal, QuotaVerdict, RuleCounts, SessionQuotaFacts,
+    FilterKey, PodId, QuotaInput, ResolvedTarget, QuotaLimits, QuotaRefusal, QuotaVerdict, RuleCounts, SessionQuotaFacts,
     SessionQuotaInput, evaluate_quotas,
 };
 
@@ -27,7 +29,9 @@ use resolve::{PodsByIp, Problem, Resolution, resolve};
 /// A session as last accepted: what it programs and what it occupies.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Accepted {
-    pub session: NodeSession,
+    /// Shared with the plan's `effective` and the node states being built:
+    /// at 20,000 sessions, copies of the rule lists are most of the memory.
+    pub session: Arc<NodeSession>,
     pub facts: SessionQuotaFacts,
 }
 
@@ -63,7 +67,7 @@ pub struct SessionPlan {
     /// The generation whose state is on the nodes, if any.
     pub accepted_generation: Option<i64>,
     /// What the nodes get; `None` when nothing can be mirrored (no filter, no target).
-    pub effective: Option<NodeSession>,
+    pub effective: Option<Arc<NodeSession>>,
     /// Source pods of `effective` that are mirrorable now: `(uid, node)`.
     pub programmed_pods: Vec<(String, String)>,
 }
@@ -74,7 +78,7 @@ pub struct Plan {
     /// Carry this into the next pass.
     pub accepted: AcceptedSet,
     /// Desired state of every known node and of every node hosting a source.
-    pub nodes: BTreeMap<String, MirrorNodeStateSpec>,
+    pub nodes: BTreeMap<String, Arc<MirrorNodeStateSpec>>,
     /// Sessions referencing each filter (the MirrorFilter status count).
     pub filter_sessions: BTreeMap<ObjKey, usize>,
     /// Quota refusals of this pass, by quota (a metric).
@@ -88,14 +92,15 @@ pub fn plan(cluster: &Cluster, previous: &AcceptedSet, limits: &QuotaLimits) -> 
     let by_ip: PodsByIp<'_> = live_pods().flat_map(|p| p.ips.iter().map(move |ip| (*ip, p))).collect();
     let live: Vec<&SessionInfo> = cluster.sessions.values().filter(|s| !s.deleting).collect();
 
-    struct Candidate {
+    struct Candidate<'p> {
         resolution: Resolution,
         session: NodeSession,
-        facts: SessionQuotaFacts,
+        /// Index of its facts in `input.sessions`, when it has a place there.
+        facts_at: Option<usize>,
         valid: Result<(), Problem>,
-        last: Option<Accepted>,
+        last: Option<Cow<'p, Accepted>>,
     }
-    let mut candidates: BTreeMap<SessionKey, Candidate> = BTreeMap::new();
+    let mut candidates: BTreeMap<SessionKey, Candidate<'_>> = BTreeMap::new();
     let mut input = QuotaInput { limits: *limits, ..QuotaInput::default() };
     for (k, f) in &cluster.filters {
         input.filter_rules.insert(
@@ -104,14 +109,18 @@ pub fn plan(cluster: &Cluster, previous: &AcceptedSet, limits: &QuotaLimits) -> 
         );
     }
     for s in &live {
-        let resolution = resolve(cluster, &by_ip, s);
+        let mut resolution = resolve(cluster, &by_ip, s);
         let session = node_session(cluster, s, &resolution);
         let valid = validate(cluster, s, &resolution, &session);
-        let facts = facts(s, &resolution);
         let last = previous.get(&s.key).filter(|a| a.session.uid == s.uid).map(|a| refresh(a, &pods_by_uid));
         // An invalid spec is not a candidate: it only holds its last place.
-        let current = if valid.is_ok() { Some(facts.clone()) } else { last.as_ref().map(|a| a.facts.clone()) };
+        // The quota target moves into the facts: status does not need it, and
+        // its pod set is the largest part of a resolution.
+        let quota_target = resolution.quota_target.take();
+        let current = if valid.is_ok() { Some(facts(s, &resolution, quota_target)) } else { last.as_ref().map(|a| a.facts.clone()) };
+        let mut facts_at = None;
         if let Some(current) = current {
+            facts_at = Some(input.sessions.len());
             input.sessions.push(SessionQuotaInput {
                 key: s.key.clone(),
                 created: created_seconds(&s.created),
@@ -119,25 +128,33 @@ pub fn plan(cluster: &Cluster, previous: &AcceptedSet, limits: &QuotaLimits) -> 
                 last_accepted: last.as_ref().map(|a| a.facts.clone()),
             });
         }
-        candidates.insert(s.key.clone(), Candidate { resolution, session, facts, valid, last });
+        candidates.insert(s.key.clone(), Candidate { resolution, session, facts_at, valid, last });
     }
     let report = evaluate_quotas(&input);
+    let mut facts_of: Vec<Option<SessionQuotaFacts>> = input.sessions.into_iter().map(|i| Some(i.current)).collect();
 
     let mut out = Plan::default();
     for (key, c) in candidates {
         let kept = c.last.as_ref().map(|a| a.session.generation);
-        let (admission, state) = match (&c.valid, report.verdict(&key)) {
-            (Err(problem), _) => (Admission::Invalid { problem: problem.clone(), kept }, c.last),
-            (Ok(()), Some(QuotaVerdict::Accepted)) => {
-                (Admission::Accepted, Some(Accepted { session: c.session, facts: c.facts }))
+        let last = c.last.map(Cow::into_owned);
+        let taken = c.facts_at.and_then(|i| facts_of.get_mut(i)).and_then(Option::take);
+        let (admission, state) = match (&c.valid, report.verdict(&key), taken) {
+            (Err(problem), _, _) => (Admission::Invalid { problem: problem.clone(), kept }, last),
+            (Ok(()), Some(QuotaVerdict::Accepted), Some(facts)) => {
+                // Unchanged: keep sharing the previous pass's NodeSession.
+                let session = match last {
+                    Some(l) if *l.session == c.session => l.session,
+                    _ => Arc::new(c.session),
+                };
+                (Admission::Accepted, Some(Accepted { session, facts }))
             }
-            (Ok(()), Some(QuotaVerdict::Refused(r) | QuotaVerdict::RefusedChange(r))) => {
+            (Ok(()), Some(QuotaVerdict::Refused(r) | QuotaVerdict::RefusedChange(r)), _) => {
                 *out.refusals.entry(r.quota.reason()).or_default() += 1;
-                (Admission::Refused { refusal: r.clone(), kept }, c.last)
+                (Admission::Refused { refusal: r.clone(), kept }, last)
             }
-            (Ok(()), None) => (
+            (Ok(()), _, _) => (
                 Admission::Invalid { problem: Problem::new("NotEvaluated", "the quota evaluator gave no verdict"), kept },
-                c.last,
+                last,
             ),
         };
         // Nothing is mirrored without a filter (gone or going) or a target
@@ -213,7 +230,7 @@ fn clamp_i32(v: i64) -> i32 {
     i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
 }
 
-fn facts(s: &SessionInfo, r: &Resolution) -> SessionQuotaFacts {
+fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>) -> SessionQuotaFacts {
     SessionQuotaFacts {
         filters: vec![s.filter_ref.clone()],
         // Out-of-range values never get here: validation refuses them first.
@@ -224,15 +241,18 @@ fn facts(s: &SessionInfo, r: &Resolution) -> SessionQuotaFacts {
             .iter()
             .map(|p| PodId::new(p.uid.clone(), s.key.namespace.clone(), p.pod.clone()))
             .collect(),
-        targets: r.quota_target.iter().cloned().collect(),
+        targets: target.into_iter().collect(),
     }
 }
 
-/// A kept state without the pods that no longer exist.
-fn refresh(prev: &Accepted, pods: &HashMap<&str, &PodInfo>) -> Accepted {
+/// A kept state without the pods that no longer exist (borrowed when none left).
+fn refresh<'p>(prev: &'p Accepted, pods: &HashMap<&str, &PodInfo>) -> Cow<'p, Accepted> {
+    if prev.facts.sources.iter().all(|p| pods.contains_key(p.uid.as_str())) {
+        return Cow::Borrowed(prev);
+    }
     let mut a = prev.clone();
     a.facts.sources.retain(|p| pods.contains_key(p.uid.as_str()));
-    a
+    Cow::Owned(a)
 }
 
 fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>) -> Vec<(String, String)> {
@@ -260,7 +280,7 @@ pub fn recover<'a>(cluster: &Cluster, states: impl IntoIterator<Item = &'a Mirro
             let entry = out.entry(key.clone()).or_insert_with(|| {
                 let r = resolve(cluster, &by_ip, info);
                 Accepted {
-                    session: ns.clone(),
+                    session: Arc::new(ns.clone()),
                     facts: SessionQuotaFacts {
                         filters: vec![info.filter_ref.clone()],
                         priority: u16::try_from(ns.priority).unwrap_or(u16::MAX),

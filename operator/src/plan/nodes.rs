@@ -2,6 +2,7 @@
 //! source pod there and those pods. Each agent watches its own object only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use podmirror_crds::api::{MirrorNodeStateSpec, NodePod, NodeSession};
 use podmirror_crds::model::SessionKey;
@@ -15,10 +16,10 @@ pub fn node_states(
     cluster: &Cluster,
     sessions: &BTreeMap<SessionKey, SessionPlan>,
     pods: &HashMap<&str, &PodInfo>,
-) -> BTreeMap<String, MirrorNodeStateSpec> {
+) -> BTreeMap<String, Arc<MirrorNodeStateSpec>> {
     #[derive(Default)]
     struct Acc<'a> {
-        sessions: BTreeMap<&'a SessionKey, &'a NodeSession>,
+        sessions: BTreeMap<&'a SessionKey, &'a Arc<NodeSession>>,
         pods: BTreeMap<(&'a str, &'a str), (&'a PodInfo, BTreeSet<String>)>,
     }
     let mut by_node: BTreeMap<&str, Acc<'_>> = cluster.nodes.iter().map(|n| (n.as_str(), Acc::default())).collect();
@@ -40,7 +41,7 @@ pub fn node_states(
         .map(|(node, acc)| {
             let spec = MirrorNodeStateSpec {
                 node: node.to_owned(),
-                sessions: acc.sessions.into_values().cloned().collect(),
+                sessions: acc.sessions.into_values().map(|s| NodeSession::clone(s)).collect(),
                 pods: acc
                     .pods
                     .into_values()
@@ -53,7 +54,7 @@ pub fn node_states(
                     })
                     .collect(),
             };
-            (node.to_owned(), spec)
+            (node.to_owned(), Arc::new(spec))
         })
         .collect()
 }

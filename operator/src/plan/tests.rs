@@ -356,7 +356,7 @@ fn recovery_from_node_states_keeps_the_accepted_generation() {
     s.generation = 2;
     s.vni = 99_999_999; // not a valid VNI: the model refuses it
     s.target_port = 0;
-    let recovered = recover(&c, p1.nodes.values());
+    let recovered = recover(&c, p1.nodes.values().map(|n| &**n));
     assert_eq!(recovered[&key].session.generation, 1);
     assert_eq!(recovered[&key].facts.sources.len(), 1);
     let p2 = plan(&c, &recovered, &Limits::default());

@@ -63,7 +63,7 @@ impl Executor {
                     "apiVersion": "podmirror.io/v1alpha1",
                     "kind": "MirrorNodeState",
                     "metadata": { "name": name },
-                    "spec": spec,
+                    "spec": &**spec,
                 });
                 Api::<MirrorNodeState>::all(self.client.clone())
                     .patch(name, &apply, &Patch::Apply(body))

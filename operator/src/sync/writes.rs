@@ -36,7 +36,7 @@ pub enum Kind {
 pub enum Write {
     /// Merge patch of `metadata.finalizers`, guarded by `resourceVersion`.
     SetFinalizers { kind: Kind, namespace: String, name: String, finalizers: Vec<String>, resource_version: Option<String> },
-    ApplyNodeState { name: String, spec: MirrorNodeStateSpec },
+    ApplyNodeState { name: String, spec: std::sync::Arc<MirrorNodeStateSpec> },
     DeleteNodeState { name: String },
     ApplySessionStatus { namespace: String, name: String, status: MirrorSessionStatus },
     ApplyFilterStatus { namespace: String, name: String, status: MirrorFilterStatus },
@@ -114,7 +114,7 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
         seen.node_states.iter().filter_map(|n| n.metadata.name.as_deref().map(|name| (name, *n))).collect();
     let mut node_writes = Vec::new();
     for (name, spec) in &plan.nodes {
-        if seen_nodes.get(name.as_str()).is_none_or(|n| &n.spec != spec) {
+        if seen_nodes.get(name.as_str()).is_none_or(|n| n.spec != **spec) {
             node_writes.push(Write::ApplyNodeState { name: name.clone(), spec: spec.clone() });
         }
     }
