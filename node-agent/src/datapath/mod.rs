@@ -436,6 +436,24 @@ impl Datapath {
         decisions.get(&0, 0).map_err(|source| DatapathError::Map { map: MAP_DECISION, source })
     }
 
+    /// Run the production veth program of `direction` on `frame` with
+    /// BPF_PROG_TEST_RUN (the interface is the test run's loopback, ifindex 1
+    /// of the caller's namespace). Returns the program's return value and the
+    /// packet as the program left it, to check that the original is never
+    /// changed and always passed on.
+    pub fn test_run_veth(&mut self, direction: Direction, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
+        let name = match direction {
+            Direction::Outbound => PROG_INGRESS,
+            Direction::Inbound => PROG_EGRESS,
+        };
+        let prog = classifier(&mut self.ebpf, name)?;
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::new() };
+        let result = prog.test_run(opts).map_err(|e| DatapathError::TestRun(e.to_string()))?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
     /// Remove everything ever made under `cfg`: links (which detaches the
     /// programs from every veth and the copy device), pinned maps and
     /// programs, the pin directory, and the copy device. Idempotent.
