@@ -34,7 +34,8 @@ pub fn require_root(test: &str) -> bool {
         if in_ci() {
             panic!("{test}: cannot run under CI=true: {why}");
         }
-        eprintln!("\n!!!!!!!!\nSKIPPED: {test}: {why}\n!!!!!!!!\n");
+        // Straight to the stderr fd: libtest captures eprintln! of passing tests.
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("\n!!!!!!!!\nSKIPPED: {test}: {why}\n!!!!!!!!\n").as_bytes());
         return false;
     }
     ensure_bpffs();
