@@ -8,17 +8,21 @@
 //! process id and a counter (`unique_name`), so concurrent tests never clash.
 //!
 //! ```no_run
-//! use podmirror_agent::testbed::{self, Topology, PodSpec};
+//! use podmirror_agent::testbed::{self, Capture, PodSpec, Topology, tshark_fields};
 //! if !testbed::require_root("my_test") { return; }
 //! let mut topo = Topology::new("pmdp").expect("topology");
-//! let client = topo.add_pod(PodSpec::v4("ecs-test", "192.168.0.161")).expect("pod");
-//! let source = topo.add_pod(PodSpec::v4("ecs-source", "192.168.0.230")).expect("pod");
-//! let remote = topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500).expect("remote");
-//! // topo.node.run(|| { /* code in the node namespace, e.g. Datapath::open */ });
-//! let cap = testbed::Capture::start(&remote.netns, &remote.ifname, "udp port 4789").expect("tcpdump");
-//! // ... traffic: client.netns.sh("echo hello | nc -N 192.168.0.230 1234") ...
+//! topo.add_pod(PodSpec::v4("ecs-test", "192.168.0.161")).expect("pod");
+//! topo.add_pod(PodSpec::v4("ecs-source", "192.168.0.230")).expect("pod");
+//! topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500).expect("remote");
+//! let source = topo.pod("ecs-source").expect("pod");
+//! let remote = topo.remote("collector").expect("remote");
+//! // Code that works on "the current namespace" (Datapath::open, attach(source.host_ifindex)):
+//! topo.node.run(|| { /* ... */ }).expect("enter the node");
+//! let cap = Capture::start(&remote.netns, &remote.ifname, "udp port 4789").expect("tcpdump");
+//! topo.pod("ecs-test").expect("pod").netns.sh("echo hello | nc -N -w 2 192.168.0.230 1234").ok();
 //! let pcap = cap.stop().expect("stop");
-//! let rows = testbed::tshark_fields(&pcap, "vxlan", &["vxlan.vni", "ip.src"]).expect("tshark");
+//! let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni", "ip.src"]).expect("tshark");
+//! # let _ = (rows, source);
 //! ```
 //!
 //! Modules: `names` (unique names, root checks), `netns` (a namespace and

@@ -2,7 +2,7 @@
 //! /128 per pod, like kindnet/Calico: proxy ARP and a link-local gateway on
 //! the host side) and remote hosts behind "underlay" veths. MTUs are knobs.
 
-use super::netns::{Netns, ip};
+use super::netns::Netns;
 use super::{Result, TestbedError, names::unique_name};
 
 /// A pod to create: name, addresses, MTU of its veth.
@@ -159,6 +159,5 @@ impl Drop for Topology {
         self.pods.clear();
         self.remotes.clear();
         // The node namespace goes with its own Drop after this.
-        let _ = ip(&["netns", "list"]);
     }
 }
