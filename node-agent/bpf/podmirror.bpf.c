@@ -62,8 +62,10 @@ static __always_inline int pm_veth(struct __sk_buff *skb, __u32 dir)
 	if (c)
 		c->matched++;
 	x = bpf_map_lookup_elem(&pm_xfer, &zero);
-	if (!x)
+	if (!x) {
+		pm_fail(c, PM_FAIL_CLONE);
 		return PM_PASS;
+	}
 	if (pm_fill_xfer(sess, dir, &p, x) < 0) {
 		pm_fail(c, PM_FAIL_NO_TARGET);
 		return PM_PASS;
