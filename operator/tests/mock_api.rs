@@ -2,6 +2,8 @@
 //! fixtures habit: for a happy path, a quota refusal and a deletion, the exact
 //! requests (method, path, query, body) and Events a pass sends, in order.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 
 use http::{Method, Request, Response};

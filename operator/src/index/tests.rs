@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use super::*;
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {

@@ -221,7 +221,7 @@ impl Cluster {
     /// (stable output, so an unchanged Service never rewrites node state).
     pub fn service_endpoints(&self, key: &ObjKey) -> Vec<&EndpointInfo> {
         let mut v: Vec<&EndpointInfo> = self.endpoints.get(key).into_iter().flat_map(|m| m.values().flatten()).collect();
-        v.sort_by(|a, b| a.ip.cmp(&b.ip));
+        v.sort_by_key(|e| e.ip);
         v.dedup_by(|a, b| a.ip == b.ip);
         v
     }

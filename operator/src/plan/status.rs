@@ -126,9 +126,12 @@ pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condit
         SessionPhase::Invalid
     } else if !info.enabled && matches!(plan.admission, Admission::Accepted) {
         SessionPhase::Disabled
-    } else if !accepted.ok || !filter.ok || !target.ok || (!sources.ok && !r.sources.is_empty()) {
-        SessionPhase::Degraded
-    } else if matches!(&prog, Err(p) if p.reason == "NodeError") {
+    } else if !accepted.ok
+        || !filter.ok
+        || !target.ok
+        || (!sources.ok && !r.sources.is_empty())
+        || matches!(&prog, Err(p) if p.reason == "NodeError")
+    {
         SessionPhase::Degraded
     } else if prog.is_ok() {
         SessionPhase::Active

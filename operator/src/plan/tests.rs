@@ -1,5 +1,7 @@
 //! The planner's decisions, on literal clusters (no API server).
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
