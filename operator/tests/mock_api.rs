@@ -87,6 +87,7 @@ fn node(name: &str) -> Arc<Node> {
 
 /// One expected request: method, path, the query it must contain, and a check of its body.
 struct Expect {
+    status: u16,
     method: Method,
     path: String,
     query: &'static str,
@@ -95,7 +96,7 @@ struct Expect {
 }
 
 fn expect(method: Method, path: &str, query: &'static str, body: impl Fn(&Value) + Send + 'static, reply: Value) -> Expect {
-    Expect { method, path: path.to_owned(), query, body: Box::new(body), reply }
+    Expect { status: 200, method, path: path.to_owned(), query, body: Box::new(body), reply }
 }
 
 /// Serves `script` in order, asserting each request; then asserts nothing more comes.
@@ -111,7 +112,12 @@ async fn serve(mut handle: Handle, script: Vec<Expect>) {
         let bytes = req.into_body().collect_bytes().await.unwrap();
         let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
         (e.body)(&body);
-        send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&e.reply).unwrap())).unwrap());
+        send.send_response(Response::builder().status(e.status).body(Body::from(serde_json::to_vec(&e.reply).unwrap())).unwrap());
+    }
+    // The client is dropped when the pass is over: anything sent after the
+    // script is an unexpected write.
+    if let Some((req, _)) = handle.next_request().await {
+        panic!("unexpected request after the script: {} {}", req.method(), req.uri());
     }
 }
 
@@ -140,8 +146,14 @@ impl World {
         }
     }
 
-    /// One pass against the mock; returns what the script checked.
+    /// One pass against the mock; the script checks every request.
     async fn pass(&mut self, script: Vec<Expect>) {
+        let failed = self.pass_allowing_failure(script).await;
+        assert!(!failed, "a write failed");
+    }
+
+    /// Like `pass`; returns whether some write failed.
+    async fn pass_allowing_failure(&mut self, script: Vec<Expect>) -> bool {
         let objects = Objects {
             sessions: &self.sessions,
             filters: &self.filters,
@@ -167,8 +179,10 @@ impl World {
         let failed = execute_all(&executor, &todo, &metrics).await;
         drop(executor);
         server.await.unwrap();
-        assert!(!failed, "a write failed: {}", metrics.encode().unwrap());
-        self.accepted = p.accepted;
+        if !failed {
+            self.accepted = p.accepted;
+        }
+        failed
     }
 }
 
@@ -184,6 +198,24 @@ fn as_json<T: serde::Serialize>(o: &T) -> Value {
 
 fn condition<'a>(status: &'a Value, t: &str) -> &'a Value {
     status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).unwrap()
+}
+
+/// A filter status as the operator last wrote it (so no rewrite is due).
+fn converged_filter_status(sessions: i32) -> podmirror_crds::api::MirrorFilterStatus {
+    podmirror_crds::api::MirrorFilterStatus {
+        sessions: Some(sessions),
+        inbound_rule_count: Some(1),
+        outbound_rule_count: Some(0),
+        conditions: Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+            type_: "Valid".into(),
+            status: "True".into(),
+            reason: "RulesValid".into(),
+            message: "every rule compiles".into(),
+            observed_generation: Some(1),
+            last_transition_time: now(),
+        }]),
+        observed_generation: Some(1),
+    }
 }
 
 fn node_state_reply(name: &str) -> Value {
@@ -246,7 +278,9 @@ async fn happy_path_writes_finalizers_node_states_status_and_an_event() {
             assert!(st.get("nodes").is_none(), "the operator never claims agents' entries");
         }, s_reply.clone()),
         expect(Method::PATCH, &format!("{MF}/mirror-filter-a/status"), APPLY, |b| {
-            assert_eq!(b["status"], json!({"sessions": 1, "inboundRuleCount": 1, "outboundRuleCount": 0, "observedGeneration": 1}));
+            assert_eq!(b["status"], json!({"sessions": 1, "inboundRuleCount": 1, "outboundRuleCount": 0, "observedGeneration": 1,
+                "conditions": [{"type": "Valid", "status": "True", "reason": "RulesValid", "message": "every rule compiles",
+                    "observedGeneration": 1, "lastTransitionTime": "2026-01-03T00:00:00Z"}]}));
         }, f_reply),
     ];
     w.pass(script).await;
@@ -280,13 +314,7 @@ async fn a_refusal_is_a_condition_and_a_warning_event_and_leaves_the_incumbent_a
     first.status = status;
     w.sessions[0] = Arc::new(first);
     let mut fl = (*w.filters[0]).clone();
-    fl.status = Some(podmirror_crds::api::MirrorFilterStatus {
-        sessions: Some(2),
-        inbound_rule_count: Some(1),
-        outbound_rule_count: Some(0),
-        conditions: None,
-        observed_generation: Some(1),
-    });
+    fl.status = Some(converged_filter_status(2));
     w.filters[0] = Arc::new(fl);
 
     // A newer session with the same priority on the same pod.
@@ -334,13 +362,7 @@ async fn deletion_removes_the_session_from_its_node_before_releasing_the_finaliz
     w.node_states = before.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
     w.accepted = before.accepted;
     let mut fl = (*w.filters[0]).clone();
-    fl.status = Some(podmirror_crds::api::MirrorFilterStatus {
-        sessions: Some(0),
-        inbound_rule_count: Some(1),
-        outbound_rule_count: Some(0),
-        conditions: None,
-        observed_generation: Some(1),
-    });
+    fl.status = Some(converged_filter_status(0));
     w.filters[0] = Arc::new(fl);
     let reply = as_json(&*w.sessions[0]);
     let script = vec![
@@ -354,4 +376,27 @@ async fn deletion_removes_the_session_from_its_node_before_releasing_the_finaliz
     ];
     w.pass(script).await;
     assert!(w.accepted.is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_node_state_write_keeps_the_finalizer() {
+    let mut w = World::seed();
+    w.filters.push(filter(true, false));
+    w.sessions.push(session("mirror-session-a", "2026-01-01T00:00:00Z", 1, true, true));
+    let mut live = World::seed();
+    live.filters.push(filter(true, false));
+    live.sessions.push(session("mirror-session-a", "2026-01-01T00:00:00Z", 1, true, false));
+    let objects = Objects { sessions: &live.sessions, filters: &live.filters, pods: &live.pods, services: &[], slices: &[], nodes: &live.nodes };
+    let before = plan(&index::cluster(&objects).0, &AcceptedSet::new(), &QuotaLimits::default());
+    w.node_states = before.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
+    let mut fl = (*w.filters[0]).clone();
+    fl.status = Some(converged_filter_status(0));
+    w.filters[0] = Arc::new(fl);
+    let mut refused = expect(Method::PATCH, &format!("{MNS}/node-a"), APPLY, |_| {}, json!({
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout", "reason": "InternalError", "code": 500}));
+    refused.status = 500;
+    // The API server fails the node-state write: no finalizer removal follows
+    // (the script ends; any further request fails the pass differently).
+    let failed = w.pass_allowing_failure(vec![refused]).await;
+    assert!(failed, "the failed write is reported");
 }

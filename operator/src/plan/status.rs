@@ -207,13 +207,26 @@ fn to_condition(c: Cond, generation: i64, previous: &[Condition], now: &Time) ->
     }
 }
 
+/// The filter condition: `Valid`, False with the model's field-naming error.
+pub const VALID: &str = "Valid";
+
 /// The operator's part of a filter status.
-pub fn filter_status(filter: &FilterInfo, sessions: usize, generation: Option<i64>) -> MirrorFilterStatus {
+pub fn filter_status(
+    filter: &FilterInfo,
+    sessions: usize,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> MirrorFilterStatus {
+    let valid = match &filter.invalid {
+        None => Cond { type_: VALID, ok: true, reason: "RulesValid", message: "every rule compiles".into() },
+        Some(e) => Cond { type_: VALID, ok: false, reason: "InvalidRules", message: e.clone() },
+    };
     MirrorFilterStatus {
         sessions: Some(i32::try_from(sessions).unwrap_or(i32::MAX)),
         inbound_rule_count: Some(i32::try_from(filter.inbound.len()).unwrap_or(i32::MAX)),
         outbound_rule_count: Some(i32::try_from(filter.outbound.len()).unwrap_or(i32::MAX)),
-        conditions: None,
+        conditions: Some(vec![to_condition(valid, generation.unwrap_or(0), previous, now)]),
         observed_generation: generation,
     }
 }

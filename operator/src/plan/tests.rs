@@ -365,3 +365,27 @@ fn recovery_from_node_states_keeps_the_accepted_generation() {
     assert_eq!(p2.nodes["node-a"].sessions[0].generation, 1, "generation 1 keeps mirroring");
     assert!(matches!(p2.sessions[&key].admission, Admission::Invalid { kept: Some(1), .. }), "{:?}", p2.sessions[&key].admission);
 }
+
+#[test]
+fn an_invalid_filter_refuses_its_sessions_and_says_so_on_the_filter() {
+    let mut c = seed_cluster();
+    let fk = ObjKey::new("team", "mirror-filter-a");
+    c.filters.get_mut(&fk).unwrap().invalid =
+        Some("spec.inboundRules[0].destinationCIDR: 10.0.0.0/33 is not a valid IPv4 prefix".into());
+    add(&mut c, session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
+    let key = SessionKey::new("team", "s");
+    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    match &p.sessions[&key].admission {
+        Admission::Invalid { problem, kept: None } => {
+            assert_eq!(problem.reason, "InvalidFilter");
+            assert!(problem.message.contains("MirrorFilter team/mirror-filter-a: spec.inboundRules[0].destinationCIDR"), "{}", problem.message);
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert!(p.nodes["node-a"].sessions.is_empty());
+    let fs = super::status::filter_status(&c.filters[&fk], p.filter_sessions[&fk], Some(4), &[], &now());
+    let cond = &fs.conditions.as_ref().unwrap()[0];
+    assert_eq!((cond.type_.as_str(), cond.status.as_str(), cond.reason.as_str()), ("Valid", "False", "InvalidRules"));
+    assert!(cond.message.contains("/33"));
+    assert_eq!((fs.sessions, fs.observed_generation), (Some(1), Some(4)));
+}

@@ -102,9 +102,9 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
         }
         let key = ObjKey::new(info.namespace.clone(), info.name.clone());
         let count = plan.filter_sessions.get(&key).copied().unwrap_or(0);
-        let desired = filter_status(&info, count, f.metadata.generation);
-        let mut current = f.status.clone().unwrap_or_default();
-        current.conditions = None;
+        let current = f.status.clone().unwrap_or_default();
+        let previous = current.conditions.clone().unwrap_or_default();
+        let desired = filter_status(&info, count, f.metadata.generation, &previous, now);
         if current != desired {
             statuses.push(Write::ApplyFilterStatus { namespace: info.namespace, name: info.name, status: desired });
         }
