@@ -49,3 +49,34 @@ pub async fn serve(addr: SocketAddr, h: Health) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, router(h)).await
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(h: &Health, path: &str) -> (StatusCode, String) {
+        let res = router(h.clone()).oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_caches_and_metrics_are_served() {
+        let h = Health { metrics: Arc::new(Metrics::default()), ready: Arc::new(AtomicBool::new(false)) };
+        assert_eq!(get(&h, "/healthz").await.0, StatusCode::OK);
+        assert_eq!(get(&h, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        h.ready.store(true, Ordering::Relaxed);
+        assert_eq!(get(&h, "/readyz").await.0, StatusCode::OK);
+        h.metrics.error("conflict");
+        let (status, body) = get(&h, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("podmirror_reconcile_errors_total{reason=\"conflict\"} 1"), "{body}");
+        assert_eq!(get(&h, "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+}
