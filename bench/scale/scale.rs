@@ -150,7 +150,7 @@ fn main() {
         let (cluster, errors) = index::cluster(&objects);
         let t_index = t.elapsed();
         let rss1 = rss_mib();
-        let p = plan(&cluster, &accepted, &QuotaLimits::default());
+        let p = plan(&cluster, std::mem::take(&mut accepted), &QuotaLimits::default());
         let t_plan = t.elapsed() - t_index;
         let rss2 = rss_mib();
         let seen = Seen {

@@ -152,7 +152,7 @@ pub async fn run(
                 recover(&cluster, states.iter().map(|s| &s.spec))
             }
         };
-        let p = plan(&cluster, &previous, &settings.limits);
+        let p = plan(&cluster, previous, &settings.limits);
         let sessions = stores.sessions.state();
         let filters = stores.filters.state();
         let node_states = stores.node_states.state();
@@ -163,8 +163,9 @@ pub async fn run(
         };
         let todo = writes(&p, &seen, &Time(k8s_openapi::jiff::Timestamp::now()));
         let failed = execute_all(&executor, &todo, &metrics).await;
-        // A failed pass plans again from the same memory next time.
-        accepted = Some(if failed { previous } else { p.accepted.clone() });
+        // After a failed pass, what the nodes hold is whatever got written:
+        // the next pass recovers the accepted set from the node states.
+        accepted = if failed { None } else { Some(p.accepted.clone()) };
 
         let mut phases: BTreeMap<String, i64> = BTreeMap::new();
         for s in &sessions {

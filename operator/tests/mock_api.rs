@@ -164,7 +164,7 @@ impl World {
         };
         let (cluster, errors) = index::cluster(&objects);
         assert!(errors.is_empty(), "{errors:?}");
-        let p = plan(&cluster, &self.accepted, &QuotaLimits::default());
+        let p = plan(&cluster, self.accepted.clone(), &QuotaLimits::default());
         let seen = Seen {
             sessions: self.sessions.iter().map(AsRef::as_ref).collect(),
             filters: self.filters.iter().map(AsRef::as_ref).collect(),
@@ -294,7 +294,7 @@ async fn a_refusal_is_a_condition_and_a_warning_event_and_leaves_the_incumbent_a
     // Converge the first session without looking at the writes.
     let objects = Objects { sessions: &w.sessions, filters: &w.filters, pods: &w.pods, services: &[], slices: &[], nodes: &w.nodes };
     let (cluster, _) = index::cluster(&objects);
-    let p = plan(&cluster, &AcceptedSet::new(), &QuotaLimits::default());
+    let p = plan(&cluster, AcceptedSet::new(), &QuotaLimits::default());
     w.accepted = p.accepted.clone();
     w.node_states = p
         .nodes
@@ -357,7 +357,7 @@ async fn deletion_removes_the_session_from_its_node_before_releasing_the_finaliz
     live.filters.push(filter(true, false));
     live.sessions.push(session("mirror-session-a", "2026-01-01T00:00:00Z", 1, true, false));
     let objects = Objects { sessions: &live.sessions, filters: &live.filters, pods: &live.pods, services: &[], slices: &[], nodes: &live.nodes };
-    let before = plan(&index::cluster(&objects).0, &AcceptedSet::new(), &QuotaLimits::default());
+    let before = plan(&index::cluster(&objects).0, AcceptedSet::new(), &QuotaLimits::default());
     assert_eq!(before.nodes["node-a"].sessions.len(), 1);
     w.node_states = before.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
     w.accepted = before.accepted;
@@ -387,7 +387,7 @@ async fn a_failed_node_state_write_keeps_the_finalizer() {
     live.filters.push(filter(true, false));
     live.sessions.push(session("mirror-session-a", "2026-01-01T00:00:00Z", 1, true, false));
     let objects = Objects { sessions: &live.sessions, filters: &live.filters, pods: &live.pods, services: &[], slices: &[], nodes: &live.nodes };
-    let before = plan(&index::cluster(&objects).0, &AcceptedSet::new(), &QuotaLimits::default());
+    let before = plan(&index::cluster(&objects).0, AcceptedSet::new(), &QuotaLimits::default());
     w.node_states = before.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
     let mut fl = (*w.filters[0]).clone();
     fl.status = Some(converged_filter_status(0));

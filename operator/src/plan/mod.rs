@@ -11,7 +11,6 @@ pub mod nodes;
 pub mod resolve;
 pub mod status;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -85,22 +84,26 @@ pub struct Plan {
     pub refusals: BTreeMap<&'static str, usize>,
 }
 
-/// One planning pass. `previous` is the last pass's `accepted`.
-pub fn plan(cluster: &Cluster, previous: &AcceptedSet, limits: &QuotaLimits) -> Plan {
+/// One planning pass. `previous` is the last pass's `accepted`; it is taken
+/// by value so its quota facts move into the evaluator instead of being
+/// copied (at 20,000 sessions they are a large part of a pass's memory).
+pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> Plan {
+    let mut previous = previous;
     let live_pods = || cluster.pods.values().flat_map(|m| m.values()).filter(|p| !p.deleting);
     let pods_by_uid: HashMap<&str, &PodInfo> = live_pods().map(|p| (p.uid.as_str(), p)).collect();
     let by_ip: PodsByIp<'_> = live_pods().flat_map(|p| p.ips.iter().map(move |ip| (*ip, p))).collect();
     let live: Vec<&SessionInfo> = cluster.sessions.values().filter(|s| !s.deleting).collect();
 
-    struct Candidate<'p> {
+    struct Candidate {
         resolution: Resolution,
         session: NodeSession,
-        /// Index of its facts in `input.sessions`, when it has a place there.
+        /// Index of its facts (current and last accepted) in `input.sessions`.
         facts_at: Option<usize>,
         valid: Result<(), Problem>,
-        last: Option<Cow<'p, Accepted>>,
+        /// The last accepted NodeSession; its facts are in `input.sessions`.
+        last_session: Option<Arc<NodeSession>>,
     }
-    let mut candidates: BTreeMap<SessionKey, Candidate<'_>> = BTreeMap::new();
+    let mut candidates: BTreeMap<SessionKey, Candidate> = BTreeMap::new();
     let mut input = QuotaInput { limits: *limits, ..QuotaInput::default() };
     for (k, f) in &cluster.filters {
         input.filter_rules.insert(
@@ -112,12 +115,16 @@ pub fn plan(cluster: &Cluster, previous: &AcceptedSet, limits: &QuotaLimits) -> 
         let mut resolution = resolve(cluster, &by_ip, s);
         let session = node_session(cluster, s, &resolution);
         let valid = validate(cluster, s, &resolution, &session);
-        let last = previous.get(&s.key).filter(|a| a.session.uid == s.uid).map(|a| refresh(a, &pods_by_uid));
+        let last = previous.remove(&s.key).filter(|a| a.session.uid == s.uid).map(|a| refresh(a, &pods_by_uid));
         // An invalid spec is not a candidate: it only holds its last place.
         // The quota target moves into the facts: status does not need it, and
         // its pod set is the largest part of a resolution.
         let quota_target = resolution.quota_target.take();
         let current = if valid.is_ok() { Some(facts(s, &resolution, quota_target)) } else { last.as_ref().map(|a| a.facts.clone()) };
+        let (last_session, last_facts) = match last {
+            Some(a) => (Some(a.session), Some(a.facts)),
+            None => (None, None),
+        };
         let mut facts_at = None;
         if let Some(current) = current {
             facts_at = Some(input.sessions.len());
@@ -125,20 +132,24 @@ pub fn plan(cluster: &Cluster, previous: &AcceptedSet, limits: &QuotaLimits) -> 
                 key: s.key.clone(),
                 created: created_seconds(&s.created),
                 current,
-                last_accepted: last.as_ref().map(|a| a.facts.clone()),
+                last_accepted: last_facts,
             });
         }
-        candidates.insert(s.key.clone(), Candidate { resolution, session, facts_at, valid, last });
+        candidates.insert(s.key.clone(), Candidate { resolution, session, facts_at, valid, last_session });
     }
     let report = evaluate_quotas(&input);
-    let mut facts_of: Vec<Option<SessionQuotaFacts>> = input.sessions.into_iter().map(|i| Some(i.current)).collect();
+    let mut facts_of: Vec<Option<(SessionQuotaFacts, Option<SessionQuotaFacts>)>> =
+        input.sessions.into_iter().map(|i| Some((i.current, i.last_accepted))).collect();
 
     let mut out = Plan::default();
     for (key, c) in candidates {
-        let kept = c.last.as_ref().map(|a| a.session.generation);
-        let last = c.last.map(Cow::into_owned);
-        let taken = c.facts_at.and_then(|i| facts_of.get_mut(i)).and_then(Option::take);
-        let (admission, state) = match (&c.valid, report.verdict(&key), taken) {
+        let kept = c.last_session.as_ref().map(|s| s.generation);
+        let (current, last_facts) = match c.facts_at.and_then(|i| facts_of.get_mut(i)).and_then(Option::take) {
+            Some((current, last)) => (Some(current), last),
+            None => (None, None),
+        };
+        let last = c.last_session.zip(last_facts).map(|(session, facts)| Accepted { session, facts });
+        let (admission, state) = match (&c.valid, report.verdict(&key), current) {
             (Err(problem), _, _) => (Admission::Invalid { problem: problem.clone(), kept }, last),
             (Ok(()), Some(QuotaVerdict::Accepted), Some(facts)) => {
                 // Unchanged: keep sharing the previous pass's NodeSession.
@@ -245,14 +256,10 @@ fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>) -> Ses
     }
 }
 
-/// A kept state without the pods that no longer exist (borrowed when none left).
-fn refresh<'p>(prev: &'p Accepted, pods: &HashMap<&str, &PodInfo>) -> Cow<'p, Accepted> {
-    if prev.facts.sources.iter().all(|p| pods.contains_key(p.uid.as_str())) {
-        return Cow::Borrowed(prev);
-    }
-    let mut a = prev.clone();
-    a.facts.sources.retain(|p| pods.contains_key(p.uid.as_str()));
-    Cow::Owned(a)
+/// A kept state without the pods that no longer exist.
+fn refresh(mut prev: Accepted, pods: &HashMap<&str, &PodInfo>) -> Accepted {
+    prev.facts.sources.retain(|p| pods.contains_key(p.uid.as_str()));
+    prev
 }
 
 fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>) -> Vec<(String, String)> {

@@ -113,7 +113,7 @@ fn cond<'a>(st: &'a podmirror_crds::api::MirrorSessionStatus, t: &str) -> &'a k8
 fn seed_session_resolves_and_lands_on_the_source_node_only() {
     let mut c = seed_cluster();
     add(&mut c, session("team", "mirror-session-a", "t1", 1, 1, by_name("ecs-source"), TargetRef::Pod { name: "ecs-target".into() }));
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     let sp = &p.sessions[&SessionKey::new("team", "mirror-session-a")];
     assert_eq!(sp.admission, Admission::Accepted);
     assert_eq!(sp.resolution.target, Ok(vec![ip("192.168.0.12")]));
@@ -140,7 +140,7 @@ fn status_goes_pending_then_active_when_the_node_reports() {
     let mut c = seed_cluster();
     add(&mut c, session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Pod { name: "ecs-target".into() }));
     let key = SessionKey::new("team", "s");
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     let st = session_status(&c.sessions[&key], &p.sessions[&key], &[], &now());
     assert_eq!(st.phase, Some(SessionPhase::Pending));
     assert_eq!(cond(&st, "Accepted").status, "True");
@@ -152,7 +152,7 @@ fn status_goes_pending_then_active_when_the_node_reports() {
         "node-a".into(),
         NodeReport { generation: None, programmed_pods: 1, error: None },
     );
-    let p = plan(&c, &p.accepted, &Limits::default());
+    let p = plan(&c, p.accepted.clone(), &Limits::default());
     let st2 = session_status(&c.sessions[&key], &p.sessions[&key], st.conditions.as_deref().unwrap(), &now());
     assert_eq!(st2.phase, Some(SessionPhase::Active));
     assert_eq!(cond(&st2, "Programmed").status, "True");
@@ -173,7 +173,7 @@ fn missing_filter_and_unconsented_service_are_named() {
     s.filter_ref = "nope".into();
     add(&mut c, s);
     let key = SessionKey::new("team", "s");
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     let st = session_status(&c.sessions[&key], &p.sessions[&key], &[], &now());
     assert_eq!(cond(&st, "FilterResolved").reason, "FilterNotFound");
     assert!(cond(&st, "FilterResolved").message.contains("spec.filterRef"));
@@ -184,7 +184,7 @@ fn missing_filter_and_unconsented_service_are_named() {
     // Consent given: the target resolves to the ready endpoints.
     c.services.get_mut(&ObjKey::new("obs", "collector")).unwrap().consent = Consent::parse(Some("team"));
     c.sessions.get_mut(&key).unwrap().filter_ref = "mirror-filter-a".into();
-    let p = plan(&c, &p.accepted, &Limits::default());
+    let p = plan(&c, p.accepted.clone(), &Limits::default());
     assert_eq!(p.sessions[&key].resolution.target, Ok(vec![ip("10.9.0.1")]));
     assert_eq!(p.nodes["node-a"].sessions[0].targets, vec!["10.9.0.1".to_owned()]);
 }
@@ -194,7 +194,7 @@ fn sources_stay_in_the_session_namespace() {
     let mut c = seed_cluster();
     c.add_pod(pod("other", "foreign", "node-a", "10.1.1.1", "src"));
     add(&mut c, session("team", "s", "t1", 1, 1, by_app("src"), TargetRef::Ip("10.50.0.1".into())));
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     let names: Vec<&str> = p.sessions[&SessionKey::new("team", "s")].resolution.sources.iter().map(|s| s.pod.as_str()).collect();
     assert_eq!(names, vec!["ecs-source"]);
 }
@@ -204,7 +204,7 @@ fn newer_session_is_refused_on_a_priority_clash_and_the_older_keeps_running() {
     let mut c = seed_cluster();
     add(&mut c, session("team", "old", "2026-01-01T00:00:00Z", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
     add(&mut c, session("team", "new", "2026-01-02T00:00:00Z", 1, 2, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     assert_eq!(p.sessions[&SessionKey::new("team", "old")].admission, Admission::Accepted);
     match &p.sessions[&SessionKey::new("team", "new")].admission {
         Admission::Refused { refusal, kept: None } => {
@@ -227,9 +227,9 @@ fn an_accepted_session_is_never_displaced_by_an_older_newcomer() {
     // appears (clock skew, restore): it is new, so it is the one refused.
     let mut c = seed_cluster();
     add(&mut c, session("team", "running", "2026-01-02T00:00:00Z", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
-    let p1 = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p1 = plan(&c, AcceptedSet::new(), &Limits::default());
     add(&mut c, session("team", "restored", "2026-01-01T00:00:00Z", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
-    let p2 = plan(&c, &p1.accepted, &Limits::default());
+    let p2 = plan(&c, p1.accepted.clone(), &Limits::default());
     assert_eq!(p2.sessions[&SessionKey::new("team", "running")].admission, Admission::Accepted);
     assert!(matches!(p2.sessions[&SessionKey::new("team", "restored")].admission, Admission::Refused { .. }));
     assert_eq!(p1.nodes["node-a"], p2.nodes["node-a"], "running mirroring undisturbed");
@@ -243,14 +243,14 @@ fn a_refused_change_keeps_the_last_accepted_state_on_the_nodes() {
     }
     let key = SessionKey::new("team", "s");
     add(&mut c, session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
-    let p1 = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p1 = plan(&c, AcceptedSet::new(), &Limits::default());
     assert_eq!(p1.sessions[&key].admission, Admission::Accepted);
 
     // Generation 2 selects 11 pods: over the sources-per-session quota.
     let s = c.sessions.get_mut(&key).unwrap();
     s.generation = 2;
     s.sources = vec![SourceRef::PodName("ecs-source".into()), by_app("web").remove(0)];
-    let p2 = plan(&c, &p1.accepted, &Limits::default());
+    let p2 = plan(&c, p1.accepted.clone(), &Limits::default());
     match &p2.sessions[&key].admission {
         Admission::Refused { refusal, kept } => {
             assert_eq!(refusal.quota.reason(), "SourcesPerSession");
@@ -268,7 +268,7 @@ fn a_refused_change_keeps_the_last_accepted_state_on_the_nodes() {
     assert!(msg.contains("SourcesPerSession") && msg.contains("11 > 10") && msg.contains("generation 1 keeps"), "{msg}");
 
     // Raising the operator setting accepts the change.
-    let p3 = plan(&c, &p2.accepted, &Limits { sources_per_session: 20, ..Limits::default() });
+    let p3 = plan(&c, p2.accepted.clone(), &Limits { sources_per_session: 20, ..Limits::default() });
     assert_eq!(p3.sessions[&key].admission, Admission::Accepted);
     assert_eq!(p3.nodes["node-b"].pods.len(), 10);
 }
@@ -279,7 +279,7 @@ fn vni_clash_per_target_and_target_capacity() {
     add(&mut c, session("team", "a", "t1", 1, 7, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
     add(&mut c, session("team", "b", "t2", 2, 7, by_name("ecs-test"), TargetRef::Ip("10.50.0.1".into())));
     add(&mut c, session("team", "c", "t3", 2, 7, by_name("ecs-test"), TargetRef::Ip("10.50.0.2".into())));
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     assert_eq!(p.sessions[&SessionKey::new("team", "a")].admission, Admission::Accepted);
     assert!(matches!(&p.sessions[&SessionKey::new("team", "b")].admission,
         Admission::Refused { refusal, .. } if refusal.quota.reason() == "VNIClash"));
@@ -291,7 +291,7 @@ fn vni_clash_per_target_and_target_capacity() {
         c.add_pod(pod("team", &format!("p{i}"), "node-a", &format!("10.3.0.{}", i + 1), "x"));
         add(&mut c, session("team", &format!("s{i:02}"), &format!("t{i:02}"), 1, i, by_name(&format!("p{i}")), TargetRef::Ip("10.50.0.9".into())));
     }
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     let refused: Vec<String> = p.sessions.iter().filter(|(_, s)| s.admission != Admission::Accepted).map(|(k, _)| k.name.clone()).collect();
     assert_eq!(refused, vec!["s10".to_owned()]);
 }
@@ -303,7 +303,7 @@ fn three_sessions_per_pod_and_source_may_not_be_target() {
         add(&mut c, session("team", &format!("s{i}"), &format!("t{i}"), i, i, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
     }
     add(&mut c, session("team", "loop", "t9", 9, 9, by_name("ecs-test"), TargetRef::Pod { name: "ecs-source".into() }));
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     assert!(matches!(&p.sessions[&SessionKey::new("team", "s4")].admission,
         Admission::Refused { refusal, .. } if refusal.quota.reason() == "SessionsPerSourcePod" && refusal.would_be == 4));
     assert!(matches!(&p.sessions[&SessionKey::new("team", "loop")].admission,
@@ -315,7 +315,7 @@ fn cluster_quota_is_an_operator_setting() {
     let mut c = seed_cluster();
     add(&mut c, session("team", "a", "t1", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
     add(&mut c, session("team", "b", "t2", 2, 2, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
-    let p = plan(&c, &AcceptedSet::new(), &Limits { sessions_per_cluster: 1, ..Limits::default() });
+    let p = plan(&c, AcceptedSet::new(), &Limits { sessions_per_cluster: 1, ..Limits::default() });
     assert!(matches!(&p.sessions[&SessionKey::new("team", "b")].admission,
         Admission::Refused { refusal, .. } if refusal.quota.reason() == "SessionsPerCluster" && refusal.limit == 1));
 }
@@ -325,25 +325,25 @@ fn deletion_and_disable_and_vanishing_pods() {
     let mut c = seed_cluster();
     let key = SessionKey::new("team", "s");
     add(&mut c, session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
-    let p1 = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p1 = plan(&c, AcceptedSet::new(), &Limits::default());
     assert_eq!(p1.nodes["node-a"].sessions.len(), 1);
 
     c.sessions.get_mut(&key).unwrap().enabled = false;
     c.sessions.get_mut(&key).unwrap().generation = 2;
-    let p2 = plan(&c, &p1.accepted, &Limits::default());
+    let p2 = plan(&c, p1.accepted.clone(), &Limits::default());
     assert!(!p2.nodes["node-a"].sessions[0].enabled, "the agent learns it is disabled");
     let st = session_status(&c.sessions[&key], &p2.sessions[&key], &[], &now());
     assert_eq!(st.phase, Some(SessionPhase::Disabled));
 
     // The pod goes away: the session stays accepted, nothing on the node.
     c.pods.get_mut("team").unwrap().remove("ecs-source");
-    let p3 = plan(&c, &p2.accepted, &Limits::default());
+    let p3 = plan(&c, p2.accepted.clone(), &Limits::default());
     assert!(p3.nodes["node-a"].sessions.is_empty());
     assert_eq!(p3.sessions[&key].resolution.sources_problem.as_ref().unwrap().reason, "SourceNotFound");
 
     // Deleting: gone from every node and from the accepted set.
     c.sessions.get_mut(&key).unwrap().deleting = true;
-    let p4 = plan(&c, &p3.accepted, &Limits::default());
+    let p4 = plan(&c, p3.accepted.clone(), &Limits::default());
     assert!(p4.sessions.is_empty() && p4.accepted.is_empty());
 }
 
@@ -352,7 +352,7 @@ fn recovery_from_node_states_keeps_the_accepted_generation() {
     let mut c = seed_cluster();
     let key = SessionKey::new("team", "s");
     add(&mut c, session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
-    let p1 = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p1 = plan(&c, AcceptedSet::new(), &Limits::default());
     // A refused change is pending when the operator restarts.
     let s = c.sessions.get_mut(&key).unwrap();
     s.generation = 2;
@@ -361,7 +361,7 @@ fn recovery_from_node_states_keeps_the_accepted_generation() {
     let recovered = recover(&c, p1.nodes.values().map(|n| &**n));
     assert_eq!(recovered[&key].session.generation, 1);
     assert_eq!(recovered[&key].facts.sources.len(), 1);
-    let p2 = plan(&c, &recovered, &Limits::default());
+    let p2 = plan(&c, recovered.clone(), &Limits::default());
     assert_eq!(p2.nodes["node-a"].sessions[0].generation, 1, "generation 1 keeps mirroring");
     assert!(matches!(p2.sessions[&key].admission, Admission::Invalid { kept: Some(1), .. }), "{:?}", p2.sessions[&key].admission);
 }
@@ -374,7 +374,7 @@ fn an_invalid_filter_refuses_its_sessions_and_says_so_on_the_filter() {
         Some("spec.inboundRules[0].destinationCIDR: 10.0.0.0/33 is not a valid IPv4 prefix".into());
     add(&mut c, session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
     let key = SessionKey::new("team", "s");
-    let p = plan(&c, &AcceptedSet::new(), &Limits::default());
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
     match &p.sessions[&key].admission {
         Admission::Invalid { problem, kept: None } => {
             assert_eq!(problem.reason, "InvalidFilter");
