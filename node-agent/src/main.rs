@@ -143,11 +143,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let Some(dir) = cli.standalone.clone() else {
-        bail!(
-            "Kubernetes mode is not built into this binary yet; run with --standalone DIR \
-             (node {:?})",
-            cli.node_name.as_deref().unwrap_or("<unset>")
-        );
+        // Kubernetes mode (node-agent/src/kube): this node's MirrorNodeState in,
+        // the node's status entry out, the same core and datapath.
+        let opts = podmirror_agent::kube::Options::new(cli.node_name.clone().unwrap_or_default(), cli.status_interval);
+        podmirror_agent::kube::serve(&opts, &cfg, cli.metrics_addr, shutdown_signal()).await?;
+        return finish(&cli, &cfg);
     };
     let node_name = cli.node_name.clone().unwrap_or_else(|| "standalone".to_string());
     let limits = QuotaLimits::default();
@@ -170,8 +170,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(dir = %opts.dir.display(), metrics = %cli.metrics_addr, "standalone agent running");
     run_standalone::run(&opts, &mut reconciler, &metrics, shutdown_signal()).await;
     drop(reconciler);
+    finish(&cli, &cfg)
+}
+
+/// After SIGTERM: keep the datapath pinned (mirroring survives an agent
+/// restart or upgrade) unless `--cleanup-on-exit` asks to remove it.
+fn finish(cli: &Cli, cfg: &DatapathConfig) -> anyhow::Result<()> {
     if cli.cleanup_on_exit {
-        Datapath::remove_all(&cfg).with_context(|| format!("cleanup of {}", cfg.pin_dir.display()))?;
+        Datapath::remove_all(cfg).with_context(|| format!("cleanup of {}", cfg.pin_dir.display()))?;
         tracing::info!("datapath removed (--cleanup-on-exit)");
     } else {
         tracing::info!(pin_dir = %cfg.pin_dir.display(), "exiting; the datapath stays pinned and keeps mirroring");
