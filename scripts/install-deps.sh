@@ -14,6 +14,11 @@ want ip iproute2
 want ethtool ethtool
 want nc netcat-openbsd
 want jq jq
+want bpftool bpftool
+want setpriv util-linux
+want nsenter util-linux
+want sysctl procps
+want timeout coreutils
 [ -e /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
 [ -e /usr/include/linux/bpf.h ] || need_apt+=(linux-libc-dev)
 python3 -c 'import yaml' 2>/dev/null || need_apt+=(python3-yaml)
