@@ -2,31 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use podmirror_crds::model::{CompiledSession, Direction};
+use podmirror_crds::model::Direction;
 
-/// One session as programmed on one interface: the caller-chosen id that is
-/// stable for the session's key (counters are keyed by it) and its rules.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionSlot {
-    pub id: u32,
-    pub session: CompiledSession,
-}
-
-/// Counters of one session in one direction, summed over interfaces/CPUs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SessionCounters {
-    /// Packets whose verdict was Copy (copies decided).
-    pub matched: u64,
-    /// Copies handed to the network (copies delivered by the node).
-    pub copied_packets: u64,
-    pub copied_bytes: u64,
-    /// Copies cut to fit the path MTU (not counting `packetLength` cuts).
-    pub truncated: u64,
-    /// Packets whose first matching rule was a Reject.
-    pub rejected: u64,
-    /// Decided copies that were not sent, by reason.
-    pub failures: BTreeMap<String, u64>,
-}
+// The core speaks the datapath library's own value types: one definition of
+// a programmed session and of its counters, so the two cannot drift apart.
+/// One session as programmed on one interface (id stable per session key).
+pub use crate::datapath::DatapathSession as SessionSlot;
+/// Counters of one session in one direction, summed over interfaces and CPUs.
+pub use crate::datapath::SessionCounters;
 
 /// What the core needs from a datapath. Implemented by `datapath::Datapath`
 /// (see `core::real`) and by a recording fake in the core's tests.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use podmirror_crds::model::Direction;
 
 use super::ops::{DatapathOps, SessionCounters, SessionSlot};
-use crate::datapath::{Datapath, DatapathError, DatapathSession};
+use crate::datapath::{Datapath, DatapathError};
 
 impl DatapathOps for Datapath {
     type Error = DatapathError;
@@ -15,9 +15,7 @@ impl DatapathOps for Datapath {
     }
 
     fn set_sessions(&mut self, ifindex: u32, sessions: &[SessionSlot]) -> Result<(), DatapathError> {
-        let sessions: Vec<DatapathSession> =
-            sessions.iter().map(|s| DatapathSession { id: s.id, session: s.session.clone() }).collect();
-        Datapath::set_sessions(self, ifindex, &sessions)
+        Datapath::set_sessions(self, ifindex, sessions)
     }
 
     fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
@@ -29,20 +27,7 @@ impl DatapathOps for Datapath {
     }
 
     fn counters(&self) -> Result<BTreeMap<(u32, Direction), SessionCounters>, DatapathError> {
-        Ok(Datapath::counters(self)?
-            .into_iter()
-            .map(|(key, c)| {
-                let counters = SessionCounters {
-                    matched: c.matched,
-                    copied_packets: c.copied_packets,
-                    copied_bytes: c.copied_bytes,
-                    truncated: c.truncated,
-                    rejected: c.rejected,
-                    failures: c.failures,
-                };
-                (key, counters)
-            })
-            .collect())
+        Datapath::counters(self)
     }
 
     fn release(&mut self, session_id: u32) -> Result<(), DatapathError> {
