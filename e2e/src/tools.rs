@@ -97,7 +97,8 @@ pub fn require<T>(what: &str, found: Result<T, E2eError>) -> Option<T> {
         Ok(t) => Some(t),
         Err(e) if in_ci() => panic!("CI=true and {what} cannot run: {e}"),
         Err(e) => {
-            eprintln!("SKIPPED: {what}: {e}");
+            // Straight to the stderr fd: libtest captures eprintln! of passing tests.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("\n!!!!!!!!\nSKIPPED: {what}: {e}\n!!!!!!!!\n").as_bytes());
             None
         }
     }

@@ -85,9 +85,10 @@ fn binaries() -> Option<(String, String)> {
 #[test]
 fn kube_operator_and_agent_against_a_real_api_server() {
     let Some((apiserver, etcd)) = binaries() else {
-        eprintln!(
-            "\n!!!!!!!!\nSKIPPED: kube_operator_and_agent_against_a_real_api_server: set KUBE_APISERVER_BIN and ETCD_BIN \
-             to existing kube-apiserver and etcd binaries (not a privileged test: this skip is allowed under CI=true)\n!!!!!!!!\n"
+        testbed::announce_skip(
+            "kube_operator_and_agent_against_a_real_api_server",
+            "set KUBE_APISERVER_BIN and ETCD_BIN to existing kube-apiserver and etcd binaries \
+             (not a privileged test: this skip is allowed under CI=true)",
         );
         return;
     };

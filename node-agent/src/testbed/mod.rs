@@ -35,7 +35,7 @@ mod netns;
 mod topology;
 
 pub use capture::{Capture, Pcap, tcpdump_text, tshark_fields};
-pub use names::{in_ci, require_root, unique_name};
+pub use names::{announce_skip, in_ci, require_root, unique_name};
 pub use netns::{Netns, Process};
 pub use topology::{Pod, PodSpec, Remote, Topology};
 

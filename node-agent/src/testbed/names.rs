@@ -17,6 +17,12 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// Print a loud `SKIPPED: <test>: <why>` that shows even for a passing test.
+pub fn announce_skip(test: &str, why: &str) {
+    // Straight to the stderr fd: libtest captures eprintln! of passing tests.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("\n!!!!!!!!\nSKIPPED: {test}: {why}\n!!!!!!!!\n").as_bytes());
+}
+
 /// Gate for tests that need root (namespaces, eBPF). Off root: prints a loud
 /// `SKIPPED: <test>: <why>` and returns false, except under `CI=true`, where
 /// it panics (the test fails). Also makes sure bpffs is mounted.
@@ -34,8 +40,7 @@ pub fn require_root(test: &str) -> bool {
         if in_ci() {
             panic!("{test}: cannot run under CI=true: {why}");
         }
-        // Straight to the stderr fd: libtest captures eprintln! of passing tests.
-        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("\n!!!!!!!!\nSKIPPED: {test}: {why}\n!!!!!!!!\n").as_bytes());
+        announce_skip(test, &why);
         return false;
     }
     ensure_bpffs();
