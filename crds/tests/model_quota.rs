@@ -5,11 +5,11 @@
 //! at the end compare the evaluator against an independent brute-force
 //! validity check written here.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use podmirror_crds::model::quota::{
-    FilterKey, PodId, Quota, QuotaInput, QuotaLimits, QuotaReport, QuotaVerdict, ResolvedTarget,
+    FilterKey, PodId, PodSet, Quota, QuotaInput, QuotaLimits, QuotaReport, QuotaVerdict, ResolvedTarget,
     RuleCounts, SessionQuotaFacts, SessionQuotaInput, TargetId, evaluate_quotas,
 };
 use podmirror_crds::model::{Direction, SessionKey};
@@ -376,7 +376,7 @@ fn sessions_per_cluster_default_20000_over_10000_pods_newer_refused() {
     };
     let mut sessions = many(20_001, make);
     if let Some(last) = sessions.last_mut() {
-        last.current.sources = BTreeSet::from([pod("lonely")]);
+        last.current.sources = PodSet::from([pod("lonely")]);
     }
     let report = run(sessions);
     let accepted = report.verdicts.values().filter(|v| v.is_accepted()).count();
@@ -676,7 +676,7 @@ fn first_violation(
         for p in &f.sources {
             let sharing: Vec<_> = set
                 .iter()
-                .filter(|(_, f2)| f2.sources.iter().any(|q| q.uid == p.uid))
+                .filter(|(_, f2)| f2.sources.iter().any(|q| q.uid() == p.uid()))
                 .collect();
             if sharing.len() > 3 {
                 return Some(format!("{k}: {p} in {} sessions", sharing.len()));
@@ -692,7 +692,7 @@ fn first_violation(
             if set.iter().any(|(_, f2)| {
                 f2.targets
                     .iter()
-                    .any(|t| t.pods.iter().any(|q| q.uid == p.uid))
+                    .any(|t| t.pods.iter().any(|q| q.uid() == p.uid()))
             }) {
                 return Some(format!("{k}: {p} is a target"));
             }

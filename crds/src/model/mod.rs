@@ -3,6 +3,7 @@
 
 pub mod compile;
 pub mod evaluate;
+pub mod pod_set;
 pub mod quota;
 pub mod types;
 

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+pub use super::pod_set::{PodId, PodSet};
 use super::types::{Direction, SessionKey};
 
 /// Sources (resolved pods) per session, default (raisable by operator flag).
@@ -65,35 +66,6 @@ impl Default for QuotaLimits {
             sources_per_session: DEFAULT_SOURCES_PER_SESSION,
             sessions_per_cluster: DEFAULT_SESSIONS_PER_CLUSTER,
         }
-    }
-}
-
-/// A pod, identified by uid (names are reused, uids are not); namespace and
-/// name only make the messages readable.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PodId {
-    pub uid: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl PodId {
-    pub fn new(
-        uid: impl Into<String>,
-        namespace: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
-        PodId {
-            uid: uid.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for PodId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pod {}/{}", self.namespace, self.name)
     }
 }
 
@@ -142,7 +114,7 @@ impl fmt::Display for TargetId {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResolvedTarget {
     pub id: TargetId,
-    pub pods: BTreeSet<PodId>,
+    pub pods: PodSet,
 }
 
 impl ResolvedTarget {
@@ -163,14 +135,14 @@ impl ResolvedTarget {
     pub fn pod(pod: PodId) -> Self {
         ResolvedTarget {
             id: TargetId::Pod(pod.clone()),
-            pods: BTreeSet::from([pod]),
+            pods: PodSet::from([pod]),
         }
     }
 
     pub fn ip(ip: IpAddr) -> Self {
         ResolvedTarget {
             id: TargetId::Ip(ip),
-            pods: BTreeSet::new(),
+            pods: PodSet::new(),
         }
     }
 }
@@ -186,7 +158,7 @@ pub struct SessionQuotaFacts {
     pub priority: u16,
     pub vni: u32,
     /// Resolved source pods.
-    pub sources: BTreeSet<PodId>,
+    pub sources: PodSet,
     /// Resolved targets; the API allows one, more is [`Quota::TargetsPerSession`].
     /// Empty while the target does not resolve (not a quota matter).
     pub targets: Vec<ResolvedTarget>,
@@ -514,9 +486,9 @@ impl<'a> Placement<'a> {
     fn insert(&mut self, key: &'a SessionKey, facts: &'a SessionQuotaFacts) {
         self.total += 1;
         for pod in &facts.sources {
-            self.by_source.entry(&pod.uid).or_default().insert(key);
+            self.by_source.entry(pod.uid()).or_default().insert(key);
             self.by_source_priority
-                .entry((&pod.uid, facts.priority))
+                .entry((pod.uid(), facts.priority))
                 .or_default()
                 .insert(key);
         }
@@ -527,7 +499,7 @@ impl<'a> Placement<'a> {
                 .or_default()
                 .insert(key);
             for pod in &target.pods {
-                self.by_target_pod.entry(&pod.uid).or_default().insert(key);
+                self.by_target_pod.entry(pod.uid()).or_default().insert(key);
             }
         }
         for filter in distinct_filters(key, facts) {
@@ -538,10 +510,10 @@ impl<'a> Placement<'a> {
     fn remove(&mut self, key: &'a SessionKey, facts: &'a SessionQuotaFacts) {
         self.total = self.total.saturating_sub(1);
         for pod in &facts.sources {
-            remove_holder(&mut self.by_source, &pod.uid.as_str(), key);
+            remove_holder(&mut self.by_source, &pod.uid(), key);
             remove_holder(
                 &mut self.by_source_priority,
-                &(pod.uid.as_str(), facts.priority),
+                &(pod.uid(), facts.priority),
                 key,
             );
         }
@@ -549,7 +521,7 @@ impl<'a> Placement<'a> {
             decrement(&mut self.by_target, &&target.id);
             remove_holder(&mut self.by_target_vni, &(&target.id, facts.vni), key);
             for pod in &target.pods {
-                remove_holder(&mut self.by_target_pod, &pod.uid.as_str(), key);
+                remove_holder(&mut self.by_target_pod, &pod.uid(), key);
             }
         }
         for filter in distinct_filters(key, facts) {
@@ -740,7 +712,7 @@ fn check_own_shape(
 /// Per source pod: not a target elsewhere, at most 3 sessions, priority unique.
 fn check_sources(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<(), QuotaRefusal> {
     for pod in &facts.sources {
-        if let Some(other) = Placement::first_holder(&placed.by_target_pod, &pod.uid.as_str()) {
+        if let Some(other) = Placement::first_holder(&placed.by_target_pod, &pod.uid()) {
             return Err(QuotaRefusal::new(
                 Quota::SourceIsTarget,
                 0,
@@ -751,7 +723,7 @@ fn check_sources(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<()
                 ),
             ));
         }
-        let would_be = placed.source_sessions(&pod.uid) + 1;
+        let would_be = placed.source_sessions(pod.uid()) + 1;
         if would_be > SESSIONS_PER_SOURCE_POD {
             return Err(QuotaRefusal::new(
                 Quota::SessionsPerSourcePod,
@@ -765,7 +737,7 @@ fn check_sources(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<()
         }
         if let Some(other) = Placement::first_holder(
             &placed.by_source_priority,
-            &(pod.uid.as_str(), facts.priority),
+            &(pod.uid(), facts.priority),
         ) {
             return Err(QuotaRefusal::new(
                 Quota::PriorityClash,
@@ -786,7 +758,7 @@ fn check_sources(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<()
 fn check_targets(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<(), QuotaRefusal> {
     for target in &facts.targets {
         for pod in &target.pods {
-            if let Some(other) = Placement::first_holder(&placed.by_source, &pod.uid.as_str()) {
+            if let Some(other) = Placement::first_holder(&placed.by_source, &pod.uid()) {
                 return Err(QuotaRefusal::new(
                     Quota::SourceIsTarget,
                     0,

@@ -47,7 +47,7 @@ endpoints:
     assert_eq!(slice, "collector-abc");
     let ips: Vec<String> = eps.iter().map(|e| e.ip.to_string()).collect();
     assert_eq!(ips, vec!["10.9.0.1", "10.9.0.3"]);
-    assert_eq!(eps[0].pod.as_ref().map(|p| p.uid.as_str()), Some("pu0"));
+    assert_eq!(eps[0].pod.as_ref().map(|p| p.uid()), Some("pu0"));
 }
 
 #[test]

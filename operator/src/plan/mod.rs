@@ -11,7 +11,7 @@ pub mod nodes;
 pub mod resolve;
 pub mod status;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use podmirror_crds::api::{MirrorNodeStateSpec, NodeSession};
@@ -91,12 +91,15 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
     let mut previous = previous;
     let live_pods = || cluster.pods.values().flat_map(|m| m.values()).filter(|p| !p.deleting);
     let pods_by_uid: HashMap<&str, &PodInfo> = live_pods().map(|p| (p.uid.as_str(), p)).collect();
+    let mut pod_ids = PodIds::default();
     let by_ip: PodsByIp<'_> = live_pods().flat_map(|p| p.ips.iter().map(move |ip| (*ip, p))).collect();
     let live: Vec<&SessionInfo> = cluster.sessions.values().filter(|s| !s.deleting).collect();
 
     struct Candidate {
         resolution: Resolution,
-        session: NodeSession,
+        /// The current spec's NodeSession; the last accepted one itself when
+        /// equal, so an unchanged session never holds two copies during a pass.
+        session: Arc<NodeSession>,
         /// Index of its facts (current and last accepted) in `input.sessions`.
         facts_at: Option<usize>,
         valid: Result<(), Problem>,
@@ -120,7 +123,8 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
         // The quota target moves into the facts: status does not need it, and
         // its pod set is the largest part of a resolution.
         let quota_target = resolution.quota_target.take();
-        let current = if valid.is_ok() { Some(facts(s, &resolution, quota_target)) } else { last.as_ref().map(|a| a.facts.clone()) };
+        let current =
+            if valid.is_ok() { Some(facts(s, &resolution, quota_target, &mut pod_ids)) } else { last.as_ref().map(|a| a.facts.clone()) };
         let (last_session, last_facts) = match last {
             Some(a) => (Some(a.session), Some(a.facts)),
             None => (None, None),
@@ -135,6 +139,12 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
                 last_accepted: last_facts,
             });
         }
+        // Unchanged: share the previous pass's NodeSession and drop the fresh
+        // copy now, before the next session builds its own.
+        let session = match &last_session {
+            Some(l) if **l == session => l.clone(),
+            _ => Arc::new(session),
+        };
         candidates.insert(s.key.clone(), Candidate { resolution, session, facts_at, valid, last_session });
     }
     let report = evaluate_quotas(&input);
@@ -152,12 +162,7 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
         let (admission, state) = match (&c.valid, report.verdict(&key), current) {
             (Err(problem), _, _) => (Admission::Invalid { problem: problem.clone(), kept }, last),
             (Ok(()), Some(QuotaVerdict::Accepted), Some(facts)) => {
-                // Unchanged: keep sharing the previous pass's NodeSession.
-                let session = match last {
-                    Some(l) if *l.session == c.session => l.session,
-                    _ => Arc::new(c.session),
-                };
-                (Admission::Accepted, Some(Accepted { session, facts }))
+                (Admission::Accepted, Some(Accepted { session: c.session, facts }))
             }
             (Ok(()), Some(QuotaVerdict::Refused(r) | QuotaVerdict::RefusedChange(r)), _) => {
                 *out.refusals.entry(r.quota.reason()).or_default() += 1;
@@ -241,7 +246,47 @@ fn clamp_i32(v: i64) -> i32 {
     i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
 }
 
-fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>) -> SessionQuotaFacts {
+/// One [`PodId`] per pod for the whole pass: every session mentioning a pod
+/// shares its identity instead of holding copies of its strings (a pod is in
+/// up to 3 sessions, and a Service's endpoint pods in up to 200).
+#[derive(Default)]
+struct PodIds(HashSet<ByUid>);
+
+/// A [`PodId`] hashed and compared by uid alone, so it can be found by a `&str`.
+struct ByUid(PodId);
+
+impl PartialEq for ByUid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.uid() == other.0.uid()
+    }
+}
+
+impl Eq for ByUid {}
+
+impl std::hash::Hash for ByUid {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.uid().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ByUid {
+    fn borrow(&self) -> &str {
+        self.0.uid()
+    }
+}
+
+impl PodIds {
+    fn get(&mut self, uid: &str, namespace: &str, name: &str) -> PodId {
+        if let Some(known) = self.0.get(uid) {
+            return known.0.clone();
+        }
+        let id = PodId::new(uid, namespace, name);
+        self.0.insert(ByUid(id.clone()));
+        id
+    }
+}
+
+fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>, ids: &mut PodIds) -> SessionQuotaFacts {
     SessionQuotaFacts {
         filters: vec![s.filter_ref.clone()],
         // Out-of-range values never get here: validation refuses them first.
@@ -250,7 +295,7 @@ fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>) -> Ses
         sources: r
             .sources
             .iter()
-            .map(|p| PodId::new(p.uid.clone(), s.key.namespace.clone(), p.pod.clone()))
+            .map(|p| ids.get(&p.uid, &s.key.namespace, &p.pod))
             .collect(),
         targets: target.into_iter().collect(),
     }
@@ -258,7 +303,7 @@ fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>) -> Ses
 
 /// A kept state without the pods that no longer exist.
 fn refresh(mut prev: Accepted, pods: &HashMap<&str, &PodInfo>) -> Accepted {
-    prev.facts.sources.retain(|p| pods.contains_key(p.uid.as_str()));
+    prev.facts.sources.retain(|p| pods.contains_key(p.uid()));
     prev
 }
 
@@ -266,7 +311,7 @@ fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>) -> Vec<(String,
     a.facts
         .sources
         .iter()
-        .filter_map(|id| pods.get(id.uid.as_str()))
+        .filter_map(|id| pods.get(id.uid()))
         .filter(|p| !p.host_network && !p.ips.is_empty())
         .filter_map(|p| p.node.as_ref().map(|n| (p.uid.clone(), n.clone())))
         .collect()
