@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use podmirror_crds::api::{MirrorFilter, MirrorNodeState, MirrorSession, MirrorSessionStatus};
 use podmirror_crds::model::quota::QuotaLimits;
 use podmirror_operator::index::{self, Objects};
-use podmirror_operator::plan::{AcceptedSet, plan};
+use podmirror_operator::plan::{AcceptedSet, Plan, plan};
 use podmirror_operator::sync::{Seen, Write, writes};
 use serde_json::json;
 
@@ -45,6 +45,11 @@ fn status_kib(field: &str) -> u64 {
         .and_then(|s| s.lines().find(|l| l.starts_with(field)).map(str::to_owned))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
         .unwrap_or(0)
+}
+
+/// Ends a plan's life but for the accepted set it hands to the next pass.
+fn into_accepted(p: Plan) -> AcceptedSet {
+    p.accepted
 }
 
 struct World {
@@ -178,7 +183,16 @@ fn main() {
             todo.len(),
             peak_rss_kib() / 1024
         );
-        // Feed what a cold pass wrote back in, as the watches would.
+        // The pass is over: a real operator drops its picture and its plan
+        // (keeping only the accepted set) before the watches deliver what it
+        // wrote, so the caches never grow while a plan is still held.
+        accepted = into_accepted(p);
+        drop(seen);
+        drop(cluster);
+        let pass_peak = peak_rss_kib() / 1024;
+        // Feed what a cold pass wrote back in, as the watches would: each
+        // written object becomes an independent cache entry (a clone when the
+        // data is still shared, as the API server's copy would be).
         let mut statuses: std::collections::HashMap<(String, String), MirrorSessionStatus> = Default::default();
         let mut filter_statuses: std::collections::HashMap<String, podmirror_crds::api::MirrorFilterStatus> = Default::default();
         for wr in todo {
@@ -208,7 +222,11 @@ fn main() {
                 *f = Arc::new(o);
             }
         }
-        accepted = p.accepted;
+        println!(
+            "{pass:>6} caches updated: RSS {} MiB, peak RSS {} MiB (through the pass: {pass_peak} MiB)",
+            rss_mib(),
+            peak_rss_kib() / 1024
+        );
     }
-    println!("peak RSS (VmHWM): {} MiB", peak_rss_kib() / 1024);
+    println!("peak RSS of the process (VmHWM): {} MiB", peak_rss_kib() / 1024);
 }
