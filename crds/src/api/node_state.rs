@@ -77,6 +77,7 @@ pub struct NodePod {
     pub sessions: Vec<String>,
 }
 
+/// Written by the node's agent (field manager `podmirror-agent/<node>`).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MirrorNodeStateStatus {
@@ -86,6 +87,15 @@ pub struct MirrorNodeStateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Option<Vec<Condition>>,
+    /// Sessions (`namespace/name`) on whose `status.nodes` the agent holds
+    /// this node's entry. Recorded before an entry is written and dropped
+    /// after it is withdrawn, so an agent that restarts knows which entries
+    /// to withdraw for sessions that left the node while it was down; and
+    /// the operator keeps an otherwise empty MirrorNodeState until this is
+    /// empty (or the Node is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub reported_sessions: Option<Vec<String>>,
 }
 
 /// The schema of a rule list copied from a MirrorFilter, minus its CEL rules.
