@@ -162,6 +162,7 @@ fn main() {
             sessions: w.sessions.iter().map(AsRef::as_ref).collect(),
             filters: w.filters.iter().map(AsRef::as_ref).collect(),
             node_states: node_states.iter().map(AsRef::as_ref).collect(),
+            nodes: w.nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect(),
         };
         let todo = writes(&p, &seen, &now);
         let total = t.elapsed();

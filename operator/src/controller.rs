@@ -156,10 +156,12 @@ pub async fn run(
         let sessions = stores.sessions.state();
         let filters = stores.filters.state();
         let node_states = stores.node_states.state();
+        let node_objects = stores.nodes.state();
         let seen = Seen {
             sessions: sessions.iter().map(AsRef::as_ref).collect(),
             filters: filters.iter().map(AsRef::as_ref).collect(),
             node_states: node_states.iter().map(AsRef::as_ref).collect(),
+            nodes: node_objects.iter().filter_map(|n| n.metadata.name.as_deref()).collect(),
         };
         let todo = writes(&p, &seen, &Time(k8s_openapi::jiff::Timestamp::now()));
         let failed = execute_all(&executor, &todo, &metrics).await;
@@ -219,6 +221,7 @@ pub async fn execute_all(executor: &Executor, todo: &[Write], metrics: &Metrics)
             Write::DeleteNodeState { .. } => "node_state_delete",
             Write::ApplySessionStatus { .. } => "session_status",
             Write::ApplyFilterStatus { .. } => "filter_status",
+            Write::RemoveNodeEntries { .. } => "stale_node_entries",
             Write::Event { .. } => "event",
         };
         match executor.execute(w).await {

@@ -16,7 +16,7 @@ use podmirror_operator::controller::execute_all;
 use podmirror_operator::index::{self, Objects};
 use podmirror_operator::metrics::Metrics;
 use podmirror_operator::plan::{AcceptedSet, plan};
-use podmirror_operator::sync::{Executor, Seen, writes};
+use podmirror_operator::sync::{Executor, Seen, Write, writes};
 use serde_json::{Value, json};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -169,6 +169,7 @@ impl World {
             sessions: self.sessions.iter().map(AsRef::as_ref).collect(),
             filters: self.filters.iter().map(AsRef::as_ref).collect(),
             node_states: self.node_states.iter().map(AsRef::as_ref).collect(),
+            nodes: self.nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect(),
         };
         let todo = writes(&p, &seen, &now());
         let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -306,7 +307,7 @@ async fn a_refusal_is_a_condition_and_a_warning_event_and_leaves_the_incumbent_a
         })
         .collect();
     let mut first = (*w.sessions[0]).clone();
-    let seen = Seen { sessions: vec![&first], filters: vec![&w.filters[0]], node_states: vec![] };
+    let seen = Seen { sessions: vec![&first], filters: vec![&w.filters[0]], ..Seen::default() };
     let status = writes(&p, &seen, &now()).into_iter().find_map(|x| match x {
         podmirror_operator::sync::Write::ApplySessionStatus { status, .. } => Some(status),
         _ => None,
@@ -399,4 +400,114 @@ async fn a_failed_node_state_write_keeps_the_finalizer() {
     // (the script ends; any further request fails the pass differently).
     let failed = w.pass_allowing_failure(vec![refused]).await;
     assert!(failed, "the failed write is reported");
+}
+
+/// Converges `w`'s session and filter statuses as the operator writes them
+/// (no API involved), so a scenario's pass shows only what it is about.
+fn converge(w: &mut World) {
+    let objects = Objects { sessions: &w.sessions, filters: &w.filters, pods: &w.pods, services: &[], slices: &[], nodes: &w.nodes };
+    let (cluster, _) = index::cluster(&objects);
+    let p = plan(&cluster, w.accepted.clone(), &QuotaLimits::default());
+    w.node_states = p.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
+    let todo = {
+        let seen = Seen {
+            sessions: w.sessions.iter().map(AsRef::as_ref).collect(),
+            filters: w.filters.iter().map(AsRef::as_ref).collect(),
+            ..Seen::default()
+        };
+        writes(&p, &seen, &now())
+    };
+    for x in todo {
+        match x {
+            Write::ApplySessionStatus { name, status, .. } => {
+                for s in &mut w.sessions {
+                    if s.metadata.name.as_deref() == Some(name.as_str()) {
+                        let mut o = (**s).clone();
+                        let nodes = o.status.take().and_then(|st| st.nodes);
+                        o.status = Some(podmirror_crds::api::MirrorSessionStatus { nodes, ..status.clone() });
+                        *s = Arc::new(o);
+                    }
+                }
+            }
+            Write::ApplyFilterStatus { status, .. } => {
+                let mut o = (*w.filters[0]).clone();
+                o.status = Some(status);
+                w.filters[0] = Arc::new(o);
+            }
+            _ => {}
+        }
+    }
+    w.accepted = p.accepted;
+}
+
+fn node_entry(node: &str, packets: i64) -> podmirror_crds::api::NodeMirrorStatus {
+    podmirror_crds::api::NodeMirrorStatus {
+        node: node.into(),
+        programmed_interfaces: Some(vec![]),
+        mirrored_packets: Some(packets),
+        mirrored_bytes: None,
+        dropped: None,
+        truncated: None,
+        last_update: None,
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn entries_of_nodes_that_are_gone_are_removed_and_live_ones_stay() {
+    let mut w = World::seed();
+    w.filters.push(filter(true, false));
+    w.sessions.push(session("mirror-session-a", "2026-01-01T00:00:00Z", 1, true, false));
+    // node-c was deleted with its agent; its entry would stay forever.
+    let mut s = (*w.sessions[0]).clone();
+    s.status = Some(podmirror_crds::api::MirrorSessionStatus {
+        nodes: Some(vec![node_entry("node-c", 0), node_entry("node-a", 7), node_entry("node-d", 0)]),
+        ..Default::default()
+    });
+    w.sessions[0] = Arc::new(s);
+    converge(&mut w);
+    converge(&mut w);
+    let reply = as_json(&*w.sessions[0]);
+    let script = vec![expect(Method::PATCH, &format!("{MS}/mirror-session-a/status"), "", |b| {
+        // Highest index first, each removal guarded by a test of the name.
+        assert_eq!(b, &json!([
+            {"op": "test", "path": "/status/nodes/2/node", "value": "node-d"},
+            {"op": "remove", "path": "/status/nodes/2"},
+            {"op": "test", "path": "/status/nodes/0/node", "value": "node-c"},
+            {"op": "remove", "path": "/status/nodes/0"},
+        ]));
+    }, reply)];
+    w.pass(script).await;
+
+    // Without a Node list (unknown), nothing is ever treated as stale: the
+    // only write is node-b's state going with its (now unlisted) Node.
+    w.nodes.clear();
+    w.pass(vec![expect(Method::DELETE, &format!("{MNS}/node-b"), "", |_| {}, node_state_reply("node-b"))]).await;
+}
+
+#[tokio::test]
+async fn a_filter_whose_rules_do_not_compile_gets_a_warning_event() {
+    let mut w = World::seed();
+    let mut f = (*filter(true, false)).clone();
+    // A port range with ICMP: the model refuses it (the API server's CEL would too).
+    f.spec.inbound_rules[0].protocol = serde_json::from_value(json!("ICMP")).unwrap();
+    w.filters.push(Arc::new(f));
+    converge(&mut w);
+    let mut f = (*w.filters[0]).clone();
+    f.status = None;
+    w.filters[0] = Arc::new(f);
+    let reply = as_json(&*w.filters[0]);
+    let script = vec![
+        expect(Method::POST, EVENTS, "", |b| {
+            assert_eq!((b["type"].as_str(), b["reason"].as_str()), (Some("Warning"), Some("InvalidRules")));
+            assert_eq!(b["regarding"]["kind"], "MirrorFilter");
+            assert_eq!(b["regarding"]["name"], "mirror-filter-a");
+            let note = b["note"].as_str().unwrap();
+            assert!(note.contains("inboundRules[0]"), "{note}");
+        }, event_reply()),
+        expect(Method::PATCH, &format!("{MF}/mirror-filter-a/status"), APPLY, |b| {
+            assert_eq!(condition(&b["status"], "Valid")["status"], "False");
+        }, reply),
+    ];
+    w.pass(script).await;
 }

@@ -99,6 +99,24 @@ impl Executor {
                     .await
                     .map_err(kube_err("applying status of", "MirrorFilter", format!("{namespace}/{name}")))?;
             }
+            Write::RemoveNodeEntries { namespace, name, entries } => {
+                // Highest index first, so earlier removals do not shift the
+                // later ones; each `test` makes the patch fail (422) rather
+                // than remove the wrong entry if the list changed meanwhile.
+                let mut ops = Vec::new();
+                let mut sorted = entries.clone();
+                sorted.sort_by(|a, b| b.0.cmp(&a.0));
+                for (i, node) in sorted {
+                    ops.push(json!({"op": "test", "path": format!("/status/nodes/{i}/node"), "value": node}));
+                    ops.push(json!({"op": "remove", "path": format!("/status/nodes/{i}")}));
+                }
+                let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
+                    .map_err(|source| Error::Serialize { what: "a JSON patch", source })?;
+                Api::<MirrorSession>::namespaced(self.client.clone(), namespace)
+                    .patch_status(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                    .await
+                    .map_err(kube_err("removing entries of gone nodes from", "MirrorSession", format!("{namespace}/{name}")))?;
+            }
             Write::Event { regarding, warning, reason, note } => {
                 let ev = Event {
                     type_: if *warning { EventType::Warning } else { EventType::Normal },
@@ -107,9 +125,10 @@ impl Executor {
                     action: "Reconcile".into(),
                     secondary: None,
                 };
+                let kind = if regarding.kind.as_deref() == Some("MirrorFilter") { "MirrorFilter" } else { "MirrorSession" };
                 self.recorder.publish(&ev, regarding).await.map_err(kube_err(
                     "publishing an event on",
-                    "MirrorSession",
+                    kind,
                     regarding.name.clone().unwrap_or_default(),
                 ))?;
             }

@@ -7,7 +7,7 @@
 //! and finalizer removal last, only after the node states that drop the
 //! deleted session were written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -20,7 +20,7 @@ use podmirror_crds::model::SessionKey;
 
 use crate::index;
 use crate::plan::cluster::ObjKey;
-use crate::plan::status::{ACCEPTED, filter_status, session_status};
+use crate::plan::status::{ACCEPTED, VALID, filter_status, session_status};
 use crate::plan::{Admission, Plan};
 
 /// Set on sessions and filters so deletion first removes them from every node.
@@ -40,6 +40,10 @@ pub enum Write {
     DeleteNodeState { name: String },
     ApplySessionStatus { namespace: String, name: String, status: MirrorSessionStatus },
     ApplyFilterStatus { namespace: String, name: String, status: MirrorFilterStatus },
+    /// Removes agents' `status.nodes[]` entries of nodes that no longer
+    /// exist (their agents are gone and cannot withdraw them). A JSON patch
+    /// of `(index, node)` pairs, each guarded by a `test` of the node name.
+    RemoveNodeEntries { namespace: String, name: String, entries: Vec<(usize, String)> },
     Event { regarding: ObjectReference, warning: bool, reason: String, note: String },
 }
 
@@ -49,6 +53,9 @@ pub struct Seen<'a> {
     pub sessions: Vec<&'a MirrorSession>,
     pub filters: Vec<&'a MirrorFilter>,
     pub node_states: Vec<&'a MirrorNodeState>,
+    /// Names of the cluster's Node objects. Empty means "unknown": then no
+    /// node entry is ever treated as stale.
+    pub nodes: BTreeSet<&'a str>,
 }
 
 pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
@@ -76,6 +83,14 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
             .nodes
             .as_ref()
             .map(|n| n.iter().filter_map(|e| e.mirrored_packets).sum::<i64>());
+        let stale = stale_node_entries(&current, seen, plan);
+        if !stale.is_empty() {
+            statuses.push(Write::RemoveNodeEntries {
+                namespace: info.key.namespace.clone(),
+                name: info.key.name.clone(),
+                entries: stale,
+            });
+        }
         let mut ours = current.clone();
         ours.nodes = None;
         if ours != desired {
@@ -106,6 +121,7 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
         let previous = current.conditions.clone().unwrap_or_default();
         let desired = filter_status(&info, count, f.metadata.generation, &previous, now);
         if current != desired {
+            statuses.extend(filter_event(*f, &current, &desired));
             statuses.push(Write::ApplyFilterStatus { namespace: info.namespace, name: info.name, status: desired });
         }
     }
@@ -125,6 +141,21 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
     }
 
     add_finalizers.into_iter().chain(node_writes).chain(statuses).chain(remove_finalizers).collect()
+}
+
+/// `(index, node)` of the entries in `status.nodes` whose node is neither a
+/// Node object nor a node the plan writes a state for.
+fn stale_node_entries(current: &MirrorSessionStatus, seen: &Seen<'_>, plan: &Plan) -> Vec<(usize, String)> {
+    if seen.nodes.is_empty() {
+        return Vec::new();
+    }
+    let Some(entries) = current.nodes.as_ref() else { return Vec::new() };
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !seen.nodes.contains(e.node.as_str()) && !plan.nodes.contains_key(&e.node))
+        .map(|(i, e)| (i, e.node.clone()))
+        .collect()
 }
 
 fn set_finalizers<K: Resource>(kind: Kind, obj: &K, add: bool) -> Write {
@@ -177,6 +208,25 @@ fn events(s: &MirrorSession, current: &MirrorSessionStatus, desired: &MirrorSess
         });
     }
     out
+}
+
+/// An Event when a filter's `Valid` condition turns (or first is) False,
+/// and when it turns True again.
+fn filter_event(f: &MirrorFilter, current: &MirrorFilterStatus, desired: &MirrorFilterStatus) -> Option<Write> {
+    let valid = |st: &MirrorFilterStatus| {
+        st.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == VALID)).map(|c| (c.status.clone(), c.message.clone()))
+    };
+    let (before, (now, message)) = (valid(current), valid(desired)?);
+    if before.as_ref().map(|b| &b.0) == Some(&now) || (before.is_none() && now == "True") {
+        return None;
+    }
+    let warning = now != "True";
+    Some(Write::Event {
+        regarding: f.object_ref(&()),
+        warning,
+        reason: if warning { "InvalidRules".into() } else { "RulesValid".into() },
+        note: truncate(if warning { format!("the filter's rules do not compile: {message}") } else { "every rule compiles again".into() }),
+    })
 }
 
 /// Event notes are limited to 1 kB by the API.
