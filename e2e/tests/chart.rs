@@ -295,15 +295,16 @@ fn rbac_is_exactly_the_documented_minimal_set() {
         undocumented.is_empty() && unrendered.is_empty(),
         "granted but not in README: {undocumented:#?}\nin README but not granted: {unrendered:#?}"
     );
-    // The agent can write nothing but session status.
+    // The agent can write nothing but status: its entry on sessions and its
+    // record on its node's state.
     let agent_writes: Vec<_> = rendered
         .iter()
         .filter(|g| g.component == "agent" && !["get", "list", "watch"].contains(&g.verb.as_str()))
         .collect();
     assert!(
-        agent_writes
-            .iter()
-            .all(|g| g.resource == "mirrorsessions/status" && g.verb == "patch"),
+        agent_writes.iter().all(|g| {
+            ["mirrorsessions/status", "mirrornodestates/status"].contains(&g.resource.as_str()) && g.verb == "patch"
+        }),
         "{agent_writes:#?}"
     );
     // Each binding gives its component's role to its component's account only.

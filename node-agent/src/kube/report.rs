@@ -5,7 +5,9 @@
 
 use ::kube::api::{Api, Patch, PatchParams};
 use ::kube::Client;
-use podmirror_crds::api::{MirrorSession, NodeMirrorStatus};
+use std::collections::BTreeSet;
+
+use podmirror_crds::api::{MirrorNodeState, MirrorSession, NodeMirrorStatus};
 use podmirror_crds::model::SessionKey;
 use serde_json::{json, Value};
 
@@ -41,6 +43,33 @@ pub async fn apply(client: &Client, node: &str, key: &SessionKey, entry: Option<
     }
 }
 
+/// The apply body of this node's record on its MirrorNodeState status.
+pub fn record_body(sessions: &BTreeSet<SessionKey>) -> Value {
+    let list: Vec<String> = sessions.iter().map(ToString::to_string).collect();
+    json!({
+        "apiVersion": "podmirror.io/v1alpha1",
+        "kind": "MirrorNodeState",
+        "status": { "reportedSessions": list },
+    })
+}
+
+/// Records on this node's MirrorNodeState which sessions hold an entry of
+/// ours (`status.reportedSessions`), so a restarted agent can withdraw the
+/// ones that left meanwhile. Without the object (the operator has not written
+/// it, or the Node is gone) an empty record is trivially true.
+pub async fn record(client: &Client, node: &str, sessions: &BTreeSet<SessionKey>) -> Result<(), AgentError> {
+    let api = Api::<MirrorNodeState>::all(client.clone());
+    let pp = PatchParams::apply(&field_manager(node)).force();
+    match api.patch_status(node, &pp, &Patch::Apply(record_body(sessions))).await {
+        Ok(_) => Ok(()),
+        Err(::kube::Error::Api(s)) if s.code == 404 && sessions.is_empty() => Ok(()),
+        Err(e) => Err(AgentError::DatapathGlobal {
+            op: "status report",
+            message: format!("recording the reported sessions on MirrorNodeState {node}: {e}"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +91,14 @@ mod tests {
         assert!(b["status"].get("phase").is_none() && b["status"].get("conditions").is_none());
         assert_eq!(body(None)["status"], json!({"nodes": []}));
         assert_eq!(field_manager("node-a"), "podmirror-agent/node-a");
+    }
+
+    #[test]
+    fn record_body_lists_sessions_as_namespace_slash_name() {
+        let s: BTreeSet<SessionKey> = [SessionKey::new("b", "y"), SessionKey::new("a", "x")].into();
+        let b = record_body(&s);
+        assert_eq!(b["kind"], "MirrorNodeState");
+        assert_eq!(b["status"], json!({"reportedSessions": ["a/x", "b/y"]}));
+        assert_eq!(record_body(&BTreeSet::new())["status"], json!({"reportedSessions": []}));
     }
 }

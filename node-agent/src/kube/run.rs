@@ -1,6 +1,6 @@
 //! The Kubernetes-mode loop: watch → desired state → core → status entries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use podmirror_crds::model::SessionKey;
 use tokio::sync::Notify;
 
 use super::report;
-use super::status::{due, entries, Observed};
+use super::status::{due, entries, record_before, recorded_as_written, Observed};
 use crate::core::{desired_from_node_state, AgentError, DatapathOps, PodKey, Reconciler};
 use crate::ifdiscovery;
 use crate::metrics::{Metrics, Snapshot};
@@ -144,7 +144,15 @@ pub async fn run<D: DatapathOps>(
         watch.abort();
         return;
     }
-    let mut written: BTreeMap<SessionKey, NodeMirrorStatus> = BTreeMap::new();
+    // What an earlier agent of this node recorded as holding an entry.
+    let previous: Vec<String> = store
+        .state()
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref() == Some(node.as_str()))
+        .and_then(|s| s.status.as_ref().and_then(|st| st.reported_sessions.clone()))
+        .unwrap_or_default();
+    let mut written: BTreeMap<SessionKey, NodeMirrorStatus> = recorded_as_written(&node, &previous);
+    let mut recorded: BTreeSet<SessionKey> = written.keys().cloned().collect();
     let mut last_counters = Instant::now();
     let mut reloads_ok = 0u64;
     loop {
@@ -163,7 +171,22 @@ pub async fn run<D: DatapathOps>(
         if counters_due {
             last_counters = Instant::now();
         }
-        for (key, entry) in due(&written, &current, counters_due) {
+        let todo = due(&written, &current, counters_due);
+        let mut report_failed = false;
+        let wanted = record_before(&recorded, &todo);
+        if wanted != recorded {
+            match report::record(&client, &node, &wanted).await {
+                Ok(()) => recorded = wanted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording reported sessions (new entries wait for it)");
+                    report_failed = true;
+                }
+            }
+        }
+        for (key, entry) in todo {
+            if entry.is_some() && !recorded.contains(&key) {
+                continue; // never an entry that a restart could not find
+            }
             match report::apply(&client, &node, &key, entry.as_ref()).await {
                 Ok(()) => match entry {
                     Some(e) => {
@@ -173,7 +196,20 @@ pub async fn run<D: DatapathOps>(
                         written.remove(&key);
                     }
                 },
-                Err(e) => tracing::warn!(error = %e, "status report (retried next round)"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "status report (retried next round)");
+                    report_failed = true;
+                }
+            }
+        }
+        let holds: BTreeSet<SessionKey> = written.keys().cloned().collect();
+        if holds != recorded {
+            match report::record(&client, &node, &holds).await {
+                Ok(()) => recorded = holds,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recording reported sessions (retried next round)");
+                    report_failed = true;
+                }
             }
         }
         metrics.publish(Snapshot {
@@ -186,7 +222,7 @@ pub async fn run<D: DatapathOps>(
             ready: true,
         });
 
-        let wait = if problems > 0 { opts.retry_interval } else { opts.status_interval };
+        let wait = if problems > 0 || report_failed { opts.retry_interval } else { opts.status_interval };
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(wait) => {}

@@ -112,6 +112,41 @@ pub fn due(
     out
 }
 
+/// What an agent that starts believes it has written: a placeholder for
+/// each session its MirrorNodeState records (`status.reportedSessions`). A
+/// placeholder differs from every real entry, so a session still on the node
+/// gets its entry rewritten and one that left while the agent was down gets
+/// it withdrawn. Records that are not `namespace/name` are skipped.
+pub fn recorded_as_written(node: &str, recorded: &[String]) -> BTreeMap<SessionKey, NodeMirrorStatus> {
+    recorded
+        .iter()
+        .filter_map(|r| r.split_once('/'))
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .map(|(ns, name)| {
+            let placeholder = NodeMirrorStatus {
+                node: node.to_owned(),
+                programmed_interfaces: None,
+                mirrored_packets: None,
+                mirrored_bytes: None,
+                dropped: None,
+                truncated: None,
+                last_update: None,
+                error: None,
+            };
+            (SessionKey::new(ns, name), placeholder)
+        })
+        .collect()
+}
+
+/// The record to hold before `todo` is written: what is recorded plus every
+/// session about to get an entry (write-ahead, so a crash between the two
+/// writes never leaves an entry nobody knows to withdraw).
+pub fn record_before(recorded: &BTreeSet<SessionKey>, todo: &[(SessionKey, Option<NodeMirrorStatus>)]) -> BTreeSet<SessionKey> {
+    let mut out = recorded.clone();
+    out.extend(todo.iter().filter(|(_, e)| e.is_some()).map(|(k, _)| k.clone()));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +245,36 @@ mod tests {
         let fourth = entries("node-a", &gone, &seen, &now());
         let w = due(&third, &fourth, false);
         assert!(w.contains(&(SessionKey::new("team", "off"), None)), "{w:?}");
+    }
+
+    #[test]
+    fn a_restarted_agent_rewrites_what_it_still_holds_and_withdraws_the_rest() {
+        // Recorded before the restart: "s" (still on the node) and "gone"
+        // (left while the agent was down); one malformed record.
+        let recorded = ["team/s".to_owned(), "team/gone".to_owned(), "junk".to_owned()];
+        let written = recorded_as_written("node-a", &recorded);
+        assert_eq!(written.len(), 2);
+        let mut seen = Observed::default();
+        seen.interfaces.insert(PodKey::new("team", "a"), "pmv-a".into());
+        seen.programmed.insert(PodKey::new("team", "a"));
+        let current = entries("node-a", &spec(), &seen, &now());
+        let w = due(&written, &current, false);
+        let keys: BTreeMap<SessionKey, bool> = w.iter().map(|(k, e)| (k.clone(), e.is_some())).collect();
+        assert_eq!(keys.get(&SessionKey::new("team", "s")), Some(&true), "rewritten: {w:?}");
+        assert_eq!(keys.get(&SessionKey::new("team", "off")), Some(&true), "new entry: {w:?}");
+        assert_eq!(keys.get(&SessionKey::new("team", "gone")), Some(&false), "withdrawn: {w:?}");
+        assert_eq!(w.len(), 3);
+    }
+
+    #[test]
+    fn sessions_are_recorded_before_their_entries_are_written() {
+        let recorded: BTreeSet<SessionKey> = [SessionKey::new("team", "old")].into();
+        let todo = vec![
+            (SessionKey::new("team", "new"), Some(recorded_as_written("n", &["team/new".into()]).into_values().next().unwrap())),
+            (SessionKey::new("team", "old"), None),
+        ];
+        let r = record_before(&recorded, &todo);
+        // "old" stays recorded until its withdrawal has succeeded.
+        assert_eq!(r, [SessionKey::new("team", "new"), SessionKey::new("team", "old")].into());
     }
 }
