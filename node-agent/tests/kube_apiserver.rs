@@ -16,7 +16,11 @@
 //! assert conditions, phase, resolved sources, a quota refusal, a consent
 //! refusal and the per-node desired state; then run the agent for `node-a`
 //! and assert mirrored VXLAN arrives at the collector and the agent's entry
-//! appears on the session, which turns `Programmed`/`Active`.
+//! appears on the session, which turns `Programmed`/`Active`. Then the
+//! status bookkeeping: the agent's record of its entries on its node's state,
+//! the operator removing the entry of a node that does not exist, a stopped
+//! agent's stale entry withdrawn by the next agent after the session left the
+//! node, the finalizer released on deletion, and the refusal's Event.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -350,23 +355,7 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some("op-test"));
 
     // The agent of node-a, on its own thread in this (node) namespace.
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent_client = client.clone();
-    let agent_cfg = cfg.clone();
-    let agent = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("agent runtime");
-        rt.block_on(async move {
-            let datapath = Datapath::open(&agent_cfg).expect("datapath");
-            let mut reconciler = Reconciler::new(datapath);
-            let mut opts = agent_kube::Options::new("node-a", Duration::from_secs(2));
-            opts.retry_interval = Duration::from_millis(500);
-            let stop = async move {
-                let _ = stop_rx.await;
-            };
-            agent_kube::run(agent_client, &opts, &mut reconciler, &AgentMetrics::default(), stop).await;
-        });
-    });
-
+    let agent = start_agent(client.clone(), cfg.clone());
     let a = eventually("node-a's entry and Programmed", 60, async || {
         let s = sessions.get("mirror-session-a").await.ok()?;
         let entry = s.status.as_ref()?.nodes.as_ref()?.iter().find(|n| n.node == "node-a")?.clone();
@@ -400,8 +389,106 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     })
     .await;
 
-    let _ = stop_tx.send(());
-    agent.join().expect("agent thread");
+    // The agent records which sessions hold its entry (for its next start).
+    eventually("node-a's record of its entries", 30, async || {
+        let s = states.get("node-a").await.ok()?;
+        (s.status?.reported_sessions? == vec!["team/mirror-session-a".to_owned()]).then_some(())
+    })
+    .await;
+
+    // An entry of a node that does not exist (its agent went with it) is
+    // removed by the operator; node-a's stays.
+    let ghost = json!({"apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorSession",
+        "status": {"nodes": [{"node": "node-z", "mirroredPackets": 5}]}});
+    sessions
+        .patch_status("mirror-session-a", &PatchParams::apply("podmirror-agent/node-z").force(), &Patch::Apply(&ghost))
+        .await
+        .expect("node-z's entry");
+    eventually("node-z's entry removed, node-a's kept", 30, async || {
+        let s = sessions.get("mirror-session-a").await.ok()?;
+        let nodes: Vec<String> = s.status?.nodes?.iter().map(|n| n.node.clone()).collect();
+        (nodes == vec!["node-a".to_owned()]).then_some(())
+    })
+    .await;
+
+    // The agent stops; meanwhile the session leaves node-a (its source is now
+    // a pod of node-b). The entry it left behind is withdrawn by the next agent.
+    agent.stop();
+    apply(&client, session("mirror-session-a", 1, 1, json!({"podName": "far"}),
+        json!({"service": {"name": "collector", "namespace": "obs"}}))).await;
+    eventually("mirror-session-a gone from node-a's state", 30, async || {
+        let s = states.get("node-a").await.ok()?;
+        s.spec.sessions.is_empty().then_some(())
+    })
+    .await;
+    let stale = sessions.get("mirror-session-a").await.expect("session");
+    assert!(
+        stale.status.as_ref().and_then(|s| s.nodes.as_ref()).is_some_and(|n| n.iter().any(|e| e.node == "node-a")),
+        "with its agent down, node-a's entry is still there"
+    );
+    let agent = start_agent(client.clone(), cfg.clone());
+    eventually("the restarted agent withdraws node-a's entry and its record", 30, async || {
+        let s = sessions.get("mirror-session-a").await.ok()?;
+        let holds = s.status.as_ref()?.nodes.as_ref().is_some_and(|n| n.iter().any(|e| e.node == "node-a"));
+        let state = states.get("node-a").await.ok()?;
+        let recorded = state.status.and_then(|s| s.reported_sessions).unwrap_or_default();
+        (!holds && recorded.is_empty()).then_some(())
+    })
+    .await;
+
+    // Deleting the session: the finalizer goes once no node state holds it.
+    sessions.delete("mirror-session-a", &Default::default()).await.expect("delete");
+    eventually("mirror-session-a deleted", 30, async || {
+        let gone = matches!(sessions.get("mirror-session-a").await, Err(kube::Error::Api(e)) if e.code == 404);
+        let b = states.get("node-b").await.ok()?;
+        (gone && b.spec.sessions.iter().all(|s| s.name != "mirror-session-a")).then_some(())
+    })
+    .await;
+
+    // The refusal was also told as a Warning Event on the session.
+    let events: Api<Event> = Api::namespaced(client.clone(), "team");
+    let refused = events.list(&Default::default()).await.expect("events").items.into_iter().find(|e| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("clash") && e.reason.as_deref() == Some("QuotaRefused")
+    });
+    let refused = refused.expect("a QuotaRefused Event on clash");
+    assert_eq!(refused.type_.as_deref(), Some("Warning"));
+    assert!(refused.note.as_deref().is_some_and(|n| n.contains("team/mirror-session-a")), "{:?}", refused.note);
+
+    agent.stop();
     operator.abort();
     election.abort();
+}
+
+/// A running agent (Kubernetes mode for node-a) on its own thread.
+struct Agent {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Agent {
+    /// Stops it as SIGTERM would: the datapath stays pinned.
+    fn stop(self) {
+        let _ = self.stop.send(());
+        self.thread.join().expect("agent thread");
+    }
+}
+
+/// Starts node-a's agent in the calling thread's network namespace; a second
+/// start adopts what the first left pinned.
+fn start_agent(client: Client, cfg: DatapathConfig) -> Agent {
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("agent runtime");
+        rt.block_on(async move {
+            let datapath = Datapath::open(&cfg).expect("datapath");
+            let mut reconciler = Reconciler::new(datapath);
+            let mut opts = agent_kube::Options::new("node-a", Duration::from_secs(2));
+            opts.retry_interval = Duration::from_millis(500);
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            agent_kube::run(client, &opts, &mut reconciler, &AgentMetrics::default(), stop).await;
+        });
+    });
+    Agent { stop, thread }
 }

@@ -192,6 +192,8 @@ const MF: &str = "/apis/podmirror.io/v1alpha1/namespaces/team/mirrorfilters";
 const MNS: &str = "/apis/podmirror.io/v1alpha1/mirrornodestates";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team/events";
 const APPLY: &str = "fieldManager=podmirror-operator&force=true";
+/// Non-apply patches name the operator as their field manager too.
+const MANAGED: &str = "fieldManager=podmirror-operator";
 
 fn as_json<T: serde::Serialize>(o: &T) -> Value {
     serde_json::to_value(o).unwrap()
@@ -235,10 +237,10 @@ async fn happy_path_writes_finalizers_node_states_status_and_an_event() {
     let s_reply = as_json(&*w.sessions[0]);
     let f_reply = as_json(&*w.filters[0]);
     let script = vec![
-        expect(Method::PATCH, &format!("{MS}/mirror-session-a"), "", |b| {
+        expect(Method::PATCH, &format!("{MS}/mirror-session-a"), MANAGED, |b| {
             assert_eq!(b, &json!({"metadata": {"finalizers": ["podmirror.io/cleanup"], "resourceVersion": "20"}}));
         }, s_reply.clone()),
-        expect(Method::PATCH, &format!("{MF}/mirror-filter-a"), "", |b| {
+        expect(Method::PATCH, &format!("{MF}/mirror-filter-a"), MANAGED, |b| {
             assert_eq!(b, &json!({"metadata": {"finalizers": ["podmirror.io/cleanup"], "resourceVersion": "10"}}));
         }, f_reply.clone()),
         expect(Method::PATCH, &format!("{MNS}/node-a"), APPLY, |b| {
@@ -370,7 +372,7 @@ async fn deletion_removes_the_session_from_its_node_before_releasing_the_finaliz
         expect(Method::PATCH, &format!("{MNS}/node-a"), APPLY, |b| {
             assert_eq!(b["spec"], json!({"node": "node-a", "sessions": [], "pods": []}));
         }, node_state_reply("node-a")),
-        expect(Method::PATCH, &format!("{MS}/mirror-session-a"), "", |b| {
+        expect(Method::PATCH, &format!("{MS}/mirror-session-a"), MANAGED, |b| {
             // Only our finalizer goes; someone else's stays.
             assert_eq!(b, &json!({"metadata": {"finalizers": ["example.com/other"], "resourceVersion": "20"}}));
         }, reply),
@@ -468,7 +470,7 @@ async fn entries_of_nodes_that_are_gone_are_removed_and_live_ones_stay() {
     converge(&mut w);
     converge(&mut w);
     let reply = as_json(&*w.sessions[0]);
-    let script = vec![expect(Method::PATCH, &format!("{MS}/mirror-session-a/status"), "", |b| {
+    let script = vec![expect(Method::PATCH, &format!("{MS}/mirror-session-a/status"), MANAGED, |b| {
         // Highest index first, each removal guarded by a test of the name.
         assert_eq!(b, &json!([
             {"op": "test", "path": "/status/nodes/2/node", "value": "node-d"},

@@ -41,7 +41,7 @@ impl Executor {
                 let patch = Patch::Merge(json!({
                     "metadata": { "finalizers": finalizers, "resourceVersion": resource_version }
                 }));
-                let pp = PatchParams::default();
+                let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
                 let object = format!("{namespace}/{name}");
                 match kind {
                     Kind::MirrorSession => {
@@ -113,7 +113,7 @@ impl Executor {
                 let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
                     .map_err(|source| Error::Serialize { what: "a JSON patch", source })?;
                 Api::<MirrorSession>::namespaced(self.client.clone(), namespace)
-                    .patch_status(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+                    .patch_status(name, &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }, &Patch::<()>::Json(patch))
                     .await
                     .map_err(kube_err("removing entries of gone nodes from", "MirrorSession", format!("{namespace}/{name}")))?;
             }
