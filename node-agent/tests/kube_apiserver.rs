@@ -21,6 +21,10 @@
 //! the operator removing the entry of a node that does not exist, a stopped
 //! agent's stale entry withdrawn by the next agent after the session left the
 //! node, the finalizer released on deletion, and the refusal's Event.
+//!
+//! The operator and the agent authenticate as the chart's ServiceAccounts
+//! (static tokens) with exactly the chart's RBAC, rendered by the real helm:
+//! any verb the chart forgot fails this test with a 403.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,6 +55,10 @@ use serde_json::{Value, json};
 
 const NODE_IP: &str = "172.31.254.1";
 const TOKEN: &str = "pmop-test-token";
+const OPERATOR_TOKEN: &str = "pmop-operator-token";
+const AGENT_TOKEN: &str = "pmop-agent-token";
+/// The chart's release namespace (its Lease lives there).
+const RELEASE_NS: &str = "podmirror-system";
 const MANAGER: &str = "podmirror-test";
 
 /// A child process killed when the test ends, however it ends.
@@ -126,7 +134,7 @@ fn kube_operator_and_agent_against_a_real_api_server() {
 }
 
 /// Starts etcd and kube-apiserver (in the calling thread's network namespace).
-fn control_plane(apiserver: &str, etcd: &str, dir: &Path) -> (Proc, Proc) {
+fn control_plane(apiserver: &str, etcd: &str, dir: &Path, identities: &Identities) -> (Proc, Proc) {
     let log = |name: &str| fs::File::create(dir.join(name)).expect("log file");
     let etcd = Command::new(etcd)
         .args(["--data-dir", &dir.join("etcd").display().to_string()])
@@ -145,7 +153,7 @@ fn control_plane(apiserver: &str, etcd: &str, dir: &Path) -> (Proc, Proc) {
         .status()
         .expect("openssl (service account key)");
     assert!(status.success(), "openssl genrsa failed");
-    fs::write(dir.join("tokens.csv"), format!("{TOKEN},admin,admin,system:masters\n")).expect("token file");
+    fs::write(dir.join("tokens.csv"), tokens_csv(identities)).expect("token file");
     let api = Command::new(apiserver)
         .args(["--etcd-servers=http://127.0.0.1:23790", "--bind-address=127.0.0.1", "--secure-port=16443"])
         .arg(format!("--advertise-address={NODE_IP}"))
@@ -162,10 +170,57 @@ fn control_plane(apiserver: &str, etcd: &str, dir: &Path) -> (Proc, Proc) {
     (etcd, Proc(api, "kube-apiserver"))
 }
 
+/// The chart's RBAC, rendered by the real helm for release `podmirror` in
+/// `podmirror-system`: the roles and bindings, and the ServiceAccount each
+/// component runs as.
+struct Identities {
+    rbac: Vec<Value>,
+    operator: String,
+    agent: String,
+}
+
+impl Identities {
+    fn render() -> Identities {
+        let helm = podmirror_e2e::tools::helm().unwrap_or_else(|e| panic!("helm (installed by `make test`): {e}"));
+        let chart = podmirror_e2e::chart_dir().display().to_string();
+        let text = podmirror_e2e::cmd::run(&helm, &["template", "podmirror", &chart, "--namespace", RELEASE_NS])
+            .unwrap_or_else(|e| panic!("helm template: {e}"));
+        let objects = podmirror_e2e::manifest::parse_documents(&text).unwrap_or_else(|e| panic!("rendered chart: {e}"));
+        let rbac: Vec<Value> = objects
+            .iter()
+            .filter(|o| ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].contains(&o.kind.as_str()))
+            .map(|o| serde_json::to_value(&o.value).unwrap_or_else(|e| panic!("{}: {e}", o.id())))
+            .collect();
+        let account = |component: &str| {
+            let workload = objects
+                .iter()
+                .find(|o| ["Deployment", "DaemonSet"].contains(&o.kind.as_str()) && o.label("app.kubernetes.io/component") == Some(component))
+                .unwrap_or_else(|| panic!("no workload of component {component} rendered"));
+            let sa = workload.pod_spec().and_then(|p| p["serviceAccountName"].as_str()).expect("serviceAccountName");
+            format!("system:serviceaccount:{RELEASE_NS}:{sa}")
+        };
+        Identities { operator: account("operator"), agent: account("agent"), rbac }
+    }
+}
+
+/// Static tokens: an admin for the test's own setup, and the two components
+/// authenticated as their ServiceAccounts (so only the chart's RBAC applies).
+fn tokens_csv(ids: &Identities) -> String {
+    let groups = format!("\"system:serviceaccounts,system:serviceaccounts:{RELEASE_NS}\"");
+    format!(
+        "{TOKEN},admin,admin,system:masters\n{OPERATOR_TOKEN},{},operator,{groups}\n{AGENT_TOKEN},{},agent,{groups}\n",
+        ids.operator, ids.agent
+    )
+}
+
 async fn client() -> Client {
+    client_with(TOKEN).await
+}
+
+async fn client_with(token: &str) -> Client {
     let kubeconfig = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster: {{server: 'https://127.0.0.1:16443', insecure-skip-tls-verify: true}}\n\
-         users:\n- name: t\n  user: {{token: {TOKEN}}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t, namespace: default}}\n\
+         users:\n- name: t\n  user: {{token: {token}}}\ncontexts:\n- name: t\n  context: {{cluster: t, user: t, namespace: default}}\n\
          current-context: t\n"
     );
     let kc = Kubeconfig::from_yaml(&kubeconfig).expect("kubeconfig");
@@ -228,7 +283,8 @@ fn condition<'a>(s: &'a MirrorSession, t: &str) -> Option<(&'a str, &'a str)> {
 }
 
 async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg: &DatapathConfig) {
-    let (_etcd, _api) = control_plane(apiserver, etcd, dir);
+    let identities = Identities::render();
+    let (_etcd, _api) = control_plane(apiserver, etcd, dir, &identities);
     let client = client().await;
     eventually("the API server", 90, async || client.apiserver_version().await.ok()).await;
 
@@ -251,10 +307,18 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
         .await;
     }
 
-    for ns in ["team", "obs", "podmirror-system"] {
+    for ns in ["team", "obs", RELEASE_NS] {
         apply(&client, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await;
     }
     apply(&client, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "team"}})).await;
+    // The operator and the agent get exactly the chart's RBAC.
+    for obj in &identities.rbac {
+        apply(&client, obj.clone()).await;
+    }
+    let operator_client = client_with(OPERATOR_TOKEN).await;
+    // The identities are really restricted: the agent may not read pods.
+    let denied = Api::<Pod>::all(client_with(AGENT_TOKEN).await).list(&Default::default()).await;
+    assert!(matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403), "the agent listed pods: {denied:?}");
     for n in ["node-a", "node-b"] {
         apply(&client, json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}})).await;
     }
@@ -296,7 +360,7 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     let metrics = Arc::new(Metrics::default());
     let (tx, rx) = tokio::sync::watch::channel(false);
     let elector = Elector {
-        api: Api::<Lease>::namespaced(client.clone(), "podmirror-system"),
+        api: Api::<Lease>::namespaced(operator_client.clone(), RELEASE_NS),
         identity: "op-test".into(),
         duration: Duration::from_secs(15),
     };
@@ -306,7 +370,7 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
         debounce: Duration::from_millis(100),
         resync: Duration::from_secs(5),
     };
-    let operator = tokio::spawn(controller::run(client.clone(), settings, metrics.clone(), Arc::new(AtomicBool::new(false)), rx, None));
+    let operator = tokio::spawn(controller::run(operator_client, settings, metrics.clone(), Arc::new(AtomicBool::new(false)), rx, None));
 
     let sessions: Api<MirrorSession> = Api::namespaced(client.clone(), "team");
     let a = eventually("mirror-session-a resolved", 60, async || {
@@ -351,11 +415,11 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     assert_eq!(node_a.spec.pods[0].name, "ecs-source");
     let node_b = states.get("node-b").await.expect("node-b state");
     assert!(node_b.spec.sessions.is_empty(), "no-consent mirrors nothing: {:?}", node_b.spec);
-    let lease = Api::<Lease>::namespaced(client.clone(), "podmirror-system").get("podmirror-operator").await.expect("lease");
+    let lease = Api::<Lease>::namespaced(client.clone(), RELEASE_NS).get("podmirror-operator").await.expect("lease");
     assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some("op-test"));
 
     // The agent of node-a, on its own thread in this (node) namespace.
-    let agent = start_agent(client.clone(), cfg.clone());
+    let agent = start_agent(client_with(AGENT_TOKEN).await, cfg.clone());
     let a = eventually("node-a's entry and Programmed", 60, async || {
         let s = sessions.get("mirror-session-a").await.ok()?;
         let entry = s.status.as_ref()?.nodes.as_ref()?.iter().find(|n| n.node == "node-a")?.clone();
@@ -426,7 +490,7 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
         stale.status.as_ref().and_then(|s| s.nodes.as_ref()).is_some_and(|n| n.iter().any(|e| e.node == "node-a")),
         "with its agent down, node-a's entry is still there"
     );
-    let agent = start_agent(client.clone(), cfg.clone());
+    let agent = start_agent(client_with(AGENT_TOKEN).await, cfg.clone());
     eventually("the restarted agent withdraws node-a's entry and its record", 30, async || {
         let s = sessions.get("mirror-session-a").await.ok()?;
         let holds = s.status.as_ref()?.nodes.as_ref().is_some_and(|n| n.iter().any(|e| e.node == "node-a"));
