@@ -30,6 +30,34 @@
 #define ETH_P_8021AD 0x88A8
 #endif
 
+/*
+ * The IP headers as the parser reads them and the encapsulation writes them
+ * (one definition each; linux/ip.h's bitfields would make the byte that holds
+ * version and IHL endian-dependent). `check` is stored as computed, in
+ * network order.
+ */
+struct pm_ipv4_hdr {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__be32 saddr;
+	__be32 daddr;
+};
+
+struct pm_ipv6_hdr {
+	__be32 vtc_flow;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
 /* Stop clang from merging context stores across branches (verifier:
  * "modified ctx ptr"). */
 #define pm_barrier() asm volatile("" ::: "memory")

@@ -90,14 +90,7 @@ static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm
 	__builtin_memcpy(buf, &eth, sizeof(eth));
 
 	if (x->target_family == PM_FAMILY_IPV6) {
-		struct {
-			__be32 vtc_flow;
-			__be16 payload_len;
-			__u8 nexthdr;
-			__u8 hop_limit;
-			__u32 saddr[4];
-			__u32 daddr[4];
-		} ip6 = {};
+		struct pm_ipv6_hdr ip6 = {};
 
 		ip6.vtc_flow = bpf_htonl(0x60000000u | (x->flow_hash & 0xfffff));
 		ip6.payload_len = bpf_htons(l3_len - PM_IPV6_HLEN);
@@ -108,18 +101,7 @@ static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm
 		__builtin_memcpy(buf + ETH_HLEN, &ip6, sizeof(ip6));
 		l4 = buf + ETH_HLEN + PM_IPV6_HLEN;
 	} else {
-		struct {
-			__u8 ver_ihl;
-			__u8 tos;
-			__be16 tot_len;
-			__be16 id;
-			__be16 frag_off;
-			__u8 ttl;
-			__u8 protocol;
-			__u16 check;
-			__be32 saddr;
-			__be32 daddr;
-		} ip = {};
+		struct pm_ipv4_hdr ip = {};
 
 		ip.ver_ihl = 0x45;
 		ip.tot_len = bpf_htons(l3_len);

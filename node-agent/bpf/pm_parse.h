@@ -57,18 +57,7 @@ static __always_inline void pm_parse_ports(struct __sk_buff *skb, __u32 off, str
 
 static __always_inline int pm_parse_ipv4(struct __sk_buff *skb, __u32 off, struct pm_pkt *p)
 {
-	struct {
-		__u8 ver_ihl;
-		__u8 tos;
-		__be16 tot_len;
-		__be16 id;
-		__be16 frag_off;
-		__u8 ttl;
-		__u8 protocol;
-		__be16 check;
-		__be32 saddr;
-		__be32 daddr;
-	} ip;
+	struct pm_ipv4_hdr ip;
 
 	if (pm_load(skb, off, &ip, sizeof(ip)) < 0)
 		return -1;
@@ -87,14 +76,7 @@ static __always_inline int pm_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 
 static __always_inline int pm_parse_ipv6(struct __sk_buff *skb, __u32 off, struct pm_pkt *p)
 {
-	struct {
-		__be32 vtc_flow;
-		__be16 payload_len;
-		__u8 nexthdr;
-		__u8 hop_limit;
-		__u32 saddr[4];
-		__u32 daddr[4];
-	} ip6;
+	struct pm_ipv6_hdr ip6;
 	__u8 nexthdr;
 	int i;
 
