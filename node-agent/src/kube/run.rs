@@ -115,6 +115,25 @@ pub fn reconcile_once<D: DatapathOps>(
     (seen, problems)
 }
 
+/// Brings the record of sessions holding our entry (`status.reportedSessions`)
+/// to `wanted`; returns false when that write failed (it is retried on the
+/// next round, and entries not yet recorded wait for it).
+async fn update_record(client: &Client, node: &str, recorded: &mut BTreeSet<SessionKey>, wanted: BTreeSet<SessionKey>) -> bool {
+    if wanted == *recorded {
+        return true;
+    }
+    match report::record(client, node, &wanted).await {
+        Ok(()) => {
+            *recorded = wanted;
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "recording the sessions that hold this node's entry (retried next round)");
+            false
+        }
+    }
+}
+
 /// Runs until `shutdown` completes. Errors of one pod, one session or one
 /// status write are logged and retried; they never stop the loop.
 pub async fn run<D: DatapathOps>(
@@ -174,15 +193,7 @@ pub async fn run<D: DatapathOps>(
         let todo = due(&written, &current, counters_due);
         let mut report_failed = false;
         let wanted = record_before(&recorded, &todo);
-        if wanted != recorded {
-            match report::record(&client, &node, &wanted).await {
-                Ok(()) => recorded = wanted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "recording reported sessions (new entries wait for it)");
-                    report_failed = true;
-                }
-            }
-        }
+        report_failed |= !update_record(&client, &node, &mut recorded, wanted).await;
         for (key, entry) in todo {
             if entry.is_some() && !recorded.contains(&key) {
                 continue; // never an entry that a restart could not find
@@ -202,16 +213,7 @@ pub async fn run<D: DatapathOps>(
                 }
             }
         }
-        let holds: BTreeSet<SessionKey> = written.keys().cloned().collect();
-        if holds != recorded {
-            match report::record(&client, &node, &holds).await {
-                Ok(()) => recorded = holds,
-                Err(e) => {
-                    tracing::warn!(error = %e, "recording reported sessions (retried next round)");
-                    report_failed = true;
-                }
-            }
-        }
+        report_failed |= !update_record(&client, &node, &mut recorded, written.keys().cloned().collect()).await;
         metrics.publish(Snapshot {
             counters: seen.counters.clone(),
             interfaces: reconciler.interfaces_by_session(),
