@@ -270,7 +270,7 @@ mod tests {
     fn sessions_are_recorded_before_their_entries_are_written() {
         let recorded: BTreeSet<SessionKey> = [SessionKey::new("team", "old")].into();
         let todo = vec![
-            (SessionKey::new("team", "new"), Some(recorded_as_written("n", &["team/new".into()]).into_values().next().unwrap())),
+            (SessionKey::new("team", "new"), Some(recorded_as_written("n", &["team/new".into()]).into_values().next().expect("one placeholder"))),
             (SessionKey::new("team", "old"), None),
         ];
         let r = record_before(&recorded, &todo);

@@ -105,7 +105,7 @@ impl Executor {
                 // than remove the wrong entry if the list changed meanwhile.
                 let mut ops = Vec::new();
                 let mut sorted = entries.clone();
-                sorted.sort_by(|a, b| b.0.cmp(&a.0));
+                sorted.sort_by_key(|e| std::cmp::Reverse(e.0));
                 for (i, node) in sorted {
                     ops.push(json!({"op": "test", "path": format!("/status/nodes/{i}/node"), "value": node}));
                     ops.push(json!({"op": "remove", "path": format!("/status/nodes/{i}")}));

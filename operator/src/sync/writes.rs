@@ -121,7 +121,7 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
         let previous = current.conditions.clone().unwrap_or_default();
         let desired = filter_status(&info, count, f.metadata.generation, &previous, now);
         if current != desired {
-            statuses.extend(filter_event(*f, &current, &desired));
+            statuses.extend(filter_event(f, &current, &desired));
             statuses.push(Write::ApplyFilterStatus { namespace: info.namespace, name: info.name, status: desired });
         }
     }
