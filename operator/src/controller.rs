@@ -40,13 +40,15 @@ pub struct Stores {
 /// Starts one reflector per kind; returns the stores and the merged stream
 /// of "something changed" ticks to drive.
 pub fn watch_all(client: &Client) -> (Stores, BoxStream<'static, ()>) {
-    fn reflect<K>(api: Api<K>) -> (Store<K>, BoxStream<'static, ()>)
+    /// `trim` drops what nothing reads before the store keeps it (`crate::trim`).
+    fn reflect<K>(api: Api<K>, trim: fn(&mut K)) -> (Store<K>, BoxStream<'static, ()>)
     where
         K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     {
         let (reader, writer) = reflector::store();
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(trim)
             .reflect(writer)
             .touched_objects()
             .map(|r| {
@@ -57,13 +59,13 @@ pub fn watch_all(client: &Client) -> (Stores, BoxStream<'static, ()>) {
             .boxed();
         (reader, stream)
     }
-    let (sessions, a) = reflect(Api::<MirrorSession>::all(client.clone()));
-    let (filters, b) = reflect(Api::<MirrorFilter>::all(client.clone()));
-    let (pods, c) = reflect(Api::<Pod>::all(client.clone()));
-    let (services, d) = reflect(Api::<Service>::all(client.clone()));
-    let (slices, e) = reflect(Api::<EndpointSlice>::all(client.clone()));
-    let (nodes, f) = reflect(Api::<Node>::all(client.clone()));
-    let (node_states, g) = reflect(Api::<MirrorNodeState>::all(client.clone()));
+    let (sessions, a) = reflect(Api::<MirrorSession>::all(client.clone()), crate::trim::managed_fields);
+    let (filters, b) = reflect(Api::<MirrorFilter>::all(client.clone()), crate::trim::managed_fields);
+    let (pods, c) = reflect(Api::<Pod>::all(client.clone()), crate::trim::pod);
+    let (services, d) = reflect(Api::<Service>::all(client.clone()), crate::trim::managed_fields);
+    let (slices, e) = reflect(Api::<EndpointSlice>::all(client.clone()), crate::trim::managed_fields);
+    let (nodes, f) = reflect(Api::<Node>::all(client.clone()), crate::trim::node);
+    let (node_states, g) = reflect(Api::<MirrorNodeState>::all(client.clone()), crate::trim::managed_fields);
     let merged = futures::stream::select_all([a, b, c, d, e, f, g]).boxed();
     (Stores { sessions, filters, pods, services, slices, nodes, node_states }, merged)
 }

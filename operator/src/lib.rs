@@ -11,5 +11,6 @@ pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod sync;
+pub mod trim;
 
 pub use error::Error;
