@@ -193,6 +193,11 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
             SessionPlan { resolution: c.resolution, admission, accepted_generation, effective, programmed_pods },
         );
     }
+    // The node specs are built last and are the largest part of a plan: free
+    // the quota evaluation's working data first (its report, the facts table,
+    // which keeps the quota input's capacity, and the pod indexes), so the
+    // pass's peak holds only what the plan returns.
+    drop((report, facts_of, pod_ids, by_ip));
     out.nodes = nodes::node_states(cluster, &out.sessions, &pods_by_uid);
     for s in &live {
         *out.filter_sessions.entry(ObjKey::new(s.key.namespace.clone(), s.filter_ref.clone())).or_default() += 1;
