@@ -115,14 +115,11 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
         );
     }
     for s in &live {
-        let mut resolution = resolve(cluster, &by_ip, s);
+        let (resolution, quota_target) = resolve(cluster, &by_ip, s);
         let session = node_session(cluster, s, &resolution);
         let valid = validate(cluster, s, &resolution, &session);
         let last = previous.remove(&s.key).filter(|a| a.session.uid == s.uid).map(|a| refresh(a, &pods_by_uid));
         // An invalid spec is not a candidate: it only holds its last place.
-        // The quota target moves into the facts: status does not need it, and
-        // its pod set is the largest part of a resolution.
-        let quota_target = resolution.quota_target.take();
         let current =
             if valid.is_ok() { Some(facts(s, &resolution, quota_target, &mut pod_ids)) } else { last.as_ref().map(|a| a.facts.clone()) };
         let (last_session, last_facts) = match last {
@@ -335,7 +332,7 @@ pub fn recover<'a>(cluster: &Cluster, states: impl IntoIterator<Item = &'a Mirro
             let key = SessionKey::new(ns.namespace.clone(), ns.name.clone());
             let Some(info) = cluster.sessions.get(&key).filter(|s| s.uid == ns.uid) else { continue };
             let entry = out.entry(key.clone()).or_insert_with(|| {
-                let r = resolve(cluster, &by_ip, info);
+                let (_, quota_target) = resolve(cluster, &by_ip, info);
                 Accepted {
                     session: Arc::new(ns.clone()),
                     facts: SessionQuotaFacts {
@@ -343,7 +340,7 @@ pub fn recover<'a>(cluster: &Cluster, states: impl IntoIterator<Item = &'a Mirro
                         priority: u16::try_from(ns.priority).unwrap_or(u16::MAX),
                         vni: u32::try_from(ns.vni).unwrap_or(u32::MAX),
                         sources: Default::default(),
-                        targets: r.quota_target.into_iter().collect(),
+                        targets: quota_target.into_iter().collect(),
                     },
                 }
             });

@@ -70,9 +70,6 @@ pub struct Resolution {
     pub sources: Vec<ResolvedSource>,
     /// Set when a named pod is missing, nothing matched, or some pod is not ready.
     pub sources_problem: Option<Problem>,
-    /// The target as the quotas count it: its identity and the pods behind it.
-    /// `None` while it does not resolve to an identity (missing, no consent).
-    pub quota_target: Option<ResolvedTarget>,
     /// Addresses copies go to; empty when `target` is an error.
     pub target: Result<Vec<IpAddr>, Problem>,
 }
@@ -83,8 +80,12 @@ impl Resolution {
     }
 }
 
-/// Resolves `session` against `cluster`.
-pub fn resolve(cluster: &Cluster, by_ip: &PodsByIp<'_>, session: &SessionInfo) -> Resolution {
+/// Resolves `session` against `cluster`. Also returns the target as the
+/// quotas count it (its identity and the pods behind it; `None` while it does
+/// not resolve to an identity: missing, no consent). It is kept apart from the
+/// [`Resolution`] because it goes into the quota facts, while a plan keeps
+/// every session's resolution (for its status) to the end of the pass.
+pub fn resolve(cluster: &Cluster, by_ip: &PodsByIp<'_>, session: &SessionInfo) -> (Resolution, Option<ResolvedTarget>) {
     let ns = &session.key.namespace;
     let filter_key = ObjKey::new(ns.clone(), session.filter_ref.clone());
     let filter = match cluster.filters.get(&filter_key) {
@@ -96,7 +97,7 @@ pub fn resolve(cluster: &Cluster, by_ip: &PodsByIp<'_>, session: &SessionInfo) -
     };
     let (sources, sources_problem) = resolve_sources(cluster, ns, &session.sources);
     let (quota_target, target) = resolve_target(cluster, by_ip, ns, session.target.as_ref());
-    Resolution { filter, sources, sources_problem, quota_target, target }
+    (Resolution { filter, sources, sources_problem, target }, quota_target)
 }
 
 fn resolve_sources(cluster: &Cluster, ns: &str, refs: &[SourceRef]) -> (Vec<ResolvedSource>, Option<Problem>) {
