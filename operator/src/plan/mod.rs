@@ -70,8 +70,10 @@ pub struct SessionPlan {
     pub accepted_generation: Option<i64>,
     /// What the nodes get; `None` when nothing can be mirrored (no filter, no target).
     pub effective: Option<Arc<NodeSession>>,
-    /// Source pods of `effective` that are mirrorable now: `(uid, node)`.
-    pub programmed_pods: Vec<(String, String)>,
+    /// Source pods of `effective` that are mirrorable now, with their node.
+    /// Both are shared for the pass (the pod's quota identity, one name per
+    /// node), not copied into each of the ~30,000 entries.
+    pub programmed_pods: Vec<(PodId, Arc<str>)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -95,6 +97,7 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
     let live_pods = || cluster.pods.values().flat_map(|m| m.values()).filter(|p| !p.deleting);
     let pods_by_uid: HashMap<&str, &PodInfo> = live_pods().map(|p| (p.uid.as_str(), p)).collect();
     let mut pod_ids = PodIds::default();
+    let mut node_names = NodeNames::default();
     let by_ip: PodsByIp<'_> = live_pods().flat_map(|p| p.ips.iter().map(move |ip| (*ip, p))).collect();
     let live: Vec<&SessionInfo> = cluster.sessions.values().filter(|s| !s.deleting).collect();
 
@@ -184,7 +187,7 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
             .filter(|a| !a.session.targets.is_empty())
             .map(|a| a.session.clone());
         let programmed_pods = match (&effective, &state) {
-            (Some(_), Some(a)) => mirrorable_pods(a, &pods_by_uid),
+            (Some(_), Some(a)) => mirrorable_pods(a, &pods_by_uid, &mut node_names),
             _ => Vec::new(),
         };
         let accepted_generation = state.as_ref().map(|a| a.session.generation);
@@ -294,6 +297,22 @@ impl PodIds {
     }
 }
 
+/// One shared name per node for the whole pass: a node hosts the source pods
+/// of hundreds of sessions.
+#[derive(Default)]
+struct NodeNames(HashSet<Arc<str>>);
+
+impl NodeNames {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.get(name) {
+            return known.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.0.insert(name.clone());
+        name
+    }
+}
+
 fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>, ids: &mut PodIds) -> SessionQuotaFacts {
     SessionQuotaFacts {
         filters: vec![s.filter_ref.clone()],
@@ -315,13 +334,13 @@ fn refresh(mut prev: Accepted, pods: &HashMap<&str, &PodInfo>) -> Accepted {
     prev
 }
 
-fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>) -> Vec<(String, String)> {
+fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>, nodes: &mut NodeNames) -> Vec<(PodId, Arc<str>)> {
     a.facts
         .sources
         .iter()
-        .filter_map(|id| pods.get(id.uid()))
-        .filter(|p| !p.host_network && !p.ips.is_empty())
-        .filter_map(|p| p.node.as_ref().map(|n| (p.uid.clone(), n.clone())))
+        .filter_map(|id| pods.get(id.uid()).map(|p| (id, p)))
+        .filter(|(_, p)| !p.host_network && !p.ips.is_empty())
+        .filter_map(|(id, p)| p.node.as_deref().map(|n| (id.clone(), nodes.get(n))))
         .collect()
 }
 

@@ -25,9 +25,9 @@ pub fn node_states(
     let mut by_node: BTreeMap<&str, Acc<'_>> = cluster.nodes.iter().map(|n| (n.as_str(), Acc::default())).collect();
     for (key, plan) in sessions {
         let Some(effective) = &plan.effective else { continue };
-        for (uid, node) in &plan.programmed_pods {
-            let Some(pod) = pods.get(uid.as_str()) else { continue };
-            let acc = by_node.entry(node.as_str()).or_default();
+        for (id, node) in &plan.programmed_pods {
+            let Some(pod) = pods.get(id.uid()) else { continue };
+            let acc = by_node.entry(node).or_default();
             acc.sessions.insert(key, effective);
             acc.pods
                 .entry((pod.namespace.as_str(), pod.name.as_str()))

@@ -43,7 +43,7 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
     }
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, node) in &plan.programmed_pods {
-        *per_node.entry(node.as_str()).or_default() += 1;
+        *per_node.entry(node).or_default() += 1;
     }
     if per_node.is_empty() {
         return Err(Problem::new("NoSourceOnAnyNode", "no source pod is running on a node yet"));
