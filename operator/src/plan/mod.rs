@@ -11,7 +11,7 @@ pub mod nodes;
 pub mod resolve;
 pub mod status;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use podmirror_crds::api::{MirrorNodeStateSpec, NodeSession};
@@ -23,7 +23,7 @@ use podmirror_crds::model::quota::{
 };
 
 use cluster::{Cluster, ObjKey, PodInfo, SessionInfo};
-use resolve::{PodsByIp, Problem, Resolution, resolve};
+use resolve::{Interner, PodsByIp, Problem, Resolution, resolve};
 
 /// A session as last accepted: what it programs and what it occupies.
 #[derive(Clone, Debug, PartialEq)]
@@ -96,8 +96,7 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
     let mut previous = previous;
     let live_pods = || cluster.pods.values().flat_map(|m| m.values()).filter(|p| !p.deleting);
     let pods_by_uid: HashMap<&str, &PodInfo> = live_pods().map(|p| (p.uid.as_str(), p)).collect();
-    let mut pod_ids = PodIds::default();
-    let mut node_names = NodeNames::default();
+    let mut shared = Interner::default();
     let by_ip: PodsByIp<'_> = live_pods().flat_map(|p| p.ips.iter().map(move |ip| (*ip, p))).collect();
     let live: Vec<&SessionInfo> = cluster.sessions.values().filter(|s| !s.deleting).collect();
 
@@ -121,13 +120,13 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
         );
     }
     for s in &live {
-        let (resolution, quota_target) = resolve(cluster, &by_ip, s);
+        let (resolution, quota_target) = resolve(cluster, &by_ip, s, &mut shared);
         let session = node_session(cluster, s, &resolution);
         let valid = validate(cluster, s, &resolution, &session);
         let last = previous.remove(&s.key).filter(|a| a.session.uid == s.uid).map(|a| refresh(a, &pods_by_uid));
         // An invalid spec is not a candidate: it only holds its last place.
         let current =
-            if valid.is_ok() { Some(facts(s, &resolution, quota_target, &mut pod_ids)) } else { last.as_ref().map(|a| a.facts.clone()) };
+            if valid.is_ok() { Some(facts(s, &resolution, quota_target)) } else { last.as_ref().map(|a| a.facts.clone()) };
         let (last_session, last_facts) = match last {
             Some(a) => (Some(a.session), Some(a.facts)),
             None => (None, None),
@@ -187,7 +186,7 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
             .filter(|a| !a.session.targets.is_empty())
             .map(|a| a.session.clone());
         let programmed_pods = match (&effective, &state) {
-            (Some(_), Some(a)) => mirrorable_pods(a, &pods_by_uid, &mut node_names),
+            (Some(_), Some(a)) => mirrorable_pods(a, &pods_by_uid, &mut shared),
             _ => Vec::new(),
         };
         let accepted_generation = state.as_ref().map(|a| a.session.generation);
@@ -203,7 +202,7 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
     // the quota evaluation's working data first (its report, the facts table,
     // which keeps the quota input's capacity, and the pod indexes), so the
     // pass's peak holds only what the plan returns.
-    drop((report, facts_of, pod_ids, by_ip));
+    drop((report, facts_of, shared, by_ip));
     out.nodes = nodes::node_states(cluster, &out.sessions, &pods_by_uid);
     for s in &live {
         *out.filter_sessions.entry(ObjKey::new(s.key.namespace.clone(), s.filter_ref.clone())).or_default() += 1;
@@ -257,73 +256,13 @@ fn clamp_i32(v: i64) -> i32 {
     i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
 }
 
-/// One [`PodId`] per pod for the whole pass: every session mentioning a pod
-/// shares its identity instead of holding copies of its strings (a pod is in
-/// up to 3 sessions, and a Service's endpoint pods in up to 200).
-#[derive(Default)]
-struct PodIds(HashSet<ByUid>);
-
-/// A [`PodId`] hashed and compared by uid alone, so it can be found by a `&str`.
-struct ByUid(PodId);
-
-impl PartialEq for ByUid {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.uid() == other.0.uid()
-    }
-}
-
-impl Eq for ByUid {}
-
-impl std::hash::Hash for ByUid {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.uid().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<str> for ByUid {
-    fn borrow(&self) -> &str {
-        self.0.uid()
-    }
-}
-
-impl PodIds {
-    fn get(&mut self, uid: &str, namespace: &str, name: &str) -> PodId {
-        if let Some(known) = self.0.get(uid) {
-            return known.0.clone();
-        }
-        let id = PodId::new(uid, namespace, name);
-        self.0.insert(ByUid(id.clone()));
-        id
-    }
-}
-
-/// One shared name per node for the whole pass: a node hosts the source pods
-/// of hundreds of sessions.
-#[derive(Default)]
-struct NodeNames(HashSet<Arc<str>>);
-
-impl NodeNames {
-    fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.0.get(name) {
-            return known.clone();
-        }
-        let name: Arc<str> = Arc::from(name);
-        self.0.insert(name.clone());
-        name
-    }
-}
-
-fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>, ids: &mut PodIds) -> SessionQuotaFacts {
+fn facts(s: &SessionInfo, r: &Resolution, target: Option<ResolvedTarget>) -> SessionQuotaFacts {
     SessionQuotaFacts {
         filters: vec![s.filter_ref.clone()],
         // Out-of-range values never get here: validation refuses them first.
         priority: u16::try_from(s.priority).unwrap_or(u16::MAX),
         vni: u32::try_from(s.vni).unwrap_or(u32::MAX),
-        sources: r
-            .sources
-            .iter()
-            .map(|p| ids.get(&p.uid, &s.key.namespace, &p.pod))
-            .collect(),
+        sources: r.sources.iter().map(|p| p.pod.clone()).collect(),
         targets: target.into_iter().collect(),
     }
 }
@@ -334,13 +273,13 @@ fn refresh(mut prev: Accepted, pods: &HashMap<&str, &PodInfo>) -> Accepted {
     prev
 }
 
-fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>, nodes: &mut NodeNames) -> Vec<(PodId, Arc<str>)> {
+fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>, shared: &mut Interner) -> Vec<(PodId, Arc<str>)> {
     a.facts
         .sources
         .iter()
         .filter_map(|id| pods.get(id.uid()).map(|p| (id, p)))
         .filter(|(_, p)| !p.host_network && !p.ips.is_empty())
-        .filter_map(|(id, p)| p.node.as_deref().map(|n| (id.clone(), nodes.get(n))))
+        .filter_map(|(id, p)| p.node.as_deref().map(|n| (id.clone(), shared.node(n))))
         .collect()
 }
 
@@ -351,13 +290,14 @@ fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>, nodes: &mut Nod
 pub fn recover<'a>(cluster: &Cluster, states: impl IntoIterator<Item = &'a MirrorNodeStateSpec>) -> AcceptedSet {
     let live_pods = || cluster.pods.values().flat_map(|m| m.values()).filter(|p| !p.deleting);
     let by_ip: PodsByIp<'_> = live_pods().flat_map(|p| p.ips.iter().map(move |ip| (*ip, p))).collect();
+    let mut shared = Interner::default();
     let mut out = AcceptedSet::new();
     for state in states {
         for ns in &state.sessions {
             let key = SessionKey::new(ns.namespace.clone(), ns.name.clone());
             let Some(info) = cluster.sessions.get(&key).filter(|s| s.uid == ns.uid) else { continue };
             let entry = out.entry(key.clone()).or_insert_with(|| {
-                let (_, quota_target) = resolve(cluster, &by_ip, info);
+                let (_, quota_target) = resolve(cluster, &by_ip, info, &mut shared);
                 Accepted {
                     session: Arc::new(ns.clone()),
                     facts: SessionQuotaFacts {

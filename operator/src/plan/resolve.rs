@@ -2,8 +2,9 @@
 //! source pods and its target addresses. Pure; the planner calls it for every
 //! session on every pass, so it never looks at why it was called.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use podmirror_crds::model::quota::{PodId, ResolvedTarget};
 
@@ -16,12 +17,65 @@ pub fn pod_id(p: &PodInfo) -> PodId {
     PodId::new(p.uid.clone(), p.namespace.clone(), p.name.clone())
 }
 
+/// Identities shared for one pass: one [`PodId`] per pod and one name per
+/// node, cloned (a reference count) into every session that mentions them
+/// instead of copies of their strings. A pod is a source of up to 3
+/// sessions, and a node hosts the source pods of hundreds.
+#[derive(Default)]
+pub struct Interner {
+    pods: HashSet<ByUid>,
+    nodes: HashSet<Arc<str>>,
+}
+
+impl Interner {
+    pub fn pod(&mut self, p: &PodInfo) -> PodId {
+        if let Some(known) = self.pods.get(p.uid.as_str()) {
+            return known.0.clone();
+        }
+        let id = pod_id(p);
+        self.pods.insert(ByUid(id.clone()));
+        id
+    }
+
+    pub fn node(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.nodes.get(name) {
+            return known.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.nodes.insert(name.clone());
+        name
+    }
+}
+
+/// A [`PodId`] hashed and compared by uid alone, so it can be found by a `&str`.
+struct ByUid(PodId);
+
+impl PartialEq for ByUid {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.uid() == other.0.uid()
+    }
+}
+
+impl Eq for ByUid {}
+
+impl std::hash::Hash for ByUid {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.uid().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ByUid {
+    fn borrow(&self) -> &str {
+        self.0.uid()
+    }
+}
+
 /// A source pod as resolved, with why it cannot be mirrored if it cannot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolvedSource {
-    pub pod: String,
-    pub uid: String,
-    pub node: Option<String>,
+    /// The pod's identity (uid, namespace, name), shared for the pass.
+    pub pod: PodId,
+    pub node: Option<Arc<str>>,
     pub ips: Vec<IpAddr>,
     pub state: SourceState,
 }
@@ -85,7 +139,12 @@ impl Resolution {
 /// not resolve to an identity: missing, no consent). It is kept apart from the
 /// [`Resolution`] because it goes into the quota facts, while a plan keeps
 /// every session's resolution (for its status) to the end of the pass.
-pub fn resolve(cluster: &Cluster, by_ip: &PodsByIp<'_>, session: &SessionInfo) -> (Resolution, Option<ResolvedTarget>) {
+pub fn resolve(
+    cluster: &Cluster,
+    by_ip: &PodsByIp<'_>,
+    session: &SessionInfo,
+    shared: &mut Interner,
+) -> (Resolution, Option<ResolvedTarget>) {
     let ns = &session.key.namespace;
     let filter_key = ObjKey::new(ns.clone(), session.filter_ref.clone());
     let filter = match cluster.filters.get(&filter_key) {
@@ -95,12 +154,17 @@ pub fn resolve(cluster: &Cluster, by_ip: &PodsByIp<'_>, session: &SessionInfo) -
         Some(_) => Ok(filter_key),
         None => Err(Problem::new("FilterNotFound", format!("spec.filterRef: MirrorFilter {filter_key} does not exist"))),
     };
-    let (sources, sources_problem) = resolve_sources(cluster, ns, &session.sources);
+    let (sources, sources_problem) = resolve_sources(cluster, ns, &session.sources, shared);
     let (quota_target, target) = resolve_target(cluster, by_ip, ns, session.target.as_ref());
     (Resolution { filter, sources, sources_problem, target }, quota_target)
 }
 
-fn resolve_sources(cluster: &Cluster, ns: &str, refs: &[SourceRef]) -> (Vec<ResolvedSource>, Option<Problem>) {
+fn resolve_sources(
+    cluster: &Cluster,
+    ns: &str,
+    refs: &[SourceRef],
+    shared: &mut Interner,
+) -> (Vec<ResolvedSource>, Option<Problem>) {
     // Tenant safety: only pods of the session's own namespace are ever looked at.
     let empty = BTreeMap::new();
     let pods = cluster.pods.get(ns).unwrap_or(&empty);
@@ -125,11 +189,11 @@ fn resolve_sources(cluster: &Cluster, ns: &str, refs: &[SourceRef]) -> (Vec<Reso
             }
         }
     }
-    let sources: Vec<ResolvedSource> = found.values().map(|p| resolve_pod(p)).collect();
+    let sources: Vec<ResolvedSource> = found.values().map(|p| resolve_pod(p, shared)).collect();
     let not_ready: Vec<String> = sources
         .iter()
         .filter(|s| s.state != SourceState::Ready)
-        .map(|s| format!("{} is {}", s.pod, s.state.as_str()))
+        .map(|s| format!("{} is {}", s.pod.name(), s.state.as_str()))
         .collect();
     let problem = if !missing.is_empty() {
         Some(Problem::new("SourceNotFound", missing.join("; ")))
@@ -143,7 +207,7 @@ fn resolve_sources(cluster: &Cluster, ns: &str, refs: &[SourceRef]) -> (Vec<Reso
     (sources, problem)
 }
 
-fn resolve_pod(p: &PodInfo) -> ResolvedSource {
+fn resolve_pod(p: &PodInfo, shared: &mut Interner) -> ResolvedSource {
     let state = if p.host_network {
         SourceState::HostNetwork
     } else if p.node.is_none() {
@@ -153,7 +217,7 @@ fn resolve_pod(p: &PodInfo) -> ResolvedSource {
     } else {
         SourceState::Ready
     };
-    ResolvedSource { pod: p.name.clone(), uid: p.uid.clone(), node: p.node.clone(), ips: p.ips.clone(), state }
+    ResolvedSource { pod: shared.pod(p), node: p.node.as_deref().map(|n| shared.node(n)), ips: p.ips.clone(), state }
 }
 
 fn resolve_target(

@@ -172,8 +172,8 @@ fn source_status(s: &super::resolve::ResolvedSource) -> SourceStatus {
         other => (ApiSourceState::Pending, Some(other.as_str().to_owned())),
     };
     SourceStatus {
-        pod: s.pod.clone(),
-        node: s.node.clone(),
+        pod: s.pod.name().to_owned(),
+        node: s.node.as_deref().map(str::to_owned),
         pod_ips: (!s.ips.is_empty()).then(|| s.ips.iter().map(ToString::to_string).collect()),
         state,
         message,

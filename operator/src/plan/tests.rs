@@ -195,7 +195,7 @@ fn sources_stay_in_the_session_namespace() {
     c.add_pod(pod("other", "foreign", "node-a", "10.1.1.1", "src"));
     add(&mut c, session("team", "s", "t1", 1, 1, by_app("src"), TargetRef::Ip("10.50.0.1".into())));
     let p = plan(&c, AcceptedSet::new(), &Limits::default());
-    let names: Vec<&str> = p.sessions[&SessionKey::new("team", "s")].resolution.sources.iter().map(|s| s.pod.as_str()).collect();
+    let names: Vec<&str> = p.sessions[&SessionKey::new("team", "s")].resolution.sources.iter().map(|s| s.pod.name()).collect();
     assert_eq!(names, vec!["ecs-source"]);
 }
 
