@@ -2,7 +2,7 @@
 //! wakes one planning pass over the whole cluster (debounced), which writes
 //! only the difference. A pass never depends on what woke it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use kube::Client;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use podmirror_crds::api::{MirrorFilter, MirrorNodeState, MirrorSession};
+use podmirror_crds::api::{MirrorFilter, MirrorNodeState, MirrorSession, SessionPhase};
 use podmirror_crds::model::quota::QuotaLimits;
 use tokio::sync::{Notify, watch};
 
@@ -169,26 +169,8 @@ pub async fn run(
         let failed = execute_all(&executor, &todo, &metrics).await;
         // After a failed pass, what the nodes hold is whatever got written:
         // the next pass recovers the accepted set from the node states.
-        accepted = if failed { None } else { Some(p.accepted.clone()) };
-
-        let mut phases: BTreeMap<String, i64> = BTreeMap::new();
-        for s in &sessions {
-            let ph = todo
-                .iter()
-                .find_map(|w| match w {
-                    Write::ApplySessionStatus { namespace, name, status }
-                        if Some(namespace) == s.metadata.namespace.as_ref() && Some(name) == s.metadata.name.as_ref() =>
-                    {
-                        status.phase
-                    }
-                    _ => None,
-                })
-                .or_else(|| s.status.as_ref().and_then(|st| st.phase));
-            if let Some(ph) = ph {
-                *phases.entry(format!("{ph:?}")).or_default() += 1;
-            }
-        }
-        metrics.set_counts(&phases, &p.refusals);
+        metrics.set_counts(&phase_counts(&sessions, &todo), &p.refusals);
+        accepted = if failed { None } else { Some(p.accepted) };
         metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
         tracing::info!(
             sessions = cluster.sessions.len(),
@@ -205,6 +187,30 @@ pub async fn run(
             _ = leader.changed() => {}
         }
     }
+}
+
+/// Sessions by phase after this pass: the phase just written, else the one
+/// the object shows. One lookup table, not a scan of `todo` per session (a
+/// cold pass at 20,000 sessions has ~40,000 writes).
+pub fn phase_counts(sessions: &[Arc<MirrorSession>], todo: &[Write]) -> BTreeMap<String, i64> {
+    let written: HashMap<(&str, &str), SessionPhase> = todo
+        .iter()
+        .filter_map(|w| match w {
+            Write::ApplySessionStatus { namespace, name, status } => {
+                status.phase.map(|ph| ((namespace.as_str(), name.as_str()), ph))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut phases: BTreeMap<String, i64> = BTreeMap::new();
+    for s in sessions {
+        let key = (s.metadata.namespace.as_deref().unwrap_or_default(), s.metadata.name.as_deref().unwrap_or_default());
+        let ph = written.get(&key).copied().or_else(|| s.status.as_ref().and_then(|st| st.phase));
+        if let Some(ph) = ph {
+            *phases.entry(format!("{ph:?}")).or_default() += 1;
+        }
+    }
+    phases
 }
 
 /// Carries out `todo` in order. A failed node-state write stops the pass
@@ -237,4 +243,35 @@ pub async fn execute_all(executor: &Executor, todo: &[Write], metrics: &Metrics)
         }
     }
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podmirror_crds::api::{MirrorSessionStatus, SessionPhase};
+
+    fn session(name: &str, phase: Option<SessionPhase>) -> Arc<MirrorSession> {
+        let mut s: MirrorSession = match serde_json::from_value(serde_json::json!({
+            "apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorSession",
+            "metadata": {"name": name, "namespace": "team"},
+            "spec": {"priority": 1, "vni": 1, "filterRef": {"name": "f"}, "sources": [{"podName": "p"}], "target": {"ip": "10.0.0.1"}}
+        })) {
+            Ok(s) => s,
+            Err(e) => panic!("fixture: {e}"),
+        };
+        s.status = phase.map(|phase| MirrorSessionStatus { phase: Some(phase), ..Default::default() });
+        Arc::new(s)
+    }
+
+    #[test]
+    fn phases_count_what_was_just_written_over_what_the_object_shows() {
+        let sessions = vec![session("a", Some(SessionPhase::Pending)), session("b", Some(SessionPhase::Active)), session("c", None)];
+        let todo = vec![Write::ApplySessionStatus {
+            namespace: "team".into(),
+            name: "a".into(),
+            status: MirrorSessionStatus { phase: Some(SessionPhase::Active), ..Default::default() },
+        }];
+        let counts = phase_counts(&sessions, &todo);
+        assert_eq!(counts, BTreeMap::from([("Active".to_owned(), 2)]));
+    }
 }

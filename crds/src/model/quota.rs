@@ -694,7 +694,7 @@ fn check_own_shape(
         .targets
         .iter()
         .flat_map(|t| &t.pods)
-        .find(|pod| facts.sources.contains(*pod));
+        .find(|pod| facts.sources.contains(pod));
     if let Some(pod) = own_target {
         return Err(QuotaRefusal::new(
             Quota::SourceIsTarget,
