@@ -1,23 +1,23 @@
-//! Finds the host-side interface of a pod from its IP, in the node's network
-//! namespace (the one the agent runs in).
+//! Finds the host-side interface of a pod from its IPs, in the node's
+//! network namespace (the one the agent runs in), with no traffic needed.
 //!
-//! Two CNI shapes are covered:
-//! - routed (Calico, Cilium in routing mode, kindnet's ptp): the node has a
-//!   /32 route to the pod IP via the host side of the pod's veth, so
-//!   `ip route get <ip>` names the veth directly;
-//! - bridged (the bridge/flannel plugins, docker0): the route points at a
-//!   bridge; the pod's MAC comes from the bridge's neighbour table and the
-//!   bridge port that learned that MAC (the FDB) is the pod's veth.
-//!
-//! The JSON output of iproute2 (`-j`) is parsed by pure functions, tested on
-//! captured samples; only `run` shells out.
+//! Every CNI connects a pod with a pair of devices: one end in the pod's
+//! network namespace holds the pod IP, the other end sits in the node's
+//! namespace, alone (routed and ptp CNIs: Calico `cali*`, Cilium `lxc*`,
+//! kindnet) or as a bridge port (the bridge plugin, flannel). The kernel
+//! tells both halves over netlink: a link dump of the node's namespace gives
+//! each such host link with its peer's namespace id and ifindex, and an
+//! address dump addressed to that namespace id (`IFA_TARGET_NETNSID`) gives
+//! the addresses there. Neither neighbour tables nor bridge FDBs are read,
+//! so a pod that has not sent anything yet is found too.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::process::Command;
-
-use serde_json::Value;
 
 use crate::core::AgentError;
+use crate::datapath::netlink::addr::{self, InterfaceAddr};
+use crate::datapath::netlink::link::{self, PeeredLink};
+use crate::datapath::netlink::socket::Socket;
 
 /// A host interface: its name and index in the node's namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,106 +26,123 @@ pub struct HostInterface {
     pub ifindex: u32,
 }
 
-/// What `ip route get` says about one destination.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteHop {
-    pub dev: String,
-    /// Set when the destination is behind a router, i.e. not a local pod.
-    pub gateway: Option<String>,
-}
-
-/// Parses `ip -j route get <ip>`.
-pub fn parse_route_get(json: &str) -> Result<RouteHop, String> {
-    let value: Value = serde_json::from_str(json).map_err(|e| format!("unreadable `ip -j route get` output: {e}"))?;
-    let first = value.as_array().and_then(|a| a.first()).ok_or("`ip route get` returned no route")?;
-    if first.get("type").and_then(Value::as_str).is_some_and(|t| t != "unicast") {
-        return Err(format!("route type is {}", first["type"]));
+/// Addresses that identify no pod: every namespace has its own loopback,
+/// and link-local addresses repeat from one namespace to the next.
+fn identifies_a_pod(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local() && !v6.is_unspecified(),
     }
-    let dev = first.get("dev").and_then(Value::as_str).ok_or("the route names no device")?;
-    let gateway = first.get("gateway").and_then(Value::as_str).map(str::to_string);
-    Ok(RouteHop { dev: dev.to_string(), gateway })
 }
 
-/// The MAC of `ip` in `ip -j neigh show` output, ignoring failed entries.
-pub fn parse_neighbour_mac(json: &str, ip: &IpAddr) -> Result<Option<String>, String> {
-    let value: Value = serde_json::from_str(json).map_err(|e| format!("unreadable `ip -j neigh` output: {e}"))?;
-    let wanted = ip.to_string();
-    Ok(value.as_array().into_iter().flatten().find_map(|entry| {
-        let dst = entry.get("dst").and_then(Value::as_str)?;
-        let failed = entry
-            .get("state")
-            .and_then(Value::as_array)
-            .is_some_and(|s| s.iter().any(|x| x.as_str() == Some("FAILED") || x.as_str() == Some("INCOMPLETE")));
-        if dst != wanted || failed {
-            return None;
+/// Which host link leads to each pod address: the link whose peer holds
+/// the address, or, when the address sits on another interface of the
+/// peer's namespace, the only host link into that namespace.
+pub fn index(links: &[PeeredLink], addrs: &BTreeMap<i32, Vec<InterfaceAddr>>) -> HashMap<IpAddr, HostInterface> {
+    let host = |l: &PeeredLink| HostInterface { name: l.name.clone(), ifindex: l.ifindex };
+    let mut by_ns: BTreeMap<i32, Vec<&PeeredLink>> = BTreeMap::new();
+    for l in links {
+        by_ns.entry(l.peer_netnsid).or_default().push(l);
+    }
+    let mut out = HashMap::new();
+    for (netnsid, ns_links) in &by_ns {
+        for a in addrs.get(netnsid).into_iter().flatten().filter(|a| identifies_a_pod(&a.ip)) {
+            let exact = ns_links.iter().find(|l| l.peer_ifindex == a.ifindex);
+            let only = (ns_links.len() == 1).then(|| ns_links[0]);
+            if let Some(l) = exact.copied().or(only) {
+                out.insert(a.ip, host(l));
+            }
         }
-        entry.get("lladdr").and_then(Value::as_str).map(str::to_ascii_lowercase)
-    }))
-}
-
-/// The bridge port that learned `mac`, from `bridge -j fdb show br <bridge>`.
-/// The bridge's own entries (`self`, no `master`) are not ports.
-pub fn parse_fdb_port(json: &str, mac: &str, bridge: &str) -> Result<Option<String>, String> {
-    let value: Value = serde_json::from_str(json).map_err(|e| format!("unreadable `bridge -j fdb` output: {e}"))?;
-    let mac = mac.to_ascii_lowercase();
-    Ok(value.as_array().into_iter().flatten().find_map(|entry| {
-        let entry_mac = entry.get("mac").and_then(Value::as_str)?.to_ascii_lowercase();
-        let port = entry.get("ifname").and_then(Value::as_str)?;
-        let master = entry.get("master").and_then(Value::as_str);
-        (entry_mac == mac && master == Some(bridge) && port != bridge).then(|| port.to_string())
-    }))
-}
-
-/// Runs one iproute2 command and returns its stdout.
-fn run(program: &str, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
     }
-    String::from_utf8(output.stdout).map_err(|e| format!("`{program}` printed non-UTF-8: {e}"))
+    out
+}
+
+/// One look at the node: every pod address behind a host link.
+#[derive(Debug, Default)]
+pub struct PodLinks {
+    by_ip: HashMap<IpAddr, HostInterface>,
+}
+
+impl PodLinks {
+    /// Asks the kernel (this thread's network namespace is the node's).
+    pub fn scan() -> Result<PodLinks, String> {
+        let socket = Socket::open().map_err(|e| format!("cannot open a netlink socket: {e}"))?;
+        let links = link::peered_links(&socket).map_err(|e| e.to_string())?;
+        let mut addrs = BTreeMap::new();
+        for netnsid in links.iter().map(|l| l.peer_netnsid) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = addrs.entry(netnsid) {
+                // A pod deleted between the two dumps has no addresses left: skip it.
+                slot.insert(addr::addresses_in(&socket, netnsid).unwrap_or_default());
+            }
+        }
+        Ok(PodLinks { by_ip: index(&links, &addrs) })
+    }
+
+    /// The host interface of the pod that holds `ip`.
+    pub fn get(&self, ip: &IpAddr) -> Option<&HostInterface> {
+        self.by_ip.get(ip)
+    }
+}
+
+/// Finds pods' host interfaces during one pass of the agent: the node is
+/// scanned on first use, and once more when a pod is missing (it may have
+/// started since), never more than twice per pass.
+#[derive(Debug, Default)]
+pub struct Finder {
+    links: Option<PodLinks>,
+    rescanned: bool,
+}
+
+impl Finder {
+    pub fn new() -> Finder {
+        Finder::default()
+    }
+
+    /// The host interface of pod `pod` from the first of its `ips` that
+    /// leads to one.
+    pub fn find(&mut self, pod: &str, ips: &[String]) -> Result<HostInterface, AgentError> {
+        let fail = |message: String| AgentError::Discovery { pod: pod.to_string(), message };
+        if ips.is_empty() {
+            return Err(fail("the pod has no IP".into()));
+        }
+        let mut parsed = Vec::new();
+        for text in ips {
+            parsed.push(text.parse::<IpAddr>().map_err(|_| fail(format!("{text:?} is not an IP")))?);
+        }
+        for attempt in 0..2 {
+            if self.links.is_none() || (attempt == 1 && !self.rescanned) {
+                self.rescanned |= self.links.is_some();
+                self.links = Some(PodLinks::scan().map_err(fail)?);
+            }
+            if let Some(found) = parsed.iter().find_map(|ip| self.links.as_ref().and_then(|l| l.get(ip))) {
+                return Ok(found.clone());
+            }
+        }
+        let shown: Vec<String> = parsed.iter().map(IpAddr::to_string).collect();
+        Err(fail(format!(
+            "{}: no interface of this node leads to a network namespace holding this address \
+             (not a pod of this node, or a hostNetwork pod)",
+            shown.join(", ")
+        )))
+    }
+}
+
+/// The host interface of the pod that owns `ip` (one scan of the node).
+pub fn by_ip(pod: &str, ip: &IpAddr) -> Result<HostInterface, AgentError> {
+    Finder::new().find(pod, &[ip.to_string()])
 }
 
 /// The index of interface `name` in the current network namespace.
 ///
-/// Asked of the kernel (`if_nametoindex`, a socket ioctl in the caller's
-/// network namespace), not read from /sys/class/net: sysfs shows the
-/// namespace it was mounted in, which is not the agent's when it was moved
-/// into a namespace with `nsenter --net` (as the demo and a hostNetwork pod
-/// with a host /sys are).
+/// Asked of the kernel (`if_nametoindex`, in the caller's network
+/// namespace), not read from /sys/class/net: sysfs shows the namespace it
+/// was mounted in, which is not the agent's when it was moved into a
+/// namespace with `nsenter --net`.
 pub fn ifindex_of(name: &str) -> Result<u32, String> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']) || name.starts_with('.') {
         return Err(format!("{name:?} is not an interface name"));
     }
-    let c_name = std::ffi::CString::new(name).map_err(|_| format!("{name:?} is not an interface name"))?;
-    // SAFETY: `c_name` is a valid NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    if index == 0 {
-        return Err(format!("no interface named {name:?} on this node"));
-    }
-    Ok(index)
-}
-
-/// Parses `ip -j -d link show dev <name>`: is it a bridge?
-pub fn parse_is_bridge(json: &str) -> Result<bool, String> {
-    let value: Value = serde_json::from_str(json).map_err(|e| format!("unreadable `ip -j -d link` output: {e}"))?;
-    Ok(value
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(|l| l.get("linkinfo"))
-        .and_then(|i| i.get("info_kind"))
-        .and_then(Value::as_str)
-        == Some("bridge"))
-}
-
-fn is_bridge(name: &str) -> Result<bool, String> {
-    parse_is_bridge(&run("ip", &["-j", "-d", "link", "show", "dev", name])?)
+    link::ifindex(name).ok_or_else(|| format!("no interface named {name:?} on this node"))
 }
 
 /// The host interface of a pod named by interface name (`interface:` in the
@@ -135,77 +152,45 @@ pub fn by_name(pod: &str, name: &str) -> Result<HostInterface, AgentError> {
     Ok(HostInterface { name: name.to_string(), ifindex })
 }
 
-/// The host interface of the pod that owns `ip`.
-pub fn by_ip(pod: &str, ip: &IpAddr) -> Result<HostInterface, AgentError> {
-    let fail = |message: String| AgentError::Discovery { pod: pod.to_string(), message: format!("{ip}: {message}") };
-    let ip_text = ip.to_string();
-    let hop = parse_route_get(&run("ip", &["-j", "route", "get", &ip_text]).map_err(fail)?).map_err(fail)?;
-    if let Some(gateway) = hop.gateway {
-        return Err(fail(format!("routed via {gateway} on {}: not a pod of this node", hop.dev)));
-    }
-    if hop.dev == "lo" {
-        return Err(fail("is an address of the node itself".into()));
-    }
-    let dev = if is_bridge(&hop.dev).map_err(fail)? {
-        let neigh = run("ip", &["-j", "neigh", "show", "to", &ip_text, "dev", &hop.dev]).map_err(fail)?;
-        let mac = parse_neighbour_mac(&neigh, ip)
-            .map_err(fail)?
-            .ok_or_else(|| fail(format!("no neighbour entry on bridge {} (has the pod sent traffic yet?)", hop.dev)))?;
-        let fdb = run("bridge", &["-j", "fdb", "show", "br", &hop.dev]).map_err(fail)?;
-        parse_fdb_port(&fdb, &mac, &hop.dev)
-            .map_err(fail)?
-            .ok_or_else(|| fail(format!("no port of bridge {} has learned {mac}", hop.dev)))?
-    } else {
-        hop.dev
-    };
-    let ifindex = ifindex_of(&dev).map_err(fail)?;
-    Ok(HostInterface { name: dev, ifindex })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn routed_cni_names_the_veth() {
-        // `ip -j route get 10.244.1.5` on a Calico node.
-        let json = r#"[{"dst":"10.244.1.5","dev":"cali12ab34cd","prefsrc":"172.18.0.2","flags":[],"uid":0,"cache":[]}]"#;
-        assert_eq!(parse_route_get(json).unwrap(), RouteHop { dev: "cali12ab34cd".into(), gateway: None });
+    fn peered(ifindex: u32, name: &str, netnsid: i32, peer_ifindex: u32) -> PeeredLink {
+        PeeredLink { ifindex, name: name.into(), kind: Some("veth".into()), peer_netnsid: netnsid, peer_ifindex }
+    }
+
+    fn addr(ifindex: u32, ip: &str) -> InterfaceAddr {
+        InterfaceAddr { ifindex, ip: ip.parse().unwrap() }
     }
 
     #[test]
-    fn remote_pod_has_a_gateway_and_local_address_is_rejected() {
-        let json = r#"[{"dst":"10.244.2.9","gateway":"172.18.0.3","dev":"eth0","prefsrc":"172.18.0.2","flags":[]}]"#;
-        assert_eq!(parse_route_get(json).unwrap().gateway.as_deref(), Some("172.18.0.3"));
-        let local = r#"[{"type":"local","dst":"172.18.0.2","dev":"lo","prefsrc":"172.18.0.2","flags":[]}]"#;
-        assert!(parse_route_get(local).unwrap_err().contains("local"));
-        assert!(parse_route_get("[]").unwrap_err().contains("no route"));
-        assert!(parse_route_get("not json").unwrap_err().contains("unreadable"));
+    fn each_pod_address_maps_to_the_host_end_of_its_own_pair() {
+        let links = vec![peered(10, "veth-a", 0, 2), peered(11, "cali-b", 1, 2)];
+        let addrs = BTreeMap::from([
+            (0, vec![addr(1, "127.0.0.1"), addr(2, "10.244.0.5"), addr(2, "fe80::1"), addr(2, "fd00::5")]),
+            (1, vec![addr(1, "127.0.0.1"), addr(2, "10.244.0.6"), addr(2, "fe80::1")]),
+        ]);
+        let idx = index(&links, &addrs);
+        let at = |ip: &str| idx.get(&ip.parse().unwrap()).map(|h| h.name.clone());
+        assert_eq!(at("10.244.0.5").as_deref(), Some("veth-a"));
+        assert_eq!(at("fd00::5").as_deref(), Some("veth-a"));
+        assert_eq!(at("10.244.0.6").as_deref(), Some("cali-b"));
+        assert_eq!(at("127.0.0.1"), None, "every namespace has a loopback");
+        assert_eq!(at("fe80::1"), None, "link-local addresses repeat across namespaces");
+        assert_eq!(idx.len(), 3);
     }
 
     #[test]
-    fn bridge_setup_goes_through_neighbour_and_fdb() {
-        let neigh = r#"[{"dst":"10.88.0.7","dev":"cni0","lladdr":"AA:BB:CC:00:00:07","state":["REACHABLE"]},
-                        {"dst":"10.88.0.8","dev":"cni0","state":["FAILED"]}]"#;
-        let ip: IpAddr = "10.88.0.7".parse().unwrap();
-        assert_eq!(parse_neighbour_mac(neigh, &ip).unwrap().as_deref(), Some("aa:bb:cc:00:00:07"));
-        assert_eq!(parse_neighbour_mac(neigh, &"10.88.0.8".parse().unwrap()).unwrap(), None);
-        let fdb = r#"[{"mac":"aa:bb:cc:00:00:07","ifname":"cni0","flags":[],"state":"permanent"},
-                      {"mac":"33:33:00:00:00:01","ifname":"veth1","flags":["self"],"state":"permanent"},
-                      {"mac":"aa:bb:cc:00:00:07","ifname":"veth7","master":"cni0","flags":[],"state":""}]"#;
-        assert_eq!(parse_fdb_port(fdb, "AA:BB:CC:00:00:07", "cni0").unwrap().as_deref(), Some("veth7"));
-        assert_eq!(parse_fdb_port(fdb, "aa:bb:cc:00:00:99", "cni0").unwrap(), None);
-    }
-
-    #[test]
-    fn bridge_kind_comes_from_linkinfo() {
-        let bridge = r#"[{"ifindex":4,"ifname":"cni0","linkinfo":{"info_kind":"bridge","info_data":{}}}]"#;
-        let veth = r#"[{"ifindex":5,"ifname":"veth1","linkinfo":{"info_kind":"veth"}}]"#;
-        let plain = r#"[{"ifindex":1,"ifname":"lo"}]"#;
-        assert!(parse_is_bridge(bridge).unwrap());
-        assert!(!parse_is_bridge(veth).unwrap());
-        assert!(!parse_is_bridge(plain).unwrap());
+    fn an_address_on_another_interface_needs_a_single_link_into_its_namespace() {
+        // A pod whose IP sits on a second interface (ifindex 5) of its namespace.
+        let one = vec![peered(10, "veth-a", 0, 2)];
+        let addrs = BTreeMap::from([(0, vec![addr(5, "10.1.0.9")])]);
+        assert_eq!(index(&one, &addrs).get(&"10.1.0.9".parse().unwrap()).map(|h| h.ifindex), Some(10));
+        // Two links into that namespace: which one carries it is unknown, so none is guessed.
+        let two = vec![peered(10, "veth-a", 0, 2), peered(12, "veth-c", 0, 3)];
+        assert!(index(&two, &addrs).is_empty());
     }
 
     #[test]
@@ -215,5 +200,14 @@ mod tests {
         assert_eq!(ifindex_of("lo").ok(), Some(1), "lo is ifindex 1 in every namespace");
         let err = by_name("ns/p", "pmsa-does-not-exist").unwrap_err().to_string();
         assert!(err.contains("ns/p") && err.contains("pmsa-does-not-exist"), "{err}");
+    }
+
+    #[test]
+    fn a_pod_without_a_usable_ip_is_named_in_the_error() {
+        let mut finder = Finder::new();
+        let err = finder.find("ns/p", &[]).unwrap_err().to_string();
+        assert!(err.contains("ns/p") && err.contains("no IP"), "{err}");
+        let err = finder.find("ns/p", &["not-an-ip".into()]).unwrap_err().to_string();
+        assert!(err.contains("\"not-an-ip\" is not an IP"), "{err}");
     }
 }

@@ -35,24 +35,19 @@ impl Options {
     }
 }
 
-/// Finds a pod's host veth from its IPs (the first that resolves).
-fn discover(pod: &NodePod, seen: &mut Observed) -> Result<u32, AgentError> {
+/// Finds a pod's host veth from its IPs, with the pass's `finder`.
+fn discover(finder: &mut ifdiscovery::Finder, pod: &NodePod, seen: &mut Observed) -> Result<u32, AgentError> {
     let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
-    let mut last = AgentError::Discovery { pod: key.to_string(), message: "the pod has no IP".into() };
-    for ip in &pod.ips {
-        match ip.parse() {
-            Ok(ip) => match ifdiscovery::by_ip(&key.to_string(), &ip) {
-                Ok(found) => {
-                    seen.interfaces.insert(key, found.name);
-                    return Ok(found.ifindex);
-                }
-                Err(e) => last = e,
-            },
-            Err(_) => last = AgentError::Discovery { pod: key.to_string(), message: format!("{ip:?} is not an IP") },
+    match finder.find(&key.to_string(), &pod.ips) {
+        Ok(found) => {
+            seen.interfaces.insert(key, found.name);
+            Ok(found.ifindex)
+        }
+        Err(e) => {
+            seen.pod_errors.insert(key, e.to_string());
+            Err(e)
         }
     }
-    seen.pod_errors.insert(key, last.to_string());
-    Err(last)
 }
 
 /// `"ns/name"` back to a pod key (the core's errors name pods that way).
@@ -181,7 +176,9 @@ pub async fn run<D: DatapathOps>(
             .find(|s| s.metadata.name.as_deref() == Some(node.as_str()))
             .map(|s| s.spec.clone())
             .unwrap_or_else(|| MirrorNodeStateSpec { node: node.clone(), ..MirrorNodeStateSpec::default() });
-        let (seen, problems) = reconcile_once(&spec, reconciler, &mut discover);
+        let mut finder = ifdiscovery::Finder::new();
+        let mut discover_in_pass = |pod: &NodePod, seen: &mut Observed| discover(&mut finder, pod, seen);
+        let (seen, problems) = reconcile_once(&spec, reconciler, &mut discover_in_pass);
         reloads_ok += 1;
 
         let now = Time(k8s_openapi::jiff::Timestamp::now());

@@ -79,23 +79,17 @@ impl Config {
 }
 
 /// The host interface of a pod: the inventory's `interface:` if given, else
-/// found from its IPs (the first that resolves).
-pub fn discover(pod: &NodePod, interfaces: &BTreeMap<PodKey, String>) -> Result<HostInterface, AgentError> {
+/// found from its IPs by `finder`.
+pub fn discover(
+    finder: &mut ifdiscovery::Finder,
+    pod: &NodePod,
+    interfaces: &BTreeMap<PodKey, String>,
+) -> Result<HostInterface, AgentError> {
     let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
-    if let Some(name) = interfaces.get(&key) {
-        return ifdiscovery::by_name(&key.to_string(), name);
+    match interfaces.get(&key) {
+        Some(name) => ifdiscovery::by_name(&key.to_string(), name),
+        None => finder.find(&key.to_string(), &pod.ips),
     }
-    let mut last = AgentError::Discovery { pod: key.to_string(), message: "no IP to look up".into() };
-    for ip in &pod.ips {
-        match ip.parse() {
-            Ok(ip) => match ifdiscovery::by_ip(&key.to_string(), &ip) {
-                Ok(found) => return Ok(found),
-                Err(e) => last = e,
-            },
-            Err(_) => last = AgentError::Discovery { pod: key.to_string(), message: format!("{ip:?} is not an IP") },
-        }
-    }
-    Err(last)
 }
 
 /// Interfaces found for pods in earlier ticks.
@@ -110,9 +104,10 @@ pub type KnownInterfaces = BTreeMap<PodKey, HostInterface>;
 /// failure (a route being replaced) never detaches a running source.
 pub fn desired(config: &Config, known: &mut KnownInterfaces) -> Option<(DesiredState, Vec<AgentError>)> {
     let resolution = config.current.as_ref()?;
+    let mut finder = ifdiscovery::Finder::new();
     Some(desired_from_node_state(&resolution.node_state, |pod| {
         let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
-        match discover(pod, &resolution.interfaces) {
+        match discover(&mut finder, pod, &resolution.interfaces) {
             Ok(found) => {
                 let ifindex = found.ifindex;
                 known.insert(key, found);
