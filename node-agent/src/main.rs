@@ -4,7 +4,8 @@
 //! `--standalone DIR` (the same YAML from files, no cluster), and `--cleanup`
 //! (remove everything the agent ever attached, pinned or created, then exit).
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,13 +36,23 @@ struct Cli {
     #[arg(long, default_value = "pm")]
     device_prefix: String,
 
-    /// Outer source IPv4 of the copies (default: chosen by the datapath from the route to the target).
+    /// Outer source IPv4 of the copies (default: the first IPv4 of
+    /// --node-ips, else the source the route to the target prefers).
     #[arg(long, env = "NODE_IPV4")]
     node_ipv4: Option<Ipv4Addr>,
 
-    /// Outer source IPv6 of the copies.
+    /// Outer source IPv6 of the copies (default: the first IPv6 of --node-ips).
     #[arg(long, env = "NODE_IPV6")]
     node_ipv6: Option<Ipv6Addr>,
+
+    /// The node's IPs, comma-separated, as the Downward API's
+    /// `status.hostIPs` gives them: the copies' outer source addresses.
+    #[arg(long, env = "NODE_IPS", value_delimiter = ',')]
+    node_ips: Vec<IpAddr>,
+
+    /// Log lines as `text` (colours only on a terminal) or `json`.
+    #[arg(long, env = "PODMIRROR_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
 
     /// How often the node's status entry and the counters are refreshed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -72,6 +83,25 @@ struct Cli {
     check: bool,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); ANSI colours
+/// only when stderr is a terminal, never into `kubectl logs`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 /// `30s`, `500ms`, `2m` or a plain number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -90,13 +120,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format);
     if cli.poll_interval.is_zero() || cli.status_interval.is_zero() {
         bail!("--poll-interval and --status-interval must be greater than zero");
     }
@@ -113,8 +137,18 @@ fn datapath_config(cli: &Cli) -> DatapathConfig {
     DatapathConfig {
         pin_dir: cli.pin_dir.clone(),
         device_prefix: cli.device_prefix.clone(),
-        node_ipv4: cli.node_ipv4,
-        node_ipv6: cli.node_ipv6,
+        node_ipv4: cli.node_ipv4.or_else(|| {
+            cli.node_ips.iter().find_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+        }),
+        node_ipv6: cli.node_ipv6.or_else(|| {
+            cli.node_ips.iter().find_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
+            })
+        }),
     }
 }
 
@@ -210,5 +244,21 @@ mod tests {
         let err = Cli::try_parse_from(["podmirror-agent", "--standalone", "d", "--cleanup"]).unwrap_err();
         assert!(err.to_string().contains("cannot be used with"), "{err}");
         assert!(Cli::try_parse_from(["podmirror-agent", "--check"]).is_err(), "--check needs --standalone");
+        assert_eq!(cli.log_format, LogFormat::Text);
+        let json = Cli::try_parse_from(["podmirror-agent", "--log-format", "json"]).unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn node_ips_as_the_downward_api_gives_them_set_both_outer_sources() {
+        let cli = Cli::try_parse_from(["podmirror-agent", "--node-ips", "172.18.0.2,fd00::2"]).unwrap();
+        let cfg = datapath_config(&cli);
+        assert_eq!(cfg.node_ipv4, Some("172.18.0.2".parse().unwrap()));
+        assert_eq!(cfg.node_ipv6, Some("fd00::2".parse().unwrap()));
+        // An explicit per-family flag wins.
+        let cli = Cli::try_parse_from(["podmirror-agent", "--node-ips", "172.18.0.2", "--node-ipv4", "10.0.0.1"]).unwrap();
+        assert_eq!(datapath_config(&cli).node_ipv4, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(datapath_config(&cli).node_ipv6, None);
+        assert!(Cli::try_parse_from(["podmirror-agent", "--node-ips", "node-a"]).is_err());
     }
 }

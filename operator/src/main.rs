@@ -37,20 +37,37 @@ struct Args {
     /// Lease duration in seconds; a standby takes over after this long.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
-    /// Log as JSON lines.
+    /// Log lines as `text` (colours only on a terminal) or `json`.
+    #[arg(long, env = "PODMIRROR_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Same as `--log-format json` (kept for existing deployments).
     #[arg(long, env = "PODMIRROR_LOG_JSON")]
     log_json: bool,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); ANSI colours
+/// only when stderr is a terminal, never into `kubectl logs`.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    init_logging(if args.log_json { LogFormat::Json } else { args.log_format });
 
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let metrics = Arc::new(Metrics::default());
