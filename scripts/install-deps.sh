@@ -19,6 +19,10 @@ want setpriv util-linux
 want nsenter util-linux
 want sysctl procps
 want timeout coreutils
+# The agent runs under a real OCI runtime in the tests, with the default
+# seccomp profile containers-common ships (node-agent/tests/agent_in_container.rs).
+want runc runc
+[ -e /usr/share/containers/seccomp.json ] || need_apt+=(golang-github-containers-common)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need_apt+=(libbpf-dev)
 [ -e /usr/include/linux/bpf.h ] || need_apt+=(linux-libc-dev)
 python3 -c 'import yaml' 2>/dev/null || need_apt+=(python3-yaml)

@@ -12,6 +12,7 @@ pub mod cmd;
 pub mod error;
 pub mod kind;
 pub mod manifest;
+pub mod oci;
 pub mod rbac;
 pub mod readme;
 pub mod scenario;

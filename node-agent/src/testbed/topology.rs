@@ -108,6 +108,34 @@ impl Topology {
         Ok(self.pods.len() - 1)
     }
 
+    /// Add a pod on the node's bridge `<tag>br` (made on first use, holding
+    /// `gateway_cidr`), as the bridge plugin and flannel lay pods out: the
+    /// host end is an address-less bridge port, pods reach each other over
+    /// L2 and the node over the bridge. IPv4 only; returns the pod's index.
+    pub fn add_bridged_pod(&mut self, spec: PodSpec, gateway_cidr: &str) -> Result<usize> {
+        let bridge = format!("{}br", self.tag).chars().take(15).collect::<String>();
+        if self.node.ifindex(&bridge).is_err() {
+            self.node.ip(&["link", "add", &bridge, "type", "bridge"])?;
+            self.node.ip(&["addr", "add", gateway_cidr, "dev", &bridge])?;
+            self.node.ip(&["link", "set", &bridge, "up"])?;
+        }
+        let ns = Netns::create(&format!("{}-{}", self.tag, spec.name))?;
+        let host = self.next_ifname('b');
+        let mtu = spec.mtu.to_string();
+        self.node.ip(&["link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns.name, "mtu", &mtu])?;
+        self.node.ip(&["link", "set", &host, "master", &bridge, "up"])?;
+        ns.ip(&["link", "set", "lo", "up"])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        let gateway = gateway_cidr.split('/').next().unwrap_or(gateway_cidr);
+        if let Some(v4) = &spec.ipv4 {
+            ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", "eth0"])?;
+            ns.ip(&["route", "add", "default", "via", gateway])?;
+        }
+        let host_ifindex = self.node.ifindex(&host)?;
+        self.pods.push(Pod { name: spec.name, host_ifname: host, host_ifindex, ipv4: spec.ipv4, ipv6: None, netns: ns });
+        Ok(self.pods.len() - 1)
+    }
+
     /// Add a remote host at `ip` (IPv4, /24 with `node_ip`) behind an
     /// underlay veth of `mtu`; returns its index in `remotes`.
     pub fn add_remote(&mut self, name: &str, ip_addr: &str, node_ip: &str, mtu: u32) -> Result<usize> {

@@ -1,0 +1,266 @@
+//! The agent as installed: the chart rendered by the real helm, its agent
+//! container run by a real OCI runtime (runc) with exactly that container's
+//! securityContext (capabilities after dropping ALL, uid, no_new_privs,
+//! read-only root, the runtime's default seccomp profile), host network,
+//! the bpffs hostPath mount with its propagation, and the runtime's
+//! read-only `/proc/sys`. The node is a network namespace laid out like a
+//! bridge CNI (the bridge plugin, flannel): the seed scenario's three pods
+//! on one bridge, none of which has sent anything when the agent starts,
+//! and IP forwarding off on the node. The agent must start, find
+//! ecs-source's bridge port, and mirror `hello` and `12345` to ecs-target
+//! as VXLAN VNI 1 cut to 96 bytes, with the node's IP (from the Downward
+//! API's `status.hostIPs`) as outer source. Then the uninstall hook's
+//! cleanup container, also under runc, leaves nothing behind.
+//!
+//! Needs root, runc, helm, tcpdump, tshark, nc and the containers-common
+//! seccomp profile (`make test` installs them); otherwise SKIPPED, or a
+//! failure under CI=true.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podmirror_agent::testbed::{self, tshark_fields, Capture, PodSpec, Topology};
+use podmirror_e2e::manifest::{parse_documents, Object};
+use podmirror_e2e::oci::{self, Launch};
+use podmirror_e2e::{chart_dir, cmd, repo_root, tools};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
+const NODE_IP: &str = "172.31.240.7";
+const TEST: &str = "agent_in_container";
+
+/// A runc container, killed and deleted when dropped.
+struct Container {
+    runc: PathBuf,
+    id: String,
+    child: Option<Child>,
+}
+
+impl Container {
+    fn start(runc: &Path, id: &str, bundle: &Path, log: &Path) -> Container {
+        let log_file = std::fs::File::create(log).unwrap();
+        let child = Command::new(runc)
+            .args(["run", "--bundle"])
+            .arg(bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        Container { runc: runc.to_path_buf(), id: id.to_string(), child: Some(child) }
+    }
+
+    /// `runc exec` in the running container: (success, combined output).
+    fn exec(&self, script: &str) -> (bool, String) {
+        let out = Command::new(&self.runc).args(["exec", &self.id, "/bin/sh", "-c", script]).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// The host pid of the container's process.
+    fn pid(&self) -> u32 {
+        let state = cmd::run(&self.runc, &["state", &self.id]).unwrap();
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        state["pid"].as_u64().unwrap() as u32
+    }
+
+    /// Waits for the container to exit by itself; returns whether it succeeded.
+    fn wait(mut self, timeout: Duration) -> bool {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.runc).args(["kill", &self.id, "KILL"]).output();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        let _ = Command::new(&self.runc).args(["delete", "--force", &self.id]).output();
+    }
+}
+
+fn prerequisites() -> Option<(PathBuf, PathBuf)> {
+    if !testbed::require_root(TEST) {
+        return None;
+    }
+    let runc = tools::require(&format!("{TEST}: needs runc"), tools::find("runc", "RUNC", &["--version"]))?;
+    let helm = tools::require(&format!("{TEST}: needs helm"), tools::helm())?;
+    if !Path::new(oci::seccomp::CONTAINERS_COMMON_PROFILE).exists() {
+        let why = format!("{} missing (Debian package golang-github-containers-common)", oci::seccomp::CONTAINERS_COMMON_PROFILE);
+        assert!(!testbed::in_ci(), "{TEST}: {why}");
+        testbed::announce_skip(TEST, &why);
+        return None;
+    }
+    Some((runc, helm))
+}
+
+/// The chart as `helm install` would create it, with the default values
+/// but the pin dir (bpffs is shared with concurrent tests; the devices live
+/// in the test's own node namespace).
+fn rendered(helm: &Path, pin_dir: &str) -> Vec<Object> {
+    let chart = chart_dir();
+    let pin = format!("agent.pinDir={pin_dir}");
+    let args = ["template", "pm", chart.to_str().unwrap(), "--namespace", "podmirror-system", "--set", &pin];
+    parse_documents(&cmd::run(helm, &args).unwrap()).unwrap()
+}
+
+fn daemonset<'a>(objects: &'a [Object], component: &str) -> &'a Object {
+    objects
+        .iter()
+        .find(|o| o.kind == "DaemonSet" && o.label("app.kubernetes.io/component") == Some(component))
+        .unwrap_or_else(|| panic!("no {component} DaemonSet in the chart"))
+}
+
+/// The seed scenario on a bridge, as the bridge CNI lays it out.
+fn bridge_node() -> Topology {
+    let mut topo = Topology::new("pmoci").unwrap();
+    for (name, ip) in [("ecs-test", "192.168.0.161"), ("ecs-source", "192.168.0.230"), ("ecs-target", "192.168.0.164")] {
+        topo.add_bridged_pod(PodSpec::v4(name, ip), "192.168.0.1/24").unwrap();
+    }
+    topo.add_node_address(&format!("{NODE_IP}/32")).unwrap();
+    // Nothing forwarded by the node: the pods talk over the bridge, and the
+    // agent may not rely on forwarding it cannot switch on through /proc/sys.
+    topo.node.sysctl("net.ipv4.ip_forward=0").unwrap();
+    topo
+}
+
+fn wait_for_metric(topo: &Topology, line: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = topo
+            .node
+            .run(|| {
+                use std::io::{Read, Write};
+                let Ok(mut s) = std::net::TcpStream::connect("127.0.0.1:9090") else { return String::new() };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                body
+            })
+            .unwrap();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        let agent_log = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(Instant::now() < deadline, "timed out waiting for `{line}`\nmetrics:\n{text}\nagent log:\n{agent_log}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn agent_runs_in_a_container_as_the_chart_renders_it_and_mirrors_a_bridged_pod() {
+    let Some((runc, helm)) = prerequisites() else { return };
+    let topo = bridge_node();
+    let pin_dir = format!("/sys/fs/bpf/{}", topo.tag);
+    let objects = rendered(&helm, &pin_dir);
+    let agent_ds = daemonset(&objects, "agent");
+    let agent_container = agent_ds.containers().into_iter().find(|c| c.name() == "agent").unwrap();
+    assert_eq!(agent_ds.pod_spec().unwrap()["hostNetwork"].as_bool(), Some(true));
+    let caps = oci::effective_capabilities(&agent_container).unwrap();
+
+    let work = std::env::temp_dir().join(&topo.tag);
+    let config_dir = work.join("config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    for f in ["filter.yaml", "session.yaml", "standalone.yaml", "pods.yaml"] {
+        std::fs::copy(repo_root().join("examples/seed-scenario").join(f), config_dir.join(f)).unwrap();
+    }
+    let launch = |extra: Vec<String>| Launch {
+        netns_path: PathBuf::from(format!("/run/netns/{}", topo.node.name)),
+        binary_dir: Path::new(AGENT).parent().unwrap().to_path_buf(),
+        field_values: vec![
+            ("spec.nodeName".into(), "node-1".into()),
+            ("status.hostIPs".into(), NODE_IP.into()),
+        ],
+        extra_args: extra,
+        extra_mounts: vec![(config_dir.clone(), "/config".into())],
+    };
+    // The chart's command and args, in standalone mode on the seed example's files.
+    let agent_args = vec!["--standalone=/config".into(), "--poll-interval=200ms".into()];
+    let bundle = work.join("agent");
+    oci::write_bundle(&runc, &bundle, agent_ds.pod_spec().unwrap(), &agent_container, &launch(agent_args)).unwrap();
+    let log = work.join("agent.log");
+    let container = Container::start(&runc, &format!("{}-agent", topo.tag), &bundle, &log);
+
+    let programmed = r#"podmirror_programmed_interfaces{namespace="default",session="mirror-session-a"} 1"#;
+    wait_for_metric(&topo, programmed, &log);
+
+    // The conditions are those of a pod: /proc/sys read-only, only the chart's capabilities.
+    let (wrote, text) = container.exec("echo 1 > /proc/sys/net/ipv4/ip_forward");
+    assert!(!wrote && text.contains("Read-only file system"), "/proc/sys must be read-only: {text}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid())).unwrap();
+    let cap_eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    let mask = u64::from_str_radix(cap_eff.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    let wanted: u64 = caps.iter().map(|c| 1u64 << cap_number(c)).sum();
+    assert_eq!(mask, wanted, "effective capabilities {cap_eff} are not the chart's {caps:?}");
+    assert!(status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('2')), "seccomp filter mode:\n{status}");
+
+    let client = topo.pod("ecs-test").unwrap();
+    let source = topo.pod("ecs-source").unwrap();
+    let target = topo.pod("ecs-target").unwrap();
+    let capture = Capture::start(&target.netns, "eth0", "udp port 4789").unwrap();
+    let server = source.netns.spawn("exec nc -l 1234").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    client.netns.sh("(echo hello; sleep 0.3; echo 12345; sleep 0.3) | nc -N -w 3 192.168.0.230 1234").unwrap();
+    let received = server.finish(Duration::from_secs(5)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pcap = capture.stop().unwrap();
+    assert_eq!(String::from_utf8_lossy(&received.stdout), "hello\n12345\n", "the original stream is untouched");
+
+    let fields = ["vxlan.vni", "ip.src", "tcp.dstport", "tcp.payload", "frame.len"];
+    let rows = tshark_fields(&pcap, "vxlan && tcp.len > 0", &fields).unwrap();
+    let payloads: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(payloads, vec!["68656c6c6f0a", "31323334350a"], "hello and 12345, once each: {rows:?}");
+    for row in &rows {
+        assert_eq!(row[0], "1", "VNI: {row:?}");
+        let sources: Vec<&str> = row[1].split(',').collect();
+        assert_eq!(sources, vec![NODE_IP, "192.168.0.161"], "outer source is the node IP, inner the client: {row:?}");
+        assert_eq!(row[2], "1234", "{row:?}");
+    }
+    let outbound = tshark_fields(&pcap, "vxlan && tcp.srcport == 1234", &["frame.number"]).unwrap();
+    assert!(outbound.is_empty(), "ecs-source's replies are not mirrored: {outbound:?}");
+    drop(container);
+
+    // The uninstall hook's cleanup, as the chart renders it, under runc too.
+    let cleanup_ds = daemonset(&objects, "cleanup");
+    let cleanup = cleanup_ds.containers().into_iter().find(|c| c.name() == "cleanup").unwrap();
+    let bundle = work.join("cleanup");
+    oci::write_bundle(&runc, &bundle, cleanup_ds.pod_spec().unwrap(), &cleanup, &launch(Vec::new())).unwrap();
+    let cleanup_log = work.join("cleanup.log");
+    let done = Container::start(&runc, &format!("{}-cleanup", topo.tag), &bundle, &cleanup_log);
+    let ok = done.wait(Duration::from_secs(30));
+    assert!(ok, "cleanup failed:\n{}", std::fs::read_to_string(&cleanup_log).unwrap_or_default());
+    assert!(!Path::new(&pin_dir).exists(), "{pin_dir} left behind");
+    let links = topo.node.ip(&["-o", "link", "show"]).unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    assert!(!links.contains("pm-cp") && !links.contains("pm-cq"), "copy device left behind:\n{links}");
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// The kernel's number of a capability (`capability.h`).
+fn cap_number(name: &str) -> u32 {
+    match name {
+        "CAP_NET_ADMIN" => 12,
+        "CAP_NET_RAW" => 13,
+        "CAP_SYS_ADMIN" => 21,
+        "CAP_SYS_RESOURCE" => 24,
+        "CAP_PERFMON" => 38,
+        "CAP_BPF" => 39,
+        other => panic!("capability {other} has no number here; add it"),
+    }
+}
