@@ -239,8 +239,6 @@ fn images_and_tags_come_from_values() {
         &[
             "image.repository=registry.example/pm",
             "image.tag=v9.9.9",
-            "cleanup.waiter.image.repository=registry.example/kubectl",
-            "cleanup.waiter.image.tag=v1.0.0",
         ],
     );
     assert_eq!(
@@ -253,7 +251,8 @@ fn images_and_tags_come_from_values() {
         .expect("the cleanup waiter Job");
     assert_eq!(
         waiter.containers()[0].image(),
-        Some("registry.example/kubectl:v1.0.0")
+        Some("registry.example/pm:v9.9.9"),
+        "the uninstall waiter runs podmirror's own image: no third-party image to mirror"
     );
     let all: usize = custom.iter().map(|o| o.containers().len()).sum();
     let counted = custom
@@ -601,9 +600,10 @@ fn uninstall_hook_cleans_every_node_and_is_waited_for() {
         cleanup.command_line()
     );
     let wait = job.containers()[0].command_line();
-    let target = format!("daemonset/{}", ds.name);
+    let target = format!("--daemonset={}", ds.name);
     assert!(
-        wait.starts_with(&["rollout", "status"]) && wait.contains(&target.as_str()),
+        wait.starts_with(&["/usr/local/bin/podmirror-operator", "uninstall-wait"])
+            && wait.contains(&target.as_str()),
         "{wait:?}"
     );
     assert_eq!(

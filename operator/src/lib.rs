@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod plan;
 pub mod sync;
 pub mod trim;
+pub mod uninstall;
 
 pub use error::Error;

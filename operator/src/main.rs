@@ -43,6 +43,25 @@ struct Args {
     /// Same as `--log-format json` (kept for existing deployments).
     #[arg(long, env = "PODMIRROR_LOG_JSON")]
     log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// The uninstall hook's last step: wait until the cleanup DaemonSet has
+    /// cleaned every node, then mark every MirrorSession as not mirrored.
+    UninstallWait {
+        /// The cleanup DaemonSet.
+        #[arg(long)]
+        daemonset: String,
+        /// Its namespace.
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: String,
+        /// Give up (and fail the uninstall loudly) after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_seconds: u64,
+    },
 }
 
 /// How log lines are written.
@@ -68,6 +87,14 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(if args.log_json { LogFormat::Json } else { args.log_format });
+    if let Some(Command::UninstallWait { daemonset, namespace, timeout_seconds }) = &args.command {
+        let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+        let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), namespace);
+        podmirror_operator::uninstall::wait_for_cleanup(&api, daemonset, Duration::from_secs(*timeout_seconds)).await?;
+        let marked = podmirror_operator::uninstall::mark_sessions(&client).await?;
+        tracing::info!(marked, "every node is clean; sessions marked as no longer mirrored");
+        return Ok(());
+    }
 
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let metrics = Arc::new(Metrics::default());
