@@ -39,7 +39,19 @@ fn cond_from(type_: &'static str, r: Result<&'static str, &Problem>, ok_message:
 /// Whether every node hosting a mirrorable source reports it programmed.
 pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem> {
     if plan.effective.is_none() {
-        return Err(Problem::new("NotProgrammable", "nothing to program until the filter and the target resolve"));
+        // Say why nothing is programmed: a refused or invalid session never
+        // gets that far, whatever its filter and target.
+        return Err(match &plan.admission {
+            Admission::Refused { .. } => {
+                Problem::new("NotAccepted", "nothing is programmed: a quota refused the session (see Accepted)")
+            }
+            Admission::Invalid { .. } => {
+                Problem::new("NotAccepted", "nothing is programmed: the session is invalid (see Accepted)")
+            }
+            Admission::Accepted => {
+                Problem::new("NotProgrammable", "nothing to program until the filter and the target resolve")
+            }
+        });
     }
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, node) in &plan.programmed_pods {

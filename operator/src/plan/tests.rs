@@ -216,6 +216,10 @@ fn newer_session_is_refused_on_a_priority_clash_and_the_older_keeps_running() {
     let st = session_status(&c.sessions[&SessionKey::new("team", "new")], &p.sessions[&SessionKey::new("team", "new")], &[], &now());
     assert_eq!(st.phase, Some(SessionPhase::Invalid));
     assert_eq!(cond(&st, "Accepted").reason, "PriorityClash");
+    // Programmed says the refusal is why, not the (resolved) filter and target.
+    let programmed = cond(&st, "Programmed");
+    assert_eq!((programmed.status.as_str(), programmed.reason.as_str()), ("False", "NotAccepted"));
+    assert!(programmed.message.contains("quota") && !programmed.message.contains("filter"), "{}", programmed.message);
     assert_eq!(p.refusals["PriorityClash"], 1);
     let names: Vec<&str> = p.nodes["node-a"].sessions.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, vec!["old"]);
