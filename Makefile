@@ -20,8 +20,11 @@ crds:
 	$(CARGO) run -q -p podmirror-crds --bin crdgen -- crds
 	cp crds/*.podmirror.io.yaml charts/podmirror/crds/
 
-# kind end-to-end (charts/podmirror/README.md): needs a Docker engine, kind on
-# PATH and root; fails loudly (non-zero) where any is missing.
+# End-to-end (charts/podmirror/README.md): by default on a kind cluster it
+# makes (needs a Docker engine, kind on PATH and root); with KUBECONFIG and
+# PODMIRROR_E2E_IMAGE=registry/podmirror:tag set, on that cluster with that
+# image (installs the chart, runs the scenarios, uninstalls). Fails loudly
+# (non-zero) where anything is missing.
 e2e: deps
 	$(CARGO) run -q -p podmirror-e2e --bin podmirror-e2e-kind
 

@@ -184,6 +184,23 @@ impl Ctx<'_> {
 /// SPEC §6: for each payload a copy with `vni`, inner `client -> source:1234`
 /// `Flags [P.]` carrying it, every copy cut to `packet_length` bytes of inner
 /// frame, and no copy of the source's replies (no outbound rule).
+/// Every copy with `vni` left from `node_ip`, the address of the node
+/// hosting the source (not, say, a CNI bridge's address).
+pub fn check_outer_source(copies: &[Copy], vni: u32, node_ip: IpAddr) -> Result<(), String> {
+    let ours: Vec<&Copy> = copies.iter().filter(|c| c.vni == Some(vni)).collect();
+    if ours.is_empty() {
+        return Err(format!("no VXLAN copy with vni {vni}"));
+    }
+    match ours.iter().find(|c| c.outer.as_ref().map(|f| f.src) != Some(node_ip)) {
+        Some(bad) => Err(format!(
+            "a vni {vni} copy left from {:?}, not the node's {node_ip}:\n{}",
+            bad.outer.as_ref().map(|f| f.src),
+            bad.text
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn check_seed_copies(
     copies: &[Copy],
     vni: u32,
@@ -410,6 +427,7 @@ mod tests {
     ) -> Copy {
         Copy {
             vni: Some(vni),
+            outer: Some(Flow { src: "172.18.0.3".parse().expect("ip"), sport: 50000, dst: dst.parse().expect("ip"), dport: 4789 }),
             inner: Some(Flow {
                 src: src.parse().expect("ip"),
                 sport,
@@ -437,6 +455,15 @@ mod tests {
             render("# {{doc}}\na: 1", &[]).is_ok(),
             "comments may keep placeholders"
         );
+    }
+
+    #[test]
+    fn outer_source_must_be_the_node_address() {
+        let copies = vec![copy(1, (C, 40000), (S, 1234), "P.", "hello", 120)];
+        check_outer_source(&copies, 1, ip("172.18.0.3")).expect("the node's address");
+        let err = check_outer_source(&copies, 1, ip("10.244.1.1")).unwrap_err();
+        assert!(err.contains("not the node's 10.244.1.1"), "{err}");
+        assert!(check_outer_source(&copies, 2, ip("172.18.0.3")).is_err(), "no copy of that vni");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct Flow {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Copy {
     pub vni: Option<u32>,
+    /// The outer (VXLAN/UDP) flow: its source is the sending node's address.
+    pub outer: Option<Flow>,
     /// The encapsulated packet's flow (the second flow printed in the record).
     pub inner: Option<Flow>,
     /// TCP flags of the inner packet, e.g. `P.`.
@@ -98,6 +100,7 @@ fn record(lines: &[&str]) -> Copy {
         .enumerate()
         .flat_map(|(i, l)| flows_in(l).into_iter().map(move |f| (i, f)))
         .collect();
+    let outer = flows.first().map(|(_, f)| f.clone());
     let inner = flows.get(1).cloned();
     let inner_flags = inner.as_ref().and_then(|(i, _)| {
         let line = lines[*i];
@@ -114,6 +117,7 @@ fn record(lines: &[&str]) -> Copy {
     });
     Copy {
         vni,
+        outer,
         inner: inner.map(|(_, f)| f),
         inner_flags,
         outer_frame_len,
@@ -151,6 +155,8 @@ E..p..@.@.....
         assert_eq!((inner.sport, inner.dport), (40000, 1234));
         assert_eq!(copies[0].inner_flags.as_deref(), Some("P."));
         assert_eq!(copies[0].outer_frame_len, Some(126));
+        let outer = copies[0].outer.clone().expect("outer flow");
+        assert_eq!((outer.src.to_string().as_str(), outer.dport), ("172.18.0.2", 4789));
         assert!(copies[0].text.contains("hello"));
         assert!(copies[1].text.contains("12345"));
         assert!(!copies[1].text.contains("packets captured"));

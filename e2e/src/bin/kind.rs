@@ -23,29 +23,54 @@ const TCPDUMP: &[&str] = &[
 ];
 
 struct Tools {
-    docker: PathBuf,
-    kind: PathBuf,
     kubectl: PathBuf,
     helm: PathBuf,
+    /// Set on kind runs: the node checks read each node through Docker.
+    docker: Option<PathBuf>,
+    kind: Option<PathBuf>,
+}
+
+/// Where the scenarios run.
+enum Target {
+    /// A kind cluster made for the run (the default where Docker exists).
+    Kind,
+    /// The cluster `KUBECONFIG` names, with an image it can pull
+    /// (`PODMIRROR_E2E_IMAGE=registry/podmirror:tag`): how a user validates a
+    /// staging cluster before trusting podmirror in production.
+    Existing { kubeconfig: PathBuf, image: String },
+}
+
+fn target() -> Result<Target> {
+    match (std::env::var_os("PODMIRROR_E2E_IMAGE"), std::env::var_os("KUBECONFIG")) {
+        (Some(image), Some(kubeconfig)) => Ok(Target::Existing {
+            kubeconfig: PathBuf::from(kubeconfig),
+            image: image.to_string_lossy().into_owned(),
+        }),
+        (Some(_), None) => bail!("PODMIRROR_E2E_IMAGE is set: also set KUBECONFIG to the cluster to test"),
+        (None, _) => Ok(Target::Kind),
+    }
 }
 
 /// Every missing prerequisite at once, so one run tells the whole story.
-fn preflight() -> Result<Tools> {
-    let docker = tools::docker_with_daemon();
-    let kind = tools::kind();
+fn preflight(target: &Target) -> Result<Tools> {
     let kubectl = tools::kubectl();
     let helm = tools::helm();
-    let mut missing: Vec<String> = [&docker, &kind, &kubectl, &helm]
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(ToString::to_string))
-        .collect();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        missing.push("root: the uninstall check runs the host's bpftool in each kind node's network namespace".into());
-    }
-    for tool in ["bpftool", "nsenter"] {
-        if tools::on_path(tool).is_none() {
-            missing.push(format!("{tool} not on PATH (the uninstall check needs it)"));
+    let mut found = vec![&kubectl, &helm];
+    let (docker, kind) = match target {
+        Target::Kind => (Some(tools::docker_with_daemon()), Some(tools::kind())),
+        Target::Existing { .. } => (None, None),
+    };
+    found.extend(docker.iter().chain(kind.iter()));
+    let mut missing: Vec<String> = found.iter().filter_map(|r| r.as_ref().err().map(ToString::to_string)).collect();
+    if matches!(target, Target::Kind) {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            missing.push("root: the uninstall check runs the host's bpftool in each kind node's network namespace".into());
+        }
+        for tool in ["bpftool", "nsenter"] {
+            if tools::on_path(tool).is_none() {
+                missing.push(format!("{tool} not on PATH (the uninstall check needs it)"));
+            }
         }
     }
     if !missing.is_empty() {
@@ -55,11 +80,20 @@ fn preflight() -> Result<Tools> {
         );
     }
     Ok(Tools {
-        docker: docker?,
-        kind: kind?,
         kubectl: kubectl?,
         helm: helm?,
+        docker: docker.transpose()?,
+        kind: kind.transpose()?,
     })
+}
+
+/// `registry/podmirror:tag` as the chart's `image.repository` and `image.tag`.
+fn split_image(image: &str) -> Result<(&str, &str)> {
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[slash..].rfind(':') {
+        Some(i) => Ok((&image[..slash + i], &image[slash + i + 1..])),
+        None => bail!("PODMIRROR_E2E_IMAGE={image}: name a tag (registry/podmirror:tag)"),
+    }
 }
 
 fn step(title: &str) {
@@ -82,73 +116,76 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let t = preflight()?;
+    let target = target()?;
+    let t = preflight(&target)?;
     let root = repo_root();
 
-    step("build the image");
-    cmd::run_visible(
-        &t.docker,
-        &[
-            "build".as_ref(),
-            "-t".as_ref(),
-            IMAGE.as_ref(),
-            root.as_os_str(),
-        ],
-    )?;
-
-    step("create the kind cluster");
-    let name = format!("pm-e2e-{}", std::process::id());
-    let cluster = Cluster::create(t.kind.clone(), &name, &root.join("e2e/kind/cluster.yaml"))?;
-    cluster.load_image(IMAGE)?;
-    let nodes = cluster.nodes()?;
-    let workers: Vec<&String> = nodes
-        .iter()
-        .filter(|n| !n.contains("control-plane"))
-        .collect();
-    ensure!(
-        workers.len() >= 2,
-        "expected two workers, kind made {nodes:?}"
-    );
-    let (w1, w2) = (workers[0].as_str(), workers[1].as_str());
+    let (cluster, kubeconfig_path, image_sets) = match &target {
+        Target::Kind => {
+            let (docker, kind) = (t.docker.clone().context("docker")?, t.kind.clone().context("kind")?);
+            step("build the image");
+            cmd::run_visible(&docker, &["build".as_ref(), "-t".as_ref(), IMAGE.as_ref(), root.as_os_str()])?;
+            step("create the kind cluster");
+            let name = format!("pm-e2e-{}", std::process::id());
+            let cluster = Cluster::create(kind, &name, &root.join("e2e/kind/cluster.yaml"))?;
+            cluster.load_image(IMAGE)?;
+            let sets = vec!["image.repository=podmirror".to_string(), "image.tag=e2e".into(), "image.pullPolicy=Never".into()];
+            let kubeconfig = cluster.kubeconfig.clone();
+            (Some(cluster), kubeconfig, sets)
+        }
+        Target::Existing { kubeconfig, image } => {
+            step(&format!("use the cluster of {} with image {image}", kubeconfig.display()));
+            let (repository, tag) = split_image(image)?;
+            let sets = vec![format!("image.repository={repository}"), format!("image.tag={tag}")];
+            (None, kubeconfig.clone(), sets)
+        }
+    };
     let kubectl = Kubectl {
         bin: t.kubectl.clone(),
-        kubeconfig: cluster.kubeconfig.clone(),
+        kubeconfig: kubeconfig_path.clone(),
+    };
+    let nodes: Vec<String> = match &cluster {
+        Some(c) => c.nodes()?,
+        None => kubectl
+            .run(&["get", "nodes", "-o", "jsonpath={.items[*].metadata.name}"])?
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    };
+    let workers: Vec<String> = match &cluster {
+        Some(_) => nodes.iter().filter(|n| !n.contains("control-plane")).cloned().collect(),
+        None => kubectl
+            .run(&["get", "nodes", "-l", "!node-role.kubernetes.io/control-plane", "-o", "jsonpath={.items[*].metadata.name}"])?
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    };
+    ensure!(!workers.is_empty(), "no worker node among {nodes:?}");
+    if cluster.is_some() {
+        ensure!(workers.len() >= 2, "expected two workers, kind made {nodes:?}");
+    } else if workers.len() < 2 {
+        eprintln!("e2e: one worker only: the cross-node steps run with source and target on the same node");
+    }
+    let (w1, w2) = (workers[0].as_str(), workers.get(1).unwrap_or(&workers[0]).as_str());
+
+    // What each node holds before the install (kind only: read through Docker).
+    let baseline: Vec<(String, NodeState)> = match &t.docker {
+        Some(docker) => nodes
+            .iter()
+            .map(|n| Ok((n.clone(), scenario::node_state(docker, n, PIN_DIR, DEVICE_PREFIX)?)))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
     };
 
-    let baseline: Vec<(String, NodeState)> = nodes
-        .iter()
-        .map(|n| {
-            Ok((
-                n.clone(),
-                scenario::node_state(&t.docker, n, PIN_DIR, DEVICE_PREFIX)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-
     step("install the chart");
-    let kubeconfig = format!("--kubeconfig={}", cluster.kubeconfig.display());
+    let kubeconfig = format!("--kubeconfig={}", kubeconfig_path.display());
     let chart = chart_dir().display().to_string();
-    cmd::run_visible(
-        &t.helm,
-        &[
-            "install",
-            "podmirror",
-            &chart,
-            "-n",
-            SYSTEM_NS,
-            "--create-namespace",
-            &kubeconfig,
-            "--set",
-            "image.repository=podmirror",
-            "--set",
-            "image.tag=e2e",
-            "--set",
-            "image.pullPolicy=Never",
-            "--wait",
-            "--timeout",
-            "5m",
-        ],
-    )?;
+    let mut install: Vec<&str> = vec!["install", "podmirror", &chart, "-n", SYSTEM_NS, "--create-namespace", &kubeconfig];
+    for set in &image_sets {
+        install.extend(["--set", set.as_str()]);
+    }
+    install.extend(["--wait", "--timeout", "5m"]);
+    cmd::run_visible(&t.helm, &install)?;
     let agents = kubectl.jsonpath(
         SYSTEM_NS,
         "daemonset/podmirror-agent",
@@ -159,6 +196,12 @@ fn run() -> Result<()> {
         "{agents} agents ready on {} nodes (control plane included)",
         nodes.len()
     );
+    let privileged = kubectl.jsonpath(
+        SYSTEM_NS,
+        "daemonset/podmirror-agent",
+        "{.spec.template.spec.containers[0].securityContext.privileged}",
+    )?;
+    ensure!(privileged != "true", "the agent must run unprivileged, it runs privileged: {privileged}");
     kubectl.run(&["create", "namespace", TEST_NS])?;
     let tools_image = std::env::var("PODMIRROR_E2E_TOOLS_IMAGE")
         .unwrap_or_else(|_| "nicolaka/netshoot:v0.13".into());
@@ -205,59 +248,44 @@ fn run() -> Result<()> {
 
     step("uninstall leaves nothing on any node");
     let mut pre_uninstall = Vec::new();
-    for node in &nodes {
-        pre_uninstall.push((
-            node.clone(),
-            scenario::node_state(&t.docker, node, PIN_DIR, DEVICE_PREFIX)?,
-        ));
-    }
-    let on_w1 = &pre_uninstall
-        .iter()
-        .find(|(n, _)| n == w1)
-        .context("state of w1")?
-        .1;
-    ensure!(
-        !on_w1.pins.is_empty() && !on_w1.pinned.links.is_empty(),
-        "before the uninstall {w1} shows no podmirror datapath ({on_w1:?}): the cleanup check would prove nothing"
-    );
-    cmd::run_visible(
-        &t.helm,
-        &[
-            "uninstall",
-            "podmirror",
-            "-n",
-            SYSTEM_NS,
-            &kubeconfig,
-            "--wait",
-            "--timeout",
-            "5m",
-        ],
-    )?;
-    let bpftool = tools::on_path("bpftool").context("bpftool")?;
-    let live = bpfobj::live(&bpftool)?;
-    let mut dirty = Vec::new();
-    for ((node, base), (_, pre)) in baseline.iter().zip(&pre_uninstall) {
-        let after = scenario::node_state(&t.docker, node, PIN_DIR, DEVICE_PREFIX)?;
-        dirty.extend(
-            scenario::leftovers(base, &after)
-                .into_iter()
-                .map(|l| format!("{node}: {l}")),
-        );
-        dirty.extend(
-            bpfobj::survivors(&pre.pinned, &live)
-                .into_iter()
-                .map(|l| format!("{node}: {l} still in the kernel")),
+    if let Some(docker) = &t.docker {
+        for node in &nodes {
+            pre_uninstall.push((node.clone(), scenario::node_state(docker, node, PIN_DIR, DEVICE_PREFIX)?));
+        }
+        let on_w1 = &pre_uninstall.iter().find(|(n, _)| n == w1).context("state of w1")?.1;
+        ensure!(
+            !on_w1.pins.is_empty() && !on_w1.pinned.links.is_empty(),
+            "before the uninstall {w1} shows no podmirror datapath ({on_w1:?}): the cleanup check would prove nothing"
         );
     }
-    ensure!(
-        dirty.is_empty(),
-        "left behind after helm uninstall:\n{}",
-        dirty.join("\n")
-    );
+    cmd::run_visible(&t.helm, &["uninstall", "podmirror", "-n", SYSTEM_NS, &kubeconfig, "--wait", "--timeout", "5m"])?;
+    if let Some(docker) = &t.docker {
+        let bpftool = tools::on_path("bpftool").context("bpftool")?;
+        let live = bpfobj::live(&bpftool)?;
+        let mut dirty = Vec::new();
+        for ((node, base), (_, pre)) in baseline.iter().zip(&pre_uninstall) {
+            let after = scenario::node_state(docker, node, PIN_DIR, DEVICE_PREFIX)?;
+            dirty.extend(scenario::leftovers(base, &after).into_iter().map(|l| format!("{node}: {l}")));
+            dirty.extend(
+                bpfobj::survivors(&pre.pinned, &live).into_iter().map(|l| format!("{node}: {l} still in the kernel")),
+            );
+        }
+        ensure!(dirty.is_empty(), "left behind after helm uninstall:\n{}", dirty.join("\n"));
+    } else {
+        eprintln!("e2e: not a kind cluster: the nodes' kernels are not inspected; the cleanup hook's success is what Helm reported");
+    }
     let hooks = kubectl.run(&["get", "daemonsets,jobs", "-n", SYSTEM_NS, "-o", "name"])?;
+    ensure!(hooks.trim().is_empty(), "uninstall hook objects left: {hooks}");
+    let reasons = kubectl.run(&[
+        "get",
+        "mirrorsessions",
+        "-A",
+        "-o",
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Programmed\")].reason}{\"\\n\"}{end}",
+    ])?;
     ensure!(
-        hooks.trim().is_empty(),
-        "uninstall hook objects left: {hooks}"
+        !reasons.trim().is_empty() && reasons.lines().all(|r| r == "Uninstalled"),
+        "after the uninstall every session must say Programmed=False/Uninstalled, got:\n{reasons}"
     );
     drop(cluster);
     Ok(())
@@ -291,6 +319,10 @@ fn seed_from_examples(ctx: &Ctx<'_>) -> Result<()> {
         ip.parse().with_context(|| format!("{pod}: podIP `{ip}`"))
     };
     let (client_ip, source_ip) = (ip_of("ecs-test")?, ip_of("ecs-source")?);
+    let node_ip: IpAddr = {
+        let ip = ctx.kubectl.jsonpath(&ctx.namespace, "pod/ecs-source", "{.status.hostIP}")?;
+        ip.parse().with_context(|| format!("ecs-source: hostIP `{ip}`"))?
+    };
     let seed_filter = read("filter.yaml")?;
     let filter = seed_filter
         .replace("192.168.0.161/32", &format!("{client_ip}/32"))
@@ -344,6 +376,7 @@ fn seed_from_examples(ctx: &Ctx<'_>) -> Result<()> {
                 PACKET_LENGTH,
             )
             .and_then(|()| scenario::check_cut_to(&with_payload, 1, PACKET_LENGTH))
+            .and_then(|()| scenario::check_outer_source(&with_payload, 1, node_ip))
             .and_then(|()| {
                 scenario::check_seed_copies(&collector, 1, client_ip, source_ip, &[], PACKET_LENGTH)
             }))
@@ -547,4 +580,16 @@ fn quota(ctx: &Ctx<'_>, node: &str) -> Result<()> {
     }
     eprintln!("e2e: quota: ok (q4 refused: {message})");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_image;
+
+    #[test]
+    fn images_split_into_repository_and_tag() {
+        assert_eq!(split_image("registry.local:5000/pm/podmirror:v1").ok(), Some(("registry.local:5000/pm/podmirror", "v1")));
+        assert_eq!(split_image("podmirror:e2e").ok(), Some(("podmirror", "e2e")));
+        assert!(split_image("registry.local:5000/podmirror").is_err(), "a registry port is no tag");
+    }
 }
