@@ -82,6 +82,7 @@ pub fn ensure_veth_pair(name: &str, peer: &str) -> Result<u32, DatapathError> {
         no_ipv6_link_local(&socket, i).map_err(|e| err(format!("cannot turn off IPv6 address generation: {e}")))?;
     }
     set_ipv4_forwarding(&socket, idx).map_err(|e| err(format!("cannot turn on IPv4 forwarding: {e}")))?;
+    warn_without_ipv6_forwarding(name);
     for i in [idx, peer_idx] {
         let body = ifinfomsg(i as i32, libc::IFF_UP as u32);
         socket.request(libc::RTM_NEWLINK, 0, &body, "set up").map_err(|e| err(format!("cannot set up: {e}")))?;
@@ -117,6 +118,20 @@ fn set_ipv4_forwarding(socket: &Socket, index: u32) -> io::Result<()> {
         })
     });
     socket.request(libc::RTM_NEWLINK, 0, &body, "IFLA_INET_CONF forwarding")
+}
+
+/// IPv6 forwarding cannot be set over netlink; a device inherits it from
+/// `net.ipv6.conf.all.forwarding`, which IPv6 and dual-stack clusters turn
+/// on. Without it, copies to IPv6 targets fail (counted as route failures):
+/// say so once, at start.
+fn warn_without_ipv6_forwarding(name: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/forwarding");
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+        tracing::warn!(
+            device = name,
+            "IPv6 forwarding is off on this node (net.ipv6.conf.all.forwarding=0): copies to IPv6 targets will fail"
+        );
+    }
 }
 
 /// No IPv6 link-local address on `index` (a node without IPv6 is fine).
