@@ -16,7 +16,7 @@
 //!     namespace: default      # optional, default "default"
 //!     ips: [192.168.0.230]    # the pod's IPs
 //!     interface: pmsrc0       # optional host-side interface; when omitted it is
-//!                             # found from the IP (route, or bridge neighbour+FDB)
+//!                             # found from the IP (over netlink, docs/architecture.md)
 //!     labels: {app: shop}     # optional, for podSelector sources
 //! services:                   # Service targets
 //!   - name: collector
