@@ -135,6 +135,7 @@ fn the_search_finds_citations_and_spares_kernel_names() {
     assert!(outside_reference(&format!("({word})")).is_some());
     assert!(outside_reference(&format!("msg.push(libc::AF_UN{word} as u8);")).is_none());
     assert!(outside_reference(&format!("TC_ACT_UN{word}")).is_none());
+    assert!(outside_reference(&format!("const IFLA_AF_{word}: u16 = 26;")).is_none());
     assert!(outside_reference("spec.priority (docs/api.md)").is_none());
 }
 
