@@ -28,7 +28,7 @@ crds:
 e2e: deps
 	$(CARGO) run -q -p podmirror-e2e --bin podmirror-e2e-kind
 
-# The seed scenario (SPEC §6) on network namespaces: builds the agent, runs it
+# The seed scenario (docs/concepts.md) on network namespaces: builds the agent, runs it
 # standalone on examples/seed-scenario/, shows the copies; root, any Debian host.
 demo:
 	./scripts/demo.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# podmirror demo: the seed scenario of SPEC §6 on network namespaces.
+# podmirror demo: the seed scenario of docs/concepts.md on network namespaces.
 #
 #   ecs-test 192.168.0.161 --nc--> ecs-source 192.168.0.230:1234 (nc -l 1234)
 #   the node (a namespace too) runs podmirror-agent --standalone examples/seed-scenario/

@@ -5,7 +5,7 @@
 /// message into a condition verbatim and the user knows what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
-    /// A field's value breaks a bound of SPEC §1 (the same bounds the CRD's
+    /// A field's value breaks a bound of docs/api.md (the same bounds the CRD's
     /// schema and CEL rules enforce in the API server).
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },

@@ -1,4 +1,4 @@
-//! SPEC §2, the reference matcher `model::evaluate`, on the seeds' examples
+//! docs/matching.md, the reference matcher `model::evaluate`, on the seeds' examples
 //! taken literally and on the edges of every field a rule matches on.
 
 mod model_support;
@@ -203,7 +203,7 @@ fn seed_002_table_3_a_reject_first_beats_an_accept_with_the_same_match() {
 
 #[test]
 fn a_reject_in_the_first_session_stops_later_sessions_too() {
-    // First match decides for the packet as a whole (SPEC §2 step 3).
+    // First match decides for the packet as a whole (docs/matching.md, step 3).
     let a = session("a", 1, vec![rule(1, Reject, IPv4)], vec![]);
     let b = session("b", 2, vec![rule(1, Accept, IPv4)], vec![]);
     let p = tcp("10.0.0.1", 1000, "10.0.0.2", 80);

@@ -1,6 +1,6 @@
-//! Properties of SPEC §2 (`model::evaluate`) over generated sessions, rules
+//! Properties of docs/matching.md (`model::evaluate`) over generated sessions, rules
 //! and packets, checked against a brute-force oracle written here from the
-//! SPEC text alone (its own prefix arithmetic, no sorting, no `ipnet`).
+//! documented rules alone (its own prefix arithmetic, no sorting, no `ipnet`).
 
 mod model_support;
 
@@ -59,7 +59,7 @@ fn oracle_matches(r: &CompiledRule, p: &PacketMeta) -> bool {
         && port_ok(r.destination_ports, p.ports.map(|x| x.1))
 }
 
-/// SPEC §2 by exhaustion: for every enabled session, the matching rule with
+/// docs/matching.md by exhaustion: for every enabled session, the matching rule with
 /// the smallest priority; of those sessions, the one with the smallest
 /// (priority, key). No list is ever sorted.
 fn oracle(sessions: &[CompiledSession], p: &PacketMeta, dir: Direction) -> Outcome {

@@ -1,6 +1,6 @@
-//! SPEC §3 quotas and SPEC §1 uniqueness, decided by `model::quota`.
+//! The quotas and uniqueness rules of docs/quotas.md, decided by `model::quota`.
 //!
-//! Every row of the SPEC §3 table is tested at its limit (accepted) and one
+//! Every row of the docs/quotas.md table is tested at its limit (accepted) and one
 //! past it (refused, and the refused one is the newer session). The proptests
 //! at the end compare the evaluator against an independent brute-force
 //! validity check written here.
@@ -113,7 +113,7 @@ fn many(count: usize, make: impl Fn(usize) -> SessionQuotaInput) -> Vec<SessionQ
     (0..count).map(make).collect()
 }
 
-// ---- one test per row of SPEC §3 -------------------------------------------
+// ---- one test per row of docs/quotas.md ------------------------------------
 
 #[test]
 fn sources_per_session_ten_accepted_eleven_refused() {
@@ -639,7 +639,7 @@ fn reasons_are_stable_camel_case_names() {
 
 // ---- properties ------------------------------------------------------------
 
-/// An independent statement of SPEC §3 + §1 over a set of admitted sessions:
+/// An independent statement of docs/quotas.md over a set of admitted sessions:
 /// the first broken rule, or `None` when the set is valid. Brute force on
 /// purpose (pairs of sessions), so it shares nothing with the evaluator.
 fn first_violation(

@@ -1,4 +1,4 @@
-//! `examples/seed-scenario/` (SPEC §6) is what a user `kubectl apply`s: it
+//! `examples/seed-scenario/` (docs/concepts.md) is what a user `kubectl apply`s: it
 //! parses into the Rust types, passes the CRD's schema + CEL and the Rust
 //! validation, and compiles to a session that mirrors exactly the seed's
 //! packets.

@@ -181,7 +181,7 @@ impl Ctx<'_> {
     }
 }
 
-/// SPEC §6: for each payload a copy with `vni`, inner `client -> source:1234`
+/// docs/concepts.md (seed scenario): for each payload a copy with `vni`, inner `client -> source:1234`
 /// `Flags [P.]` carrying it, every copy cut to `packet_length` bytes of inner
 /// frame, and no copy of the source's replies (no outbound rule).
 /// Every copy with `vni` left from `node_ip`, the address of the node
@@ -270,7 +270,7 @@ pub fn check_cut_to(copies: &[Copy], vni: u32, packet_length: usize) -> Result<(
     }
 }
 
-/// SPEC §4 for a Service target: every inner flow with `vni` was seen by
+/// docs/wire-format.md for a Service target: every inner flow with `vni` was seen by
 /// exactly one collector replica, and all `expected` flows were seen.
 pub fn check_flows_split(
     per_replica: &[Vec<Copy>],

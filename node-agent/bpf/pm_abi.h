@@ -12,8 +12,8 @@
 
 #include <linux/types.h>
 
-#define PM_MAX_SESSIONS 3  /* sessions per source pod (SPEC §3) */
-#define PM_MAX_RULES 10    /* rules per direction per filter (SPEC §3) */
+#define PM_MAX_SESSIONS 3  /* sessions per source pod (docs/quotas.md) */
+#define PM_MAX_RULES 10    /* rules per direction per filter (docs/quotas.md) */
 #define PM_MAX_TARGETS 16  /* endpoints of a Service target kept per session */
 #define PM_MAX_IFACES 4096 /* host-side veths per node */
 #define PM_MAX_COUNTERS 8192

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * pm_match.h - SPEC §2 in eBPF: the sessions of the interface in priority
+ * pm_match.h - docs/matching.md in eBPF: the sessions of the interface in priority
  * order, in each the rules of the direction in priority order, the first
  * matching rule decides. The agent writes sessions and rules already sorted
  * and drops disabled sessions, so the walk here is a plain scan. The Rust

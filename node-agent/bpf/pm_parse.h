@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * pm_parse.h - what SPEC §2 needs of a packet: family, both addresses, the L4
+ * pm_parse.h - what docs/matching.md needs of a packet: family, both addresses, the L4
  * protocol (after IPv6 extension headers) and the ports when the packet
  * carries them. Ethernet, up to two 802.1Q/802.1ad tags, IPv4 with options
  * and fragments, IPv6 with up to PM_MAX_EXTHDRS extension headers, and the
@@ -67,7 +67,7 @@ static __always_inline int pm_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 	p->protocol = ip.protocol;
 	p->src.w[0] = ip.saddr;
 	p->dst.w[0] = ip.daddr;
-	/* A non-first fragment has no L4 header, hence no ports (SPEC §2). */
+	/* A non-first fragment has no L4 header, hence no ports (docs/matching.md). */
 	if (bpf_ntohs(ip.frag_off) & 0x1fff)
 		return 0;
 	pm_parse_ports(skb, off + (ip.ver_ihl & 0xf) * 4, p);

@@ -113,7 +113,7 @@ fn session_mix(rng: &mut StdRng, round: usize) -> Vec<DatapathSession> {
                 id: (round * 10 + i) as u32,
                 session: CompiledSession {
                     key: SessionKey::new("ns", format!("s{round}-{i}")),
-                    // Unique per pod (SPEC §1); small range so ties in order matter less.
+                    // Unique per pod (docs/quotas.md); small range so ties in order matter less.
                     priority: (i as u16 + 1) * rng.random_range(1..4) + i as u16,
                     enabled: rng.random_bool(0.85),
                     vni: rng.random_range(0..=0x00ff_ffff),

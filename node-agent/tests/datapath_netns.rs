@@ -91,7 +91,7 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
-/// SPEC §6: the seed scenario on one node. ecs-test -> ecs-source:1234 over
+/// docs/concepts.md: the seed scenario on one node. ecs-test -> ecs-source:1234 over
 /// TCP, inbound rule of table 5, session VNI 1, packetLength 96, target the
 /// pod ecs-target on the same node.
 #[test]

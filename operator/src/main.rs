@@ -22,10 +22,10 @@ struct Args {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
-    /// Resolved source pods allowed per session (SPEC §3, raisable).
+    /// Resolved source pods allowed per session (docs/quotas.md, raisable).
     #[arg(long, default_value_t = 10)]
     max_sources_per_session: usize,
-    /// Sessions allowed in the cluster (SPEC §3, raisable).
+    /// Sessions allowed in the cluster (docs/quotas.md, raisable).
     #[arg(long, default_value_t = 20_000)]
     max_sessions_per_cluster: usize,
     /// This replica's identity in the Lease.

@@ -1,4 +1,4 @@
-//! `MirrorFilter`: what to copy (SPEC §1), as two ordered rule lists seen
+//! `MirrorFilter`: what to copy (docs/api.md), as two ordered rule lists seen
 //! from the source pod.
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -14,7 +14,7 @@ use crate::model::types::{Action, IpFamily};
     group = "podmirror.io",
     version = "v1alpha1",
     kind = "MirrorFilter",
-    doc = "What to mirror: ordered inbound and outbound rules, seen from the source pod (podmirror.io SPEC section 1).",
+    doc = "What to mirror: ordered inbound and outbound rules, seen from the source pod (docs/api.md).",
     namespaced,
     shortname = "mf",
     category = "podmirror",
@@ -84,7 +84,7 @@ macro_rules! ports_rule {
     };
 }
 
-/// At most 10 rules per list (SPEC §3) keep this O(n²) walk far inside the
+/// At most 10 rules per list (docs/quotas.md) keep this O(n²) walk far inside the
 /// API server's CEL cost budget.
 const UNIQUE_PRIORITIES: &str = "self.all(r, self.exists_one(o, o.priority == r.priority))";
 

@@ -1,4 +1,4 @@
-//! `MirrorSession`: from which pods to where, through which filter (SPEC §1).
+//! `MirrorSession`: from which pods to where, through which filter (docs/api.md).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};

@@ -1,4 +1,4 @@
-//! Status of MirrorSession and MirrorFilter (SPEC §1).
+//! Status of MirrorSession and MirrorFilter (docs/api.md).
 //!
 //! Every field is optional and skipped when unset: the operator
 //! (`podmirror-operator`) and each agent (`podmirror-agent/<node>`) apply
@@ -39,7 +39,7 @@ pub struct MirrorSessionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The generation last accepted by the quota checks: what keeps mirroring
-    /// while a newer change is refused (SPEC §3).
+    /// while a newer change is refused (docs/quotas.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_generation: Option<i64>,
     /// The resolved source pods.

@@ -23,7 +23,7 @@ use crate::model::types::{
     CompiledRule, CompiledSession, IpFamily, PortRange, SessionKey, ipproto,
 };
 
-/// Rules per direction of one filter (SPEC §3, not raisable).
+/// Rules per direction of one filter (docs/quotas.md, not raisable).
 pub const MAX_RULES_PER_DIRECTION: usize = 10;
 /// Entries of `spec.sources` (each a name or a selector; the quota on
 /// resolved pods is the operator's business).

@@ -1,4 +1,4 @@
-//! SPEC §2: which session, if any, copies one packet.
+//! docs/matching.md: which session, if any, copies one packet.
 //!
 //! This is the reference the eBPF datapath is tested against (the differential
 //! test in `node-agent`), so it stays obvious rather than fast.

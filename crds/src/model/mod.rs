@@ -1,5 +1,5 @@
-//! The pure model of podmirror: rule compilation, packet evaluation (SPEC §2)
-//! and quotas (SPEC §3). No I/O: the operator, the agent and the tests share it.
+//! The pure model of podmirror: rule compilation, packet evaluation (docs/matching.md)
+//! and quotas (docs/quotas.md). No I/O: the operator, the agent and the tests share it.
 
 pub mod compile;
 pub mod evaluate;

@@ -1,4 +1,4 @@
-//! SPEC §3 (quotas) and the uniqueness rules of SPEC §1, decided for the whole
+//! The quotas and the uniqueness rules of docs/quotas.md, decided for the whole
 //! cluster at once.
 //!
 //! The operator resolves every MirrorSession into [`SessionQuotaFacts`] (who
@@ -227,7 +227,7 @@ pub struct QuotaInput {
     pub limits: QuotaLimits,
 }
 
-/// Which limit of SPEC §3 (or uniqueness rule of SPEC §1) refused a session.
+/// Which limit (or uniqueness rule) of docs/quotas.md refused a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Quota {
     SourcesPerSession,
@@ -337,8 +337,8 @@ impl QuotaReport {
     }
 }
 
-/// Decide every session of the cluster against SPEC §3 and the uniqueness
-/// rules of SPEC §1. Pure and deterministic: the order of `input.sessions`
+/// Decide every session of the cluster against the quotas and the uniqueness
+/// rules of docs/quotas.md. Pure and deterministic: the order of `input.sessions`
 /// does not matter. Keys are expected to be unique; should one repeat, the
 /// greatest entry (by its derived order) is taken, so even then the result
 /// does not depend on input order.
@@ -442,7 +442,7 @@ fn admit_newcomers<'a>(
         }
     }
 }
-/// Creation time, then namespace/name: the "newer" session of SPEC §3.
+/// Creation time, then namespace/name: the "newer" session of docs/quotas.md.
 fn admission_order(a: &SessionQuotaInput, b: &SessionQuotaInput) -> std::cmp::Ordering {
     a.created.cmp(&b.created).then_with(|| a.key.cmp(&b.key))
 }

@@ -3,7 +3,7 @@
 //!
 //! Everything downstream (the operator's desired state, the agent's map
 //! contents, the eBPF differential test) speaks these types, so they carry no
-//! Kubernetes objects: only what SPEC §2 needs to decide one packet.
+//! Kubernetes objects: only what docs/matching.md needs to decide one packet.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Direction seen from the source pod (SPEC §1): inbound = packets the pod
+/// Direction seen from the source pod (docs/concepts.md): inbound = packets the pod
 /// receives (host-veth egress), outbound = packets it sends (host-veth ingress).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Direction {
@@ -57,7 +57,7 @@ impl IpFamily {
     }
 }
 
-/// How a copy is wrapped on its way to the target (SPEC §4).
+/// How a copy is wrapped on its way to the target (docs/wire-format.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Encapsulation {
     /// RFC 7348 VXLAN over UDP (default port 4789).
@@ -75,7 +75,7 @@ pub mod ipproto {
     pub const ICMPV6: u8 = 58;
     pub const SCTP: u8 = 132;
 
-    /// Protocols whose packets carry ports the rules may match (SPEC §2).
+    /// Protocols whose packets carry ports the rules may match (docs/matching.md).
     pub fn has_ports(proto: u8) -> bool {
         matches!(proto, TCP | UDP | SCTP)
     }
@@ -181,7 +181,7 @@ pub struct PacketMeta {
     pub ports: Option<(u16, u16)>,
 }
 
-/// The decision for one packet on one source pod in one direction (SPEC §2).
+/// The decision for one packet on one source pod in one direction (docs/matching.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict<'a> {
     /// No rule of any enabled session matched: nothing is copied.

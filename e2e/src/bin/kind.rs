@@ -212,7 +212,7 @@ fn run() -> Result<()> {
     };
 
     step(
-        "seed scenario (SPEC §6) from examples/seed-scenario/: ecs-test -> ecs-source:1234, copies to ecs-target, vni 1",
+        "seed scenario (docs/concepts.md) from examples/seed-scenario/: ecs-test -> ecs-source:1234, copies to ecs-target, vni 1",
     );
     seed_from_examples(&Ctx {
         kubectl: &kubectl,

@@ -16,7 +16,7 @@ pub enum AgentError {
     #[error("datapath {op}: {message}")]
     DatapathGlobal { op: &'static str, message: String },
 
-    /// The datapath holds at most this many sessions per interface (SPEC §3:
+    /// The datapath holds at most this many sessions per interface (docs/quotas.md:
     /// sessions per source pod).
     #[error("pod {pod}: {count} sessions include it, at most {max} are allowed per source pod")]
     TooManySessions { pod: String, count: usize, max: usize },
@@ -25,7 +25,7 @@ pub enum AgentError {
     #[error("pod {pod}: host interface ifindex {ifindex} is already used by pod {other}")]
     InterfaceClash { pod: String, other: String, ifindex: u32 },
 
-    /// Two sessions of one pod share a priority (SPEC §1: unique per source pod).
+    /// Two sessions of one pod share a priority (docs/quotas.md: unique per source pod).
     #[error("pod {pod}: sessions {first} and {second} share priority {priority}")]
     PriorityClash { pod: String, first: SessionKey, second: SessionKey, priority: u16 },
 

@@ -11,7 +11,7 @@ use super::ids::SessionIds;
 use super::ops::{DatapathOps, SessionCounters, SessionSlot};
 use super::plan::{plan, Step};
 
-/// SPEC §3: sessions per source pod (not raisable); also the datapath's slot count.
+/// docs/quotas.md: sessions per source pod (not raisable); also the datapath's slot count.
 pub const MAX_SESSIONS_PER_POD: usize = 3;
 
 /// A datapath call that failed during a reconcile.

@@ -151,7 +151,7 @@ pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> 
     Ok(out)
 }
 
-/// The sessions of one interface, in the order SPEC §2 walks them: enabled
+/// The sessions of one interface, in the order docs/matching.md walks them: enabled
 /// only, by priority then key (as `model::evaluate`). Returns the map value and
 /// the ids in slot order.
 pub fn encode_iface(sessions: &[DatapathSession], generation: u32) -> Result<(PmIface, Vec<u32>), DatapathError> {

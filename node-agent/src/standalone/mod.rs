@@ -16,20 +16,20 @@
 //!     namespace: default      # optional, default "default"
 //!     ips: [192.168.0.230]    # the pod's IPs
 //!     interface: pmsrc0       # optional host-side interface; when omitted it is
-//!                             # found from the IP (netlink: the pair whose pod end holds it)
+//!                             # found from the IP (over netlink, docs/architecture.md)
 //!     labels: {app: shop}     # optional, for podSelector sources
 //! services:                   # Service targets
 //!   - name: collector
 //!     namespace: monitoring   # optional, default "default"
 //!     addresses: [10.0.0.5]   # endpoint IPs that receive copies
 //!     endpoints: [collector-0]            # optional endpoint pod names
-//!     annotations:                         # cross-namespace consent (SPEC)
+//!     annotations:                         # cross-namespace consent (docs/concepts.md)
 //!       podmirror.io/allow-mirror-from: "default"
 //! ```
 //!
 //! Every load is all or nothing for what a file can get wrong (syntax,
 //! schema bounds, references): one bad file keeps the configuration in force
-//! and the error names the file, the object and the field. Quotas (SPEC §3)
+//! and the error names the file, the object and the field. Quotas (docs/quotas.md)
 //! are then decided as the operator decides them, against what was accepted
 //! before, so a refused session never disturbs the accepted ones.
 
