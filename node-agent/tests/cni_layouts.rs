@@ -11,7 +11,7 @@
 //!
 //! Prints `SKIPPED:` off root and fails under `CI=true` when it cannot run.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
 
 use podmirror_agent::ifdiscovery::{self, Finder};
 use podmirror_agent::testbed::{self, Netns, PodSpec, Topology};
