@@ -461,7 +461,7 @@ mod tests {
     fn outer_source_must_be_the_node_address() {
         let copies = vec![copy(1, (C, 40000), (S, 1234), "P.", "hello", 120)];
         check_outer_source(&copies, 1, ip("172.18.0.3")).expect("the node's address");
-        let err = check_outer_source(&copies, 1, ip("10.244.1.1")).unwrap_err();
+        let err = check_outer_source(&copies, 1, ip("10.244.1.1")).expect_err("a bridge address is not the node");
         assert!(err.contains("not the node's 10.244.1.1"), "{err}");
         assert!(check_outer_source(&copies, 2, ip("172.18.0.3")).is_err(), "no copy of that vni");
     }

@@ -31,6 +31,7 @@ pub struct Message {
 /// An rtnetlink socket bound to the network namespace it was opened in.
 pub struct Socket {
     fd: OwnedFd,
+    timeout: Duration,
 }
 
 fn next_seq() -> u32 {
@@ -51,6 +52,11 @@ impl Socket {
     /// checking of requests (needed to address another namespace by id)
     /// and a receive timeout of [`REPLY_TIMEOUT`].
     pub fn open() -> io::Result<Socket> {
+        Socket::open_with_timeout(REPLY_TIMEOUT)
+    }
+
+    /// Like [`Socket::open`], waiting at most `timeout` for each reply.
+    pub fn open_with_timeout(timeout: Duration) -> io::Result<Socket> {
         // SAFETY: plain socket(2) call; the fd is owned below.
         let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
         if raw < 0 {
@@ -61,21 +67,24 @@ impl Socket {
         set_int_opt(&fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)?;
         // Extended ACKs carry the kernel's message; best effort (old kernels lack it).
         let _ = set_int_opt(&fd, SOL_NETLINK, NETLINK_EXT_ACK, 1);
-        let timeout = libc::timeval { tv_sec: REPLY_TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
-        // SAFETY: `timeout` outlives the call and its size is passed.
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
+        };
+        // SAFETY: `tv` outlives the call and its size is passed.
         let rc = unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
+                (&tv as *const libc::timeval).cast(),
                 size_of::<libc::timeval>() as u32,
             )
         };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Socket { fd })
+        Ok(Socket { fd, timeout })
     }
 
     fn send(&self, kind: u16, flags: u16, seq: u32, body: &[u8]) -> io::Result<()> {
@@ -100,7 +109,7 @@ impl Socket {
             let e = io::Error::last_os_error();
             return Err(match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                    io::Error::new(io::ErrorKind::TimedOut, format!("no reply from the kernel within {REPLY_TIMEOUT:?}"))
+                    io::Error::new(io::ErrorKind::TimedOut, format!("no reply from the kernel within {:?}", self.timeout))
                 }
                 _ => e,
             });
@@ -259,6 +268,31 @@ mod tests {
         assert_eq!(errno_of(&e), Some(libc::EEXIST));
         assert!(e.to_string().starts_with("RTM_NEWLINK pm-cp: "), "{e}");
         assert!(error_code(&0i32.to_ne_bytes(), "x").is_ok());
+    }
+
+    fn getlink(index: i32) -> Vec<u8> {
+        let mut body = vec![0u8; 16];
+        body[4..8].copy_from_slice(&index.to_ne_bytes());
+        body
+    }
+
+    #[test]
+    fn a_stale_reply_to_another_request_is_not_taken_as_the_answer() {
+        // A reply to an earlier request (ENODEV) waits in the socket; the
+        // request for `lo` must get its own answer (success), not that one.
+        let socket = Socket::open().unwrap();
+        socket.send(libc::RTM_GETLINK, libc::NLM_F_ACK as u16, 0x7fff_0000, &getlink(i32::MAX)).unwrap();
+        socket.request(libc::RTM_GETLINK, 0, &getlink(1), "RTM_GETLINK lo").unwrap();
+    }
+
+    #[test]
+    fn silence_ends_in_a_timeout_not_a_hang() {
+        let socket = Socket::open_with_timeout(Duration::from_millis(100)).unwrap();
+        let started = std::time::Instant::now();
+        let e = socket.recv(12345, &mut [0u8; 256]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("no reply from the kernel"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
