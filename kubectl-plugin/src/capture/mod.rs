@@ -1,0 +1,3 @@
+//! `kubectl podmirror capture`.
+
+pub mod run;
