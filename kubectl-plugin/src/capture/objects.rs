@@ -225,5 +225,7 @@ pub fn session_object(plan: &CapturePlan) -> Value {
 /// (`spec.schedule: {startTime, stopTime, duration}`); this is the one place
 /// that writes it, to switch to the typed field once it exists.
 pub fn with_schedule(spec: &mut Value, duration: Duration) {
-    spec["schedule"] = json!({"duration": format!("{}s", duration.as_secs())});
+    // Whole seconds, rounded up: a sub-second capture must not become "0s".
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    spec["schedule"] = json!({"duration": format!("{}s", seconds.max(1))});
 }
