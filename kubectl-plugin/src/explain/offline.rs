@@ -121,11 +121,11 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
     Ok(files)
 }
 
-fn entry<'a>(
-    pods: &'a mut BTreeMap<(String, String), PodInfo>,
+fn entry(
+    pods: &mut BTreeMap<(String, String), PodInfo>,
     namespace: Option<String>,
     name: String,
-) -> &'a mut PodInfo {
+) -> &mut PodInfo {
     let namespace = namespace.unwrap_or_else(|| "default".to_owned());
     pods.entry((namespace.clone(), name.clone()))
         .or_insert_with(|| PodInfo {
