@@ -46,7 +46,19 @@ pub async fn explain_text(kube: &KubeFlags, args: &ExplainArgs) -> Result<String
             )
         }
     };
-    let explanation = explain(&snapshot, &namespace, &args.pod, direction, packet)?;
+    let explanation =
+        explain(&snapshot, &namespace, &args.pod, direction, packet).map_err(|e| {
+            match (e, &args.dir) {
+                (PluginError::PodNotFound { namespace, name }, Some(dir)) => {
+                    PluginError::PodNotInFiles {
+                        dir: dir.clone(),
+                        namespace,
+                        name,
+                    }
+                }
+                (e, _) => e,
+            }
+        })?;
     Ok(render::render(&explanation))
 }
 

@@ -29,6 +29,16 @@ pub enum PluginError {
     #[error("pod {namespace}/{name} not found (kubectl get pods -n {namespace})")]
     PodNotFound { namespace: String, name: String },
 
+    #[error(
+        "pod {namespace}/{name} is in none of the files of {dir} \
+         (explain -f needs it as a Pod object or in standalone.yaml's pods, with its labels)"
+    )]
+    PodNotInFiles {
+        dir: PathBuf,
+        namespace: String,
+        name: String,
+    },
+
     #[error("no pod in namespace {namespace} matches the selector {selector:?}")]
     NoPodSelected { namespace: String, selector: String },
 
@@ -62,6 +72,9 @@ pub enum PluginError {
          (is podmirror-operator running? kubectl get pods -n podmirror-system)"
     )]
     NotAccepted { session: String, seconds: u64 },
+
+    #[error("interrupted before anything was created")]
+    Interrupted,
 
     #[error("{what}: {reason}")]
     BadArgument { what: String, reason: String },

@@ -72,9 +72,20 @@ where
     W: AsyncWrite + Unpin,
 {
     let namespace = request.namespace.as_str();
-    let pods = cluster::capture_pods(client, namespace, &request.pods).await?;
-    let collector = cluster::find_collector(client, &request.collector_namespace).await?;
-    let sessions = cluster::existing_sessions(client, namespace).await?;
+    // Polled from here on, so that a Ctrl-C while the objects are being
+    // created is kept for the select below instead of killing the process
+    // between two creates (the signal handler is installed on first poll).
+    tokio::pin!(stop);
+    let look = async {
+        let pods = cluster::capture_pods(client, namespace, &request.pods).await?;
+        let collector = cluster::find_collector(client, &request.collector_namespace).await?;
+        let sessions = cluster::existing_sessions(client, namespace).await?;
+        Ok::<_, PluginError>((pods, collector, sessions))
+    };
+    let (pods, collector, sessions) = tokio::select! {
+        looked = look => looked?,
+        () = &mut stop => return Err(PluginError::Interrupted),
+    };
     let plan = plan(request, &collector, &pods, &sessions)?;
     let filter = objects::filter_object(&plan)?;
     cluster::create(client, namespace, &filter).await?;
@@ -106,7 +117,7 @@ where
     let outcome = tokio::select! {
         result = flow => result.map(|()| Ended::StreamClosed),
         () = tokio::time::sleep(plan.duration) => Ok(Ended::DurationOver),
-        () = stop => Ok(Ended::Interrupted),
+        () = &mut stop => Ok(Ended::Interrupted),
     };
     cleanup(client, &plan, true).await;
     let ended = outcome?;
