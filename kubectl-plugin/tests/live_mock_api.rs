@@ -248,7 +248,7 @@ async fn ctrl_c_while_looking_creates_nothing() {
         &client,
         &request,
         connect,
-        async { stop.await },
+        stop,
         &mut Vec::new(),
         "test",
     )
