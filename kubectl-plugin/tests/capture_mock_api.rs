@@ -31,9 +31,10 @@ fn pod() -> Value {
            "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.7"}]}})
 }
 
-fn collector_services() -> Value {
+fn collector_services_allowing(consent: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": [{
-        "metadata": {"name": "podmirror-collector", "namespace": "podmirror-system"},
+        "metadata": {"name": "podmirror-collector", "namespace": "podmirror-system",
+                     "annotations": {"podmirror.io/allow-mirror-from": consent}},
         "spec": {"selector": {"app.kubernetes.io/component": "collector"},
                  "ports": [{"name": "vxlan", "port": 4789, "protocol": "UDP"},
                            {"name": "http", "port": 80, "targetPort": 8080}]}}]})
@@ -41,6 +42,10 @@ fn collector_services() -> Value {
 
 /// One session of the pod already holds VNI 16000000 and priority 32766:
 /// the capture must take the next VNI and the next lower precedence.
+fn collector_services() -> Value {
+    collector_services_allowing("team, shop")
+}
+
 fn existing_sessions() -> Value {
     json!({"apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorSessionList", "metadata": {}, "items": [{
         "apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorSession",
@@ -381,4 +386,24 @@ async fn podmirror_not_installed_creates_nothing() {
     let (result, _) = run(steps, request(Duration::from_secs(300)), None, None).await;
     let err = result.unwrap_err().to_string();
     assert!(err.starts_with("podmirror is not installed in this cluster: the API server does not serve mirrorsessions.podmirror.io"), "{err}");
+}
+
+#[tokio::test]
+async fn a_collector_without_consent_for_the_namespace_creates_nothing() {
+    let mut steps = until_created("300s");
+    steps.truncate(3);
+    steps[1] = expect(
+        Method::GET,
+        "/api/v1/namespaces/podmirror-system/services",
+        "labelSelector=app.kubernetes.io/component=collector",
+        collector_services_allowing("team"),
+    );
+    let (result, _) = run(steps, request(Duration::from_secs(300)), None, None).await;
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "collector Service podmirror-system/podmirror-collector: it does not allow mirroring from namespace shop"
+        ),
+        "{err}"
+    );
 }

@@ -244,15 +244,7 @@ async fn ctrl_c_while_looking_creates_nothing() {
     let connect =
         |_| async { Err::<tokio::net::TcpStream, _>(PluginError::Stream("unused".into())) };
     let stop = tokio::time::sleep(Duration::from_millis(200));
-    let result = capture(
-        &client,
-        &request,
-        connect,
-        stop,
-        &mut Vec::new(),
-        "test",
-    )
-    .await;
+    let result = capture(&client, &request, connect, stop, &mut Vec::new(), "test").await;
     assert!(
         matches!(result, Err(PluginError::Interrupted)),
         "{result:?}"

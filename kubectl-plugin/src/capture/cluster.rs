@@ -28,6 +28,26 @@ pub struct Collector {
     pub http_port: u16,
     /// The Service's pod selector: where to port-forward to.
     pub selector: BTreeMap<String, String>,
+    /// Its `podmirror.io/allow-mirror-from` annotation: which other
+    /// namespaces' sessions may target it.
+    pub allow_mirror_from: Option<String>,
+}
+
+/// The Service's consent annotation, read as the operator reads it.
+pub const ALLOW_MIRROR_FROM: &str = "podmirror.io/allow-mirror-from";
+
+impl Collector {
+    /// May a session of `namespace` target this collector? Its own
+    /// namespace always; others when listed (comma-separated) or `*`.
+    pub fn allows(&self, namespace: &str) -> bool {
+        namespace == self.namespace
+            || self.allow_mirror_from.as_deref().is_some_and(|value| {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .any(|item| item == "*" || item == namespace)
+            })
+    }
 }
 
 pub async fn find_collector(client: &Client, namespace: &str) -> Result<Collector, PluginError> {
@@ -76,11 +96,18 @@ pub async fn find_collector(client: &Client, namespace: &str) -> Result<Collecto
     if selector.is_empty() {
         return Err(unusable("it has no pod selector to port-forward to"));
     }
+    let allow_mirror_from = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ALLOW_MIRROR_FROM))
+        .cloned();
     Ok(Collector {
         namespace: namespace.to_owned(),
         service: name,
         http_port,
         selector,
+        allow_mirror_from,
     })
 }
 

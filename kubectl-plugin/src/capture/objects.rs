@@ -229,3 +229,94 @@ pub fn with_schedule(spec: &mut Value, duration: Duration) {
     let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
     spec["schedule"] = json!({"duration": format!("{}s", seconds.max(1))});
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> CapturePlan {
+        CapturePlan {
+            name: "podmirror-capture-16000000".into(),
+            namespace: "shop".into(),
+            pods: Pods::Selected(parse_selector("app=shop, tier==web").expect("selector")),
+            inbound: false,
+            outbound: true,
+            protocol: None,
+            port: None,
+            duration: Duration::from_secs(90),
+            priority: 32766,
+            vni: CAPTURE_VNI_FIRST,
+            snaplen: Some(128),
+            collector_namespace: "podmirror-system".into(),
+            collector_service: "podmirror-collector".into(),
+        }
+    }
+
+    #[test]
+    fn selectors_durations_and_free_numbers() {
+        let labels = parse_selector("app=shop,tier==web").expect("valid");
+        assert_eq!(labels.get("tier").map(String::as_str), Some("web"));
+        for bad in ["app!=shop", "app in (a)", "", "=x"] {
+            let err = parse_selector(bad).expect_err(bad).to_string();
+            assert!(err.starts_with("-l: "), "{bad}: {err}");
+        }
+        assert_eq!(parse_duration("5m").expect("5m"), Duration::from_secs(300));
+        assert_eq!(
+            parse_duration("1h30m").expect("1h30m"),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(parse_duration("45").expect("45"), Duration::from_secs(45));
+        for bad in ["0s", "5d", "m", "-1m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let used: BTreeSet<i64> = [16_000_000, 16_000_001, 5].into();
+        assert_eq!(free_vni(&used).expect("free"), 16_000_002);
+        let taken: BTreeSet<i64> = [32766, 32765, 1].into();
+        assert_eq!(free_priority(None, &taken).expect("free"), 32764);
+        assert_eq!(free_priority(Some(2), &taken).expect("asked"), 2);
+        assert!(free_priority(Some(1), &taken).is_err(), "clash");
+        assert!(free_priority(Some(0), &taken).is_err(), "range");
+    }
+
+    #[test]
+    fn out_only_all_protocols_by_selector_with_snaplen() {
+        let p = plan();
+        let filter = filter_object(&p).expect("filter");
+        assert_eq!(filter["spec"]["inboundRules"], json!([]));
+        let rules = filter["spec"]["outboundRules"].as_array().expect("rules");
+        assert_eq!(rules.len(), 2, "one rule per family");
+        assert_eq!(rules[0]["protocol"], "All");
+        assert_eq!(rules[1]["ipFamily"], "IPv6");
+        let session = session_object(&p);
+        assert_eq!(
+            session["spec"]["sources"],
+            json!([{"podSelector": {"matchLabels": {"app": "shop", "tier": "web"}}}])
+        );
+        assert_eq!(session["spec"]["packetLength"], 128);
+        assert_eq!(session["spec"]["schedule"], json!({"duration": "90s"}));
+        // The model accepts what we build (the API server's rules, client side).
+        let typed: podmirror_crds::api::MirrorFilter =
+            serde_json::from_value(filter).expect("a MirrorFilter");
+        podmirror_crds::model::compile::compile_filter(&typed.spec).expect("valid rules");
+        let mut spec = session["spec"].clone();
+        spec.as_object_mut().expect("object").remove("schedule");
+        let spec: podmirror_crds::api::MirrorSessionSpec =
+            serde_json::from_value(spec).expect("a MirrorSessionSpec");
+        podmirror_crds::model::compile::validate_session_spec(&spec).expect("valid session");
+    }
+
+    #[test]
+    fn a_port_needs_a_protocol_with_ports() {
+        let mut p = plan();
+        p.port = Some(53);
+        let err = filter_object(&p).expect_err("no protocol").to_string();
+        assert_eq!(err, "--port: needs --proto tcp, udp or sctp");
+        p.protocol = Some(ipproto::UDP);
+        let filter = filter_object(&p).expect("udp");
+        let rules = filter["spec"]["outboundRules"].as_array().expect("rules");
+        assert_eq!(rules.len(), 4);
+        let typed: podmirror_crds::api::MirrorFilter =
+            serde_json::from_value(filter).expect("a MirrorFilter");
+        podmirror_crds::model::compile::compile_filter(&typed.spec).expect("valid rules");
+    }
+}

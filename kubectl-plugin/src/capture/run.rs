@@ -10,7 +10,7 @@ use kube::Client;
 use podmirror_crds::api::MirrorSession;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::cluster::{self, Collector};
+use super::cluster::{self, ALLOW_MIRROR_FROM, Collector};
 use super::objects::{self, CapturePlan, Pods};
 use super::{forward, stream};
 use crate::cli::{CaptureArgs, KubeFlags};
@@ -86,6 +86,19 @@ where
         looked = look => looked?,
         () = &mut stop => return Err(PluginError::Interrupted),
     };
+    if !collector.allows(namespace) {
+        // The operator would accept the session but never resolve its
+        // target (TargetNotConsented): a capture that streams nothing.
+        return Err(PluginError::CollectorUnusable {
+            namespace: collector.namespace.clone(),
+            name: collector.service.clone(),
+            reason: format!(
+                "it does not allow mirroring from namespace {namespace} (add {namespace} to its annotation \
+                 {ALLOW_MIRROR_FROM}, e.g. kubectl annotate service -n {} {} {ALLOW_MIRROR_FROM}='*')",
+                collector.namespace, collector.service
+            ),
+        });
+    }
     let plan = plan(request, &collector, &pods, &sessions)?;
     let filter = objects::filter_object(&plan)?;
     cluster::create(client, namespace, &filter).await?;
