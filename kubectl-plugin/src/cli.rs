@@ -37,13 +37,13 @@ pub struct Cli {
 #[derive(Args, Debug, Clone, Default)]
 pub struct KubeFlags {
     /// Namespace of the pod or session (default: the kubeconfig context's).
-    #[arg(short = 'n', long, global = true)]
+    #[arg(short = 'n', long, global = true, help_heading = "Kubernetes options")]
     pub namespace: Option<String>,
     /// The kubeconfig context to use.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Kubernetes options")]
     pub context: Option<String>,
     /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Kubernetes options")]
     pub kubeconfig: Option<PathBuf>,
 }
 
