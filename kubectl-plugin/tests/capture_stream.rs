@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use kubectl_podmirror::capture::stream::stream_pcap;
+use kubectl_podmirror::capture::stream::{StreamEnd, stream_pcap};
 use support::*;
 use tokio::net::TcpStream;
 
@@ -23,9 +23,10 @@ async fn the_pcap_stream_is_copied_byte_for_byte() {
     let mut out = Vec::new();
     let written = AtomicU64::new(0);
     let io = TcpStream::connect(addr).await.unwrap();
-    stream_pcap(io, 7, &mut out, "test", &written)
+    let end = stream_pcap(io, 7, &mut out, "test", &written)
         .await
         .unwrap();
+    assert_eq!(end, StreamEnd::CollectorClosed);
     assert_eq!(out, expected);
     assert_eq!(written.load(Ordering::Relaxed), expected.len() as u64);
     let head = heads.recv().await.unwrap();
@@ -100,4 +101,41 @@ async fn a_stream_cut_mid_body_is_an_error_not_a_clean_end() {
             .starts_with("capture stream from the collector: reading the stream"),
         "{err}"
     );
+}
+
+/// An output whose reader has gone, like a pipe into a closed Wireshark.
+struct ClosedPipe;
+
+impl tokio::io::AsyncWrite for ClosedPipe {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_the_stream_without_an_error() {
+    let (addr, _heads) = http_server(Reply::pcap(vec![pcap_header()], Then::Hang)).await;
+    let io = TcpStream::connect(addr).await.unwrap();
+    let end = stream_pcap(io, 1, &mut ClosedPipe, "stdout", &AtomicU64::new(0))
+        .await
+        .unwrap();
+    assert_eq!(end, StreamEnd::ReaderClosed);
 }

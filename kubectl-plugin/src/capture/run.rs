@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct CaptureRequest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {
     StreamClosed,
+    /// The reader of the output pipe went away (e.g. Wireshark was closed).
+    ReaderClosed,
     DurationOver,
     Interrupted,
 }
@@ -128,7 +131,10 @@ where
         stream::stream_pcap(io, plan.vni, out, target, &written).await
     };
     let outcome = tokio::select! {
-        result = flow => result.map(|()| Ended::StreamClosed),
+        result = flow => result.map(|end| match end {
+            stream::StreamEnd::CollectorClosed => Ended::StreamClosed,
+            stream::StreamEnd::ReaderClosed => Ended::ReaderClosed,
+        }),
         () = tokio::time::sleep(plan.duration) => Ok(Ended::DurationOver),
         () = &mut stop => Ok(Ended::Interrupted),
     };
@@ -299,6 +305,12 @@ pub async fn from_cli(kube: &KubeFlags, args: &CaptureArgs) -> Result<(), Plugin
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    if args.write == "-" && std::io::stdout().is_terminal() {
+        return Err(PluginError::bad(
+            "-w",
+            "stdout is a terminal, and pcap is binary: give -w FILE, or pipe it (| wireshark -k -i -, | tcpdump -r -)",
+        ));
+    }
     let report = if args.write == "-" {
         capture(
             &client,
@@ -320,6 +332,7 @@ pub async fn from_cli(kube: &KubeFlags, args: &CaptureArgs) -> Result<(), Plugin
     };
     let why = match report.ended {
         Ended::StreamClosed => "the collector ended the stream",
+        Ended::ReaderClosed => "the reader of the output went away",
         Ended::DurationOver => "--duration is over",
         Ended::Interrupted => "interrupted",
     };

@@ -24,7 +24,7 @@ pub async fn stream_pcap<IO, W>(
     out: &mut W,
     target: &str,
     written: &AtomicU64,
-) -> Result<(), PluginError>
+) -> Result<StreamEnd, PluginError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
@@ -77,12 +77,32 @@ where
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| failed("reading the stream", &e))?;
         if let Ok(data) = frame.into_data() {
-            out.write_all(&data).await.map_err(output)?;
             // Flushed per chunk: a reader such as `wireshark -k -i -` shows
             // packets as they come, not when a buffer fills.
-            out.flush().await.map_err(output)?;
-            written.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let result = match out.write_all(&data).await {
+                Ok(()) => out.flush().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    written.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                // The reader of a pipe went away (Wireshark closed): an end, not a failure.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(StreamEnd::ReaderClosed);
+                }
+                Err(e) => return Err(output(e)),
+            }
         }
     }
-    Ok(())
+    Ok(StreamEnd::CollectorClosed)
+}
+
+/// How a stream ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The collector ended the response.
+    CollectorClosed,
+    /// The output is a pipe whose reader is gone.
+    ReaderClosed,
 }
