@@ -173,6 +173,10 @@ fn seed_002_table_3_a_reject_first_beats_an_accept_with_the_same_match() {
         outcomes,
         [(1, RuleOutcome::Matched), (2, RuleOutcome::NotReached)]
     );
+    assert_eq!(
+        e.sessions[0].rules[0].summary,
+        "TCP any IPv4 -> 10.0.0.0/24"
+    );
 }
 
 #[test]
@@ -197,9 +201,18 @@ fn seed_002_table_3_the_session_with_the_lower_priority_number_wins() {
     let e = explain(&snapshot, "default", "shop-0", Inbound, p).unwrap();
     match &e.decision {
         Decision::Copied {
-            session, rule, vni, ..
+            session,
+            rule,
+            vni,
+            targets,
+            ..
         } => {
             assert_eq!((session.name.as_str(), *rule, *vni), ("a", 1, 1));
+            assert_eq!(
+                targets,
+                &["10.9.9.9".parse::<std::net::IpAddr>().unwrap()],
+                "an IP target needs no status"
+            );
         }
         other => panic!("session a must copy, got {other:?}"),
     }

@@ -302,15 +302,25 @@ fn descriptions(filter: &MirrorFilter, direction: Direction) -> BTreeMap<u16, St
         .collect()
 }
 
-/// The addresses the operator resolved (status), for the report only.
+/// The addresses the operator resolved (status), else an IP target's own
+/// address (files have no status); for the report only.
 fn target_addresses(session: &MirrorSession) -> Vec<IpAddr> {
-    session
+    let resolved = session
         .status
         .as_ref()
         .and_then(|s| s.target.as_ref())
-        .and_then(|t| t.addresses.as_ref())
-        .map(|list| list.iter().filter_map(|a| a.parse().ok()).collect())
-        .unwrap_or_default()
+        .and_then(|t| t.addresses.as_ref());
+    match resolved {
+        Some(list) => list.iter().filter_map(|a| a.parse().ok()).collect(),
+        None => session
+            .spec
+            .target
+            .ip
+            .as_deref()
+            .and_then(|ip| ip.parse().ok())
+            .into_iter()
+            .collect(),
+    }
 }
 
 /// A session without a namespace (a file) is in `default`, as kubectl would put it.

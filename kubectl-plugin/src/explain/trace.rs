@@ -75,10 +75,10 @@ pub fn summary(rule: &CompiledRule) -> String {
     let protocol = rule
         .protocol
         .map(protocol_name)
-        .unwrap_or_else(|| format!("all {:?}", rule.family));
+        .unwrap_or_else(|| "all protocols".to_owned());
     let side = |net: &ipnet::IpNet, ports: Option<PortRange>| {
         let net = if net.prefix_len() == 0 {
-            "any".to_owned()
+            format!("any {:?}", rule.family)
         } else {
             net.to_string()
         };
