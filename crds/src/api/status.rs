@@ -108,6 +108,11 @@ pub struct TargetStatus {
 #[serde(rename_all = "camelCase")]
 pub struct NodeMirrorStatus {
     pub node: String,
+    /// The session generation (`metadata.generation`, as last accepted by the
+    /// operator) this node has in its datapath. `Programmed` is True only when
+    /// every node hosting a source reports the accepted generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed_generation: Option<i64>,
     /// Host-side veths the session's program is attached to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub programmed_interfaces: Option<Vec<String>>,

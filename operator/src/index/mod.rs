@@ -142,7 +142,7 @@ pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
                 .iter()
                 .map(|n| {
                     let report = NodeReport {
-                        generation: None,
+                        generation: n.programmed_generation,
                         programmed_pods: n.programmed_interfaces.as_ref().map(Vec::len).unwrap_or(0),
                         error: n.error.clone(),
                     };

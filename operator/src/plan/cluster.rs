@@ -187,7 +187,9 @@ pub struct SessionInfo {
 /// One agent's entry on a session, as far as `Programmed` needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeReport {
-    /// The session generation the node has in its datapath.
+    /// The session generation the node has in its datapath
+    /// (`status.nodes[].programmedGeneration`); `None` from an agent that
+    /// does not report it, which never counts as programmed.
     pub generation: Option<i64>,
     /// How many of the session's source pods have their veth programmed there.
     pub programmed_pods: usize,

@@ -320,3 +320,5 @@ pub fn recover<'a>(cluster: &Cluster, states: impl IntoIterator<Item = &'a Mirro
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_programmed;

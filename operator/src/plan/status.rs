@@ -36,11 +36,15 @@ fn cond_from(type_: &'static str, r: Result<&'static str, &Problem>, ok_message:
     }
 }
 
-/// Whether every node hosting a mirrorable source reports it programmed.
+/// Whether every node hosting a mirrorable source reports it programmed, at
+/// the accepted generation: an entry of an older generation (the node has not
+/// caught up with a change yet) does not count, nor does its error, which is
+/// about a state the node is leaving.
 pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem> {
-    if plan.effective.is_none() {
+    let Some(effective) = plan.effective.as_ref() else {
         return Err(Problem::new("NotProgrammable", "nothing to program until the filter and the target resolve"));
-    }
+    };
+    let generation = effective.generation;
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, node) in &plan.programmed_pods {
         *per_node.entry(node).or_default() += 1;
@@ -51,6 +55,11 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
     let mut waiting = Vec::new();
     for (node, want) in &per_node {
         match info.node_reports.get(*node) {
+            None => waiting.push(format!("{node} (no report)")),
+            Some(r) if r.generation != Some(generation) => waiting.push(match r.generation {
+                Some(g) => format!("{node} (generation {g}, not {generation})"),
+                None => format!("{node} (no generation reported, not {generation})"),
+            }),
             Some(r) if r.error.is_some() => {
                 return Err(Problem::new(
                     "NodeError",
@@ -59,13 +68,15 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
             }
             Some(r) if r.programmed_pods >= *want => {}
             Some(r) => waiting.push(format!("{node} ({}/{want} pods)", r.programmed_pods)),
-            None => waiting.push(format!("{node} (no report)")),
         }
     }
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(Problem::new("WaitingForNodes", format!("not yet programmed on {}", waiting.join(", "))))
+        Err(Problem::new(
+            "WaitingForNodes",
+            format!("generation {generation} not yet programmed on {}", waiting.join(", ")),
+        ))
     }
 }
 
