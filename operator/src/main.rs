@@ -10,7 +10,9 @@ use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use podmirror_crds::model::quota::QuotaLimits;
+use podmirror_operator::clock::SystemClock;
 use podmirror_operator::controller::{self, Settings};
+use podmirror_operator::plan::cluster::TargetPolicy;
 use podmirror_operator::http::{self, Health};
 use podmirror_operator::leader::Elector;
 use podmirror_operator::metrics::Metrics;
@@ -37,6 +39,10 @@ struct Args {
     /// Lease duration in seconds; a standby takes over after this long.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Comma-separated CIDRs that `ip` targets must fall in (the chart's
+    /// `operator.allowedTargetCIDRs`); empty allows any address.
+    #[arg(long, env = "PODMIRROR_ALLOWED_TARGET_CIDRS", default_value = "")]
+    allowed_target_cidrs: String,
     /// Log as JSON lines.
     #[arg(long, env = "PODMIRROR_LOG_JSON")]
     log_json: bool,
@@ -45,6 +51,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let target_policy = TargetPolicy::parse(&args.allowed_target_cidrs)
+        .map_err(|e| anyhow::anyhow!("--allowed-target-cidrs: {e}"))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
@@ -75,6 +83,8 @@ async fn main() -> anyhow::Result<()> {
         },
         debounce: Duration::from_millis(250),
         resync: Duration::from_secs(60),
+        target_policy,
+        clock: Arc::new(SystemClock),
     };
     let control = controller::run(client, settings, metrics, ready, rx, Some(args.pod_name));
 

@@ -43,6 +43,7 @@ pub(super) fn pod(ns: &str, name: &str, node: &str, addr: &str, app: &str) -> Po
         ips: vec![ip(addr)],
         host_network: false,
         deleting: false,
+        consent: Consent::OwnNamespace,
     }
 }
 
@@ -64,6 +65,8 @@ pub(super) fn session(ns: &str, name: &str, created: &str, priority: i64, vni: i
         invalid: None,
         deleting: false,
         node_reports: BTreeMap::new(),
+        schedule: None,
+        accepted_time: None,
     }
 }
 
@@ -166,7 +169,7 @@ fn missing_filter_and_unconsented_service_are_named() {
     let mut c = seed_cluster();
     c.services.insert(
         ObjKey::new("obs", "collector"),
-        ServiceInfo { namespace: "obs".into(), name: "collector".into(), consent: Consent::OwnNamespace },
+        ServiceInfo { namespace: "obs".into(), name: "collector".into(), consent: Consent::OwnNamespace, cluster_ips: vec![] },
     );
     c.endpoints.insert(ObjKey::new("obs", "collector"), [("s1".to_owned(), vec![EndpointInfo { ip: ip("10.9.0.1"), pod: None }])].into());
     let mut s = session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Service { namespace: "obs".into(), name: "collector".into() });
