@@ -118,7 +118,9 @@ impl World {
         let requests = std::mem::take(&mut *log.lock().unwrap());
         // What the API server now holds, as the watches would show it.
         for (_, path, body) in &requests {
-            if path.ends_with("/mirrorsessions/debug/status") {
+            if path.ends_with("/mirrorfilters/f/status") {
+                self.filter.status = Some(serde_json::from_value(body["status"].clone()).unwrap());
+            } else if path.ends_with("/mirrorsessions/debug/status") {
                 self.session.status = Some(serde_json::from_value::<MirrorSessionStatus>(body["status"].clone()).unwrap());
             } else if path.contains("mirrornodestates/") {
                 let state: MirrorNodeState = serde_json::from_value(body.clone()).unwrap();
