@@ -7,10 +7,13 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::sync::{Arc, Mutex};
+mod recorder;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
+use recorder::{Log, answer, condition, events};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -23,7 +26,7 @@ use podmirror_operator::index::{self, Objects};
 use podmirror_operator::metrics::Metrics;
 use podmirror_operator::plan::{AcceptedSet, plan};
 use podmirror_operator::sync::{Executor, Seen, writes};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
     serde_yaml::from_str(s).unwrap()
@@ -54,29 +57,6 @@ metadata: {name: f, namespace: team, uid: uid-f, generation: 1, resourceVersion:
 spec:
   inboundRules: [{priority: 1, action: Accept, protocol: All, ipFamily: IPv4}]
 "#;
-
-/// Every request of a pass, answered with a plausible object of its kind.
-type Log = Arc<Mutex<Vec<(String, String, Value)>>>;
-
-async fn answer(mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>, log: Log) {
-    while let Some((req, send)) = handle.next_request().await {
-        let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
-        let bytes = req.into_body().collect_bytes().await.unwrap();
-        let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        let reply = if path.contains("/events") {
-            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e", "namespace": "team"},
-                "eventTime": "2026-01-01T10:00:00.000000Z"})
-        } else if path.contains("mirrornodestates") {
-            json!({"apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorNodeState", "metadata": {"name": "n"}, "spec": {"node": "n"}})
-        } else if path.contains("mirrorfilters") {
-            serde_json::to_value(yaml::<MirrorFilter>(FILTER)).unwrap()
-        } else {
-            serde_json::to_value(yaml::<MirrorSession>(SESSION)).unwrap()
-        };
-        log.lock().unwrap().push((method, path, body));
-        send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&reply).unwrap())).unwrap());
-    }
-}
 
 struct World {
     session: MirrorSession,
@@ -111,7 +91,8 @@ impl World {
         let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let executor = Executor::new(kube::Client::new(svc, "default"), Some("op-0".into()));
         let log: Log = Arc::default();
-        let server = tokio::spawn(answer(handle, log.clone()));
+        let (session, filter) = (serde_json::to_value(&self.session).unwrap(), serde_json::to_value(&self.filter).unwrap());
+        let server = tokio::spawn(answer(handle, log.clone(), session, filter));
         assert!(!execute_all(&executor, &todo, &Metrics::default()).await, "a write failed");
         drop(executor);
         server.await.unwrap();
@@ -134,19 +115,7 @@ impl World {
 }
 
 fn status_write(requests: &[(String, String, Value)]) -> &Value {
-    &requests.iter().find(|(_, p, _)| p.ends_with("/mirrorsessions/debug/status")).expect("a status write").2["status"]
-}
-
-fn events(requests: &[(String, String, Value)]) -> Vec<(String, String)> {
-    requests
-        .iter()
-        .filter(|(_, p, _)| p.contains("/events"))
-        .map(|(_, _, b)| (b["reason"].as_str().unwrap().to_owned(), b["type"].as_str().unwrap().to_owned()))
-        .collect()
-}
-
-fn condition<'a>(status: &'a Value, t: &str) -> &'a Value {
-    status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).unwrap()
+    recorder::status_write(requests, "/mirrorsessions/debug/status")
 }
 
 fn sessions_on_node_a(w: &World) -> usize {
