@@ -120,7 +120,7 @@ async fn another_namespaces_pod_ip_is_refused_without_the_pods_consent_and_taken
 #[tokio::test]
 async fn another_namespaces_cluster_ip_needs_the_services_consent() {
     let web = pod("team", "web", "10.1.0.5", None);
-    let requests = pass(session("10.96.0.40"), &[web.clone()], &[service(None)], "").await;
+    let requests = pass(session("10.96.0.40"), std::slice::from_ref(&web), &[service(None)], "").await;
     let (status, reason, message) = target(&requests);
     assert_eq!((status.as_str(), reason.as_str()), ("False", "TargetNotConsented"));
     assert!(message.contains("ClusterIP of service obs/collector"), "{message}");
@@ -132,7 +132,7 @@ async fn another_namespaces_cluster_ip_needs_the_services_consent() {
 #[tokio::test]
 async fn an_address_outside_the_admins_cidrs_is_refused_naming_the_rule() {
     let web = pod("team", "web", "10.1.0.5", None);
-    let requests = pass(session("203.0.113.7"), &[web.clone()], &[], "10.0.0.0/8").await;
+    let requests = pass(session("203.0.113.7"), std::slice::from_ref(&web), &[], "10.0.0.0/8").await;
     let (status, reason, message) = target(&requests);
     assert_eq!((status.as_str(), reason.as_str()), ("False", "TargetIPNotAllowed"));
     for part in ["203.0.113.7", "session namespace team", "10.0.0.0/8", "--allowed-target-cidrs"] {
