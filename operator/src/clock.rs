@@ -45,7 +45,9 @@ impl Clock for ManualClock {
 /// How long the control loop may sleep before its next pass: the resync
 /// interval, or less to be awake at the next schedule boundary.
 pub fn sleep_for(next_wakeup: Option<Timestamp>, now: Timestamp, resync: Duration) -> Duration {
-    let Some(next) = next_wakeup else { return resync };
+    let Some(next) = next_wakeup else {
+        return resync;
+    };
     let until: SignedDuration = next.duration_since(now);
     // A boundary already passed (a slow pass) wakes at once.
     let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
@@ -65,9 +67,19 @@ mod tests {
         let now = t("2026-01-01T00:00:00Z");
         let resync = Duration::from_secs(60);
         assert_eq!(sleep_for(None, now, resync), resync);
-        assert_eq!(sleep_for(Some(t("2026-01-01T00:00:07.5Z")), now, resync), Duration::from_millis(7500));
-        assert_eq!(sleep_for(Some(t("2026-01-01T01:00:00Z")), now, resync), resync, "far away: resync first");
-        assert_eq!(sleep_for(Some(t("2025-12-31T23:59:59Z")), now, resync), Duration::ZERO);
+        assert_eq!(
+            sleep_for(Some(t("2026-01-01T00:00:07.5Z")), now, resync),
+            Duration::from_millis(7500)
+        );
+        assert_eq!(
+            sleep_for(Some(t("2026-01-01T01:00:00Z")), now, resync),
+            resync,
+            "far away: resync first"
+        );
+        assert_eq!(
+            sleep_for(Some(t("2025-12-31T23:59:59Z")), now, resync),
+            Duration::ZERO
+        );
     }
 
     #[test]
