@@ -398,6 +398,42 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
             vec!["spec.target.service.name"],
         ),
         (
+            "schedule stopTime before startTime",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"startTime": "2026-01-01T02:00:00Z", "stopTime": "2026-01-01T01:00:00Z"})),
+            vec!["spec.schedule.stopTime"],
+        ),
+        (
+            "schedule with both stopTime and duration",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"stopTime": "2026-01-01T01:00:00Z", "duration": "10m"})),
+            vec!["spec.schedule.duration"],
+        ),
+        (
+            "schedule duration that does not parse",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"duration": "ten minutes"})),
+            vec!["spec.schedule.duration"],
+        ),
+        (
+            "schedule duration of zero",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"duration": "0m"})),
+            vec!["spec.schedule.duration"],
+        ),
+        (
+            "schedule duration with units out of order",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"duration": "30m1h"})),
+            vec!["spec.schedule.duration"],
+        ),
+        (
+            "schedule startTime not RFC 3339",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"startTime": "tomorrow"})),
+            vec!["spec.schedule.startTime"],
+        ),
+        (
             "filterRef missing",
             "MirrorSession",
             with(s(), "/spec/filterRef", None),
@@ -491,6 +527,21 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
                 "/spec/targetPort",
                 json!(8472),
             ),
+        ),
+        (
+            "schedule: a duration from acceptance",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"duration": "1h30m"})),
+        ),
+        (
+            "schedule: start and stop",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"startTime": "2026-01-01T01:00:00Z", "stopTime": "2026-01-01T02:10:00+01:00"})),
+        ),
+        (
+            "schedule: start and duration",
+            "MirrorSession",
+            set(s(), "/spec/schedule", json!({"startTime": "2026-01-01T01:00:00Z", "duration": "10m"})),
         ),
         (
             "selector sources",
@@ -613,8 +664,11 @@ fn every_list_and_string_under_a_cel_rule_is_bounded() {
                     Some("array") if inner.get("maxItems").is_none() => {
                         unbounded.push(inner_path.to_owned())
                     }
+                    // A date-time is a timestamp to CEL: fixed size.
                     Some("string")
-                        if inner.get("maxLength").is_none() && inner.get("enum").is_none() =>
+                        if inner.get("maxLength").is_none()
+                            && inner.get("enum").is_none()
+                            && inner.get("format").and_then(Value::as_str) != Some("date-time") =>
                     {
                         unbounded.push(inner_path.to_owned())
                     }

@@ -393,6 +393,7 @@ fn the_values_schema_rejects_bad_values_naming_the_field() {
         ("agent.statusInterval=1h", "/agent/statusInterval"),
         ("agent.statusInterval=0s", "/agent/statusInterval"),
         ("operator.privileged=true", "privileged"),
+        ("operator.allowedTargetCIDRs={everywhere}", "/operator/allowedTargetCIDRs"),
     ];
     for (set, field) in cases {
         match template(&helm, &[set]) {
@@ -520,6 +521,11 @@ fn the_operator_is_replicated_non_root_and_probed() {
             "{:?}",
             c.command_line()
         );
+        assert!(
+            !c.command_line().iter().any(|a| a.starts_with("--allowed-target-cidrs")),
+            "no CIDR restriction unless asked: {:?}",
+            c.command_line()
+        );
         assert_eq!(c.env_field_ref("POD_NAME"), Some("metadata.name"));
         assert_eq!(c.env_field_ref("POD_NAMESPACE"), Some("metadata.namespace"));
         assert_eq!(
@@ -548,6 +554,15 @@ fn the_operator_is_replicated_non_root_and_probed() {
             "operator and agent need separate service accounts"
         );
     }
+}
+
+#[test]
+fn allowed_target_cidrs_reach_the_operator_as_one_flag() {
+    let Some(helm) = helm() else { return };
+    let objects = render(&helm, &["operator.allowedTargetCIDRs={10.0.0.0/8,fd00::/8}"]);
+    let line = find(&objects, "Deployment", "operator").containers()[0].command_line();
+    let flags: Vec<&&str> = line.iter().filter(|a| a.starts_with("--allowed-target-cidrs")).collect();
+    assert_eq!(flags, [&"--allowed-target-cidrs=10.0.0.0/8,fd00::/8"], "{line:?}");
 }
 
 #[test]
@@ -724,7 +739,8 @@ fn every_flag_the_chart_passes_exists_in_the_binaries() {
         ("/usr/local/bin/podmirror-operator", "operator/src/main.rs"),
         ("/usr/local/bin/podmirror-agent", "node-agent/src/main.rs"),
     ];
-    let objects = render(&helm, &[]);
+    // Optional flags rendered too, so each is checked against the binary.
+    let objects = render(&helm, &["operator.allowedTargetCIDRs={10.0.0.0/8}"]);
     let mut checked = 0;
     for (binary, source) in binaries {
         let known = clap_flags(source);

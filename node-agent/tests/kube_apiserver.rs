@@ -369,6 +369,8 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
         limits: QuotaLimits::default(),
         debounce: Duration::from_millis(100),
         resync: Duration::from_secs(5),
+        target_policy: Default::default(),
+        clock: Arc::new(podmirror_operator::clock::SystemClock),
     };
     let operator = tokio::spawn(controller::run(operator_client, settings, metrics.clone(), Arc::new(AtomicBool::new(false)), rx, None));
 

@@ -99,6 +99,13 @@ fn bad_files_name_the_file_the_object_and_the_field() {
         ("s.yaml", session("s", 1, 1, "ecs-source").replace("vni: 1", "vni: one"), "s.yaml: MirrorSession s: spec.vni: "),
         ("s.yaml", format!("{}---\n{}", session("s", 1, 1, "ecs-source"), session("s", 2, 2, "ecs-source")), "document 2: MirrorSession s: metadata.name: "),
         ("standalone.yaml", "pods:\n- {name: a, ips: [1.2.3]}\n".into(), "standalone.yaml: inventory: pods[0].ips[0]: "),
+        ("s.yaml", format!("{}  schedule: {{duration: 10 minutes}}\n", session("s", 1, 1, "ecs-source")), "s.yaml: MirrorSession s: spec.schedule.duration: "),
+        (
+            "s.yaml",
+            format!("{}  schedule: {{stopTime: '2026-01-01T00:00:00Z', duration: 10m}}\n", session("s", 1, 1, "ecs-source")),
+            "s.yaml: MirrorSession s: spec.schedule.duration: ",
+        ),
+        ("s.yaml", format!("{}  schedule: {{startTime: tomorrow}}\n", session("s", 1, 1, "ecs-source")), "s.yaml: MirrorSession s: spec.schedule.startTime: "),
     ];
     for (file, text, expected) in cases {
         let dir = TempDir::new("badfile");
@@ -138,6 +145,30 @@ fn a_bad_update_keeps_the_configuration_in_force() {
     let state = &config.current.as_ref().unwrap().node_state;
     assert_eq!(state.sessions[0].inbound_rules[0].destination_cidr.as_deref(), Some("192.168.0.0/24"));
     assert!(config.last_error.is_none());
+}
+
+#[test]
+fn a_session_whose_schedule_has_ended_is_loaded_but_not_programmed() {
+    let dir = TempDir::new("schedule");
+    // `lo` as the source's interface: found by name, no network needed.
+    dir.write("standalone.yaml", &INVENTORY.replace("ips: [192.168.0.230]}", "ips: [192.168.0.230], interface: lo}"));
+    dir.write("f.yaml", &filter("f", "192.168.0.230/32"));
+    let ended = "  schedule: {startTime: '2020-01-01T00:00:00Z', duration: 1h}\n";
+    dir.write("s.yaml", &format!("{}{ended}", session("s", 1, 7, "ecs-source")));
+    dir.write("t.yaml", &session("t", 2, 8, "ecs-source"));
+    let opts = options(&dir.0);
+    let mut config = Config::default();
+    config.reload(&opts).unwrap();
+    let resolution = config.current.as_ref().unwrap();
+    assert_eq!(resolution.node_state.sessions.len(), 2, "both are accepted");
+    assert!(resolution.schedules.contains_key(&podmirror_crds::model::SessionKey::new("default", "s")));
+    let mut known = podmirror_agent::standalone::run::KnownInterfaces::new();
+    // The desired state is what the datapath gets: the ended session is not in it.
+    let (desired, errors) = podmirror_agent::standalone::run::desired(&config, &mut known).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(desired.pods.len(), 1);
+    let names: Vec<String> = desired.pods[0].sessions.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(names, ["default/t"], "{desired:?}");
 }
 
 #[test]

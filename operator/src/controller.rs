@@ -19,9 +19,10 @@ use podmirror_crds::api::{MirrorFilter, MirrorNodeState, MirrorSession, SessionP
 use podmirror_crds::model::quota::QuotaLimits;
 use tokio::sync::{Notify, watch};
 
+use crate::clock::{Clock, sleep_for};
 use crate::index;
 use crate::metrics::Metrics;
-use crate::plan::cluster::Cluster;
+use crate::plan::cluster::{Cluster, TargetPolicy};
 use crate::plan::{AcceptedSet, plan, recover};
 use crate::sync::{Executor, Seen, Write, writes};
 
@@ -111,6 +112,10 @@ pub struct Settings {
     pub debounce: Duration,
     /// A pass runs at least this often even without changes.
     pub resync: Duration,
+    /// Where `ip` targets may point (`--allowed-target-cidrs`).
+    pub target_policy: TargetPolicy,
+    /// "Now" for schedules; the system clock outside tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Runs passes while `leader` says so. Returns only on a fatal error.
@@ -145,7 +150,10 @@ pub async fn run(
         }
         metrics.leader.set(1);
         let started = Instant::now();
-        let cluster = stores.cluster(&metrics);
+        let mut cluster = stores.cluster(&metrics);
+        let now = settings.clock.now();
+        cluster.now = now;
+        cluster.target_policy = settings.target_policy.clone();
         // The accepted set survives restarts and failovers in the node states.
         let previous = match accepted.take() {
             Some(a) => a,
@@ -165,7 +173,7 @@ pub async fn run(
             node_states: node_states.iter().map(AsRef::as_ref).collect(),
             nodes: node_objects.iter().filter_map(|n| n.metadata.name.as_deref()).collect(),
         };
-        let todo = writes(&p, &seen, &Time(k8s_openapi::jiff::Timestamp::now()));
+        let todo = writes(&p, &seen, &Time(now));
         let failed = execute_all(&executor, &todo, &metrics).await;
         // After a failed pass, what the nodes hold is whatever got written:
         // the next pass recovers the accepted set from the node states.
@@ -180,7 +188,9 @@ pub async fn run(
             "pass done"
         );
 
-        let retry = if failed { Duration::from_secs(2) } else { settings.resync };
+        // Awake at the next schedule boundary: nothing else changes then.
+        let resync = sleep_for(p.next_wakeup, settings.clock.now(), settings.resync);
+        let retry = if failed { Duration::from_secs(2).min(resync) } else { resync };
         tokio::select! {
             _ = wake.notified() => tokio::time::sleep(settings.debounce).await,
             _ = tokio::time::sleep(retry) => {}

@@ -3,6 +3,7 @@
 //! status and one `MirrorNodeState` per node ([`sync`]), as the leader
 //! ([`leader`]) of its replicas.
 
+pub mod clock;
 pub mod controller;
 pub mod error;
 pub mod http;

@@ -10,7 +10,9 @@ use clap::Parser;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use podmirror_crds::model::quota::QuotaLimits;
+use podmirror_operator::clock::SystemClock;
 use podmirror_operator::controller::{self, Settings};
+use podmirror_operator::plan::cluster::TargetPolicy;
 use podmirror_operator::http::{self, Health};
 use podmirror_operator::leader::Elector;
 use podmirror_operator::metrics::Metrics;
@@ -37,6 +39,10 @@ struct Args {
     /// Lease duration in seconds; a standby takes over after this long.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Comma-separated CIDRs that `ip` targets must fall in (the chart's
+    /// `operator.allowedTargetCIDRs`); empty allows any address.
+    #[arg(long, env = "PODMIRROR_ALLOWED_TARGET_CIDRS", default_value = "")]
+    allowed_target_cidrs: String,
     /// Log lines as `text` (colours only on a terminal) or `json`.
     #[arg(long, env = "PODMIRROR_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -87,6 +93,8 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(if args.log_json { LogFormat::Json } else { args.log_format });
+    let target_policy = TargetPolicy::parse(&args.allowed_target_cidrs)
+        .map_err(|e| anyhow::anyhow!("--allowed-target-cidrs: {e}"))?;
     if let Some(Command::UninstallWait { daemonset, namespace, timeout_seconds }) = &args.command {
         let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
         let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), namespace);
@@ -119,6 +127,8 @@ async fn main() -> anyhow::Result<()> {
         },
         debounce: Duration::from_millis(250),
         resync: Duration::from_secs(60),
+        target_policy,
+        clock: Arc::new(SystemClock),
     };
     let control = controller::run(client, settings, metrics, ready, rx, Some(args.pod_name));
 

@@ -61,7 +61,7 @@ impl Metrics {
     /// Replaces the per-phase and per-quota gauges with this pass's counts
     /// (phases and quotas that dropped to zero read 0, not their old value).
     pub fn set_counts(&self, phases: &BTreeMap<String, i64>, refusals: &BTreeMap<&'static str, usize>) {
-        for phase in ["Pending", "Active", "Degraded", "Invalid", "Disabled"] {
+        for phase in ["Pending", "Active", "Degraded", "Invalid", "Disabled", "Scheduled", "Completed"] {
             let n = phases.get(phase).copied().unwrap_or(0);
             self.sessions.get_or_create(&vec![("phase".into(), phase.into())]).set(n);
         }

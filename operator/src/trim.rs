@@ -17,13 +17,17 @@ pub fn managed_fields<K: Resource>(obj: &mut K) {
 }
 
 /// Keeps what `index::pod` reads: identity, labels, deletion, `nodeName`,
-/// `hostNetwork`, phase and addresses. Containers, volumes, container
-/// statuses and annotations (e.g. `kubectl.kubernetes.io/last-applied-configuration`)
-/// are most of a pod and are never read.
+/// `hostNetwork`, phase, addresses and the consent annotation. Containers,
+/// volumes, container statuses and the other annotations (e.g.
+/// `kubectl.kubernetes.io/last-applied-configuration`) are most of a pod and
+/// are never read.
 pub fn pod(p: &mut Pod) {
     let meta = &mut p.metadata;
     meta.managed_fields = None;
-    meta.annotations = None;
+    meta.annotations = meta.annotations.take().and_then(|mut a| {
+        let consent = a.remove(crate::index::ALLOW_MIRROR_FROM)?;
+        Some([(crate::index::ALLOW_MIRROR_FROM.to_owned(), consent)].into())
+    });
     meta.owner_references = None;
     p.spec = p.spec.take().map(|s| PodSpec { node_name: s.node_name, host_network: s.host_network, ..PodSpec::default() });
     p.status = p
@@ -112,6 +116,14 @@ mod tests {
         let mut trimmed = done.clone();
         pod(&mut trimmed);
         assert!(index::pod(&trimmed).is_ok_and(|p| p.deleting));
+        // The consent annotation is the one annotation kept.
+        let mut consenting = full_pod(false, false);
+        consenting.metadata.annotations.get_or_insert_default().insert(index::ALLOW_MIRROR_FROM.into(), "team-a".into());
+        let mut trimmed = consenting.clone();
+        pod(&mut trimmed);
+        assert_eq!(index::pod(&trimmed).ok(), index::pod(&consenting).ok());
+        assert!(index::pod(&trimmed).is_ok_and(|p| p.consent.allows("team", "team-a")));
+        assert_eq!(trimmed.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
     }
 
     #[test]

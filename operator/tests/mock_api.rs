@@ -445,6 +445,7 @@ fn converge(w: &mut World) {
 fn node_entry(node: &str, packets: i64) -> podmirror_crds::api::NodeMirrorStatus {
     podmirror_crds::api::NodeMirrorStatus {
         node: node.into(),
+        programmed_generation: None,
         programmed_interfaces: Some(vec![]),
         mirrored_packets: Some(packets),
         mirrored_bytes: None,

@@ -22,8 +22,8 @@ pub use node_state::{
     MirrorNodeState, MirrorNodeStateSpec, MirrorNodeStateStatus, NodePod, NodeSession,
 };
 pub use session::{
-    FilterRef, MirrorSession, MirrorSessionSpec, PodTarget, ServiceTarget, SessionSource,
-    SessionTarget,
+    FilterRef, MirrorSession, MirrorSessionSpec, PodTarget, ServiceTarget, SessionSchedule,
+    SessionSource, SessionTarget,
 };
 pub use status::{
     MirrorFilterStatus, MirrorSessionStatus, NodeMirrorStatus, SessionPhase, SourceState,

@@ -1,6 +1,6 @@
 //! `MirrorSession`: from which pods to where, through which filter (docs/api.md).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,34 @@ pub struct MirrorSessionSpec {
     #[serde(default = "default_target_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub target_port: i32,
+    /// When mirroring runs; omitted = from acceptance until deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<SessionSchedule>,
+}
+
+/// A time-bounded session: it is programmed only from `startTime` (or its
+/// acceptance) until `stopTime`, or for `duration`; then its phase turns
+/// `Completed` and it is never programmed again unless the schedule changes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.stopTime) && has(self.duration))").field_path(".duration").message("schedule: stopTime and duration are mutually exclusive"),
+    validation = Rule::new("!has(self.startTime) || !has(self.stopTime) || self.stopTime > self.startTime").field_path(".stopTime").message("schedule.stopTime must be after schedule.startTime"),
+)]
+pub struct SessionSchedule {
+    /// RFC 3339; omitted = at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// RFC 3339, after `startTime`; exclusive with `duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_time: Option<Time>,
+    /// How long mirroring runs, in hours, minutes and seconds (`10m`,
+    /// `1h30m`), counted from `startTime` or else from the session's first
+    /// acceptance (`status.acceptedTime`); exclusive with `stopTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 32))]
+    #[x_kube(validation = Rule::new(r"self.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$') && self.matches('[1-9]')").message("schedule.duration must be a positive duration in hours, minutes and seconds, such as 10m or 1h30m"))]
+    pub duration: Option<String>,
 }
 
 /// A reference to a MirrorFilter in the session's namespace.

@@ -24,6 +24,10 @@ pub enum SessionPhase {
     Invalid,
     /// `spec.enabled` is false.
     Disabled,
+    /// Accepted, waiting for `spec.schedule.startTime`; nothing is programmed.
+    Scheduled,
+    /// `spec.schedule` has ended; nothing is programmed any more.
+    Completed,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -31,7 +35,8 @@ pub enum SessionPhase {
 pub struct MirrorSessionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<SessionPhase>,
-    /// `Accepted`, `FilterResolved`, `TargetResolved`, `SourcesResolved`, `Programmed`.
+    /// `Accepted`, `FilterResolved`, `TargetResolved`, `SourcesResolved`,
+    /// `Programmed`, and `Completed` for a session with `spec.schedule`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Option<Vec<Condition>>,
@@ -42,6 +47,11 @@ pub struct MirrorSessionStatus {
     /// while a newer change is refused (docs/quotas.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_generation: Option<i64>,
+    /// When the operator first accepted the session: where a
+    /// `spec.schedule.duration` without `startTime` counts from. Kept across
+    /// operator restarts and spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_time: Option<Time>,
     /// The resolved source pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<SourceStatus>>,
@@ -108,6 +118,11 @@ pub struct TargetStatus {
 #[serde(rename_all = "camelCase")]
 pub struct NodeMirrorStatus {
     pub node: String,
+    /// The session generation (`metadata.generation`, as last accepted by the
+    /// operator) this node has in its datapath. `Programmed` is True only when
+    /// every node hosting a source reports the accepted generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed_generation: Option<i64>,
     /// Host-side veths the session's program is attached to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub programmed_interfaces: Option<Vec<String>>,

@@ -263,7 +263,11 @@ pub fn validate_session_spec(spec: &MirrorSessionSpec) -> Result<(), ModelError>
             }
         }
     }
-    validate_target(&spec.target)
+    validate_target(&spec.target)?;
+    match &spec.schedule {
+        Some(schedule) => super::schedule::validate_schedule(schedule, "spec.schedule"),
+        None => Ok(()),
+    }
 }
 
 fn validate_target(target: &SessionTarget) -> Result<(), ModelError> {
@@ -687,6 +691,7 @@ mod tests {
                 },
                 encapsulation: Encapsulation::GRE,
                 target_port: 4789,
+                schedule: None,
             },
         );
         session.metadata.namespace = Some("team-a".into());

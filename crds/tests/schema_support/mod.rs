@@ -5,7 +5,8 @@
 //! Rust types), so these tests exercise what ships. An object goes through
 //! the two stages the API server runs on create:
 //! 1. the OpenAPI value validations of a structural schema (type, enum,
-//!    required, minimum/maximum, pattern, min/maxLength, min/maxItems), written here
+//!    required, minimum/maximum, pattern, min/maxLength, min/maxItems, the
+//!    date-time format), written here
 //!    because they are few and simple;
 //! 2. the CEL `x-kubernetes-validations`, evaluated by kube-cel with the
 //!    Kubernetes CEL libraries (`isCIDR`, `cidr()`, `isIP`, ...).
@@ -117,6 +118,14 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         }
     }
     if let Some(text) = value.as_str() {
+        // The API server checks the formats it knows; date-time is RFC 3339.
+        if schema.get("format").and_then(Value::as_str) == Some("date-time")
+            && text.parse::<k8s_openapi::jiff::Timestamp>().is_err()
+        {
+            errors.push(format!(
+                "{path}: Invalid value: {value}: {path} in body must be of type date-time"
+            ));
+        }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
             let regex = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{path}: bad pattern {pattern}: {e}"));
             if !regex.is_match(text) {

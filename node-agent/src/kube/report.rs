@@ -78,6 +78,7 @@ mod tests {
     fn body_carries_only_this_nodes_entry() {
         let e = NodeMirrorStatus {
             node: "node-a".into(),
+            programmed_generation: Some(4),
             programmed_interfaces: Some(vec!["pmv1".into()]),
             mirrored_packets: Some(3),
             mirrored_bytes: None,
@@ -87,7 +88,7 @@ mod tests {
             error: None,
         };
         let b = body(Some(&e));
-        assert_eq!(b["status"], json!({"nodes": [{"node": "node-a", "programmedInterfaces": ["pmv1"], "mirroredPackets": 3}]}));
+        assert_eq!(b["status"], json!({"nodes": [{"node": "node-a", "programmedGeneration": 4, "programmedInterfaces": ["pmv1"], "mirroredPackets": 3}]}));
         assert!(b["status"].get("phase").is_none() && b["status"].get("conditions").is_none());
         assert_eq!(body(None)["status"], json!({"nodes": []}));
         assert_eq!(field_manager("node-a"), "podmirror-agent/node-a");

@@ -65,6 +65,10 @@ pub fn entries(node: &str, spec: &MirrorNodeStateSpec, seen: &Observed, now: &Ti
             key,
             NodeMirrorStatus {
                 node: node.to_owned(),
+                // This reconcile brought the datapath to this very NodeSession
+                // (errors, if any, are in `error`): the operator's
+                // `Programmed` waits for every node to report the accepted one.
+                programmed_generation: Some(s.generation),
                 programmed_interfaces: Some(interfaces),
                 mirrored_packets: as_i64(packets),
                 mirrored_bytes: as_i64(bytes),
@@ -79,10 +83,13 @@ pub fn entries(node: &str, spec: &MirrorNodeStateSpec, seen: &Observed, now: &Ti
 }
 
 /// Whether `new` differs from `old` in anything but the timestamp and the
-/// counters: such a change is reported at once, counters only on the interval.
+/// counters: such a change (a new generation programmed, an interface, an
+/// error) is reported at once, counters only on the interval.
 pub fn changed(old: Option<&NodeMirrorStatus>, new: &NodeMirrorStatus) -> bool {
     let Some(old) = old else { return true };
-    old.programmed_interfaces != new.programmed_interfaces || old.error != new.error
+    old.programmed_generation != new.programmed_generation
+        || old.programmed_interfaces != new.programmed_interfaces
+        || old.error != new.error
 }
 
 /// What to write now: entries that changed (always) or whose counters moved
@@ -125,6 +132,7 @@ pub fn recorded_as_written(node: &str, recorded: &[String]) -> BTreeMap<SessionK
         .map(|(ns, name)| {
             let placeholder = NodeMirrorStatus {
                 node: node.to_owned(),
+                programmed_generation: None,
                 programmed_interfaces: None,
                 mirrored_packets: None,
                 mirrored_bytes: None,
@@ -213,8 +221,28 @@ mod tests {
         assert_eq!(s.programmed_interfaces, Some(vec!["pmv-a".to_owned()]));
         assert_eq!((s.mirrored_packets, s.mirrored_bytes, s.truncated, s.dropped), (Some(6), Some(560), Some(1), Some(2)));
         assert_eq!(s.error.as_deref(), Some("team/b: no host interface yet"));
+        assert_eq!(s.programmed_generation, Some(1), "the generation of the NodeSession just programmed");
         let off = &e[&SessionKey::new("team", "off")];
         assert_eq!(off.programmed_interfaces, Some(vec![]));
+    }
+
+    #[test]
+    fn a_new_generation_is_reported_at_once_even_with_nothing_else_changed() {
+        let mut seen = Observed::default();
+        seen.interfaces.insert(PodKey::new("team", "a"), "pmv-a".into());
+        seen.programmed.insert(PodKey::new("team", "a"));
+        let first = entries("node-a", &spec(), &seen, &now());
+        let mut next = spec();
+        next.sessions[0].generation = 2;
+        let second = entries("node-a", &next, &seen, &now());
+        let s = SessionKey::new("team", "s");
+        assert_eq!(second[&s].programmed_generation, Some(2));
+        let w = due(&first, &second, false);
+        assert_eq!(w.len(), 1, "only the session whose generation moved: {w:?}");
+        assert_eq!(w[0].0, s);
+        assert_eq!(w[0].1.as_ref().and_then(|e| e.programmed_generation), Some(2));
+        let placeholder = &recorded_as_written("node-a", &["team/s".into()])[&s];
+        assert!(changed(Some(placeholder), &second[&s]), "a restarted agent reports its generation again");
     }
 
     #[test]

@@ -27,6 +27,9 @@
 //!       podmirror.io/allow-mirror-from: "default"
 //! ```
 //!
+//! A session's `spec.schedule` is honoured as in Kubernetes mode, on the
+//! system clock (see `schedule`).
+//!
 //! Every load is all or nothing for what a file can get wrong (syntax,
 //! schema bounds, references): one bad file keeps the configuration in force
 //! and the error names the file, the object and the field. Quotas (docs/quotas.md)
@@ -37,6 +40,7 @@ pub mod files;
 pub mod inventory;
 pub mod resolve;
 pub mod run;
+pub mod schedule;
 pub mod selector;
 
 pub use files::{load_dir, parse_objects, Loaded, Sourced};

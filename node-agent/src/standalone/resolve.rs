@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use podmirror_crds::api::{MirrorFilter, MirrorNodeStateSpec, MirrorSession, NodePod, NodeSession};
+use podmirror_crds::api::{MirrorFilter, MirrorNodeStateSpec, MirrorSession, NodePod, NodeSession, SessionSchedule};
 use podmirror_crds::model::compile::{compile_filter, compile_node_session, validate_session_spec};
 use podmirror_crds::model::quota::{
     evaluate_quotas, FilterKey, PodId, QuotaInput, QuotaLimits, QuotaVerdict, ResolvedTarget, RuleCounts,
@@ -47,6 +47,9 @@ pub struct Resolution {
     pub accepted: BTreeMap<SessionKey, Accepted>,
     /// Sessions refused (new ones) or whose change was refused (kept as before).
     pub refusals: Vec<AgentError>,
+    /// `spec.schedule` of the sessions that have one: the loop programs a
+    /// session only inside its window (`standalone::schedule`).
+    pub schedules: BTreeMap<SessionKey, SessionSchedule>,
 }
 
 fn namespace_of(meta_ns: &Option<String>) -> String {
@@ -191,7 +194,11 @@ pub fn resolve(
         sessions: in_force.values().map(|a| a.node_session.clone()).collect(),
         pods,
     };
-    Ok(Resolution { node_state, interfaces, accepted: in_force, refusals })
+    let schedules = sessions
+        .iter()
+        .filter_map(|(key, sourced)| sourced.object.spec.schedule.clone().map(|s| (key.clone(), s)))
+        .collect();
+    Ok(Resolution { node_state, interfaces, accepted: in_force, refusals, schedules })
 }
 
 /// Resolves one session's references; an error refuses this session only.

@@ -11,7 +11,10 @@ use podmirror_crds::api::NodePod;
 use podmirror_crds::model::quota::QuotaLimits;
 use podmirror_crds::model::SessionKey;
 
+use k8s_openapi::jiff::Timestamp;
+
 use super::files::{fingerprint, load_dir};
+use super::schedule;
 use super::resolve::{resolve, Accepted, Resolution};
 use crate::core::{desired_from_node_state, AgentError, DatapathOps, DesiredState, PodKey, Reconciler};
 use crate::ifdiscovery::{self, HostInterface};
@@ -36,6 +39,8 @@ pub struct Config {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub last_error: Option<String>,
+    /// First acceptance of each accepted session (`schedule.duration`).
+    pub accepted_at: BTreeMap<SessionKey, Timestamp>,
 }
 
 impl Config {
@@ -64,6 +69,7 @@ impl Config {
                     tracing::warn!("refused: {refusal}");
                 }
                 self.accepted = resolution.accepted.clone();
+                schedule::note_acceptance(&mut self.accepted_at, resolution.accepted.keys(), Timestamp::now());
                 self.current = Some(resolution);
                 self.reloads_ok += 1;
                 self.last_error = None;
@@ -105,7 +111,8 @@ pub type KnownInterfaces = BTreeMap<PodKey, HostInterface>;
 pub fn desired(config: &Config, known: &mut KnownInterfaces) -> Option<(DesiredState, Vec<AgentError>)> {
     let resolution = config.current.as_ref()?;
     let mut finder = ifdiscovery::Finder::new();
-    Some(desired_from_node_state(&resolution.node_state, |pod| {
+    let state = schedule::in_window(&resolution.node_state, &resolution.schedules, &config.accepted_at, Timestamp::now());
+    Some(desired_from_node_state(&state, |pod| {
         let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
         match discover(&mut finder, pod, &resolution.interfaces) {
             Ok(found) => {

@@ -58,6 +58,7 @@ pub fn pod(p: &Pod) -> Result<PodInfo, Error> {
         node: spec.and_then(|s| s.node_name.clone()),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         deleting: p.metadata.deletion_timestamp.is_some() || finished,
+        consent: Consent::parse(p.annotations().get(ALLOW_MIRROR_FROM).map(String::as_str)),
         namespace,
         name,
         uid,
@@ -68,7 +69,17 @@ pub fn pod(p: &Pod) -> Result<PodInfo, Error> {
 pub fn service(s: &Service) -> Result<ServiceInfo, Error> {
     let (namespace, name) = ns_name(s, "Service")?;
     let consent = Consent::parse(s.annotations().get(ALLOW_MIRROR_FROM).map(String::as_str));
-    Ok(ServiceInfo { namespace, name, consent })
+    let spec = s.spec.as_ref();
+    let mut cluster_ips: Vec<IpAddr> = spec
+        .and_then(|s| s.cluster_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .chain(spec.and_then(|s| s.cluster_ip.as_ref()))
+        .filter_map(|ip| ip.parse().ok()) // "None" (headless) is no address
+        .collect();
+    cluster_ips.sort();
+    cluster_ips.dedup();
+    Ok(ServiceInfo { namespace, name, consent, cluster_ips })
 }
 
 /// `(service, slice name, ready endpoints)`; `None` for a slice of no Service.
@@ -142,7 +153,7 @@ pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
                 .iter()
                 .map(|n| {
                     let report = NodeReport {
-                        generation: None,
+                        generation: n.programmed_generation,
                         programmed_pods: n.programmed_interfaces.as_ref().map(Vec::len).unwrap_or(0),
                         error: n.error.clone(),
                     };
@@ -168,6 +179,8 @@ pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
         invalid,
         deleting: s.metadata.deletion_timestamp.is_some(),
         node_reports,
+        schedule: spec.schedule.clone(),
+        accepted_time: s.status.as_ref().and_then(|st| st.accepted_time.as_ref()).map(|t| t.0),
     })
 }
 
@@ -235,9 +248,7 @@ pub fn cluster(o: &Objects<'_>) -> (crate::plan::cluster::Cluster, Vec<Error>) {
     }
     for s in o.services {
         match service(s) {
-            Ok(info) => {
-                c.services.insert(ObjKey::new(info.namespace.clone(), info.name.clone()), info);
-            }
+            Ok(info) => c.add_service(info),
             Err(e) => errors.push(e),
         }
     }

@@ -7,6 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+use k8s_openapi::jiff::Timestamp;
+use podmirror_crds::api::SessionSchedule;
 use podmirror_crds::model::quota::PodId;
 use podmirror_crds::model::{Encapsulation, SessionKey};
 
@@ -47,6 +50,9 @@ pub struct PodInfo {
     pub host_network: bool,
     /// Terminating pods are no longer mirrored.
     pub deleting: bool,
+    /// Parsed `podmirror.io/allow-mirror-from` on the pod: which other
+    /// namespaces may send copies to its address as an `ip` target.
+    pub consent: Consent,
 }
 
 /// The part of a Service a target resolution needs.
@@ -56,6 +62,9 @@ pub struct ServiceInfo {
     pub name: String,
     /// Parsed `podmirror.io/allow-mirror-from`.
     pub consent: Consent,
+    /// `spec.clusterIPs` (or `spec.clusterIP`), without `None`: an `ip`
+    /// target at one of these needs the Service's consent.
+    pub cluster_ips: Vec<IpAddr>,
 }
 
 /// Which namespaces a Service accepts mirrored traffic from (tenant consent).
@@ -182,12 +191,18 @@ pub struct SessionInfo {
     pub deleting: bool,
     /// What agents report in `status.nodes[]`, by node.
     pub node_reports: BTreeMap<String, NodeReport>,
+    /// `spec.schedule`: the session is programmed only inside its window.
+    pub schedule: Option<SessionSchedule>,
+    /// `status.acceptedTime`, as the operator recorded it.
+    pub accepted_time: Option<Timestamp>,
 }
 
 /// One agent's entry on a session, as far as `Programmed` needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeReport {
-    /// The session generation the node has in its datapath.
+    /// The session generation the node has in its datapath
+    /// (`status.nodes[].programmedGeneration`); `None` from an agent that
+    /// does not report it, which never counts as programmed.
     pub generation: Option<i64>,
     /// How many of the session's source pods have their veth programmed there.
     pub programmed_pods: usize,
@@ -203,9 +218,42 @@ pub struct Cluster {
     /// Pods by namespace then name: selectors only look in one namespace.
     pub pods: BTreeMap<String, BTreeMap<String, PodInfo>>,
     pub services: BTreeMap<ObjKey, ServiceInfo>,
+    /// Services by ClusterIP (kept by [`Cluster::add_service`]): an `ip`
+    /// target at a ClusterIP needs that Service's consent.
+    pub services_by_ip: BTreeMap<IpAddr, ObjKey>,
     /// Ready endpoints of a Service, by EndpointSlice name.
     pub endpoints: BTreeMap<ObjKey, BTreeMap<String, Vec<EndpointInfo>>>,
     pub nodes: BTreeSet<String>,
+    /// The pass's "now" (the controller's clock): schedules are decided on it.
+    pub now: Timestamp,
+    /// The cluster admin's restriction of `ip` targets.
+    pub target_policy: TargetPolicy,
+}
+
+/// Where `ip` targets may point (`--allowed-target-cidrs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetPolicy {
+    /// Empty: any address.
+    pub allowed_cidrs: Vec<IpNet>,
+}
+
+impl TargetPolicy {
+    /// A comma-separated list of CIDRs (`--allowed-target-cidrs`); blank
+    /// items are skipped, so an empty text allows any address. Host bits are
+    /// dropped (`10.1.2.3/8` is `10.0.0.0/8`).
+    pub fn parse(text: &str) -> Result<TargetPolicy, String> {
+        let mut allowed_cidrs = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let net: IpNet =
+                item.parse().map_err(|_| format!("{item:?} is not a CIDR such as 10.0.0.0/8 or fd00::/8"))?;
+            allowed_cidrs.push(net.trunc());
+        }
+        Ok(TargetPolicy { allowed_cidrs })
+    }
+
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allowed_cidrs.is_empty() || self.allowed_cidrs.iter().any(|n| n.contains(&ip))
+    }
 }
 
 impl Cluster {
@@ -215,6 +263,14 @@ impl Cluster {
 
     pub fn add_pod(&mut self, pod: PodInfo) {
         self.pods.entry(pod.namespace.clone()).or_default().insert(pod.name.clone(), pod);
+    }
+
+    pub fn add_service(&mut self, service: ServiceInfo) {
+        let key = ObjKey::new(service.namespace.clone(), service.name.clone());
+        for ip in &service.cluster_ips {
+            self.services_by_ip.insert(*ip, key.clone());
+        }
+        self.services.insert(key, service);
     }
 
     /// Ready endpoints of a Service, deduplicated and sorted by address
@@ -243,6 +299,19 @@ mod tests {
         assert!(c.allows("obs", "obs"), "own namespace always allowed");
         assert!(!Consent::OwnNamespace.allows("obs", "team-a"));
         assert!(Consent::Any.allows("obs", "anyone"));
+    }
+
+    #[test]
+    fn target_policy_allows_any_address_when_empty_else_only_its_cidrs() {
+        let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
+        assert!(TargetPolicy::default().allows(ip("203.0.113.7")));
+        let p = TargetPolicy { allowed_cidrs: vec!["10.0.0.0/8".parse().expect("net"), "fd00::/8".parse().expect("net")] };
+        assert!(p.allows(ip("10.200.0.1")) && p.allows(ip("fd00::1")));
+        assert!(!p.allows(ip("11.0.0.1")) && !p.allows(ip("2001:db8::1")));
+        assert_eq!(TargetPolicy::parse(" 10.1.2.3/8 , fd00::/8,"), Ok(p));
+        assert_eq!(TargetPolicy::parse(""), Ok(TargetPolicy::default()));
+        let err = TargetPolicy::parse("10.0.0.0/8,10.0.0.0").expect_err("no prefix length");
+        assert!(err.contains("\"10.0.0.0\" is not a CIDR"), "{err}");
     }
 
     #[test]

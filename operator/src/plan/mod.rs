@@ -14,6 +14,7 @@ pub mod status;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use k8s_openapi::jiff::Timestamp;
 use podmirror_crds::api::{MirrorNodeStateSpec, NodeSession};
 use podmirror_crds::model::SessionKey;
 use podmirror_crds::model::compile::compile_node_session;
@@ -21,6 +22,7 @@ use podmirror_crds::model::quota::{
     FilterKey, PodId, QuotaInput, ResolvedTarget, QuotaLimits, QuotaRefusal, QuotaVerdict, RuleCounts, SessionQuotaFacts,
     SessionQuotaInput, evaluate_quotas,
 };
+use podmirror_crds::model::schedule::{Window, WindowState};
 
 use cluster::{Cluster, ObjKey, PodInfo, SessionInfo};
 use resolve::{Interner, PodsByIp, Problem, Resolution, resolve};
@@ -32,6 +34,9 @@ pub struct Accepted {
     /// at 20,000 sessions, copies of the rule lists are most of the memory.
     pub session: Arc<NodeSession>,
     pub facts: SessionQuotaFacts,
+    /// When the session was first accepted, carried between passes so a
+    /// status write the watch has not shown yet does not move it.
+    pub since: Option<Timestamp>,
 }
 
 /// Every accepted session, carried from one pass to the next (and recovered
@@ -50,12 +55,15 @@ pub enum Admission {
     Refused { refusal: Box<QuotaRefusal>, kept: Option<i64> },
     /// The spec or its filter does not validate.
     Invalid { problem: Box<Problem>, kept: Option<i64> },
+    /// `spec.schedule` has ended: the session is out of the quota evaluation
+    /// (it holds no place) and is never programmed again.
+    Ended { stopped: Timestamp },
 }
 
 impl Admission {
     pub fn kept(&self) -> Option<i64> {
         match self {
-            Admission::Accepted => None,
+            Admission::Accepted | Admission::Ended { .. } => None,
             Admission::Refused { kept, .. } | Admission::Invalid { kept, .. } => *kept,
         }
     }
@@ -74,6 +82,10 @@ pub struct SessionPlan {
     /// Both are shared for the pass (the pod's quota identity, one name per
     /// node), not copied into each of the ~30,000 entries.
     pub programmed_pods: Vec<(PodId, Arc<str>)>,
+    /// When the session was first accepted (`status.acceptedTime`).
+    pub accepted_time: Option<Timestamp>,
+    /// Where the pass's "now" falls in `spec.schedule`; `None` without one.
+    pub window: Option<WindowState>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -87,6 +99,9 @@ pub struct Plan {
     pub filter_sessions: BTreeMap<ObjKey, usize>,
     /// Quota refusals of this pass, by quota (a metric).
     pub refusals: BTreeMap<&'static str, usize>,
+    /// The next schedule boundary after the pass's "now": the controller
+    /// runs a pass then even if no object changes.
+    pub next_wakeup: Option<Timestamp>,
 }
 
 /// One planning pass. `previous` is the last pass's `accepted`; it is taken
@@ -110,6 +125,10 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
         valid: Result<(), Problem>,
         /// The last accepted NodeSession; its facts are in `input.sessions`.
         last_session: Option<Arc<NodeSession>>,
+        /// First acceptance, from the status or the previous pass.
+        since: Option<Timestamp>,
+        /// When the schedule ended, if it has: out of the quotas.
+        ended: Option<Timestamp>,
     }
     let mut candidates: BTreeMap<SessionKey, Candidate> = BTreeMap::new();
     let mut input = QuotaInput { limits: *limits, ..QuotaInput::default() };
@@ -124,9 +143,18 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
         let session = node_session(cluster, s, &resolution);
         let valid = validate(cluster, s, &resolution, &session);
         let last = previous.remove(&s.key).filter(|a| a.session.uid == s.uid).map(|a| refresh(a, &pods_by_uid));
+        let since = s.accepted_time.or(last.as_ref().and_then(|a| a.since));
+        let ended = ended_at(s, since, cluster.now).filter(|_| valid.is_ok());
+        // An ended session lets go of its quota places and its kept state.
+        let last = last.filter(|_| ended.is_none());
         // An invalid spec is not a candidate: it only holds its last place.
-        let current =
-            if valid.is_ok() { Some(facts(s, &resolution, quota_target)) } else { last.as_ref().map(|a| a.facts.clone()) };
+        let current = if ended.is_some() {
+            None
+        } else if valid.is_ok() {
+            Some(facts(s, &resolution, quota_target))
+        } else {
+            last.as_ref().map(|a| a.facts.clone())
+        };
         let (last_session, last_facts) = match last {
             Some(a) => (Some(a.session), Some(a.facts)),
             None => (None, None),
@@ -147,7 +175,8 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
             Some(l) if **l == session => l.clone(),
             _ => Arc::new(session),
         };
-        candidates.insert(s.key.clone(), Candidate { resolution, session, facts_at, valid, last_session });
+        candidates
+            .insert(s.key.clone(), Candidate { resolution, session, facts_at, valid, last_session, since, ended });
     }
     let report = evaluate_quotas(&input);
     let mut facts_of: Vec<Option<(SessionQuotaFacts, Option<SessionQuotaFacts>)>> =
@@ -160,11 +189,16 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
             Some((current, last)) => (Some(current), last),
             None => (None, None),
         };
-        let last = c.last_session.zip(last_facts).map(|(session, facts)| Accepted { session, facts });
+        let since = c.since;
+        let last = c.last_session.zip(last_facts).map(|(session, facts)| Accepted { session, facts, since });
         let (admission, state) = match (&c.valid, report.verdict(&key), current) {
             (Err(problem), _, _) => (Admission::Invalid { problem: Box::new(problem.clone()), kept }, last),
+            (Ok(()), _, _) if c.ended.is_some() => {
+                (Admission::Ended { stopped: c.ended.unwrap_or(cluster.now) }, None)
+            }
             (Ok(()), Some(QuotaVerdict::Accepted), Some(facts)) => {
-                (Admission::Accepted, Some(Accepted { session: c.session, facts }))
+                let since = since.or(Some(cluster.now));
+                (Admission::Accepted, Some(Accepted { session: c.session, facts, since }))
             }
             (Ok(()), Some(QuotaVerdict::Refused(r) | QuotaVerdict::RefusedChange(r)), _) => {
                 *out.refusals.entry(r.quota.reason()).or_default() += 1;
@@ -178,12 +212,20 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
                 last,
             ),
         };
+        let accepted_time = state.as_ref().and_then(|a| a.since).or(since);
+        let schedule = cluster.sessions.get(&key).and_then(|s| s.schedule.as_ref());
+        let window = schedule.map(|sch| Window::of(sch, accepted_time));
+        if let Some(next) = window.and_then(|w| w.next_boundary(cluster.now)) {
+            out.next_wakeup = Some(out.next_wakeup.map_or(next, |n| n.min(next)));
+        }
+        let window = window.map(|w| w.at(cluster.now));
         // Nothing is mirrored without a filter (gone or going) or a target
-        // address; the quota place is held meanwhile.
+        // address, nor outside the schedule; the quota place is held meanwhile.
         let effective = state
             .as_ref()
             .filter(|_| c.resolution.filter.is_ok())
             .filter(|a| !a.session.targets.is_empty())
+            .filter(|_| window.is_none_or(|w| matches!(w, WindowState::Running { .. })))
             .map(|a| a.session.clone());
         let programmed_pods = match (&effective, &state) {
             (Some(_), Some(a)) => mirrorable_pods(a, &pods_by_uid, &mut shared),
@@ -195,7 +237,15 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
         }
         out.sessions.insert(
             key,
-            SessionPlan { resolution: c.resolution, admission, accepted_generation, effective, programmed_pods },
+            SessionPlan {
+                resolution: c.resolution,
+                admission,
+                accepted_generation,
+                effective,
+                programmed_pods,
+                accepted_time,
+                window,
+            },
         );
     }
     // The node specs are built last and are the largest part of a plan: free
@@ -222,6 +272,15 @@ fn validate(cluster: &Cluster, s: &SessionInfo, r: &Resolution, ns: &NodeSession
         return Err(Problem::new("InvalidFilter", format!("MirrorFilter {}/{}: {e}", f.namespace, f.name)));
     }
     compile_node_session(ns).map(|_| ()).map_err(|e| Problem::new("InvalidSpec", e.to_string()))
+}
+
+/// When the session's schedule ended, if it has by `now`.
+fn ended_at(s: &SessionInfo, since: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
+    let window = Window::of(s.schedule.as_ref()?, since);
+    match window.at(now) {
+        WindowState::Ended { stopped } => Some(stopped),
+        _ => None,
+    }
 }
 
 /// RFC 3339 to Unix seconds; an unreadable time sorts first (0), which only
@@ -299,6 +358,7 @@ pub fn recover<'a>(cluster: &Cluster, states: impl IntoIterator<Item = &'a Mirro
             let entry = out.entry(key.clone()).or_insert_with(|| {
                 let (_, quota_target) = resolve(cluster, &by_ip, info, &mut shared);
                 Accepted {
+                    since: info.accepted_time,
                     session: Arc::new(ns.clone()),
                     facts: SessionQuotaFacts {
                         filters: vec![info.filter_ref.clone()],
@@ -320,3 +380,9 @@ pub fn recover<'a>(cluster: &Cluster, states: impl IntoIterator<Item = &'a Mirro
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ip_target;
+#[cfg(test)]
+mod tests_programmed;
+#[cfg(test)]
+mod tests_schedule;

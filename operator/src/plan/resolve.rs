@@ -230,6 +230,9 @@ fn resolve_target(
         None => (None, Err(Problem::new("NoTarget", "spec.target: exactly one of service, pod or ip is required"))),
         Some(TargetRef::Ip(text)) => match text.parse::<IpAddr>() {
             Ok(ip) => {
+                if let Some(refused) = ip_target_refusal(cluster, by_ip, ns, ip) {
+                    return (None, Err(refused));
+                }
                 let mut t = ResolvedTarget::ip(ip);
                 t.pods.extend(by_ip.get(&ip).map(|p| pod_id(p)));
                 (Some(t), Ok(vec![ip]))
@@ -278,4 +281,49 @@ fn resolve_target(
             }
         }
     }
+}
+
+/// Tenant safety of an `ip` target: the cluster admin's CIDRs first, then
+/// the consent of the namespace that owns the address, exactly as for a
+/// Service target. A pod's address needs `podmirror.io/allow-mirror-from` on
+/// that pod, a ClusterIP on that Service. A host-network pod's address is
+/// its node's, which no tenant owns: only the CIDRs restrict it.
+fn ip_target_refusal(cluster: &Cluster, by_ip: &PodsByIp<'_>, ns: &str, ip: IpAddr) -> Option<Problem> {
+    let policy = &cluster.target_policy;
+    if !policy.allows(ip) {
+        let cidrs: Vec<String> = policy.allowed_cidrs.iter().map(ToString::to_string).collect();
+        return Some(Problem::new(
+            "TargetIPNotAllowed",
+            format!(
+                "spec.target.ip: {ip} (session namespace {ns}) is outside the CIDRs the cluster admin allows \
+                 for ip targets ({}; operator flag --allowed-target-cidrs)",
+                cidrs.join(", ")
+            ),
+        ));
+    }
+    if let Some(p) = by_ip.get(&ip).filter(|p| !p.host_network)
+        && !p.consent.allows(&p.namespace, ns)
+    {
+        return Some(Problem::new(
+            "TargetNotConsented",
+            format!(
+                "spec.target.ip: {ip} is the address of pod {}/{}, and namespace {} does not allow mirroring \
+                 from namespace {ns} (annotation podmirror.io/allow-mirror-from on the pod)",
+                p.namespace, p.name, p.namespace
+            ),
+        ));
+    }
+    if let Some(svc) = cluster.services_by_ip.get(&ip).and_then(|k| cluster.services.get(k))
+        && !svc.consent.allows(&svc.namespace, ns)
+    {
+        return Some(Problem::new(
+            "TargetNotConsented",
+            format!(
+                "spec.target.ip: {ip} is the ClusterIP of service {}/{}, and namespace {} does not allow \
+                 mirroring from namespace {ns} (annotation podmirror.io/allow-mirror-from on the service)",
+                svc.namespace, svc.name, svc.namespace
+            ),
+        ));
+    }
+    None
 }

@@ -12,6 +12,8 @@ use podmirror_crds::api::{
     TargetStatus,
 };
 
+use podmirror_crds::model::schedule::WindowState;
+
 use super::cluster::{FilterInfo, SessionInfo, TargetRef};
 use super::resolve::{Problem, SourceState};
 use super::{Admission, SessionPlan};
@@ -21,6 +23,8 @@ pub const FILTER_RESOLVED: &str = "FilterResolved";
 pub const TARGET_RESOLVED: &str = "TargetResolved";
 pub const SOURCES_RESOLVED: &str = "SourcesResolved";
 pub const PROGRAMMED: &str = "Programmed";
+/// Only on sessions with `spec.schedule`: True once the schedule has ended.
+pub const COMPLETED: &str = "Completed";
 
 struct Cond {
     type_: &'static str,
@@ -36,9 +40,21 @@ fn cond_from(type_: &'static str, r: Result<&'static str, &Problem>, ok_message:
     }
 }
 
-/// Whether every node hosting a mirrorable source reports it programmed.
+/// Whether every node hosting a mirrorable source reports it programmed, at
+/// the accepted generation: an entry of an older generation (the node has not
+/// caught up with a change yet) does not count, nor does its error, which is
+/// about a state the node is leaving.
 pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem> {
-    if plan.effective.is_none() {
+    match plan.window {
+        Some(WindowState::NotStarted { starts }) => {
+            return Err(Problem::new("NotStarted", format!("spec.schedule: mirroring starts at {starts}")));
+        }
+        Some(WindowState::Ended { stopped }) => {
+            return Err(Problem::new("Completed", format!("spec.schedule: mirroring ended at {stopped}")));
+        }
+        _ => {}
+    }
+    let Some(effective) = plan.effective.as_ref() else {
         // Say why nothing is programmed: a refused or invalid session never
         // gets that far, whatever its filter and target.
         return Err(match &plan.admission {
@@ -48,11 +64,12 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
             Admission::Invalid { .. } => {
                 Problem::new("NotAccepted", "nothing is programmed: the session is invalid (see Accepted)")
             }
-            Admission::Accepted => {
+            Admission::Accepted | Admission::Ended { .. } => {
                 Problem::new("NotProgrammable", "nothing to program until the filter and the target resolve")
             }
         });
-    }
+    };
+    let generation = effective.generation;
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, node) in &plan.programmed_pods {
         *per_node.entry(node).or_default() += 1;
@@ -63,6 +80,11 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
     let mut waiting = Vec::new();
     for (node, want) in &per_node {
         match info.node_reports.get(*node) {
+            None => waiting.push(format!("{node} (no report)")),
+            Some(r) if r.generation != Some(generation) => waiting.push(match r.generation {
+                Some(g) => format!("{node} (generation {g}, not {generation})"),
+                None => format!("{node} (no generation reported, not {generation})"),
+            }),
             Some(r) if r.error.is_some() => {
                 return Err(Problem::new(
                     "NodeError",
@@ -71,13 +93,15 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
             }
             Some(r) if r.programmed_pods >= *want => {}
             Some(r) => waiting.push(format!("{node} ({}/{want} pods)", r.programmed_pods)),
-            None => waiting.push(format!("{node} (no report)")),
         }
     }
     if waiting.is_empty() {
         Ok(())
     } else {
-        Err(Problem::new("WaitingForNodes", format!("not yet programmed on {}", waiting.join(", "))))
+        Err(Problem::new(
+            "WaitingForNodes",
+            format!("generation {generation} not yet programmed on {}", waiting.join(", ")),
+        ))
     }
 }
 
@@ -110,6 +134,12 @@ pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condit
             reason: problem.reason,
             message: format!("{}{}", problem.message, kept_note(*kept)),
         },
+        Admission::Ended { stopped } => Cond {
+            type_: ACCEPTED,
+            ok: true,
+            reason: "ScheduleEnded",
+            message: format!("the schedule ended at {stopped}; the session holds no quota place any more"),
+        },
     };
     let filter = cond_from(
         FILTER_RESOLVED,
@@ -133,9 +163,14 @@ pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condit
     let prog = programmed(info, plan);
     let programmed = cond_from(PROGRAMMED, prog.as_ref().map(|_| "Programmed"), "programmed on every source node".into());
 
-    let refused_outright = !matches!(plan.admission, Admission::Accepted) && plan.admission.kept().is_none();
+    let refused_outright = matches!(plan.admission, Admission::Refused { .. } | Admission::Invalid { .. })
+        && plan.admission.kept().is_none();
     let phase = if refused_outright {
         SessionPhase::Invalid
+    } else if matches!(plan.window, Some(WindowState::Ended { .. })) {
+        SessionPhase::Completed
+    } else if matches!(plan.window, Some(WindowState::NotStarted { .. })) {
+        SessionPhase::Scheduled
     } else if !info.enabled && matches!(plan.admission, Admission::Accepted) {
         SessionPhase::Disabled
     } else if !accepted.ok
@@ -151,8 +186,10 @@ pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condit
         SessionPhase::Pending
     };
 
+    let completed = info.schedule.as_ref().map(|sch| completed_condition(sch, plan.window));
     let conditions = [accepted, filter, target, sources, programmed]
         .into_iter()
+        .chain(completed)
         .map(|c| to_condition(c, info.generation, previous, now))
         .collect();
     MirrorSessionStatus {
@@ -160,12 +197,31 @@ pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condit
         conditions: Some(conditions),
         observed_generation: Some(info.generation),
         accepted_generation: plan.accepted_generation,
+        accepted_time: plan.accepted_time.map(Time),
         sources: Some(r.sources.iter().map(source_status).collect()),
         source_count: Some(i32::try_from(r.sources.len()).unwrap_or(i32::MAX)),
         target: info.target.as_ref().map(|t| target_status(t, plan)),
         mirrored_packets: None,
         nodes: None,
     }
+}
+
+/// `Completed`: False before and during the window (saying when it starts or
+/// stops), True after it, with the reason it ended.
+fn completed_condition(schedule: &podmirror_crds::api::SessionSchedule, window: Option<WindowState>) -> Cond {
+    let (ok, reason, message) = match window {
+        Some(WindowState::NotStarted { starts }) => (false, "NotStarted", format!("mirroring starts at {starts}")),
+        Some(WindowState::Running { stops: Some(stops) }) => (false, "Running", format!("mirroring runs until {stops}")),
+        Some(WindowState::Running { stops: None }) if schedule.duration.is_some() => {
+            (false, "NotAccepted", "the duration counts from the session's first acceptance".to_owned())
+        }
+        Some(WindowState::Running { stops: None }) | None => (false, "Running", "mirroring runs with no stop".to_owned()),
+        Some(WindowState::Ended { stopped }) => {
+            let reason = if schedule.stop_time.is_some() { "StopTimeReached" } else { "DurationElapsed" };
+            (true, reason, format!("mirroring ended at {stopped}"))
+        }
+    };
+    Cond { type_: COMPLETED, ok, reason, message }
 }
 
 fn kept_note(kept: Option<i64>) -> String {

@@ -15,11 +15,11 @@ use podmirror_crds::model::quota::QuotaLimits as Limits;
 use super::status::session_status;
 use super::*;
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn rule(priority: i32) -> FilterRule {
+pub(super) fn rule(priority: i32) -> FilterRule {
     FilterRule {
         priority,
         action: Action::Accept,
@@ -33,7 +33,7 @@ fn rule(priority: i32) -> FilterRule {
     }
 }
 
-fn pod(ns: &str, name: &str, node: &str, addr: &str, app: &str) -> PodInfo {
+pub(super) fn pod(ns: &str, name: &str, node: &str, addr: &str, app: &str) -> PodInfo {
     PodInfo {
         namespace: ns.into(),
         name: name.into(),
@@ -43,10 +43,11 @@ fn pod(ns: &str, name: &str, node: &str, addr: &str, app: &str) -> PodInfo {
         ips: vec![ip(addr)],
         host_network: false,
         deleting: false,
+        consent: Consent::OwnNamespace,
     }
 }
 
-fn session(ns: &str, name: &str, created: &str, priority: i64, vni: i64, sources: Vec<SourceRef>, target: TargetRef) -> SessionInfo {
+pub(super) fn session(ns: &str, name: &str, created: &str, priority: i64, vni: i64, sources: Vec<SourceRef>, target: TargetRef) -> SessionInfo {
     SessionInfo {
         key: SessionKey::new(ns, name),
         uid: format!("uid-ms-{ns}-{name}"),
@@ -64,27 +65,29 @@ fn session(ns: &str, name: &str, created: &str, priority: i64, vni: i64, sources
         invalid: None,
         deleting: false,
         node_reports: BTreeMap::new(),
+        schedule: None,
+        accepted_time: None,
     }
 }
 
 /// `"t7"` is shorthand for the 7th second of 2026; anything else is RFC 3339 already.
-fn stamp(created: &str) -> String {
+pub(super) fn stamp(created: &str) -> String {
     match created.strip_prefix('t').and_then(|n| n.parse::<u32>().ok()) {
         Some(n) => format!("2026-01-01T00:{:02}:{:02}Z", n / 60, n % 60),
         None => created.to_owned(),
     }
 }
 
-fn by_name(n: &str) -> Vec<SourceRef> {
+pub(super) fn by_name(n: &str) -> Vec<SourceRef> {
     vec![SourceRef::PodName(n.into())]
 }
 
-fn by_app(app: &str) -> Vec<SourceRef> {
+pub(super) fn by_app(app: &str) -> Vec<SourceRef> {
     vec![SourceRef::Selector(Selector { match_labels: [("app".into(), app.into())].into(), expressions: vec![] })]
 }
 
 /// Seed 000/001: ecs-source on node-a, ecs-target on node-b, one filter.
-fn seed_cluster() -> Cluster {
+pub(super) fn seed_cluster() -> Cluster {
     let mut c = Cluster::default();
     c.nodes.extend(["node-a".to_owned(), "node-b".to_owned()]);
     c.add_pod(pod("team", "ecs-source", "node-a", "192.168.0.230", "src"));
@@ -97,15 +100,15 @@ fn seed_cluster() -> Cluster {
     c
 }
 
-fn add(c: &mut Cluster, s: SessionInfo) {
+pub(super) fn add(c: &mut Cluster, s: SessionInfo) {
     c.sessions.insert(s.key.clone(), s);
 }
 
-fn now() -> Time {
+pub(super) fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
-fn cond<'a>(st: &'a podmirror_crds::api::MirrorSessionStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+pub(super) fn cond<'a>(st: &'a podmirror_crds::api::MirrorSessionStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     st.conditions.as_ref().and_then(|v| v.iter().find(|c| c.type_ == t)).unwrap()
 }
 
@@ -150,7 +153,7 @@ fn status_goes_pending_then_active_when_the_node_reports() {
 
     c.sessions.get_mut(&key).unwrap().node_reports.insert(
         "node-a".into(),
-        NodeReport { generation: None, programmed_pods: 1, error: None },
+        NodeReport { generation: Some(1), programmed_pods: 1, error: None },
     );
     let p = plan(&c, p.accepted.clone(), &Limits::default());
     let st2 = session_status(&c.sessions[&key], &p.sessions[&key], st.conditions.as_deref().unwrap(), &now());
@@ -166,7 +169,7 @@ fn missing_filter_and_unconsented_service_are_named() {
     let mut c = seed_cluster();
     c.services.insert(
         ObjKey::new("obs", "collector"),
-        ServiceInfo { namespace: "obs".into(), name: "collector".into(), consent: Consent::OwnNamespace },
+        ServiceInfo { namespace: "obs".into(), name: "collector".into(), consent: Consent::OwnNamespace, cluster_ips: vec![] },
     );
     c.endpoints.insert(ObjKey::new("obs", "collector"), [("s1".to_owned(), vec![EndpointInfo { ip: ip("10.9.0.1"), pod: None }])].into());
     let mut s = session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Service { namespace: "obs".into(), name: "collector".into() });

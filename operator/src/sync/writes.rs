@@ -20,7 +20,7 @@ use podmirror_crds::model::SessionKey;
 
 use crate::index;
 use crate::plan::cluster::ObjKey;
-use crate::plan::status::{ACCEPTED, VALID, filter_status, session_status};
+use crate::plan::status::{ACCEPTED, COMPLETED, VALID, filter_status, session_status};
 use crate::plan::{Admission, Plan};
 
 /// Set on sessions and filters so deletion first removes them from every node.
@@ -194,18 +194,20 @@ fn events(s: &MirrorSession, current: &MirrorSessionStatus, desired: &MirrorSess
         && let Some(phase) = desired.phase
     {
         let warning = matches!(phase, SessionPhase::Invalid | SessionPhase::Degraded);
-        let why = desired
-            .conditions
-            .as_ref()
-            .and_then(|c| c.iter().find(|c| c.status == "False" && (warning || c.type_ != "Programmed")))
-            .map(|c| format!(": {} {}", c.type_, c.message))
-            .unwrap_or_default();
-        out.push(Write::Event {
-            regarding,
-            warning,
-            reason: format!("{phase:?}"),
-            note: truncate(format!("phase {phase:?}{why}")),
-        });
+        let conditions = desired.conditions.as_deref().unwrap_or_default();
+        // A schedule's phases say when (the `Completed` condition); others
+        // the first failing condition.
+        let why = match phase {
+            SessionPhase::Scheduled | SessionPhase::Completed => conditions.iter().find(|c| c.type_ == COMPLETED),
+            _ => conditions.iter().find(|c| c.status == "False" && (warning || c.type_ != "Programmed")),
+        }
+        .map(|c| format!(": {} {}", c.type_, c.message))
+        .unwrap_or_default();
+        let reason = match phase {
+            SessionPhase::Completed => "SessionCompleted".to_owned(),
+            other => format!("{other:?}"),
+        };
+        out.push(Write::Event { regarding, warning, reason, note: truncate(format!("phase {phase:?}{why}")) });
     }
     out
 }
