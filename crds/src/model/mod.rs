@@ -5,6 +5,7 @@ pub mod compile;
 pub mod evaluate;
 pub mod pod_set;
 pub mod quota;
+pub mod selector;
 pub mod types;
 
 pub use evaluate::{evaluate, rule_matches};

@@ -37,7 +37,6 @@ pub mod files;
 pub mod inventory;
 pub mod resolve;
 pub mod run;
-pub mod selector;
 
 pub use files::{load_dir, parse_objects, Loaded, Sourced};
 pub use inventory::{Inventory, INVENTORY_FILE};
