@@ -97,10 +97,10 @@ fn check_key(key: &str, field: &str) -> Result<(), ModelError> {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
-    if let Some(prefix) = prefix {
-        if prefix.is_empty() || prefix.len() > 253 || !is_dns_subdomain(prefix) {
-            return bad("the prefix must be a DNS subdomain (lowercase, at most 253 characters)".into());
-        }
+    if let Some(prefix) = prefix
+        && (prefix.is_empty() || prefix.len() > 253 || !is_dns_subdomain(prefix))
+    {
+        return bad("the prefix must be a DNS subdomain (lowercase, at most 253 characters)".into());
     }
     if name.is_empty() {
         return bad("the name part must not be empty".into());
