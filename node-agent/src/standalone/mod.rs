@@ -23,15 +23,26 @@
 //!     namespace: monitoring   # optional, default "default"
 //!     addresses: [10.0.0.5]   # endpoint IPs that receive copies
 //!     endpoints: [collector-0]            # optional endpoint pod names
-//!     annotations:                         # cross-namespace consent (SPEC)
+//!     annotations:                         # cross-namespace consent
 //!       podmirror.io/allow-mirror-from: "default"
 //! ```
 //!
-//! Every load is all or nothing for what a file can get wrong (syntax,
-//! schema bounds, references): one bad file keeps the configuration in force
-//! and the error names the file, the object and the field. Quotas (SPEC §3)
-//! are then decided as the operator decides them, against what was accepted
-//! before, so a refused session never disturbs the accepted ones.
+//! Two kinds of error, as in a cluster:
+//! - what the API server would refuse (syntax, schema bounds, CEL rules,
+//!   duplicate objects, a missing or bad `standalone.yaml`) fails the whole
+//!   load: the configuration in force stays, and the error names the file,
+//!   the object and the field;
+//! - what the operator would refuse for one session (a reference to a
+//!   filter, pod or Service that does not exist, an invalid `podSelector`,
+//!   a missing cross-namespace consent, a quota) refuses that session only,
+//!   with its field and reason; quotas are decided as the operator decides
+//!   them, against what was accepted before, so a refused session never
+//!   disturbs the accepted ones.
+//!
+//! `--check` loads DIR once without touching the datapath, prints the
+//! resolved node state on stdout and each refusal on stderr, and exits 0
+//! only when the load succeeds and no session is refused (1 otherwise), so
+//! a script or CI job sees a broken reference.
 
 pub mod files;
 pub mod inventory;
