@@ -1,6 +1,7 @@
 //! Compiles the eBPF C program under `bpf/` into `OUT_DIR/podmirror.bpf.o`,
-//! which `datapath::program` embeds with `aya::include_bytes_aligned!` (the aya
-//! `test/integration-test/build.rs` habit). `CLANG` overrides the compiler.
+//! which `datapath` (`src/datapath/mod.rs`, `OBJECT`) embeds with
+//! `aya::include_bytes_aligned!` (the aya `test/integration-test/build.rs`
+//! habit). `CLANG` overrides the compiler.
 
 use std::env;
 use std::path::PathBuf;

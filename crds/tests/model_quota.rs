@@ -845,7 +845,14 @@ fn two_rounds(sessions: Vec<SessionQuotaInput>) -> (Vec<SessionQuotaInput>, Quot
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    // Fixed seed: every run checks the same cases, so a red CI is a real
+    // defect, never luck (change the seed locally to explore).
+    #![proptest_config(ProptestConfig {
+        cases: 400,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x706f_646d_7175_6f74),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn verdicts_do_not_depend_on_input_order(sessions in arb_sessions(), seed in any::<u64>()) {

@@ -92,6 +92,9 @@ fn rules() -> impl Strategy<Value = Vec<Value>> {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 256,
+        // Fixed seed: every run checks the same cases, so a red CI is a real
+        // defect, never luck (change the seed locally to explore).
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x706f_646d_7363_6865),
         // An integration test has no lib.rs to persist next to.
         failure_persistence: None,
         ..ProptestConfig::default()

@@ -40,6 +40,7 @@ fn session(name: &str, priority: i32, status: Option<MirrorSessionStatus>) -> Mi
             vni: priority,
             packet_length: Some(96),
             enabled: true,
+            schedule: None,
             filter_ref: FilterRef {
                 name: "mirror-filter-a".into(),
             },
@@ -86,6 +87,7 @@ fn active_status() -> MirrorSessionStatus {
         }),
         nodes: Some(vec![NodeMirrorStatus {
             node: "node-a".into(),
+            programmed_generation: None,
             programmed_interfaces: Some(vec!["veth1a2b".into(), "veth3c4d".into()]),
             mirrored_packets: Some(42),
             mirrored_bytes: Some(4032),

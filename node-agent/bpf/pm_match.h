@@ -82,7 +82,8 @@ static __always_inline void pm_decide(const struct pm_iface *iface, __u32 dir, c
  * A hash of the inner flow that is the same in both directions of a
  * connection (addresses and ports are ordered before mixing), so that a
  * Service endpoint and the outer source port follow whole conversations.
- * Mirrored in Rust by datapath::flow_hash; keep them identical.
+ * Mirrored in Rust by podmirror_agent::datapath::flow::flow_hash; keep them
+ * identical (tests/datapath_differential.rs compares them).
  */
 static __always_inline __u32 pm_fold(const struct pm_addr *a)
 {

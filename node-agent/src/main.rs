@@ -78,7 +78,8 @@ struct Cli {
     cleanup: bool,
 
     /// Standalone: validate DIR, print the resolved state and exit without
-    /// touching the datapath.
+    /// touching the datapath; the exit status is 1 when a file is invalid or
+    /// any session is refused (each reason is printed).
     #[arg(long, requires = "standalone")]
     check: bool,
 }
@@ -187,10 +188,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let limits = QuotaLimits::default();
     if cli.check {
         let resolution = run_standalone::check(&dir, &node_name, limits).map_err(anyhow::Error::new)?;
+        print!("{}", serde_yaml::to_string(&resolution.node_state).context("cannot print the node state")?);
         for refusal in &resolution.refusals {
             eprintln!("refused: {refusal}");
         }
-        print!("{}", serde_yaml::to_string(&resolution.node_state).context("cannot print the node state")?);
+        // A script running --check (CI) must see a broken reference, a
+        // missing consent or a quota refusal: any refused session fails it.
+        if !resolution.refusals.is_empty() {
+            let n = resolution.refusals.len();
+            bail!("--check: {n} session(s) refused in {} (reasons above); the state printed is what would run", dir.display());
+        }
         return Ok(());
     }
     let opts = run_standalone::Options { dir, node_name, poll_interval: cli.poll_interval, limits };

@@ -4,8 +4,9 @@
 //! session mixes. Verdict, deciding session, VNI, cut length, encapsulation,
 //! target endpoint and outer source port must agree on every packet.
 //!
-//! Seeded: `PODMIRROR_DIFF_SEED=<u64>` replays a run; the seed is printed on
-//! failure. `PODMIRROR_DIFF_PACKETS` changes the packet count (default 100000).
+//! Seeded: a fixed seed by default, `PODMIRROR_DIFF_SEED=<u64>` to explore or
+//! replay another run; the seed is printed on failure. `PODMIRROR_DIFF_PACKETS`
+//! changes the packet count (default 100000).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -327,6 +328,9 @@ fn check(
     }
 }
 
+/// The seed when `PODMIRROR_DIFF_SEED` is not set.
+const DEFAULT_SEED: u64 = 0x706f_646d_6469_6666;
+
 #[test]
 fn datapath_decides_like_the_reference_model() {
     if !testbed::require_root("datapath_decides_like_the_reference_model") {
@@ -335,7 +339,9 @@ fn datapath_decides_like_the_reference_model() {
     let seed: u64 = std::env::var("PODMIRROR_DIFF_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
+        // A fixed default: CI checks the same packets every run (a red CI is
+        // a real defect, never luck); set the variable to explore others.
+        .unwrap_or(DEFAULT_SEED);
     let packets: usize = std::env::var("PODMIRROR_DIFF_PACKETS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let topo = Topology::new("pmdp").expect("node namespace");
     let cfg = DatapathConfig {

@@ -251,6 +251,33 @@ fn pod_selector_sources_use_inventory_labels() {
     assert_eq!(pods, vec!["other"]);
 }
 
+/// An invalid selector refuses its session with the field and the reason,
+/// also where no pod could be matched against it (a namespace without
+/// pods), and never selects anything.
+#[test]
+fn an_invalid_pod_selector_refuses_the_session_with_the_reason() {
+    let dir = TempDir::new("badselector");
+    dir.write("standalone.yaml", INVENTORY);
+    dir.write("f.yaml", &filter("f", "192.168.0.0/24"));
+    dir.write("g.yaml", &filter("f", "192.168.0.0/24").replace("{name: f}", "{name: f, namespace: quiet}"));
+    let not_in = "[{podSelector: {matchExpressions: [{key: app, operator: NotIn, values: []}]}}]";
+    dir.write("s.yaml", &session("s", 1, 1, "x").replace("[{podName: x}]", not_in));
+    let exists = "[{podSelector: {matchExpressions: [{key: app, operator: Exists, values: [web]}]}}]";
+    let quiet = session("q", 1, 2, "x").replace("[{podName: x}]", exists).replace("{name: q}", "{name: q, namespace: quiet}");
+    dir.write("q.yaml", &quiet);
+    let loaded = load_dir(&dir.0).unwrap();
+    let resolution = resolve(&loaded, &BTreeMap::new(), "n", QuotaLimits::default()).unwrap();
+    assert!(resolution.node_state.sessions.is_empty() && resolution.node_state.pods.is_empty(), "{:?}", resolution.node_state);
+    let refusals: Vec<String> = resolution.refusals.iter().map(ToString::to_string).collect();
+    let wanted = [
+        ("default/s", "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is NotIn"),
+        ("quiet/q", "spec.sources[0].podSelector.matchExpressions[0].values: must be empty when the operator is Exists"),
+    ];
+    for (session, why) in wanted {
+        assert!(refusals.iter().any(|r| r.contains(session) && r.contains(why)), "{session}: {why}\n{refusals:#?}");
+    }
+}
+
 #[test]
 fn missing_inventory_is_an_error_naming_it() {
     let dir = TempDir::new("noinv");

@@ -223,9 +223,11 @@ pub fn phase_counts(sessions: &[Arc<MirrorSession>], todo: &[Write]) -> BTreeMap
     phases
 }
 
-/// Carries out `todo` in order. A failed node-state write stops the pass
-/// before any finalizer removal, so a session is never released while a node
-/// may still mirror it. Returns whether anything failed.
+/// Carries out `todo` in order; a failed write is logged and counted and the
+/// others still run. After a failed node-state write only the finalizer
+/// removals are skipped (finalizers being added still are written), so a
+/// session is never released while a node may still mirror it. Returns
+/// whether anything failed.
 pub async fn execute_all(executor: &Executor, todo: &[Write], metrics: &Metrics) -> bool {
     let mut failed = false;
     let mut node_failed = false;

@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod pod_set;
 pub mod quota;
 pub mod schedule;
+pub mod selector;
 pub mod types;
 
 pub use evaluate::{evaluate, rule_matches};

@@ -14,6 +14,7 @@
 //! SIGTERM leaves the datapath pinned (mirroring goes on); a new agent adopts it.
 
 pub mod entry;
+pub mod reloads;
 pub mod report;
 pub mod run;
 pub mod status;

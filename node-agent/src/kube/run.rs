@@ -13,6 +13,7 @@ use podmirror_crds::api::{MirrorNodeState, MirrorNodeStateSpec, NodeMirrorStatus
 use podmirror_crds::model::SessionKey;
 use tokio::sync::Notify;
 
+use super::reloads::Reloads;
 use super::report;
 use super::status::{due, entries, record_before, recorded_as_written, Observed};
 use crate::core::{desired_from_node_state, AgentError, DatapathOps, PodKey, Reconciler};
@@ -68,6 +69,7 @@ pub fn reconcile_once<D: DatapathOps>(
         problems += 1;
         match &e {
             AgentError::Config { field, .. } => {
+                seen.config_errors += 1;
                 // `sessions[ns/name].field`: a session that does not compile here.
                 let key = field
                     .strip_prefix("sessions[")
@@ -85,6 +87,7 @@ pub fn reconcile_once<D: DatapathOps>(
     let report = reconciler.apply(&desired);
     for e in &report.refused {
         problems += 1;
+        seen.config_errors += 1;
         let pod = match e {
             AgentError::TooManySessions { pod, .. }
             | AgentError::PriorityClash { pod, .. }
@@ -98,6 +101,7 @@ pub fn reconcile_once<D: DatapathOps>(
     let by_ifindex: BTreeMap<u32, PodKey> = desired.pods.iter().map(|p| (p.ifindex, p.pod.clone())).collect();
     for f in &report.failures {
         problems += 1;
+        seen.config_errors += 1;
         if let Some(pod) = by_ifindex.get(&f.ifindex) {
             seen.pod_errors.insert(pod.clone(), f.error.to_string());
         }
@@ -168,7 +172,7 @@ pub async fn run<D: DatapathOps>(
     let mut written: BTreeMap<SessionKey, NodeMirrorStatus> = recorded_as_written(&node, &previous);
     let mut recorded: BTreeSet<SessionKey> = written.keys().cloned().collect();
     let mut last_counters = Instant::now();
-    let mut reloads_ok = 0u64;
+    let mut reloads = Reloads::default();
     loop {
         let spec = store
             .state()
@@ -179,7 +183,7 @@ pub async fn run<D: DatapathOps>(
         let mut finder = ifdiscovery::Finder::new();
         let mut discover_in_pass = |pod: &NodePod, seen: &mut Observed| discover(&mut finder, pod, seen);
         let (seen, problems) = reconcile_once(&spec, reconciler, &mut discover_in_pass);
-        reloads_ok += 1;
+        reloads.applied(&spec, seen.config_errors);
 
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let current = entries(&node, &spec, &seen, &now);
@@ -214,8 +218,8 @@ pub async fn run<D: DatapathOps>(
         metrics.publish(Snapshot {
             counters: seen.counters.clone(),
             interfaces: reconciler.interfaces_by_session(),
-            reloads_ok,
-            reloads_failed: 0,
+            reloads_ok: reloads.ok,
+            reloads_failed: reloads.failed,
             config_valid: seen.session_errors.is_empty(),
             apply_errors: problems as u64,
             ready: true,
@@ -363,5 +367,31 @@ mod tests {
         let why = &seen.session_errors[&SessionKey::new("team", "s")];
         assert!(why.contains("sessions[team/s].vni"), "{why}");
         assert!(r.ops().attached.is_empty());
+    }
+
+    /// The loop's reload count: one per desired state, `error` when a
+    /// session of it does not compile, never per iteration (retries, counter
+    /// reports); a pod waiting for its veth is not a configuration error.
+    #[test]
+    fn reloads_count_desired_states_and_their_errors_not_iterations() {
+        let mut r = Reconciler::new(Fake::default());
+        let mut reloads = super::Reloads::default();
+        let mut bad = spec(&["a"]);
+        bad.sessions[0].vni = 1 << 24;
+        let mut only_a = |pod: &NodePod, _: &mut Observed| match pod.name.as_str() {
+            "a" => Ok(11),
+            _ => Err(AgentError::Discovery { pod: pod.name.clone(), message: "no veth yet".into() }),
+        };
+        for _ in 0..3 {
+            let (seen, _) = reconcile_once(&bad, &mut r, &mut only_a);
+            reloads.applied(&bad, seen.config_errors);
+        }
+        assert_eq!((reloads.ok, reloads.failed), (0, 1));
+        for _ in 0..3 {
+            let (seen, problems) = reconcile_once(&spec(&["a", "b"]), &mut r, &mut only_a);
+            assert_eq!((problems, seen.config_errors), (1, 0), "b waits for its veth");
+            reloads.applied(&spec(&["a", "b"]), seen.config_errors);
+        }
+        assert_eq!((reloads.ok, reloads.failed), (1, 1));
     }
 }

@@ -21,6 +21,10 @@ pub struct Observed {
     pub pod_errors: BTreeMap<PodKey, String>,
     /// Problems of a whole session (it did not compile on this node).
     pub session_errors: BTreeMap<SessionKey, String>,
+    /// Configuration errors of the round: sessions that did not compile,
+    /// placements the core refused, interfaces the datapath failed to
+    /// program (not pods still waiting for their veth).
+    pub config_errors: usize,
     pub counters: BTreeMap<(SessionKey, Direction), SessionCounters>,
 }
 

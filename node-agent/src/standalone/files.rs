@@ -20,17 +20,6 @@ pub struct Sourced<T> {
     pub object: T,
 }
 
-impl<T> Sourced<T> {
-    /// `file.yaml` or `file.yaml (document 2)` for multi-document files.
-    pub fn location(&self) -> String {
-        if self.document == 0 {
-            self.path.display().to_string()
-        } else {
-            format!("{} (document {})", self.path.display(), self.document + 1)
-        }
-    }
-}
-
 /// Everything read from the directory, before cross-object resolution.
 #[derive(Clone, Debug, Default)]
 pub struct Loaded {

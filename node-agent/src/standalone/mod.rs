@@ -30,18 +30,28 @@
 //! A session's `spec.schedule` is honoured as in Kubernetes mode, on the
 //! system clock (see `schedule`).
 //!
-//! Every load is all or nothing for what a file can get wrong (syntax,
-//! schema bounds, references): one bad file keeps the configuration in force
-//! and the error names the file, the object and the field. Quotas (docs/quotas.md)
-//! are then decided as the operator decides them, against what was accepted
-//! before, so a refused session never disturbs the accepted ones.
+//! Two kinds of error, as in a cluster:
+//! - what the API server would refuse (syntax, schema bounds, CEL rules,
+//!   duplicate objects, a missing or bad `standalone.yaml`) fails the whole
+//!   load: the configuration in force stays, and the error names the file,
+//!   the object and the field;
+//! - what the operator would refuse for one session (a reference to a
+//!   filter, pod or Service that does not exist, an invalid `podSelector`,
+//!   a missing cross-namespace consent, a quota, docs/quotas.md) refuses that session only,
+//!   with its field and reason; quotas are decided as the operator decides
+//!   them, against what was accepted before, so a refused session never
+//!   disturbs the accepted ones.
+//!
+//! `--check` loads DIR once without touching the datapath, prints the
+//! resolved node state on stdout and each refusal on stderr, and exits 0
+//! only when the load succeeds and no session is refused (1 otherwise), so
+//! a script or CI job sees a broken reference.
 
 pub mod files;
 pub mod inventory;
 pub mod resolve;
 pub mod run;
 pub mod schedule;
-pub mod selector;
 
 pub use files::{load_dir, parse_objects, Loaded, Sourced};
 pub use inventory::{Inventory, INVENTORY_FILE};

@@ -18,12 +18,12 @@ use podmirror_crds::model::quota::{
     evaluate_quotas, FilterKey, PodId, QuotaInput, QuotaLimits, QuotaVerdict, ResolvedTarget, RuleCounts,
     SessionQuotaFacts, SessionQuotaInput,
 };
+use podmirror_crds::model::selector::Selector;
 use podmirror_crds::model::SessionKey;
 use podmirror_crds::ModelError;
 
 use super::files::{Loaded, Sourced};
 use super::inventory::CheckedInventory;
-use super::selector;
 use crate::core::{AgentError, PodKey};
 
 /// The annotation by which a Service consents to copies from other namespaces.
@@ -223,9 +223,15 @@ fn candidate(
             }
             sources.insert(pod);
         } else if let Some(selector) = &source.pod_selector {
+            // Checked before any pod is looked at: an invalid selector refuses
+            // the session even where no pod could be matched against it.
             let field = format!("spec.sources[{index}].podSelector");
+            let selector = Selector::parse(selector, &field).map_err(|e| {
+                let ModelError::Invalid { field, reason } = e;
+                refusal(key, &field, reason)
+            })?;
             for entry in inventory.pods.values().filter(|p| p.key.namespace == key.namespace) {
-                if selector::matches(selector, &entry.labels, &field).map_err(|m| refusal(key, &field, m))? {
+                if selector.matches(&entry.labels) {
                     sources.insert(entry.key.clone());
                 }
             }

@@ -5,12 +5,10 @@
 //! and a spec the model refuses is carried as `invalid` so the session's
 //! `Accepted` condition can name the field.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use podmirror_crds::api::{MirrorFilter, MirrorSession};
 use podmirror_crds::model::SessionKey;
@@ -19,7 +17,7 @@ use podmirror_crds::model::quota::PodId;
 
 use crate::error::Error;
 use crate::plan::cluster::{
-    Consent, EndpointInfo, FilterInfo, NodeReport, ObjKey, PodInfo, Selector, SelectorExpr, ServiceInfo, SessionInfo,
+    Consent, EndpointInfo, FilterInfo, NodeReport, ObjKey, PodInfo, Selector, ServiceInfo, SessionInfo,
     SourceRef, TargetRef,
 };
 
@@ -127,9 +125,10 @@ pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
     for (i, src) in spec.sources.iter().enumerate() {
         match (&src.pod_name, &src.pod_selector) {
             (Some(n), _) => sources.push(SourceRef::PodName(n.clone())),
-            (None, Some(sel)) => match selector(sel, &format!("spec.sources[{i}].podSelector")) {
+            (None, Some(sel)) => match Selector::parse(sel, &format!("spec.sources[{i}].podSelector")) {
                 Ok(sel) => sources.push(SourceRef::Selector(sel)),
-                Err(e) => invalid = invalid.or(Some(e)),
+                // The session is refused with this; the selector selects nothing.
+                Err(e) => invalid = invalid.or(Some(e.to_string())),
             },
             (None, None) => {}
         }
@@ -182,28 +181,6 @@ pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
         schedule: spec.schedule.clone(),
         accepted_time: s.status.as_ref().and_then(|st| st.accepted_time.as_ref()).map(|t| t.0),
     })
-}
-
-/// A LabelSelector; an operator other than the four Kubernetes defines is an
-/// error naming the field (the API server does not check it for CRDs).
-pub fn selector(sel: &LabelSelector, field: &str) -> Result<Selector, String> {
-    let mut out = Selector { match_labels: sel.match_labels.clone().unwrap_or_default(), expressions: Vec::new() };
-    for (i, e) in sel.match_expressions.iter().flatten().enumerate() {
-        let values: BTreeSet<String> = e.values.iter().flatten().cloned().collect();
-        let k = e.key.clone();
-        out.expressions.push(match e.operator.as_str() {
-            "In" => SelectorExpr::In(k, values),
-            "NotIn" => SelectorExpr::NotIn(k, values),
-            "Exists" => SelectorExpr::Exists(k),
-            "DoesNotExist" => SelectorExpr::DoesNotExist(k),
-            other => {
-                return Err(format!(
-                    "{field}.matchExpressions[{i}].operator: {other:?} is not one of In, NotIn, Exists, DoesNotExist"
-                ));
-            }
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -85,6 +85,28 @@ status:
     assert!(why.contains("spec.sources[1].podSelector.matchExpressions[0].operator"), "{why}");
 }
 
+/// Selectors the API server refuses for built-in objects refuse the session,
+/// with the field and the reason; none becomes a source (an empty `NotIn`
+/// used to select every pod of the namespace).
+#[test]
+fn a_selector_kubernetes_refuses_refuses_the_session() {
+    let cases = [
+        ("{key: app, operator: NotIn, values: []}", "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is NotIn"),
+        ("{key: app, operator: In}", "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is In"),
+        ("{key: app, operator: Exists, values: [x]}", "spec.sources[0].podSelector.matchExpressions[0].values: must be empty when the operator is Exists"),
+    ];
+    for (expr, wanted) in cases {
+        let s: MirrorSession = yaml(&format!(
+            "metadata: {{name: s, namespace: team, uid: su}}\nspec: {{priority: 1, vni: 1, filterRef: {{name: f}}, \
+             sources: [{{podSelector: {{matchExpressions: [{expr}]}}}}], target: {{ip: 10.0.0.1}}}}"
+        ));
+        let info = session(&s).unwrap();
+        let why = info.invalid.unwrap_or_default();
+        assert!(why.contains(wanted), "{expr}: {why}");
+        assert!(info.sources.is_empty(), "{expr}: an invalid selector must select nothing: {:?}", info.sources);
+    }
+}
+
 #[test]
 fn filter_carries_the_models_compile_error() {
     let f: MirrorFilter = yaml(

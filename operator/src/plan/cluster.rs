@@ -131,33 +131,10 @@ pub enum SourceRef {
     Selector(Selector),
 }
 
-/// A label selector reduced to what podmirror evaluates. Unknown operators are
-/// rejected when the object is read, so a selector here is always decidable.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Selector {
-    pub match_labels: BTreeMap<String, String>,
-    pub expressions: Vec<SelectorExpr>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SelectorExpr {
-    In(String, BTreeSet<String>),
-    NotIn(String, BTreeSet<String>),
-    Exists(String),
-    DoesNotExist(String),
-}
-
-impl Selector {
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
-            && self.expressions.iter().all(|e| match e {
-                SelectorExpr::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-                SelectorExpr::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-                SelectorExpr::Exists(k) => labels.contains_key(k),
-                SelectorExpr::DoesNotExist(k) => !labels.contains_key(k),
-            })
-    }
-}
+/// Label selectors are the model's, shared with the standalone agent:
+/// checked with the API server's rules when the session is read, so a
+/// selector here is always decidable.
+pub use podmirror_crds::model::selector::{Selector, SelectorExpr};
 
 /// `spec.target`: exactly one of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,23 +289,5 @@ mod tests {
         assert_eq!(TargetPolicy::parse(""), Ok(TargetPolicy::default()));
         let err = TargetPolicy::parse("10.0.0.0/8,10.0.0.0").expect_err("no prefix length");
         assert!(err.contains("\"10.0.0.0\" is not a CIDR"), "{err}");
-    }
-
-    #[test]
-    fn selector_evaluates_labels_and_expressions() {
-        let labels: BTreeMap<String, String> =
-            [("app".into(), "web".into()), ("tier".into(), "front".into())].into();
-        let mut s = Selector::default();
-        s.match_labels.insert("app".into(), "web".into());
-        assert!(s.matches(&labels));
-        s.expressions.push(SelectorExpr::NotIn("tier".into(), ["back".into()].into()));
-        assert!(s.matches(&labels));
-        s.expressions.push(SelectorExpr::DoesNotExist("tier".into()));
-        assert!(!s.matches(&labels));
-        let only_in = Selector {
-            match_labels: BTreeMap::new(),
-            expressions: vec![SelectorExpr::In("app".into(), ["db".into()].into())],
-        };
-        assert!(!only_in.matches(&labels));
     }
 }

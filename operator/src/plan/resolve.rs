@@ -128,12 +128,6 @@ pub struct Resolution {
     pub target: Result<Vec<IpAddr>, Problem>,
 }
 
-impl Resolution {
-    pub fn ready_sources(&self) -> impl Iterator<Item = &ResolvedSource> {
-        self.sources.iter().filter(|s| s.state == SourceState::Ready)
-    }
-}
-
 /// Resolves `session` against `cluster`. Also returns the target as the
 /// quotas count it (its identity and the pods behind it; `None` while it does
 /// not resolve to an identity: missing, no consent). It is kept apart from the

@@ -16,7 +16,6 @@ use podmirror_crds::api::{
     MirrorFilter, MirrorFilterStatus, MirrorNodeState, MirrorNodeStateSpec, MirrorSession, MirrorSessionStatus,
     SessionPhase,
 };
-use podmirror_crds::model::SessionKey;
 
 use crate::index;
 use crate::plan::cluster::ObjKey;
@@ -241,12 +240,4 @@ fn truncate(mut s: String) -> String {
         s.truncate(cut);
     }
     s
-}
-
-/// Sessions that are the subject of a write, for logs.
-pub fn session_of(w: &Write) -> Option<SessionKey> {
-    match w {
-        Write::ApplySessionStatus { namespace, name, .. } => Some(SessionKey::new(namespace.clone(), name.clone())),
-        _ => None,
-    }
 }
