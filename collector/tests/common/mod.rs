@@ -196,3 +196,43 @@ pub fn sorted(mut v: Vec<Received>) -> Vec<Received> {
     v.sort();
     v
 }
+
+/// True when running under CI (`CI=true`): root tests must run there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Gate for tests that need root: off root prints a loud `SKIPPED` and
+/// returns false, except under `CI=true` where the test fails.
+pub fn require_root(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    let why = "needs root (a raw GRE socket)";
+    assert!(!in_ci(), "{test}: cannot run under CI=true: {why}");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("\n!!!!!!!!\nSKIPPED: {test}: {why}\n!!!!!!!!\n").as_bytes());
+    false
+}
+
+/// A fresh empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("podmirror-collector-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create a temp dir");
+    d
+}
+
+/// Frames of a small HTTP conversation (a few requests), `n` copies long at least.
+pub fn traffic(port: u16, n: usize, payload: usize) -> Vec<Vec<u8>> {
+    let mut tcp = Tcp::new(port, 80, 1448);
+    let mut frames = tcp.handshake();
+    let mut i = 0;
+    while frames.len() < n {
+        let (wire, _) = request("POST", "/t", i, &body(payload, i as u8), false);
+        frames.extend(tcp.client_sends(&wire));
+        i += 1;
+    }
+    frames.truncate(n);
+    frames
+}
