@@ -8,10 +8,10 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
 
 use crate::decode::{Decoded, DropReason};
 use crate::metrics::{Metrics, VniLabels};
+use crate::stream::StreamHub;
 
 /// One received copy: the VNI, when it arrived and its inner frame.
 #[derive(Clone, Debug)]
@@ -27,7 +27,7 @@ pub struct Dispatch {
     pub metrics: Arc<Metrics>,
     allow: Option<Arc<HashSet<u32>>>,
     files: Option<SyncSender<Copy>>,
-    stream: broadcast::Sender<Copy>,
+    stream: Arc<StreamHub>,
     replay: Option<SyncSender<Copy>>,
 }
 
@@ -36,11 +36,17 @@ impl Dispatch {
         metrics: Arc<Metrics>,
         allow: &[u32],
         files: Option<SyncSender<Copy>>,
-        stream: broadcast::Sender<Copy>,
+        stream: Arc<StreamHub>,
         replay: Option<SyncSender<Copy>>,
     ) -> Self {
         let allow = (!allow.is_empty()).then(|| Arc::new(allow.iter().copied().collect()));
-        Dispatch { metrics, allow, files, stream, replay }
+        Dispatch {
+            metrics,
+            allow,
+            files,
+            stream,
+            replay,
+        }
     }
 
     /// Hands a decoded datagram (or its drop reason) to the sinks.
@@ -54,15 +60,19 @@ impl Dispatch {
         };
         let labels = VniLabels { vni: d.vni, input };
         self.metrics.received_packets.get_or_create(&labels).inc();
-        self.metrics.received_bytes.get_or_create(&labels).inc_by(d.frame.len() as u64);
-        let copy = Copy { vni: d.vni, at: SystemTime::now(), frame: Bytes::copy_from_slice(d.frame) };
+        self.metrics
+            .received_bytes
+            .get_or_create(&labels)
+            .inc_by(d.frame.len() as u64);
+        let copy = Copy {
+            vni: d.vni,
+            at: SystemTime::now(),
+            frame: Bytes::copy_from_slice(d.frame),
+        };
         if let Some(files) = &self.files {
             self.offer(files, "file", copy.clone());
         }
-        if self.stream.receiver_count() > 0 {
-            // Each client counts what it writes and what it skips.
-            let _ = self.stream.send(copy.clone());
-        }
+        self.stream.publish(&copy);
         if let Some(replay) = &self.replay {
             self.offer(replay, "replay", copy);
         }
@@ -71,7 +81,9 @@ impl Dispatch {
     fn offer(&self, queue: &SyncSender<Copy>, sink: &'static str, copy: Copy) {
         match queue.try_send(copy) {
             Ok(()) => self.metrics.written(sink),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.metrics.dropped(sink),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.metrics.dropped(sink)
+            }
         }
     }
 }

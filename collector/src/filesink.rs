@@ -9,7 +9,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::dispatch::Copy;
@@ -27,7 +27,10 @@ pub struct FileLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum FileSinkError {
     #[error("capture file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 struct Open {
@@ -60,9 +63,22 @@ fn age_key(name: &str) -> Option<(String, u64)> {
 }
 
 impl FileSink {
-    pub fn new(dir: &Path, limits: FileLimits, metrics: Arc<Metrics>) -> Result<Self, FileSinkError> {
-        fs::create_dir_all(dir).map_err(|source| FileSinkError::Io { path: dir.to_path_buf(), source })?;
-        Ok(FileSink { dir: dir.to_path_buf(), limits, metrics, open: HashMap::new(), seq: 0 })
+    pub fn new(
+        dir: &Path,
+        limits: FileLimits,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, FileSinkError> {
+        fs::create_dir_all(dir).map_err(|source| FileSinkError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(FileSink {
+            dir: dir.to_path_buf(),
+            limits,
+            metrics,
+            open: HashMap::new(),
+            seq: 0,
+        })
     }
 
     /// Writes copies until the queue's senders are gone, then closes files.
@@ -74,11 +90,8 @@ impl FileSink {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             // Drain what is queued, then flush once: readers see whole records.
-            loop {
-                match queue.try_recv() {
-                    Ok(copy) => self.write_logged(&copy),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            while let Ok(copy) = queue.try_recv() {
+                self.write_logged(&copy);
             }
             self.flush();
         }
@@ -96,7 +109,8 @@ impl FileSink {
     fn write(&mut self, copy: &Copy) -> Result<(), FileSinkError> {
         let record_len = (pcap::RECORD_HEADER_LEN + copy.frame.len()) as u64;
         let rotate = self.open.get(&copy.vni).is_some_and(|o| {
-            let full = o.bytes > pcap::FILE_HEADER_LEN as u64 && o.bytes + record_len > self.limits.max_file_bytes;
+            let full = o.bytes > pcap::FILE_HEADER_LEN as u64
+                && o.bytes + record_len > self.limits.max_file_bytes;
             full || o.opened.elapsed() >= self.limits.max_age
         });
         if rotate {
@@ -105,9 +119,16 @@ impl FileSink {
         if !self.open.contains_key(&copy.vni) {
             self.open_file(copy.vni)?;
         }
-        let Some(o) = self.open.get_mut(&copy.vni) else { return Ok(()) };
+        let Some(o) = self.open.get_mut(&copy.vni) else {
+            return Ok(());
+        };
         let record = pcap::record(copy.at, &copy.frame);
-        o.out.write_all(&record).map_err(|source| FileSinkError::Io { path: o.path.clone(), source })?;
+        o.out
+            .write_all(&record)
+            .map_err(|source| FileSinkError::Io {
+                path: o.path.clone(),
+                source,
+            })?;
         o.bytes += record.len() as u64;
         Ok(())
     }
@@ -115,10 +136,21 @@ impl FileSink {
     fn open_file(&mut self, vni: u32) -> Result<(), FileSinkError> {
         self.seq += 1;
         let path = self.dir.join(file_name(vni, self.seq));
-        let io = |source| FileSinkError::Io { path: path.clone(), source };
+        let io = |source| FileSinkError::Io {
+            path: path.clone(),
+            source,
+        };
         let mut out = BufWriter::with_capacity(256 << 10, File::create(&path).map_err(io)?);
         out.write_all(&pcap::file_header()).map_err(io)?;
-        self.open.insert(vni, Open { out, path, bytes: pcap::FILE_HEADER_LEN as u64, opened: Instant::now() });
+        self.open.insert(
+            vni,
+            Open {
+                out,
+                path,
+                bytes: pcap::FILE_HEADER_LEN as u64,
+                opened: Instant::now(),
+            },
+        );
         self.enforce_retention();
         Ok(())
     }
@@ -133,8 +165,12 @@ impl FileSink {
     }
 
     fn close_aged(&mut self) {
-        let aged: Vec<u32> =
-            self.open.iter().filter(|(_, o)| o.opened.elapsed() >= self.limits.max_age).map(|(v, _)| *v).collect();
+        let aged: Vec<u32> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.opened.elapsed() >= self.limits.max_age)
+            .map(|(v, _)| *v)
+            .collect();
         for vni in aged {
             self.close(vni);
         }
@@ -152,7 +188,9 @@ impl FileSink {
     /// `keep_files` files and `keep_bytes` bytes (open files count, but are
     /// never removed).
     fn enforce_retention(&mut self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
         let mut files: Vec<((String, u64), PathBuf, u64)> = entries
             .filter_map(Result::ok)
             .filter_map(|e| {
@@ -178,7 +216,9 @@ impl FileSink {
                     bytes = bytes.saturating_sub(*len);
                     self.metrics.files_removed.inc();
                 }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "file sink: cannot remove old file"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "file sink: cannot remove old file")
+                }
             }
         }
     }

@@ -1,8 +1,8 @@
 //! The HTTP server: `GET /stream[?vni=N]` (a live classic pcap of new
 //! copies, the contract the kubectl plugin relies on), `/metrics`,
-//! `/healthz`, `/readyz`. Each stream client has its own lag budget in the
-//! broadcast queue: a slow client skips copies (counted as dropped by the
-//! `stream` sink) and never slows the receivers or the other clients.
+//! `/healthz`, `/readyz`. Each stream client has its own bounded queue
+//! (`stream`): a slow client skips copies, counted, and never slows the
+//! receivers or the other clients.
 
 use std::sync::Arc;
 
@@ -13,19 +13,18 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::dispatch::Copy;
 use crate::metrics::Metrics;
 use crate::pcap;
+use crate::stream::StreamHub;
 
 pub const PCAP_CONTENT_TYPE: &str = "application/vnd.tcpdump.pcap";
 
 #[derive(Clone)]
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
-    pub stream: broadcast::Sender<Copy>,
+    pub stream: Arc<StreamHub>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -38,12 +37,20 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
 }
 
 /// The `vni` query parameter: absent means every VNI.
 fn vni_filter(uri: &Uri) -> Result<Option<u32>, String> {
-    let Some(query) = uri.query() else { return Ok(None) };
+    let Some(query) = uri.query() else {
+        return Ok(None);
+    };
     for pair in query.split('&') {
         if let Some(v) = pair.strip_prefix("vni=") {
             return v
@@ -74,30 +81,25 @@ async fn stream(State(s): State<HttpState>, uri: Uri) -> Response {
     };
     s.metrics.stream_clients.inc();
     let guard = ClientGuard(s.metrics.clone());
-    let rx = s.stream.subscribe();
-    let header = futures::stream::once(async { Ok::<Bytes, std::io::Error>(Bytes::from_static(&HEADER)) });
-    let records = futures::stream::unfold((rx, guard), move |(mut rx, guard)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(copy) if vni.is_none_or(|v| v == copy.vni) => {
-                    guard.0.written("stream");
-                    let bytes = Bytes::from(pcap::record(copy.at, &copy.frame));
-                    return Some((Ok(bytes), (rx, guard)));
-                }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    guard.0.dropped.get_or_create(&stream_sink()).inc_by(n);
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
+    let rx = s.stream.subscribe(vni);
+    let header =
+        futures::stream::once(async { Ok::<Bytes, std::io::Error>(Bytes::from_static(&HEADER)) });
+    let records = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        let copy: Copy = rx.recv().await?;
+        Some((
+            Ok(Bytes::from(pcap::record(copy.at, &copy.frame))),
+            (rx, guard),
+        ))
     });
     let body = Body::from_stream(futures::StreamExt::chain(header, records));
-    ([(header::CONTENT_TYPE, PCAP_CONTENT_TYPE), (header::CACHE_CONTROL, "no-store")], body).into_response()
-}
-
-fn stream_sink() -> crate::metrics::SinkLabels {
-    crate::metrics::SinkLabels { sink: "stream" }
+    (
+        [
+            (header::CONTENT_TYPE, PCAP_CONTENT_TYPE),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 static HEADER: [u8; pcap::FILE_HEADER_LEN] = header_bytes();
@@ -106,7 +108,10 @@ const fn header_bytes() -> [u8; pcap::FILE_HEADER_LEN] {
     // Same bytes as pcap::file_header(), computed at compile time.
     let m = 0xa1b2_3c4du32.to_le_bytes();
     let s = pcap::SNAPLEN.to_le_bytes();
-    [m[0], m[1], m[2], m[3], 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, s[0], s[1], s[2], s[3], 1, 0, 0, 0]
+    [
+        m[0], m[1], m[2], m[3], 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, s[0], s[1], s[2], s[3], 1, 0,
+        0, 0,
+    ]
 }
 
 #[cfg(test)]

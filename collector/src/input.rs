@@ -25,23 +25,38 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("cannot open the {what} socket on {addr}: {source}")]
-    Socket { what: &'static str, addr: String, source: std::io::Error },
+    Socket {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 fn sock_err(what: &'static str, addr: impl ToString) -> impl FnOnce(std::io::Error) -> InputError {
-    move |source| InputError::Socket { what, addr: addr.to_string(), source }
+    move |source| InputError::Socket {
+        what,
+        addr: addr.to_string(),
+        source,
+    }
 }
 
 /// Opens `workers` VXLAN sockets on `addr` (port 0 picks one port for all).
-pub fn vxlan_sockets(addr: SocketAddr, workers: u16, rcvbuf: usize) -> Result<Vec<Socket>, InputError> {
+pub fn vxlan_sockets(
+    addr: SocketAddr,
+    workers: u16,
+    rcvbuf: usize,
+) -> Result<Vec<Socket>, InputError> {
     let mut sockets = Vec::new();
     let mut bind = addr;
     for _ in 0..workers {
         let err = sock_err("VXLAN UDP", bind);
-        let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
-        s.set_reuse_port(true).map_err(sock_err("VXLAN UDP", bind))?;
+        let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(err)?;
+        s.set_reuse_port(true)
+            .map_err(sock_err("VXLAN UDP", bind))?;
         set_rcvbuf(&s, rcvbuf);
-        s.set_read_timeout(Some(POLL)).map_err(sock_err("VXLAN UDP", bind))?;
+        s.set_read_timeout(Some(POLL))
+            .map_err(sock_err("VXLAN UDP", bind))?;
         s.bind(&bind.into()).map_err(sock_err("VXLAN UDP", bind))?;
         // With port 0 the first bind chose the port: the others join it.
         if let Some(local) = s.local_addr().ok().and_then(|a| a.as_socket()) {
@@ -55,7 +70,8 @@ pub fn vxlan_sockets(addr: SocketAddr, workers: u16, rcvbuf: usize) -> Result<Ve
 /// Opens the raw GRE socket (needs CAP_NET_RAW).
 pub fn gre_socket(bind: std::net::Ipv4Addr, rcvbuf: usize) -> Result<Socket, InputError> {
     let err = || sock_err("GRE raw", bind);
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_GRE))).map_err(err())?;
+    let s =
+        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_GRE))).map_err(err())?;
     set_rcvbuf(&s, rcvbuf);
     s.set_read_timeout(Some(POLL)).map_err(err())?;
     s.bind(&SocketAddr::from((bind, 0)).into()).map_err(err())?;
@@ -67,7 +83,9 @@ pub fn gre_socket(bind: std::net::Ipv4Addr, rcvbuf: usize) -> Result<Socket, Inp
 /// which the kernel counts.
 fn set_rcvbuf(s: &Socket, bytes: usize) {
     let _ = s.set_recv_buffer_size(bytes);
-    let Ok(val) = libc::c_int::try_from(bytes) else { return };
+    let Ok(val) = libc::c_int::try_from(bytes) else {
+        return;
+    };
     // SAFETY: a valid fd, a pointer to a c_int and its size.
     unsafe {
         libc::setsockopt(
@@ -88,7 +106,12 @@ pub enum Kind {
 
 /// Receives on `socket` until `stop` is set, handing every datagram to
 /// `dispatch`.
-pub fn spawn_receiver(socket: Socket, kind: Kind, dispatch: Dispatch, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+pub fn spawn_receiver(
+    socket: Socket,
+    kind: Kind,
+    dispatch: Dispatch,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
     let name = match kind {
         Kind::Vxlan => "vxlan-rx",
         Kind::Gre => "gre-rx",
@@ -104,7 +127,14 @@ fn receive_loop(socket: &Socket, kind: Kind, dispatch: &Dispatch, stop: &AtomicB
     while !stop.load(Ordering::Relaxed) {
         let n = match socket.recv(&mut buf) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");

@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod pcap;
 pub mod replay;
 mod run;
+pub mod stream;
 
 pub use run::{Running, StartError, start};

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use tokio::sync::broadcast;
-
 use crate::config::Args;
 use crate::dispatch::Dispatch;
 use crate::filesink::{FileLimits, FileSink, FileSinkError};
@@ -15,6 +13,7 @@ use crate::http::{HttpState, router};
 use crate::input::{InputError, Kind, gre_socket, spawn_receiver, vxlan_sockets};
 use crate::metrics::Metrics;
 use crate::replay::Replay;
+use crate::stream::StreamHub;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -23,7 +22,10 @@ pub enum StartError {
     #[error(transparent)]
     Files(#[from] FileSinkError),
     #[error("cannot listen for HTTP on {addr}: {source}")]
-    Http { addr: SocketAddr, source: std::io::Error },
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A started collector. Dropping it without [`Running::shutdown`] leaves
@@ -34,6 +36,7 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
+    stream: Arc<StreamHub>,
     receivers: Vec<JoinHandle<()>>,
     sinks: Vec<JoinHandle<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -61,20 +64,40 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     let replay = match &args.replay_to {
         Some(target) => {
             let (tx, rx) = std::sync::mpsc::sync_channel(args.replay_queue);
-            let replay = Replay::new(args, target.clone(), metrics.clone(), tokio::runtime::Handle::current());
+            let replay = Replay::new(
+                args,
+                target.clone(),
+                metrics.clone(),
+                tokio::runtime::Handle::current(),
+            );
             sinks.push(spawn_thread("replay", move || replay.run(rx)));
             Some(tx)
         }
         None => None,
     };
-    let (stream, _) = broadcast::channel(args.stream_queue.max(1));
-    let dispatch = Dispatch::new(metrics.clone(), &args.vni_allow, files, stream.clone(), replay);
+    let stream = Arc::new(StreamHub::new(args.stream_queue, metrics.clone()));
+    let dispatch = Dispatch::new(
+        metrics.clone(),
+        &args.vni_allow,
+        files,
+        stream.clone(),
+        replay,
+    );
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
-        .map_err(|source| StartError::Http { addr: args.http_addr, source })?;
-    let http_addr = listener.local_addr().map_err(|source| StartError::Http { addr: args.http_addr, source })?;
-    let app = router(HttpState { metrics: metrics.clone(), stream });
+        .map_err(|source| StartError::Http {
+            addr: args.http_addr,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Http {
+        addr: args.http_addr,
+        source,
+    })?;
+    let app = router(HttpState {
+        metrics: metrics.clone(),
+        stream: stream.clone(),
+    });
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");
@@ -82,28 +105,56 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     });
 
     let stop = Arc::new(AtomicBool::new(false));
-    let sockets = vxlan_sockets(args.vxlan_listen, args.vxlan_workers, args.recv_buffer_bytes)?;
-    let vxlan_addr = sockets.first().and_then(|s| s.local_addr().ok()).and_then(|a| a.as_socket()).unwrap_or(args.vxlan_listen);
-    let mut receivers: Vec<JoinHandle<()>> =
-        sockets.into_iter().map(|s| spawn_receiver(s, Kind::Vxlan, dispatch.clone(), stop.clone())).collect();
+    let sockets = vxlan_sockets(
+        args.vxlan_listen,
+        args.vxlan_workers,
+        args.recv_buffer_bytes,
+    )?;
+    let vxlan_addr = sockets
+        .first()
+        .and_then(|s| s.local_addr().ok())
+        .and_then(|a| a.as_socket())
+        .unwrap_or(args.vxlan_listen);
+    let mut receivers: Vec<JoinHandle<()>> = sockets
+        .into_iter()
+        .map(|s| spawn_receiver(s, Kind::Vxlan, dispatch.clone(), stop.clone()))
+        .collect();
     if args.gre {
         let s = gre_socket(args.gre_bind, args.recv_buffer_bytes)?;
         receivers.push(spawn_receiver(s, Kind::Gre, dispatch.clone(), stop.clone()));
     }
     tracing::info!(%vxlan_addr, %http_addr, gre = args.gre, "collector started");
-    Ok(Running { vxlan_addr, http_addr, metrics, stop, receivers, sinks, server })
+    Ok(Running {
+        vxlan_addr,
+        http_addr,
+        metrics,
+        stop,
+        stream,
+        receivers,
+        sinks,
+        server,
+    })
 }
 
 fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
-    std::thread::Builder::new().name(name.into()).spawn(f).unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"))
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"))
 }
 
 impl Running {
-    /// Stops receiving, lets the sinks drain what they accepted, stops the
-    /// HTTP server.
+    /// Stops receiving, lets the sinks drain what they accepted, ends the
+    /// live streams (after what they have queued) and stops the HTTP server.
     pub async fn shutdown(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let Running { receivers, sinks, server, .. } = self;
+        let Running {
+            receivers,
+            sinks,
+            server,
+            stream,
+            ..
+        } = self;
         let _ = tokio::task::spawn_blocking(move || {
             // Receivers hold the queues' senders: once they are gone the
             // sinks see the end of their queue and return.
@@ -112,6 +163,7 @@ impl Running {
             }
         })
         .await;
+        stream.close_all();
         server.abort();
     }
 }

@@ -54,8 +54,18 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn new(args: &Args, target: ReplayTarget, metrics: Arc<Metrics>, runtime: tokio::runtime::Handle) -> Self {
-        let client = sender::Client::new(target.clone(), args.replay_timeout(), args.replay_max_request_bytes, metrics.clone());
+    pub fn new(
+        args: &Args,
+        target: ReplayTarget,
+        metrics: Arc<Metrics>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        let client = sender::Client::new(
+            target.clone(),
+            args.replay_timeout(),
+            args.replay_max_request_bytes,
+            metrics.clone(),
+        );
         let jobs = sender::spawn(client, args.replay_concurrency, args.replay_queue, &runtime);
         Replay {
             target,
@@ -92,7 +102,9 @@ impl Replay {
     }
 
     fn copy(&mut self, copy: &Copy) {
-        let Ok(seg) = parse_tcp(&copy.frame) else { return };
+        let Ok(seg) = parse_tcp(&copy.frame) else {
+            return;
+        };
         let (from_client, client, server) = if self.ports.contains(&seg.dst.port()) {
             (true, seg.src, seg.dst)
         } else if self.ports.contains(&seg.src.port()) {
@@ -100,7 +112,11 @@ impl Replay {
         } else {
             return;
         };
-        let key = FlowKey { vni: copy.vni, client, server };
+        let key = FlowKey {
+            vni: copy.vni,
+            client,
+            server,
+        };
         let now = Instant::now();
         if !self.flows.contains_key(&key) {
             if self.flows.len() >= self.max_flows {
@@ -110,7 +126,9 @@ impl Replay {
             self.metrics.flows_tracked.set(self.flows.len() as i64);
         }
         let mut out = Vec::new();
-        let Some(flow) = self.flows.get_mut(&key) else { return };
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
         let before = flow.mem();
         flow.segment(from_client, &seg, now, &self.metrics, &mut out);
         let (after, finished) = (flow.mem(), flow.finished());
@@ -130,7 +148,10 @@ impl Replay {
                 Out::Request(m, slot) => self.send(key, m, slot),
                 Out::Incomplete(reason) => self.metrics.incomplete(reason),
                 Out::Unreplayable(reason) => {
-                    self.metrics.replay_unreplayable_flows.get_or_create(&crate::metrics::ReasonLabels { reason }).inc();
+                    self.metrics
+                        .replay_unreplayable_flows
+                        .get_or_create(&crate::metrics::ReasonLabels { reason })
+                        .inc();
                     tracing::debug!(client = %key.client, server = %key.server, reason, "flow not replayable");
                 }
             }
@@ -145,7 +166,11 @@ impl Replay {
         }
         let head_request = m.head.method == "HEAD";
         let bytes = outgoing(&m, &self.target, self.rewrite_host);
-        match self.jobs.try_send(sender::Job { bytes, head_request, slot }) {
+        match self.jobs.try_send(sender::Job {
+            bytes,
+            head_request,
+            slot,
+        }) {
             Ok(()) => {}
             Err(TrySendError::Full(job) | TrySendError::Closed(job)) => {
                 self.metrics.replayed("backlog", "none");
@@ -158,7 +183,9 @@ impl Replay {
         let keys: Vec<FlowKey> = self.flows.keys().copied().collect();
         for key in keys {
             let mut out = Vec::new();
-            let Some(flow) = self.flows.get_mut(&key) else { continue };
+            let Some(flow) = self.flows.get_mut(&key) else {
+                continue;
+            };
             let before = flow.mem();
             flow.expire_holes(now, HOLE_TIMEOUT, &self.metrics, &mut out);
             let after = flow.mem();
@@ -175,14 +202,23 @@ impl Replay {
     }
 
     fn evict_idlest(&mut self, reason: &'static str) {
-        if let Some(key) = self.flows.iter().min_by_key(|(_, f)| f.last_seen).map(|(k, _)| *k) {
+        if let Some(key) = self
+            .flows
+            .iter()
+            .min_by_key(|(_, f)| f.last_seen)
+            .map(|(k, _)| *k)
+        {
             self.evict(&key, reason);
         }
     }
 
     fn evict(&mut self, key: &FlowKey, reason: &'static str) {
         if self.flows.get(key).is_some_and(Flow::in_progress) {
-            self.metrics.incomplete(if reason == "idle" { "evicted_idle" } else { "evicted_memory" });
+            self.metrics.incomplete(if reason == "idle" {
+                "evicted_idle"
+            } else {
+                "evicted_memory"
+            });
         }
         self.metrics.evicted(reason);
         self.remove(key);
@@ -213,7 +249,11 @@ pub fn outgoing(m: &Message, target: &ReplayTarget, rewrite_host: bool) -> Vec<u
         return m.raw.clone();
     }
     let h = &m.head;
-    let path = if h.target.starts_with('/') { format!("{}{}", target.prefix, h.target) } else { h.target.clone() };
+    let path = if h.target.starts_with('/') {
+        format!("{}{}", target.prefix, h.target)
+    } else {
+        h.target.clone()
+    };
     let mut out = format!("{} {} HTTP/1.{}\r\n", h.method, path, h.version).into_bytes();
     for (name, value) in &h.headers {
         out.extend_from_slice(name.as_bytes());

@@ -24,7 +24,11 @@ pub struct Slot {
 impl Slot {
     pub fn new(method: &str, target: &str) -> Arc<Slot> {
         let path = target.split('?').next().unwrap_or_default();
-        Arc::new(Slot { method: method.into(), path: path.into(), state: Mutex::default() })
+        Arc::new(Slot {
+            method: method.into(),
+            path: path.into(),
+            state: Mutex::default(),
+        })
     }
 
     pub fn production(&self, status: u16, metrics: &Metrics) {
@@ -40,7 +44,9 @@ impl Slot {
     }
 
     fn compare(&self, s: &State, metrics: &Metrics) {
-        let (Some(prod), Some(Some(test))) = (s.production, s.test) else { return };
+        let (Some(prod), Some(Some(test))) = (s.production, s.test) else {
+            return;
+        };
         metrics.replay_paired.inc();
         let (p, t) = (status_class(prod), status_class(test));
         if p != t {
