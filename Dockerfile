@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# One image, both binaries: /usr/local/bin/podmirror-operator and
+# One image, three binaries: /usr/local/bin/podmirror-operator,
 # /usr/local/bin/podmirror-agent (the agent embeds its eBPF object, compiled by
-# node-agent/build.rs with clang-19 at build time).
+# node-agent/build.rs with clang-19 at build time) and
+# /usr/local/bin/podmirror-collector (the optional session target).
 #
 #   docker build -t podmirror:dev .
 #
@@ -23,9 +24,10 @@ COPY . .
 # binaries are copied out of the cached target dir in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release -p podmirror-operator -p podmirror-agent \
+    cargo build --release -p podmirror-operator -p podmirror-agent -p podmirror-collector \
  && install -D -m 0755 target/release/podmirror-operator /out/podmirror-operator \
- && install -D -m 0755 target/release/podmirror-agent /out/podmirror-agent
+ && install -D -m 0755 target/release/podmirror-agent /out/podmirror-agent \
+ && install -D -m 0755 target/release/podmirror-collector /out/podmirror-collector
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 # iproute2: the agent asks `ip` (route/neigh/link) and `bridge` (fdb) where a
@@ -35,6 +37,6 @@ FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/podmirror-operator /out/podmirror-agent /usr/local/bin/
+COPY --from=build /out/podmirror-operator /out/podmirror-agent /out/podmirror-collector /usr/local/bin/
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/podmirror-operator"]
