@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use crate::dispatch::Copy;
+use crate::dispatch::{Batch, Copy};
 use crate::metrics::Metrics;
 use crate::pcap;
 
@@ -82,16 +82,16 @@ impl FileSink {
     }
 
     /// Writes copies until the queue's senders are gone, then closes files.
-    pub fn run(mut self, queue: Receiver<Copy>) {
+    pub fn run(mut self, queue: Receiver<Batch>) {
         loop {
             match queue.recv_timeout(Duration::from_millis(200)) {
-                Ok(copy) => self.write_logged(&copy),
+                Ok(batch) => batch.iter().for_each(|c| self.write_logged(c)),
                 Err(RecvTimeoutError::Timeout) => self.close_aged(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             // Drain what is queued, then flush once: readers see whole records.
-            while let Ok(copy) = queue.try_recv() {
-                self.write_logged(&copy);
+            while let Ok(batch) = queue.try_recv() {
+                batch.iter().for_each(|c| self.write_logged(c));
             }
             self.flush();
         }

@@ -4,7 +4,6 @@
 //! blocking threads: decoding and dispatching never wait, so a thread per
 //! socket is the simplest way to use the cores.
 
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,31 +121,63 @@ pub fn spawn_receiver(
         .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"))
 }
 
+/// Datagrams one `recvmmsg` call may return.
+pub const BATCH: usize = 32;
+
 fn receive_loop(socket: &Socket, kind: Kind, dispatch: &Dispatch, stop: &AtomicBool) {
-    let mut buf = vec![MaybeUninit::<u8>::uninit(); RECV_BUF];
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
     while !stop.load(Ordering::Relaxed) {
-        let n = match socket.recv(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
+        // SAFETY: hdrs point at iovs, which point at bufs; none of them is
+        // moved or dropped during the call. MSG_WAITFORONE: block (up to
+        // SO_RCVTIMEO) for the first datagram only.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            let e = std::io::Error::last_os_error();
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+            ) {
                 tracing::warn!(error = %e, "receive failed");
                 std::thread::sleep(POLL);
-                continue;
             }
+            continue;
         };
-        // SAFETY: recv initialised the first n bytes.
-        let data = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        let received = hdrs
+            .iter()
+            .zip(&bufs)
+            .take(n)
+            .map(|(h, b)| &b[..(h.msg_len as usize).min(b.len())]);
         match kind {
-            Kind::Vxlan => dispatch.accept("vxlan", decode_vxlan(data)),
-            Kind::Gre => dispatch.accept("gre", decode_gre_ipv4(data)),
+            Kind::Vxlan => dispatch.accept_batch("vxlan", received.map(decode_vxlan)),
+            Kind::Gre => dispatch.accept_batch("gre", received.map(decode_gre_ipv4)),
         }
     }
 }

@@ -55,7 +55,7 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
                 keep_bytes: args.files_keep_bytes,
             };
             let sink = FileSink::new(dir, limits, metrics.clone())?;
-            let (tx, rx) = std::sync::mpsc::sync_channel(args.files_queue);
+            let (tx, rx) = std::sync::mpsc::sync_channel(batches(args.files_queue));
             sinks.push(spawn_thread("file-sink", move || sink.run(rx)));
             Some(tx)
         }
@@ -63,7 +63,7 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     };
     let replay = match &args.replay_to {
         Some(target) => {
-            let (tx, rx) = std::sync::mpsc::sync_channel(args.replay_queue);
+            let (tx, rx) = std::sync::mpsc::sync_channel(batches(args.replay_queue));
             let replay = Replay::new(
                 args,
                 target.clone(),
@@ -134,6 +134,11 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
         sinks,
         server,
     })
+}
+
+/// A queue of `copies` copies, in batches of at most [`input::BATCH`].
+fn batches(copies: usize) -> usize {
+    copies.div_ceil(crate::input::BATCH).max(1)
 }
 
 fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {

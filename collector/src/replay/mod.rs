@@ -22,7 +22,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use self::flow::{Flow, Out};
 use self::http1::Message;
 use crate::config::{Args, ReplayTarget};
-use crate::dispatch::Copy;
+use crate::dispatch::{Batch, Copy};
 use crate::frame::parse_tcp;
 use crate::metrics::Metrics;
 
@@ -84,11 +84,11 @@ impl Replay {
     }
 
     /// Handles copies until the queue's senders are gone.
-    pub fn run(mut self, queue: Receiver<Copy>) {
+    pub fn run(mut self, queue: Receiver<Batch>) {
         let mut last_sweep = Instant::now();
         loop {
             match queue.recv_timeout(SWEEP_EVERY) {
-                Ok(copy) => self.copy(&copy),
+                Ok(batch) => batch.iter().for_each(|c| self.copy(c)),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
