@@ -6,8 +6,9 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
@@ -26,23 +27,82 @@ pub struct Copy {
 /// Copies handed to a sink at once.
 pub type Batch = Vec<Copy>;
 
+/// The sending side of a sink's queue, bounded in copies (not batches, whose
+/// size follows the load).
+#[derive(Clone, Debug)]
+pub struct SinkQueue {
+    tx: Sender<Batch>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// The receiving side of a sink's queue.
+#[derive(Debug)]
+pub struct SinkReceiver {
+    rx: Receiver<Batch>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A queue holding at most `capacity` copies.
+pub fn sink_queue(capacity: usize) -> (SinkQueue, SinkReceiver) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        SinkQueue {
+            tx,
+            queued: queued.clone(),
+            capacity: capacity.max(1),
+        },
+        SinkReceiver { rx, queued },
+    )
+}
+
+impl SinkQueue {
+    /// Queues the batch unless it would exceed the capacity; never waits.
+    fn offer(&self, batch: Batch) -> Result<(), Batch> {
+        let n = batch.len();
+        if self.queued.load(Ordering::Relaxed) + n > self.capacity {
+            return Err(batch);
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.tx.send(batch).map_err(|e| {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            e.0
+        })
+    }
+}
+
+impl SinkReceiver {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Batch, RecvTimeoutError> {
+        let b = self.rx.recv_timeout(timeout)?;
+        self.queued.fetch_sub(b.len(), Ordering::Relaxed);
+        Ok(b)
+    }
+
+    pub fn try_recv(&self) -> Option<Batch> {
+        let b = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(b.len(), Ordering::Relaxed);
+        Some(b)
+    }
+}
+
 /// The sinks a copy goes to.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     pub metrics: Arc<Metrics>,
     allow: Option<Arc<HashSet<u32>>>,
-    files: Option<SyncSender<Batch>>,
+    files: Option<SinkQueue>,
     stream: Arc<StreamHub>,
-    replay: Option<SyncSender<Batch>>,
+    replay: Option<SinkQueue>,
 }
 
 impl Dispatch {
     pub fn new(
         metrics: Arc<Metrics>,
         allow: &[u32],
-        files: Option<SyncSender<Batch>>,
+        files: Option<SinkQueue>,
         stream: Arc<StreamHub>,
-        replay: Option<SyncSender<Batch>>,
+        replay: Option<SinkQueue>,
     ) -> Self {
         let allow = (!allow.is_empty()).then(|| Arc::new(allow.iter().copied().collect()));
         Dispatch {
@@ -122,14 +182,14 @@ impl Dispatch {
         self.accept_batch(input, std::iter::once(decoded));
     }
 
-    fn offer(&self, queue: &SyncSender<Batch>, sink: &'static str, batch: Batch) {
+    fn offer(&self, queue: &SinkQueue, sink: &'static str, batch: Batch) {
         let n = batch.len() as u64;
         let labels = crate::metrics::SinkLabels { sink };
-        match queue.try_send(batch) {
+        match queue.offer(batch) {
             Ok(()) => {
                 self.metrics.written.get_or_create(&labels).inc_by(n);
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(_) => {
                 self.metrics.dropped.get_or_create(&labels).inc_by(n);
             }
         }

@@ -9,10 +9,10 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use crate::dispatch::{Batch, Copy};
+use crate::dispatch::{Copy, SinkReceiver};
 use crate::metrics::Metrics;
 use crate::pcap;
 
@@ -82,7 +82,7 @@ impl FileSink {
     }
 
     /// Writes copies until the queue's senders are gone, then closes files.
-    pub fn run(mut self, queue: Receiver<Batch>) {
+    pub fn run(mut self, queue: SinkReceiver) {
         loop {
             match queue.recv_timeout(Duration::from_millis(200)) {
                 Ok(batch) => batch.iter().for_each(|c| self.write_logged(c)),
@@ -90,7 +90,7 @@ impl FileSink {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             // Drain what is queued, then flush once: readers see whole records.
-            while let Ok(batch) = queue.try_recv() {
+            while let Some(batch) = queue.try_recv() {
                 batch.iter().for_each(|c| self.write_logged(c));
             }
             self.flush();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crate::config::Args;
-use crate::dispatch::Dispatch;
+use crate::dispatch::{Dispatch, sink_queue};
 use crate::filesink::{FileLimits, FileSink, FileSinkError};
 use crate::http::{HttpState, router};
 use crate::input::{InputError, Kind, gre_socket, spawn_receiver, vxlan_sockets};
@@ -55,7 +55,7 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
                 keep_bytes: args.files_keep_bytes,
             };
             let sink = FileSink::new(dir, limits, metrics.clone())?;
-            let (tx, rx) = std::sync::mpsc::sync_channel(batches(args.files_queue));
+            let (tx, rx) = sink_queue(args.files_queue);
             sinks.push(spawn_thread("file-sink", move || sink.run(rx)));
             Some(tx)
         }
@@ -63,7 +63,7 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     };
     let replay = match &args.replay_to {
         Some(target) => {
-            let (tx, rx) = std::sync::mpsc::sync_channel(batches(args.replay_queue));
+            let (tx, rx) = sink_queue(args.replay_queue);
             let replay = Replay::new(
                 args,
                 target.clone(),
@@ -134,11 +134,6 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
         sinks,
         server,
     })
-}
-
-/// A queue of `copies` copies, in batches of at most [`input::BATCH`].
-fn batches(copies: usize) -> usize {
-    copies.div_ceil(crate::input::BATCH).max(1)
 }
 
 fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {

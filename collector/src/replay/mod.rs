@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::TrySendError;
@@ -22,7 +22,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use self::flow::{Flow, Out};
 use self::http1::Message;
 use crate::config::{Args, ReplayTarget};
-use crate::dispatch::{Batch, Copy};
+use crate::dispatch::{Copy, SinkReceiver};
 use crate::frame::parse_tcp;
 use crate::metrics::Metrics;
 
@@ -84,7 +84,7 @@ impl Replay {
     }
 
     /// Handles copies until the queue's senders are gone.
-    pub fn run(mut self, queue: Receiver<Batch>) {
+    pub fn run(mut self, queue: SinkReceiver) {
         let mut last_sweep = Instant::now();
         loop {
             match queue.recv_timeout(SWEEP_EVERY) {
