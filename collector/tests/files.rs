@@ -152,3 +152,32 @@ async fn rotation_by_size_and_age_keeps_the_limits() {
     assert_eq!(files.iter().map(|f| tshark_frames(f).0).sum::<usize>(), 20);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_file_queue_drops_and_counts_but_receiving_goes_on() {
+    let dir = temp_dir("queue");
+    let d = dir.display().to_string();
+    // A queue of 4 copies: the writer cannot keep up with a burst.
+    let c = collector(&["--files-dir", &d, "--files-queue", "4"]).await;
+    let frames = traffic(40120, 3000, 3000);
+    send_vxlan(c.vxlan_addr, 7, &frames);
+    assert!(
+        eventually(WAIT, || c.metrics.received(7, "vxlan") == 3000).await,
+        "receiving never stalls"
+    );
+    let (written, dropped) = (
+        c.metrics.written_count("file"),
+        c.metrics.dropped_count("file"),
+    );
+    assert_eq!(written + dropped, 3000, "every copy is written or counted");
+    c.shutdown().await;
+    let on_disk: usize = files_by_vni(&dir)[&7]
+        .iter()
+        .map(|f| tshark_frames(f).0)
+        .sum();
+    assert_eq!(
+        on_disk as u64, written,
+        "the files hold exactly the copies counted as written"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
