@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # One image, all binaries: /usr/local/bin/podmirror-operator,
 # /usr/local/bin/podmirror-agent (the agent embeds its eBPF object, compiled by
-# node-agent/build.rs with clang-19 at build time) and the kubectl plugin
-# /usr/local/bin/kubectl-podmirror (copy it out to a PATH directory of a
-# workstation: docs/kubectl-plugin.md).
+# node-agent/build.rs with clang-19 at build time),
+# /usr/local/bin/podmirror-collector (the optional session target) and the
+# kubectl plugin /usr/local/bin/kubectl-podmirror (copy it out to a PATH
+# directory of a workstation: docs/kubectl-plugin.md).
 #
 #   docker build -t podmirror:dev .
 #
@@ -28,9 +29,10 @@ COPY . .
 ENV CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release -p podmirror-operator -p podmirror-agent -p kubectl-podmirror \
+    cargo build --release -p podmirror-operator -p podmirror-agent -p podmirror-collector -p kubectl-podmirror \
  && install -D -m 0755 target/release/podmirror-operator /out/podmirror-operator \
  && install -D -m 0755 target/release/podmirror-agent /out/podmirror-agent \
+ && install -D -m 0755 target/release/podmirror-collector /out/podmirror-collector \
  && install -D -m 0755 target/release/kubectl-podmirror /out/kubectl-podmirror
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
@@ -40,6 +42,6 @@ FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/podmirror-operator /out/podmirror-agent /out/kubectl-podmirror /usr/local/bin/
+COPY --from=build /out/podmirror-operator /out/podmirror-agent /out/podmirror-collector /out/kubectl-podmirror /usr/local/bin/
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/podmirror-operator"]

@@ -29,9 +29,11 @@ e2e: deps
 	$(CARGO) run -q -p podmirror-e2e --bin podmirror-e2e-kind
 
 # The seed scenario (docs/concepts.md) on network namespaces: builds the agent, runs it
-# standalone on examples/seed-scenario/, shows the copies; root, any Debian host.
+# standalone on examples/seed-scenario/, shows the copies; then seed 003: the
+# collector replays mirrored HTTP requests to a test server; root, any Debian host.
 demo:
 	./scripts/demo.sh
+	./scripts/demo-collector.sh
 
 # Datapath benchmark on network namespaces (~10 min, root): bench/RESULTS.md.
 # Not part of `make test`.

@@ -20,6 +20,10 @@ const VALUE_SETS: &[&[&str]] = &[
         "metrics.podMonitor.enabled=true",
         "dashboard.enabled=true",
         "agent.capabilities={BPF,NET_ADMIN,PERFMON,SYS_RESOURCE}",
+        "collector.enabled=true",
+        "collector.files.enabled=true",
+        "collector.replay.to=http://test.shop:8080",
+        "collector.allowMirrorFrom=*",
     ],
     &[
         "cleanup.enabled=false",
@@ -394,6 +398,9 @@ fn the_values_schema_rejects_bad_values_naming_the_field() {
         ("agent.statusInterval=0s", "/agent/statusInterval"),
         ("operator.privileged=true", "privileged"),
         ("operator.allowedTargetCIDRs={everywhere}", "/operator/allowedTargetCIDRs"),
+        ("collector.replay.samplePercent=101", "/collector/replay/samplePercent"),
+        ("collector.replay.to=https://test:443", "/collector/replay/to"),
+        ("collector.vniAllow={16777216}", "/collector/vniAllow"),
     ];
     for (set, field) in cases {
         match template(&helm, &[set]) {
@@ -738,9 +745,12 @@ fn every_flag_the_chart_passes_exists_in_the_binaries() {
     let binaries = [
         ("/usr/local/bin/podmirror-operator", "operator/src/main.rs"),
         ("/usr/local/bin/podmirror-agent", "node-agent/src/main.rs"),
+        ("/usr/local/bin/podmirror-collector", "collector/src/config.rs"),
     ];
     // Optional flags rendered too, so each is checked against the binary.
-    let objects = render(&helm, &["operator.allowedTargetCIDRs={10.0.0.0/8}"]);
+    let mut sets = COLLECTOR_ON.to_vec();
+    sets.push("operator.allowedTargetCIDRs={10.0.0.0/8}");
+    let objects = render(&helm, &sets);
     let mut checked = 0;
     for (binary, source) in binaries {
         let known = clap_flags(source);
@@ -760,7 +770,7 @@ fn every_flag_the_chart_passes_exists_in_the_binaries() {
             }
         }
     }
-    assert!(checked >= 6, "only {checked} flags checked");
+    assert!(checked >= 16, "only {checked} flags checked");
 }
 
 /// The YAML between `<<'YAML'` and `YAML` in NOTES.txt (the first-session
@@ -804,5 +814,53 @@ fn the_notes_first_session_is_valid_for_the_api() {
     assert_eq!(
         session.spec.filter_ref.name, objects[0].name,
         "the session uses the example filter"
+    );
+}
+
+/// The collector with every option its template has.
+const COLLECTOR_ON: &[&str] = &[
+    "collector.enabled=true",
+    "collector.files.enabled=true",
+    "collector.replay.to=http://test.shop:8080",
+    "collector.replay.rewriteHost=true",
+    "collector.vniAllow={1,7}",
+    "collector.allowMirrorFrom=shop",
+];
+
+#[test]
+fn the_collector_is_optional_and_serves_vxlan_and_http() {
+    let Some(helm) = helm() else { return };
+    let off = render(&helm, &[]);
+    assert!(
+        !off.iter().any(|o| o.label("app.kubernetes.io/component") == Some("collector")),
+        "collector.enabled defaults to false"
+    );
+    let on = render(&helm, COLLECTOR_ON);
+    let dep = find(&on, "Deployment", "collector");
+    let c = &dep.containers()[0];
+    assert_eq!(c.command_line()[0], "/usr/local/bin/podmirror-collector");
+    assert!(c.command_line().contains(&"--replay-to=http://test.shop:8080"));
+    assert!(c.command_line().contains(&"--files-dir=/var/lib/podmirror-collector"));
+    assert!(c.added_capabilities().is_empty());
+    let svc = find(&on, "Service", "collector");
+    assert_eq!(svc.annotation("podmirror.io/allow-mirror-from"), Some("shop"));
+    let ports: Vec<(String, i64, String)> = svc.value["spec"]["ports"]
+        .as_sequence()
+        .expect("service ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or_default().to_string(),
+                p["port"].as_i64().unwrap_or_default(),
+                p["protocol"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("vxlan".to_string(), 4789, "UDP".to_string()),
+            ("http".to_string(), 8080, "TCP".to_string())
+        ]
     );
 }

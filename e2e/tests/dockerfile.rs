@@ -57,10 +57,10 @@ fn builds_both_binaries_with_the_bpf_toolchain() {
         .iter()
         .find(|i| i.contains("cargo build"))
         .expect("a cargo build");
-    for package in ["podmirror-operator", "podmirror-agent"] {
+    for package in ["podmirror-operator", "podmirror-agent", "podmirror-collector"] {
         assert!(build.contains(&format!("-p {package}")), "{build}");
         // The package exists in the workspace with a binary of that name.
-        let manifests = ["operator/Cargo.toml", "node-agent/Cargo.toml"];
+        let manifests = ["operator/Cargo.toml", "node-agent/Cargo.toml", "collector/Cargo.toml"];
         let found = manifests.iter().any(|m| {
             let text = std::fs::read_to_string(repo_root().join(m)).unwrap_or_default();
             text.contains(&format!("name = \"{package}\""))
@@ -90,6 +90,7 @@ fn the_runtime_stage_is_minimal_and_non_root() {
     assert!(
         copy.contains("podmirror-operator")
             && copy.contains("podmirror-agent")
+            && copy.contains("podmirror-collector")
             && copy.ends_with("/usr/local/bin/"),
         "{copy}"
     );
@@ -122,7 +123,7 @@ fn the_build_context_leaves_out_build_outputs() {
 /// the agent's `run("x", ...)` helper), from their non-test sources.
 fn programs_executed() -> std::collections::BTreeSet<String> {
     let mut found = std::collections::BTreeSet::new();
-    for dir in ["node-agent/src", "operator/src"] {
+    for dir in ["node-agent/src", "operator/src", "collector/src"] {
         let mut stack = vec![repo_root().join(dir)];
         while let Some(path) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&path) else {

@@ -23,6 +23,9 @@
 {{- define "podmirror.agent.fullname" -}}
 {{- printf "%s-agent" (include "podmirror.fullname" . | trunc 50 | trimSuffix "-") -}}
 {{- end -}}
+{{- define "podmirror.collector.fullname" -}}
+{{- printf "%s-collector" (include "podmirror.fullname" . | trunc 50 | trimSuffix "-") -}}
+{{- end -}}
 {{- define "podmirror.cleanup.fullname" -}}
 {{- printf "%s-cleanup" (include "podmirror.fullname" . | trunc 50 | trimSuffix "-") -}}
 {{- end -}}

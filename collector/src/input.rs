@@ -1,0 +1,183 @@
+//! Receiving threads: N UDP sockets bound to the VXLAN address with
+//! SO_REUSEPORT (the kernel spreads the outer flows over them, one core
+//! each) and optionally one raw IPv4 socket of protocol 47 for GRE. Plain
+//! blocking threads: decoding and dispatching never wait, so a thread per
+//! socket is the simplest way to use the cores.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::decode::{IPPROTO_GRE, decode_gre_ipv4, decode_vxlan};
+use crate::dispatch::Dispatch;
+
+/// The largest datagram IP can carry: a copy of a 9000-byte (or larger)
+/// frame always fits, unlike a fixed Ethernet-sized buffer.
+const RECV_BUF: usize = 65_536;
+/// How often a blocked receiver looks at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("cannot open the {what} socket on {addr}: {source}")]
+    Socket {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+fn sock_err(what: &'static str, addr: impl ToString) -> impl FnOnce(std::io::Error) -> InputError {
+    move |source| InputError::Socket {
+        what,
+        addr: addr.to_string(),
+        source,
+    }
+}
+
+/// Opens `workers` VXLAN sockets on `addr` (port 0 picks one port for all).
+pub fn vxlan_sockets(
+    addr: SocketAddr,
+    workers: u16,
+    rcvbuf: usize,
+) -> Result<Vec<Socket>, InputError> {
+    let mut sockets = Vec::new();
+    let mut bind = addr;
+    for _ in 0..workers {
+        let err = sock_err("VXLAN UDP", bind);
+        let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(err)?;
+        s.set_reuse_port(true)
+            .map_err(sock_err("VXLAN UDP", bind))?;
+        set_rcvbuf(&s, rcvbuf);
+        s.set_read_timeout(Some(POLL))
+            .map_err(sock_err("VXLAN UDP", bind))?;
+        s.bind(&bind.into()).map_err(sock_err("VXLAN UDP", bind))?;
+        // With port 0 the first bind chose the port: the others join it.
+        if let Some(local) = s.local_addr().ok().and_then(|a| a.as_socket()) {
+            bind = local;
+        }
+        sockets.push(s);
+    }
+    Ok(sockets)
+}
+
+/// Opens the raw GRE socket (needs CAP_NET_RAW).
+pub fn gre_socket(bind: std::net::Ipv4Addr, rcvbuf: usize) -> Result<Socket, InputError> {
+    let err = || sock_err("GRE raw", bind);
+    let s =
+        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_GRE))).map_err(err())?;
+    set_rcvbuf(&s, rcvbuf);
+    s.set_read_timeout(Some(POLL)).map_err(err())?;
+    s.bind(&SocketAddr::from((bind, 0)).into()).map_err(err())?;
+    Ok(s)
+}
+
+/// SO_RCVBUF is capped by net.core.rmem_max; with CAP_NET_ADMIN,
+/// SO_RCVBUFFORCE is not. Best effort: a small buffer only costs drops,
+/// which the kernel counts.
+fn set_rcvbuf(s: &Socket, bytes: usize) {
+    let _ = s.set_recv_buffer_size(bytes);
+    let Ok(val) = libc::c_int::try_from(bytes) else {
+        return;
+    };
+    // SAFETY: a valid fd, a pointer to a c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const val).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Vxlan,
+    Gre,
+}
+
+/// Receives on `socket` until `stop` is set, handing every datagram to
+/// `dispatch`.
+pub fn spawn_receiver(
+    socket: Socket,
+    kind: Kind,
+    dispatch: Dispatch,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let name = match kind {
+        Kind::Vxlan => "vxlan-rx",
+        Kind::Gre => "gre-rx",
+    };
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || receive_loop(&socket, kind, &dispatch, &stop))
+        .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"))
+}
+
+/// Datagrams one `recvmmsg` call may return.
+pub const BATCH: usize = 32;
+
+fn receive_loop(socket: &Socket, kind: Kind, dispatch: &Dispatch, stop: &AtomicBool) {
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let mut hdrs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: hdrs point at iovs, which point at bufs; none of them is
+        // moved or dropped during the call. MSG_WAITFORONE: block (up to
+        // SO_RCVTIMEO) for the first datagram only.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            let e = std::io::Error::last_os_error();
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+            ) {
+                tracing::warn!(error = %e, "receive failed");
+                std::thread::sleep(POLL);
+            }
+            continue;
+        };
+        let received = hdrs
+            .iter()
+            .zip(&bufs)
+            .take(n)
+            .map(|(h, b)| &b[..(h.msg_len as usize).min(b.len())]);
+        match kind {
+            Kind::Vxlan => dispatch.accept_batch("vxlan", received.map(decode_vxlan)),
+            Kind::Gre => dispatch.accept_batch("gre", received.map(decode_gre_ipv4)),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The classic pcap format (what `tcpdump -w` writes, what `tshark -r -`
+//! and Wireshark read from a pipe): a 24-byte file header, then one 16-byte
+//! record header per frame. Nanosecond timestamps, little endian,
+//! LINKTYPE_ETHERNET: the records are the inner frames of the copies.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Nanosecond-resolution pcap magic.
+const MAGIC_NS: u32 = 0xa1b2_3c4d;
+const LINKTYPE_ETHERNET: u32 = 1;
+/// Larger than any inner frame (a 9216-byte jumbo frame included).
+pub const SNAPLEN: u32 = 262_144;
+pub const FILE_HEADER_LEN: usize = 24;
+pub const RECORD_HEADER_LEN: usize = 16;
+
+/// The pcap file header.
+pub fn file_header() -> [u8; FILE_HEADER_LEN] {
+    let mut h = [0u8; FILE_HEADER_LEN];
+    h[0..4].copy_from_slice(&MAGIC_NS.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    // thiszone and sigfigs stay 0.
+    h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
+    h[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    h
+}
+
+/// Appends one record (header and frame) to `out`.
+pub fn push_record(out: &mut Vec<u8>, at: SystemTime, frame: &[u8]) {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = u32::try_from(since.as_secs()).unwrap_or(u32::MAX);
+    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    let kept = frame.get(..SNAPLEN as usize).unwrap_or(frame);
+    let caplen = u32::try_from(kept.len()).unwrap_or(SNAPLEN);
+    out.extend_from_slice(&secs.to_le_bytes());
+    out.extend_from_slice(&since.subsec_nanos().to_le_bytes());
+    out.extend_from_slice(&caplen.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(kept);
+}
+
+/// One record as bytes.
+pub fn record(at: SystemTime, frame: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(RECORD_HEADER_LEN + frame.len());
+    push_record(&mut out, at, frame);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn header_and_record_layout() {
+        let h = file_header();
+        assert_eq!(&h[0..4], &[0x4d, 0x3c, 0xb2, 0xa1]);
+        let at = UNIX_EPOCH + Duration::new(1_700_000_000, 123);
+        let r = record(at, &[1, 2, 3]);
+        assert_eq!(r.len(), RECORD_HEADER_LEN + 3);
+        assert_eq!(&r[0..4], &1_700_000_000u32.to_le_bytes());
+        assert_eq!(&r[4..8], &123u32.to_le_bytes());
+        assert_eq!(&r[8..16], &[3, 0, 0, 0, 3, 0, 0, 0]);
+    }
+}
