@@ -316,12 +316,12 @@ fn a_missing_or_invented_field_is_reported_by_its_path() {
         problems[0]
     );
 
-    let invented = markdown.replacen("`spec.vni`", "`spec.vni`<br>`spec.schedule`", 1);
+    let invented = markdown.replacen("`spec.vni`", "`spec.vni`<br>`spec.notAField`", 1);
     let problems = self::problems(&crds, &invented);
     assert!(
         problems
             .iter()
-            .any(|p| p.contains("`spec.schedule`, which")),
+            .any(|p| p.contains("`spec.notAField`, which")),
         "{problems:#?}"
     );
 }
