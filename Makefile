@@ -39,3 +39,4 @@ demo:
 # Not part of `make test`.
 bench:
 	./bench/run.sh
+	./bench/collector/run.sh
