@@ -14,7 +14,8 @@
 
 #define PM_MAX_SESSIONS 3  /* sessions per source pod (SPEC §3) */
 #define PM_MAX_RULES 10    /* rules per direction per filter (SPEC §3) */
-#define PM_MAX_TARGETS 16  /* endpoints of a Service target kept per session */
+#define PM_MAX_ENDPOINTS 1024 /* endpoints of a Service target per session */
+#define PM_LUT_SIZE 16381     /* Maglev lookup table slots (prime, >= 16 per endpoint) */
 #define PM_MAX_IFACES 4096 /* host-side veths per node */
 #define PM_MAX_COUNTERS 8192
 
@@ -79,11 +80,30 @@ struct pm_session {
 	__u16 cut_len;     /* bytes of the original frame kept; 0 = all */
 	__u16 target_port; /* outer UDP destination port (VXLAN) */
 	__u8 encap;        /* PM_ENCAP_* */
-	__u8 n_targets;
+	__u8 flags;        /* reserved, zero */
 	__u8 n_rules[2]; /* by PM_DIR_* */
-	struct pm_addr targets[PM_MAX_TARGETS];
-	__u8 target_family[PM_MAX_TARGETS];
 	struct pm_rule rules[2][PM_MAX_RULES];
+};
+
+/* One target endpoint. */
+struct pm_endpoint {
+	struct pm_addr addr;
+	__u32 family; /* PM_FAMILY_* */
+};
+
+/*
+ * The endpoints of one session and its Maglev lookup table, keyed by session
+ * id in pm_lbs (BPF_F_NO_PREALLOC: an update swaps the whole element under
+ * RCU). A flow goes to endpoints[lut[flow_hash % lut_size]]. The agent
+ * computes the table (src/datapath/maglev.rs) so that a change of the
+ * endpoint set moves about 1/n of the flows.
+ */
+struct pm_lb {
+	__u32 n_endpoints;
+	__u32 lut_size; /* <= PM_LUT_SIZE */
+	struct pm_endpoint endpoints[PM_MAX_ENDPOINTS];
+	__u16 lut[PM_LUT_SIZE]; /* indexes into endpoints */
+	__u16 pad;
 };
 
 /*
@@ -155,13 +175,16 @@ struct pm_decision {
 
 /* The layout the Rust mirror (datapath/abi.rs) asserts too. */
 _Static_assert(sizeof(struct pm_rule) == 76, "pm_rule layout");
-_Static_assert(sizeof(struct pm_session) == 1808, "pm_session layout");
-_Static_assert(sizeof(struct pm_iface) == 5432, "pm_iface layout");
+_Static_assert(sizeof(struct pm_session) == 1536, "pm_session layout");
+_Static_assert(sizeof(struct pm_iface) == 4616, "pm_iface layout");
+_Static_assert(sizeof(struct pm_endpoint) == 20, "pm_endpoint layout");
+_Static_assert(sizeof(struct pm_lb) == 53252, "pm_lb layout");
+_Static_assert(__builtin_offsetof(struct pm_lb, lut) == 20488, "pm_lb.lut");
 _Static_assert(sizeof(struct pm_counters) == 104, "pm_counters layout");
 _Static_assert(sizeof(struct pm_config) == 40, "pm_config layout");
 _Static_assert(sizeof(struct pm_xfer) == 44, "pm_xfer layout");
 _Static_assert(sizeof(struct pm_decision) == 76, "pm_decision layout");
-_Static_assert(__builtin_offsetof(struct pm_session, rules) == 288, "pm_session.rules");
+_Static_assert(__builtin_offsetof(struct pm_session, rules) == 16, "pm_session.rules");
 _Static_assert(__builtin_offsetof(struct pm_xfer, target) == 24, "pm_xfer.target");
 
 #endif /* PM_ABI_H */

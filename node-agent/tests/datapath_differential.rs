@@ -11,8 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use podmirror_agent::datapath::abi::*;
-use podmirror_agent::datapath::encode::ordered_targets;
-use podmirror_agent::datapath::flow::{flow_hash, outer_source_port, pick_target};
+use std::collections::BTreeMap;
+
+use podmirror_agent::datapath::flow::{flow_hash, outer_source_port};
+use podmirror_agent::datapath::maglev::EndpointTable;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
 use podmirror_agent::testbed::{self, Topology};
 use podmirror_crds::model::{
@@ -106,7 +108,9 @@ fn session_mix(rng: &mut StdRng, round: usize) -> Vec<DatapathSession> {
     let n = rng.random_range(1..=3);
     (0..n)
         .map(|i| {
-            let targets = (0..rng.random_range(1..=4))
+            // Up to 40 endpoints: a scaled collector Service (Maglev table).
+            let count = if rng.random_bool(0.2) { rng.random_range(5..=40) } else { rng.random_range(1..=4) };
+            let targets = (0..count)
                 .map(|_| if rng.random_bool(0.8) { IpAddr::V4(pool_v4(rng)) } else { IpAddr::V6(pool_v6(rng)) })
                 .collect();
             DatapathSession {
@@ -279,6 +283,7 @@ fn frame(rng: &mut StdRng, sessions: &[DatapathSession]) -> (Vec<u8>, Option<Pac
 fn check(
     dp: &mut Datapath,
     sessions: &[DatapathSession],
+    tables: &BTreeMap<SessionKey, EndpointTable>,
     frame: &[u8],
     meta: Option<PacketMeta>,
     direction: Direction,
@@ -304,7 +309,7 @@ fn check(
             let x = d.xfer;
             let ds = sessions.iter().find(|s| s.session.key == session.key).ok_or("session vanished")?;
             let hash = flow_hash(&meta);
-            let target = pick_target(hash, &ordered_targets(session)).ok_or("no target")?;
+            let target = tables.get(&session.key).ok_or("no endpoint table")?.pick(hash);
             let want_target = podmirror_agent::datapath::encode::addr_words(&target);
             let want_encap = if session.encapsulation == Encapsulation::GRE { PM_ENCAP_GRE } else { PM_ENCAP_VXLAN };
             let problems: Vec<String> = [
@@ -356,13 +361,19 @@ fn datapath_decides_like_the_reference_model() {
             let mut round = 0;
             while done < packets {
                 let sessions = session_mix(&mut rng, round);
+                // Maglev tables are built once per mix (a build is ~a millisecond).
+                let mut tables = BTreeMap::new();
+                for s in &sessions {
+                    let t = EndpointTable::new(&s.session.targets).map_err(|e| e.to_string())?.ok_or("no target")?;
+                    tables.insert(s.session.key.clone(), t);
+                }
                 dp.set_sessions(FAKE_IFINDEX, &sessions).map_err(|e| format!("set_sessions: {e}"))?;
                 // The production programs see the test run's loopback (ifindex 1).
                 dp.set_sessions(1, &sessions).map_err(|e| format!("set_sessions: {e}"))?;
                 for _ in 0..per_mix.min(packets - done) {
                     let (f, meta) = frame(&mut rng, &sessions);
                     let direction = if rng.random_bool(0.5) { Direction::Inbound } else { Direction::Outbound };
-                    check(&mut dp, &sessions, &f, meta, direction)
+                    check(&mut dp, &sessions, &tables, &f, meta, direction)
                         .map_err(|e| format!("packet {done} (round {round}, {direction:?}): {e}\nframe {f:02x?}\nsessions {sessions:#?}"))?;
                     let d = dp.test_decide(FAKE_IFINDEX, direction, &f).map_err(|e| e.to_string())?;
                     verdicts[d.verdict as usize & 3] += 1;

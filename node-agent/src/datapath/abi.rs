@@ -9,7 +9,10 @@
 
 pub const PM_MAX_SESSIONS: usize = 3;
 pub const PM_MAX_RULES: usize = 10;
-pub const PM_MAX_TARGETS: usize = 16;
+/// Endpoints of one session's target (a Service's ready endpoints).
+pub const PM_MAX_ENDPOINTS: usize = 1024;
+/// Slots of a session's Maglev lookup table (prime, >= 16 per endpoint).
+pub const PM_LUT_SIZE: usize = 16381;
 
 pub const PM_DIR_INBOUND: u32 = 0;
 pub const PM_DIR_OUTBOUND: u32 = 1;
@@ -68,11 +71,40 @@ pub struct PmSession {
     pub cut_len: u16,
     pub target_port: u16,
     pub encap: u8,
-    pub n_targets: u8,
+    pub flags: u8,
     pub n_rules: [u8; 2],
-    pub targets: [PmAddr; PM_MAX_TARGETS],
-    pub target_family: [u8; PM_MAX_TARGETS],
     pub rules: [[PmRule; PM_MAX_RULES]; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmEndpoint {
+    pub addr: PmAddr,
+    pub family: u32,
+}
+
+/// A session's endpoints and Maglev table (`pm_lbs`, keyed by session id).
+/// 52 KiB: keep it boxed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmLb {
+    pub n_endpoints: u32,
+    pub lut_size: u32,
+    pub endpoints: [PmEndpoint; PM_MAX_ENDPOINTS],
+    pub lut: [u16; PM_LUT_SIZE],
+    pub pad: u16,
+}
+
+impl PmLb {
+    pub fn boxed() -> Box<PmLb> {
+        Box::new(PmLb {
+            n_endpoints: 0,
+            lut_size: 0,
+            endpoints: [PmEndpoint::default(); PM_MAX_ENDPOINTS],
+            lut: [0; PM_LUT_SIZE],
+            pad: 0,
+        })
+    }
 }
 
 impl Default for PmSession {
@@ -83,10 +115,8 @@ impl Default for PmSession {
             cut_len: 0,
             target_port: 0,
             encap: 0,
-            n_targets: 0,
+            flags: 0,
             n_rules: [0; 2],
-            targets: [PmAddr::default(); PM_MAX_TARGETS],
-            target_family: [0; PM_MAX_TARGETS],
             rules: [[PmRule::default(); PM_MAX_RULES]; 2],
         }
     }
@@ -163,6 +193,8 @@ unsafe impl aya::Pod for PmAddr {}
 unsafe impl aya::Pod for PmRule {}
 unsafe impl aya::Pod for PmSession {}
 unsafe impl aya::Pod for PmIface {}
+unsafe impl aya::Pod for PmEndpoint {}
+unsafe impl aya::Pod for PmLb {}
 unsafe impl aya::Pod for PmCounterKey {}
 unsafe impl aya::Pod for PmCounters {}
 unsafe impl aya::Pod for PmConfig {}
@@ -193,14 +225,22 @@ mod tests {
         assert_eq!(offset_of!(PmSession, cut_len), 8);
         assert_eq!(offset_of!(PmSession, target_port), 10);
         assert_eq!(offset_of!(PmSession, encap), 12);
-        assert_eq!(offset_of!(PmSession, n_targets), 13);
+        assert_eq!(offset_of!(PmSession, flags), 13);
         assert_eq!(offset_of!(PmSession, n_rules), 14);
-        assert_eq!(offset_of!(PmSession, targets), 16);
-        assert_eq!(offset_of!(PmSession, target_family), 16 + 16 * 16);
-        assert_eq!(offset_of!(PmSession, rules), 288);
-        assert_eq!(size_of::<PmSession>(), 288 + 20 * 76);
+        assert_eq!(offset_of!(PmSession, rules), 16);
+        assert_eq!(size_of::<PmSession>(), 16 + 20 * 76);
         assert_eq!(offset_of!(PmIface, sessions), 8);
-        assert_eq!(size_of::<PmIface>(), 8 + 3 * 1808);
+        assert_eq!(size_of::<PmIface>(), 8 + 3 * 1536);
+    }
+
+    #[test]
+    fn endpoint_and_lb_layout_matches_c() {
+        assert_eq!(size_of::<PmEndpoint>(), 20);
+        assert_eq!(offset_of!(PmEndpoint, family), 16);
+        assert_eq!(offset_of!(PmLb, endpoints), 8);
+        assert_eq!(offset_of!(PmLb, lut), 20488);
+        assert_eq!(offset_of!(PmLb, pad), 20488 + 2 * PM_LUT_SIZE);
+        assert_eq!(size_of::<PmLb>(), 53252);
     }
 
     #[test]

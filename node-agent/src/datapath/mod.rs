@@ -3,7 +3,7 @@
 //! everything under `pin_dir` so that a restarted agent adopts what runs.
 //!
 //! Layout of `pin_dir` (one bpffs directory per node agent):
-//! - `pm_ifaces`, `pm_counters`, `pm_config`: maps, pinned by name (reused
+//! - `pm_ifaces`, `pm_lbs`, `pm_counters`, `pm_config`: maps, pinned by name (reused
 //!   on open, so sessions and counters survive a restart);
 //! - `prog-<name>`: the programs of the newest open;
 //! - `link-copy`: the copy device's egress link; `link-<ifindex>-ingress`
@@ -19,6 +19,7 @@ mod clsact;
 pub mod encode;
 mod error;
 pub mod flow;
+pub mod maglev;
 pub mod netlink;
 mod pins;
 
@@ -45,6 +46,7 @@ const PROG_COPY: &str = "pm_copy_egress";
 const PROG_TEST: &str = "pm_test_decide";
 const MAP_IFACES: &str = "pm_ifaces";
 const MAP_COUNTERS: &str = "pm_counters";
+const MAP_LBS: &str = "pm_lbs";
 const MAP_CONFIG: &str = "pm_config";
 const MAP_DECISION: &str = "pm_decision";
 
@@ -318,6 +320,7 @@ impl Datapath {
         }
         self.generation = self.generation.wrapping_add(1);
         let (iface, ids) = encode::encode_iface(sessions, self.generation)?;
+        let tables = lbs_of(sessions)?;
         // Counters first, so that the first copied packet already has its entry.
         let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| DatapathError::Invalid {
             field: "possible CPUs".into(),
@@ -335,6 +338,15 @@ impl Datapath {
                         let _ = counters.insert(key, zeros, BPF_NOEXIST);
                     }
                 }
+            }
+        }
+        // Endpoint tables before the sessions that use them (a packet never
+        // finds a session without its table). Keyed by session id: the
+        // interfaces sharing a session share its table.
+        {
+            let mut lbs: HashMap<&mut MapData, u32, PmLb> = map_mut(&mut self.ebpf, MAP_LBS)?;
+            for (ds, lb) in sessions.iter().filter(|s| s.session.enabled).zip(tables) {
+                lbs.insert(ds.id, &*lb, 0).map_err(|source| DatapathError::Map { map: MAP_LBS, source })?;
             }
         }
         let mut ifaces: HashMap<&mut MapData, u32, PmIface> = map_mut(&mut self.ebpf, MAP_IFACES)?;
@@ -398,8 +410,15 @@ impl Datapath {
         Ok(out)
     }
 
-    /// Drop the counters of a session no interface uses any more.
+    /// Drop the counters and endpoint table of a session no interface uses
+    /// any more.
     pub fn remove_counters(&mut self, session_id: u32) -> Result<(), DatapathError> {
+        let mut lbs: HashMap<&mut MapData, u32, PmLb> = map_mut(&mut self.ebpf, MAP_LBS)?;
+        match lbs.remove(&session_id) {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(source) => return Err(DatapathError::Map { map: MAP_LBS, source }),
+        }
         let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> = map_mut(&mut self.ebpf, MAP_COUNTERS)?;
         for d in [PM_DIR_INBOUND, PM_DIR_OUTBOUND] {
             match counters.remove(&PmCounterKey { session_id, direction: d }) {
@@ -473,6 +492,12 @@ impl Datapath {
     pub fn config(&self) -> &DatapathConfig {
         &self.cfg
     }
+}
+
+/// The endpoint tables of the enabled sessions, all encoded before any is
+/// written (a refused session leaves the maps as they were).
+fn lbs_of(sessions: &[DatapathSession]) -> Result<Vec<Box<PmLb>>, DatapathError> {
+    sessions.iter().filter(|s| s.session.enabled).map(|s| encode::encode_lb(&s.session)).collect()
 }
 
 /// Undo one hook's attachment, TCX link pin or clsact record alike.

@@ -99,6 +99,9 @@ pub fn reconcile_once<D: DatapathOps>(
         if let Some(pod) = pod {
             seen.pod_errors.insert(pod, e.to_string());
         }
+        if let AgentError::TooManyEndpoints { session, .. } = e {
+            seen.session_errors.insert(session.clone(), e.to_string());
+        }
     }
     let by_ifindex: BTreeMap<u32, PodKey> = desired.pods.iter().map(|p| (p.ifindex, p.pod.clone())).collect();
     for f in &report.failures {
