@@ -409,6 +409,48 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
             set(s(), "/spec/filterRef/name", json!("")),
             vec!["spec.filterRef.name"],
         ),
+        (
+            "rateLimit with neither rate",
+            "MirrorSession",
+            set(s(), "/spec/rateLimit", json!({})),
+            vec!["spec.rateLimit", "packetsPerSecond"],
+        ),
+        (
+            "rateLimit of 0 packets per second",
+            "MirrorSession",
+            set(s(), "/spec/rateLimit", json!({"packetsPerSecond": 0})),
+            vec!["spec.rateLimit.packetsPerSecond"],
+        ),
+        (
+            "rateLimit of 999 bytes per second",
+            "MirrorSession",
+            set(s(), "/spec/rateLimit", json!({"bytesPerSecond": 999})),
+            vec!["spec.rateLimit.bytesPerSecond"],
+        ),
+        (
+            "flowSampling with both oneIn and percent",
+            "MirrorSession",
+            set(s(), "/spec/flowSampling", json!({"oneIn": 4, "percent": 25})),
+            vec!["spec.flowSampling", "exactly one"],
+        ),
+        (
+            "flowSampling with neither",
+            "MirrorSession",
+            set(s(), "/spec/flowSampling", json!({})),
+            vec!["spec.flowSampling", "exactly one"],
+        ),
+        (
+            "flowSampling of 0 percent",
+            "MirrorSession",
+            set(s(), "/spec/flowSampling", json!({"percent": 0})),
+            vec!["spec.flowSampling.percent"],
+        ),
+        (
+            "flowSampling one in 0",
+            "MirrorSession",
+            set(s(), "/spec/flowSampling", json!({"oneIn": 0})),
+            vec!["spec.flowSampling.oneIn"],
+        ),
     ]
 }
 
@@ -490,6 +532,24 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
                 ),
                 "/spec/targetPort",
                 json!(8472),
+            ),
+        ),
+        (
+            "rate caps and flow sampling",
+            "MirrorSession",
+            set(
+                set(s(), "/spec/rateLimit", json!({"packetsPerSecond": 1000, "bytesPerSecond": 1_000_000})),
+                "/spec/flowSampling",
+                json!({"oneIn": 4}),
+            ),
+        ),
+        (
+            "a packet cap alone, sampling by percent",
+            "MirrorSession",
+            set(
+                set(s(), "/spec/rateLimit", json!({"packetsPerSecond": 1})),
+                "/spec/flowSampling",
+                json!({"percent": 25}),
             ),
         ),
         (

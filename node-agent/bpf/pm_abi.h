@@ -33,6 +33,15 @@
 #define PM_RULE_SPORTS (1 << 1)
 #define PM_RULE_DPORTS (1 << 2)
 
+/* pm_session.flags */
+#define PM_SESS_SAMPLE (1 << 0) /* mirror only flows whose hash < sample_below */
+#define PM_SESS_RATE (1 << 1)   /* copies go through the session's pm_rates bucket */
+
+/* Why an Accepted packet was not copied on purpose; index into pm_counters.skipped. */
+#define PM_SKIP_RATE 0     /* over the session's rateLimit */
+#define PM_SKIP_SAMPLING 1 /* its flow is not in the flowSampling share */
+#define PM_SKIP_MAX 2
+
 #define PM_ENCAP_VXLAN 0
 #define PM_ENCAP_GRE 1
 
@@ -52,6 +61,7 @@
 #define PM_VERDICT_NO_MATCH 1
 #define PM_VERDICT_COPY 2
 #define PM_VERDICT_REJECT 3
+#define PM_VERDICT_UNSAMPLED 4 /* an Accept, but the flow is not sampled */
 
 struct pm_addr {
 	__u32 w[4];
@@ -80,8 +90,9 @@ struct pm_session {
 	__u16 cut_len;     /* bytes of the original frame kept; 0 = all */
 	__u16 target_port; /* outer UDP destination port (VXLAN) */
 	__u8 encap;        /* PM_ENCAP_* */
-	__u8 flags;        /* reserved, zero */
+	__u8 flags;        /* PM_SESS_* */
 	__u8 n_rules[2]; /* by PM_DIR_* */
+	__u32 sample_below; /* with PM_SESS_SAMPLE: flows whose hash is below */
 	struct pm_rule rules[2][PM_MAX_RULES];
 };
 
@@ -130,6 +141,21 @@ struct pm_counters {
 	__u64 truncated;      /* copies cut to fit the path MTU */
 	__u64 rejected;       /* packets a Reject rule kept from copying */
 	__u64 failures[PM_FAIL_MAX];
+	__u64 skipped[PM_SKIP_MAX]; /* not copied on purpose, by PM_SKIP_* */
+};
+
+/*
+ * The rate cap of one session on this node (pm_rates, keyed by session id),
+ * shared by all CPUs: two GCRA buckets (virtual scheduling), updated with
+ * atomics. Times in ticks of 1/64 ns (so that a cost per packet keeps its
+ * precision at high rates; 2^64 ticks are 9 years of uptime).
+ */
+struct pm_rate {
+	__u64 pkt_tat;   /* theoretical arrival time of the packet bucket */
+	__u64 byte_tat;  /* ... of the byte bucket */
+	__u64 pkt_cost;  /* ticks per packet; 0 = no packet cap */
+	__u64 byte_cost; /* ticks per byte, << 16; 0 = no byte cap */
+	__u64 burst;     /* ticks a bucket may run ahead of now */
 };
 
 /* Node-wide settings, entry 0 of an array map. */
@@ -175,16 +201,17 @@ struct pm_decision {
 
 /* The layout the Rust mirror (datapath/abi.rs) asserts too. */
 _Static_assert(sizeof(struct pm_rule) == 76, "pm_rule layout");
-_Static_assert(sizeof(struct pm_session) == 1536, "pm_session layout");
-_Static_assert(sizeof(struct pm_iface) == 4616, "pm_iface layout");
+_Static_assert(sizeof(struct pm_session) == 1540, "pm_session layout");
+_Static_assert(sizeof(struct pm_iface) == 4628, "pm_iface layout");
+_Static_assert(sizeof(struct pm_rate) == 40, "pm_rate layout");
 _Static_assert(sizeof(struct pm_endpoint) == 20, "pm_endpoint layout");
 _Static_assert(sizeof(struct pm_lb) == 53252, "pm_lb layout");
 _Static_assert(__builtin_offsetof(struct pm_lb, lut) == 20488, "pm_lb.lut");
-_Static_assert(sizeof(struct pm_counters) == 104, "pm_counters layout");
+_Static_assert(sizeof(struct pm_counters) == 120, "pm_counters layout");
 _Static_assert(sizeof(struct pm_config) == 40, "pm_config layout");
 _Static_assert(sizeof(struct pm_xfer) == 44, "pm_xfer layout");
 _Static_assert(sizeof(struct pm_decision) == 76, "pm_decision layout");
-_Static_assert(__builtin_offsetof(struct pm_session, rules) == 16, "pm_session.rules");
+_Static_assert(__builtin_offsetof(struct pm_session, rules) == 20, "pm_session.rules");
 _Static_assert(__builtin_offsetof(struct pm_xfer, target) == 24, "pm_xfer.target");
 
 #endif /* PM_ABI_H */

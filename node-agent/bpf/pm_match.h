@@ -112,6 +112,13 @@ static __always_inline __u32 pm_flow_hash(const struct pm_pkt *p)
 	return h;
 }
 
+/* flowSampling: whether this flow is mirrored (both directions alike, as
+ * the hash is symmetric). */
+static __always_inline int pm_sampled(const struct pm_session *sess, __u32 flow_hash)
+{
+	return !(sess->flags & PM_SESS_SAMPLE) || flow_hash < sess->sample_below;
+}
+
 /* The endpoint of this flow: the session's Maglev table (pm_lbs), one map
  * lookup, done for Accepts only. Returns <0 when the session has none. */
 static __always_inline int pm_pick_endpoint(const struct pm_session *sess, struct pm_xfer *x)
@@ -140,7 +147,7 @@ static __always_inline int pm_pick_endpoint(const struct pm_session *sess, struc
 
 /* What the copy program needs to know of the decided session. Returns <0
  * when the session has no target. */
-static __always_inline int pm_fill_xfer(const struct pm_session *sess, __u32 dir, const struct pm_pkt *p,
+static __always_inline int pm_fill_xfer(const struct pm_session *sess, __u32 dir, __u32 flow_hash,
 					struct pm_xfer *x)
 {
 	x->session_id = sess->id;
@@ -149,7 +156,7 @@ static __always_inline int pm_fill_xfer(const struct pm_session *sess, __u32 dir
 	x->cut_len = sess->cut_len;
 	x->target_port = sess->target_port;
 	x->encap = sess->encap;
-	x->flow_hash = pm_flow_hash(p);
+	x->flow_hash = flow_hash;
 	x->sport = 49152 + (x->flow_hash & 0x3fff);
 	return pm_pick_endpoint(sess, x);
 }

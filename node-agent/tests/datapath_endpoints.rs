@@ -53,6 +53,8 @@ fn session(targets: Vec<IpAddr>) -> DatapathSession {
             packet_length: None,
             encapsulation: Encapsulation::VXLAN,
             target_port: 4789,
+            rate_limit: None,
+            flow_sampling: None,
             targets,
             inbound: vec![rule.clone()],
             outbound: vec![rule],

@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::shaping::{FlowSampling, RateLimit};
 use super::status::MirrorSessionStatus;
 use crate::model::types::Encapsulation;
 
@@ -64,6 +65,12 @@ pub struct MirrorSessionSpec {
     #[serde(default = "default_target_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub target_port: i32,
+    /// A cap on the copies per second on each node; copies over it are skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Mirror only a share of the flows (whole flows, both directions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_sampling: Option<FlowSampling>,
 }
 
 /// A reference to a MirrorFilter in the session's namespace.

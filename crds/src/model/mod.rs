@@ -5,7 +5,9 @@ pub mod compile;
 pub mod evaluate;
 pub mod pod_set;
 pub mod quota;
+pub mod shaping;
 pub mod types;
 
 pub use evaluate::{evaluate, rule_matches};
+pub use shaping::{FlowShare, RateCap};
 pub use types::*;

@@ -154,6 +154,10 @@ pub struct CompiledSession {
     pub target_port: u16,
     /// Resolved target endpoints; a flow hash picks one per inner flow.
     pub targets: Vec<IpAddr>,
+    /// Per-node cap on the copies (`rateLimit`); `None` = no cap.
+    pub rate_limit: Option<super::shaping::RateCap>,
+    /// Share of flows mirrored (`flowSampling`); `None` = every flow.
+    pub flow_sampling: Option<super::shaping::FlowShare>,
     /// Sorted by `priority`, ascending.
     pub inbound: Vec<CompiledRule>,
     /// Sorted by `priority`, ascending.

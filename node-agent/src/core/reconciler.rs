@@ -300,6 +300,8 @@ mod tests {
             packet_length: Some(96),
             encapsulation: Encapsulation::VXLAN,
             target_port: 4789,
+            rate_limit: None,
+            flow_sampling: None,
             targets: vec!["192.168.0.164".parse().unwrap()],
             inbound: vec![],
             outbound: vec![],

@@ -27,6 +27,13 @@ pub const PM_RULE_ANY_PROTO: u8 = 1 << 0;
 pub const PM_RULE_SPORTS: u8 = 1 << 1;
 pub const PM_RULE_DPORTS: u8 = 1 << 2;
 
+pub const PM_SESS_SAMPLE: u8 = 1 << 0;
+pub const PM_SESS_RATE: u8 = 1 << 1;
+
+/// `PM_SKIP_*` in index order: why an Accepted packet was not copied on purpose.
+pub const PM_SKIP_REASONS: [&str; PM_SKIP_MAX] = ["rate_limit", "flow_sampling"];
+pub const PM_SKIP_MAX: usize = 2;
+
 pub const PM_ENCAP_VXLAN: u8 = 0;
 pub const PM_ENCAP_GRE: u8 = 1;
 
@@ -34,6 +41,7 @@ pub const PM_VERDICT_NOT_IP: u32 = 0;
 pub const PM_VERDICT_NO_MATCH: u32 = 1;
 pub const PM_VERDICT_COPY: u32 = 2;
 pub const PM_VERDICT_REJECT: u32 = 3;
+pub const PM_VERDICT_UNSAMPLED: u32 = 4;
 
 /// `PM_FAIL_*` in index order: the reasons a copy can be lost.
 pub const PM_FAIL_REASONS: [&str; PM_FAIL_MAX] =
@@ -73,6 +81,7 @@ pub struct PmSession {
     pub encap: u8,
     pub flags: u8,
     pub n_rules: [u8; 2],
+    pub sample_below: u32,
     pub rules: [[PmRule; PM_MAX_RULES]; 2],
 }
 
@@ -117,6 +126,7 @@ impl Default for PmSession {
             encap: 0,
             flags: 0,
             n_rules: [0; 2],
+            sample_below: 0,
             rules: [[PmRule::default(); PM_MAX_RULES]; 2],
         }
     }
@@ -146,6 +156,18 @@ pub struct PmCounters {
     pub truncated: u64,
     pub rejected: u64,
     pub failures: [u64; PM_FAIL_MAX],
+    pub skipped: [u64; PM_SKIP_MAX],
+}
+
+/// A session's rate cap (`pm_rates`); times in ticks of 1/64 ns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmRate {
+    pub pkt_tat: u64,
+    pub byte_tat: u64,
+    pub pkt_cost: u64,
+    pub byte_cost: u64,
+    pub burst: u64,
 }
 
 #[repr(C)]
@@ -197,6 +219,7 @@ unsafe impl aya::Pod for PmEndpoint {}
 unsafe impl aya::Pod for PmLb {}
 unsafe impl aya::Pod for PmCounterKey {}
 unsafe impl aya::Pod for PmCounters {}
+unsafe impl aya::Pod for PmRate {}
 unsafe impl aya::Pod for PmConfig {}
 unsafe impl aya::Pod for PmXfer {}
 unsafe impl aya::Pod for PmDecision {}
@@ -227,10 +250,11 @@ mod tests {
         assert_eq!(offset_of!(PmSession, encap), 12);
         assert_eq!(offset_of!(PmSession, flags), 13);
         assert_eq!(offset_of!(PmSession, n_rules), 14);
-        assert_eq!(offset_of!(PmSession, rules), 16);
-        assert_eq!(size_of::<PmSession>(), 16 + 20 * 76);
+        assert_eq!(offset_of!(PmSession, sample_below), 16);
+        assert_eq!(offset_of!(PmSession, rules), 20);
+        assert_eq!(size_of::<PmSession>(), 20 + 20 * 76);
         assert_eq!(offset_of!(PmIface, sessions), 8);
-        assert_eq!(size_of::<PmIface>(), 8 + 3 * 1536);
+        assert_eq!(size_of::<PmIface>(), 8 + 3 * 1540);
     }
 
     #[test]
@@ -246,8 +270,12 @@ mod tests {
     #[test]
     fn counters_config_xfer_decision_layout_matches_c() {
         assert_eq!(size_of::<PmCounterKey>(), 8);
-        assert_eq!(size_of::<PmCounters>(), 8 * (5 + PM_FAIL_MAX));
+        assert_eq!(size_of::<PmCounters>(), 8 * (5 + PM_FAIL_MAX + PM_SKIP_MAX));
+        assert_eq!(size_of::<PmCounters>(), 120);
         assert_eq!(offset_of!(PmCounters, failures), 40);
+        assert_eq!(offset_of!(PmCounters, skipped), 104);
+        assert_eq!(size_of::<PmRate>(), 40);
+        assert_eq!(offset_of!(PmRate, burst), 32);
         assert_eq!(size_of::<PmConfig>(), 40);
         assert_eq!(offset_of!(PmConfig, node_ip6), 24);
         assert_eq!(offset_of!(PmXfer, cut_len), 16);

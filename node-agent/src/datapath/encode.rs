@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use podmirror_crds::model::{Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily};
+use podmirror_crds::model::{Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, RateCap};
 
 use super::DatapathSession;
 use super::abi::*;
@@ -125,6 +125,13 @@ pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> 
         Some(n) => n,
         None => 0,
     };
+    if let Some(share) = s.flow_sampling {
+        out.flags |= PM_SESS_SAMPLE;
+        out.sample_below = share.threshold();
+    }
+    if s.rate_limit.is_some() {
+        out.flags |= PM_SESS_RATE;
+    }
     out.encap = match s.encapsulation {
         Encapsulation::VXLAN => PM_ENCAP_VXLAN,
         Encapsulation::GRE => PM_ENCAP_GRE,
@@ -148,6 +155,25 @@ pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> 
         out.n_rules[d] = rules.len() as u8;
     }
     Ok(out)
+}
+
+/// Ticks (the C side's time unit, 1/64 ns) per second.
+const TICKS_PER_SECOND: u64 = 64_000_000_000;
+/// How far a bucket may run ahead: 50 ms of the cap, so that a short burst
+/// under the cap is not cut, while a sustained overload gets the cap
+/// (plus at most 5% of one second's budget, once).
+const RATE_BURST_TICKS: u64 = TICKS_PER_SECOND / 20;
+
+/// The `pm_rates` value of a rate cap (buckets empty).
+pub fn encode_rate(cap: &RateCap) -> PmRate {
+    PmRate {
+        pkt_cost: cap.packets_per_second.filter(|r| *r > 0).map_or(0, |r| TICKS_PER_SECOND / r),
+        // << 16 keeps the fraction of a tick per byte; the model bounds the
+        // rate to >= 1000 B/s so that len * cost stays far from overflow.
+        byte_cost: cap.bytes_per_second.filter(|r| *r > 0).map_or(0, |r| (TICKS_PER_SECOND << 16) / r),
+        burst: RATE_BURST_TICKS,
+        ..PmRate::default()
+    }
 }
 
 /// The sessions of one interface, in the order SPEC §2 walks them: enabled
@@ -201,6 +227,8 @@ mod tests {
                 packet_length: Some(96),
                 encapsulation: Encapsulation::VXLAN,
                 target_port: 4789,
+                rate_limit: None,
+                flow_sampling: None,
                 targets: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
                 inbound: vec![rule(5, Action::Accept), rule(1, Action::Reject)],
                 outbound: vec![],
@@ -231,6 +259,21 @@ mod tests {
         assert_eq!(s.n_rules, [2, 0]);
         assert_eq!(s.rules[0][0].action, PM_ACTION_REJECT, "priority 1 first");
         assert_eq!((s.cut_len, s.vni, s.target_port), (96, 7, 4789));
+    }
+
+    #[test]
+    fn sampling_and_rate_caps_set_flags_and_costs() {
+        let mut s = session("a", 1, true);
+        assert_eq!(encode_session(&s).expect("valid").flags, 0);
+        s.session.flow_sampling = Some(podmirror_crds::model::FlowShare { numerator: 1, denominator: 4 });
+        s.session.rate_limit = Some(RateCap { packets_per_second: Some(1000), bytes_per_second: None });
+        let e = encode_session(&s).expect("valid");
+        assert_eq!(e.flags, PM_SESS_SAMPLE | PM_SESS_RATE);
+        assert_eq!(e.sample_below, 1 << 30);
+        let r = encode_rate(&RateCap { packets_per_second: Some(1000), bytes_per_second: Some(1_000_000) });
+        assert_eq!(r.pkt_cost, 64_000_000, "1 ms per packet");
+        assert_eq!((1500 * r.byte_cost) >> 16, 1500 * 64_000, "1.5 ms per 1500 bytes");
+        assert_eq!(encode_rate(&RateCap { packets_per_second: None, bytes_per_second: Some(1000) }).pkt_cost, 0);
     }
 
     #[test]

@@ -295,6 +295,8 @@ mod tests {
                 packet_length: Some(96),
                 encapsulation: Default::default(),
                 target_port: 4789,
+                rate_limit: None,
+                flow_sampling: None,
                 targets: vec!["10.9.0.1".into()],
                 inbound_rules: vec![],
                 outbound_rules: vec![],

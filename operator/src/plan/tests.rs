@@ -61,6 +61,8 @@ fn session(ns: &str, name: &str, created: &str, priority: i64, vni: i64, sources
         target: Some(target),
         encapsulation: Encapsulation::VXLAN,
         target_port: 4789,
+        rate_limit: None,
+        flow_sampling: None,
         invalid: None,
         deleting: false,
         node_reports: BTreeMap::new(),
