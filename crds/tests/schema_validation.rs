@@ -535,6 +535,11 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
             ),
         ),
         (
+            "Geneve",
+            "MirrorSession",
+            set(s(), "/spec/encapsulation", json!("Geneve")),
+        ),
+        (
             "rate caps and flow sampling",
             "MirrorSession",
             set(

@@ -44,6 +44,7 @@
 
 #define PM_ENCAP_VXLAN 0
 #define PM_ENCAP_GRE 1
+#define PM_ENCAP_GENEVE 2 /* UDP like VXLAN, the same 8-byte header size */
 
 /* Why a copy was lost; the index into pm_counters.failures. */
 #define PM_FAIL_CLONE 0     /* bpf_clone_redirect did not reach the copy device */

@@ -5,7 +5,7 @@
  * header with bpf_skb_adjust_room() so that the kernel knows the copy is a
  * UDP/GRE tunnel packet (a GSO copy then gets a smaller segment size and is
  * re-segmented to fit, never IP-fragmented), write outer IP, UDP + VXLAN or
- * GRE, and the original MAC header as the inner one.
+ * Geneve, or GRE, and the original MAC header as the inner one.
  */
 #ifndef PM_ENCAP_H
 #define PM_ENCAP_H
@@ -13,6 +13,8 @@
 #include "pm_common.h"
 
 #define PM_VXLAN_FLAGS 0x08000000u /* RFC 7348: I flag */
+/* RFC 8926: version 0, no options, O and C clear, protocol type 0x6558. */
+#define PM_GENEVE_WORD0 0x00006558u
 #define PM_GRE_FLAGS_KEY 0x2000    /* K bit */
 #define PM_ETH_P_TEB 0x6558        /* transparent Ethernet bridging */
 #define PM_IPPROTO_GRE 47
@@ -141,7 +143,8 @@ static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm
 			.dest = bpf_htons(x->target_port),
 			.len = bpf_htons(l3_len - ip_len),
 			.check = 0,
-			.flags = bpf_htonl(PM_VXLAN_FLAGS),
+			/* Geneve's base header has VXLAN's size and VNI place. */
+			.flags = bpf_htonl(x->encap == PM_ENCAP_GENEVE ? PM_GENEVE_WORD0 : PM_VXLAN_FLAGS),
 			.vni = bpf_htonl(x->vni << 8),
 		};
 

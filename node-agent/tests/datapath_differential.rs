@@ -122,7 +122,7 @@ fn session_mix(rng: &mut StdRng, round: usize) -> Vec<DatapathSession> {
                     enabled: rng.random_bool(0.85),
                     vni: rng.random_range(0..=0x00ff_ffff),
                     packet_length: if rng.random_bool(0.5) { Some(rng.random_range(64..=9216)) } else { None },
-                    encapsulation: if rng.random_bool(0.7) { Encapsulation::VXLAN } else { Encapsulation::GRE },
+                    encapsulation: [Encapsulation::VXLAN, Encapsulation::VXLAN, Encapsulation::GRE, Encapsulation::Geneve][rng.random_range(0..4)],
                     target_port: if rng.random_bool(0.8) { 4789 } else { rng.random_range(1..=65535) },
                     rate_limit: None,
                     flow_sampling: None,
@@ -313,7 +313,11 @@ fn check(
             let hash = flow_hash(&meta);
             let target = tables.get(&session.key).ok_or("no endpoint table")?.pick(hash);
             let want_target = podmirror_agent::datapath::encode::addr_words(&target);
-            let want_encap = if session.encapsulation == Encapsulation::GRE { PM_ENCAP_GRE } else { PM_ENCAP_VXLAN };
+            let (want_encap, want_port) = match session.encapsulation {
+                Encapsulation::VXLAN => (PM_ENCAP_VXLAN, session.target_port),
+                Encapsulation::GRE => (PM_ENCAP_GRE, session.target_port),
+                Encapsulation::Geneve => (PM_ENCAP_GENEVE, podmirror_crds::model::GENEVE_PORT),
+            };
             let problems: Vec<String> = [
                 (slot_key(d.slot) != Some(session.key.clone())).then(|| format!("slot {} is not {}", d.slot, session.key)),
                 (x.session_id != ds.id).then(|| format!("session id {} != {}", x.session_id, ds.id)),
@@ -323,7 +327,7 @@ fn check(
                 (x.target != want_target).then(|| format!("target {:?} != {target}", x.target)),
                 (x.flow_hash != hash).then(|| format!("flow hash {:#x} != {hash:#x}", x.flow_hash)),
                 (x.sport != outer_source_port(hash)).then(|| format!("sport {} != {}", x.sport, outer_source_port(hash))),
-                (x.target_port != session.target_port).then(|| format!("port {} != {}", x.target_port, session.target_port)),
+                (x.target_port != want_port).then(|| format!("port {} != {want_port}", x.target_port)),
             ]
             .into_iter()
             .flatten()

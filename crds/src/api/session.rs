@@ -24,7 +24,7 @@ fn default_target_port() -> i32 {
     group = "podmirror.io",
     version = "v1alpha1",
     kind = "MirrorSession",
-    doc = "Mirrors the traffic of source pods that matches a MirrorFilter to a target, wrapped in VXLAN or GRE.",
+    doc = "Mirrors the traffic of source pods that matches a MirrorFilter to a target, wrapped in VXLAN, GRE or Geneve.",
     namespaced,
     shortname = "ms",
     category = "podmirror",
@@ -58,10 +58,10 @@ pub struct MirrorSessionSpec {
     pub sources: Vec<SessionSource>,
     /// Where the copies go: exactly one of `service`, `pod`, `ip`.
     pub target: SessionTarget,
-    /// `VXLAN` (default) or `GRE`.
+    /// `VXLAN` (default), `GRE` or `Geneve` (UDP 6081).
     #[serde(default)]
     pub encapsulation: Encapsulation,
-    /// Outer UDP destination port for VXLAN (1..=65535).
+    /// Outer UDP destination port for VXLAN (1..=65535); Geneve always uses 6081.
     #[serde(default = "default_target_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub target_port: i32,

@@ -65,7 +65,14 @@ pub enum Encapsulation {
     VXLAN,
     /// GRE with transparent Ethernet bridging (0x6558), key = VNI (seed 004).
     GRE,
+    /// RFC 8926 Geneve over UDP port 6081 (`targetPort` is VXLAN's only):
+    /// VNI in the Geneve header, protocol type 0x6558, no options.
+    Geneve,
 }
+
+/// The IANA port of Geneve (RFC 8926): the outer UDP destination port of
+/// every Geneve copy.
+pub const GENEVE_PORT: u16 = 6081;
 
 /// IP protocol numbers the model and the datapath give names to.
 pub mod ipproto {

@@ -36,6 +36,7 @@ pub const PM_SKIP_MAX: usize = 2;
 
 pub const PM_ENCAP_VXLAN: u8 = 0;
 pub const PM_ENCAP_GRE: u8 = 1;
+pub const PM_ENCAP_GENEVE: u8 = 2;
 
 pub const PM_VERDICT_NOT_IP: u32 = 0;
 pub const PM_VERDICT_NO_MATCH: u32 = 1;

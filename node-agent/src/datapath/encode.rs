@@ -7,7 +7,9 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use podmirror_crds::model::{Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, RateCap};
+use podmirror_crds::model::{
+    Action, CompiledRule, CompiledSession, Direction, Encapsulation, GENEVE_PORT, IpFamily, RateCap,
+};
 
 use super::DatapathSession;
 use super::abi::*;
@@ -135,6 +137,10 @@ pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> 
     out.encap = match s.encapsulation {
         Encapsulation::VXLAN => PM_ENCAP_VXLAN,
         Encapsulation::GRE => PM_ENCAP_GRE,
+        Encapsulation::Geneve => {
+            out.target_port = GENEVE_PORT;
+            PM_ENCAP_GENEVE
+        }
     };
     for direction in Direction::ALL {
         let mut rules: Vec<&CompiledRule> = s.rules(direction).iter().collect();
