@@ -19,6 +19,9 @@ use podmirror_crds::model::{
 
 const FAKE_IFINDEX: u32 = 4243;
 
+/// The endpoint chosen for each flow, in flow order.
+type Picks = Vec<IpAddr>;
+
 struct Cleanup(DatapathConfig);
 
 impl Drop for Cleanup {
@@ -126,7 +129,7 @@ fn forty_endpoints_the_datapath_follows_the_maglev_table() {
     let flows = 4000;
     let result = topo
         .node
-        .run(|| -> Result<(Vec<IpAddr>, Vec<IpAddr>, Vec<IpAddr>), String> {
+        .run(|| -> Result<[Picks; 3], String> {
             let mut dp = Datapath::open(&cfg).map_err(|e| format!("open: {e}"))?;
             let mut run = |n: u8| -> Result<Vec<IpAddr>, String> {
                 let s = session(endpoints(n));
@@ -134,10 +137,10 @@ fn forty_endpoints_the_datapath_follows_the_maglev_table() {
                 dp.set_sessions(FAKE_IFINDEX, &[s]).map_err(|e| format!("set_sessions: {e}"))?;
                 picks(&mut dp, &table, flows)
             };
-            Ok((run(40)?, run(41)?, run(40)?))
+            Ok([run(40)?, run(41)?, run(40)?])
         })
         .expect("enter node namespace");
-    let (forty, forty_one, again) = result.unwrap_or_else(|e| panic!("{e}"));
+    let [forty, forty_one, again] = result.unwrap_or_else(|e| panic!("{e}"));
     let mut per_endpoint: BTreeMap<IpAddr, usize> = BTreeMap::new();
     for e in &forty {
         *per_endpoint.entry(*e).or_default() += 1;

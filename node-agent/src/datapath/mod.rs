@@ -356,7 +356,7 @@ impl Datapath {
         {
             let mut lbs: HashMap<&mut MapData, u32, PmLb> = map_mut(&mut self.ebpf, MAP_LBS)?;
             for (ds, lb) in sessions.iter().filter(|s| s.session.enabled).zip(tables) {
-                lbs.insert(ds.id, &*lb, 0).map_err(|source| DatapathError::Map { map: MAP_LBS, source })?;
+                lbs.insert(ds.id, lb.as_ref(), 0).map_err(|source| DatapathError::Map { map: MAP_LBS, source })?;
             }
         }
         self.set_rates(sessions)?;
