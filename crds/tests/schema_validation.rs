@@ -404,6 +404,12 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
             vec!["filterRef"],
         ),
         (
+            "encapsulation in lower case",
+            "MirrorSession",
+            set(s(), "/spec/encapsulation", json!("erspan")),
+            vec!["spec.encapsulation"],
+        ),
+        (
             "filterRef with an empty name",
             "MirrorSession",
             set(s(), "/spec/filterRef/name", json!("")),
@@ -538,6 +544,11 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
             "Geneve",
             "MirrorSession",
             set(s(), "/spec/encapsulation", json!("Geneve")),
+        ),
+        (
+            "ERSPAN",
+            "MirrorSession",
+            set(s(), "/spec/encapsulation", json!("ERSPAN")),
         ),
         (
             "rate caps and flow sampling",

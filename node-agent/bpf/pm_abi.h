@@ -45,6 +45,7 @@
 #define PM_ENCAP_VXLAN 0
 #define PM_ENCAP_GRE 1
 #define PM_ENCAP_GENEVE 2 /* UDP like VXLAN, the same 8-byte header size */
+#define PM_ENCAP_ERSPAN 3 /* ERSPAN type II: GRE 0x88BE with sequence numbers */
 
 /* Why a copy was lost; the index into pm_counters.failures. */
 #define PM_FAIL_CLONE 0     /* bpf_clone_redirect did not reach the copy device */
@@ -113,9 +114,11 @@ struct pm_endpoint {
 struct pm_lb {
 	__u32 n_endpoints;
 	__u32 lut_size; /* <= PM_LUT_SIZE */
+	__u64 seq;      /* ERSPAN: the session's next GRE sequence number (atomic;
+			 * 64 bits: the fetch-add that returns needs no alu32) */
 	struct pm_endpoint endpoints[PM_MAX_ENDPOINTS];
 	__u16 lut[PM_LUT_SIZE]; /* indexes into endpoints */
-	__u16 pad;
+	__u16 pad[3];
 };
 
 /*
@@ -184,6 +187,7 @@ struct pm_xfer {
 	__u8 target_family;
 	struct pm_addr target;
 	__u32 flow_hash;
+	__u32 seq; /* ERSPAN: GRE sequence number */
 };
 
 /* The decision of the test program for one packet (differential test). */
@@ -206,12 +210,12 @@ _Static_assert(sizeof(struct pm_session) == 1540, "pm_session layout");
 _Static_assert(sizeof(struct pm_iface) == 4628, "pm_iface layout");
 _Static_assert(sizeof(struct pm_rate) == 40, "pm_rate layout");
 _Static_assert(sizeof(struct pm_endpoint) == 20, "pm_endpoint layout");
-_Static_assert(sizeof(struct pm_lb) == 53252, "pm_lb layout");
-_Static_assert(__builtin_offsetof(struct pm_lb, lut) == 20488, "pm_lb.lut");
+_Static_assert(sizeof(struct pm_lb) == 53264, "pm_lb layout");
+_Static_assert(__builtin_offsetof(struct pm_lb, lut) == 20496, "pm_lb.lut");
 _Static_assert(sizeof(struct pm_counters) == 120, "pm_counters layout");
 _Static_assert(sizeof(struct pm_config) == 40, "pm_config layout");
-_Static_assert(sizeof(struct pm_xfer) == 44, "pm_xfer layout");
-_Static_assert(sizeof(struct pm_decision) == 76, "pm_decision layout");
+_Static_assert(sizeof(struct pm_xfer) == 48, "pm_xfer layout");
+_Static_assert(sizeof(struct pm_decision) == 80, "pm_decision layout");
 _Static_assert(__builtin_offsetof(struct pm_session, rules) == 20, "pm_session.rules");
 _Static_assert(__builtin_offsetof(struct pm_xfer, target) == 24, "pm_xfer.target");
 

@@ -123,7 +123,7 @@ static __always_inline int pm_sampled(const struct pm_session *sess, __u32 flow_
  * lookup, done for Accepts only. Returns <0 when the session has none. */
 static __always_inline int pm_pick_endpoint(const struct pm_session *sess, struct pm_xfer *x)
 {
-	const struct pm_lb *lb = bpf_map_lookup_elem(&pm_lbs, &sess->id);
+	struct pm_lb *lb = bpf_map_lookup_elem(&pm_lbs, &sess->id);
 	__u32 m, idx, e;
 
 	if (!lb)
@@ -140,6 +140,8 @@ static __always_inline int pm_pick_endpoint(const struct pm_session *sess, struc
 	if (e >= lb->n_endpoints)
 		return -1;
 	asm volatile("%0 &= %1" : "+r"(e) : "i"(PM_MAX_ENDPOINTS - 1));
+	/* ERSPAN numbers the session's copies node-wide, in clone order. */
+	x->seq = sess->encap == PM_ENCAP_ERSPAN ? (__u32)__sync_fetch_and_add(&lb->seq, 1) : 0;
 	x->target = lb->endpoints[e].addr;
 	x->target_family = lb->endpoints[e].family;
 	return 0;

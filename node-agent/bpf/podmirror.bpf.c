@@ -138,12 +138,12 @@ static __always_inline int pm_route(struct __sk_buff *skb, const struct pm_confi
 		fib.family = 10; /* AF_INET6 */
 		__builtin_memcpy(fib.ipv6_dst, x->target.w, 16);
 		__builtin_memcpy(fib.ipv6_src, node->w, 16);
-		fib.l4_protocol = x->encap == PM_ENCAP_GRE ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
+		fib.l4_protocol = pm_is_gre(x) ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
 	} else {
 		fib.family = 2; /* AF_INET */
 		fib.ipv4_dst = x->target.w[0];
 		fib.ipv4_src = node->w[0];
-		fib.l4_protocol = x->encap == PM_ENCAP_GRE ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
+		fib.l4_protocol = pm_is_gre(x) ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
 	}
 	if (!has_src)
 		flags |= BPF_FIB_LOOKUP_SRC;

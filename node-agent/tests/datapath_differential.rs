@@ -122,7 +122,7 @@ fn session_mix(rng: &mut StdRng, round: usize) -> Vec<DatapathSession> {
                     enabled: rng.random_bool(0.85),
                     vni: rng.random_range(0..=0x00ff_ffff),
                     packet_length: if rng.random_bool(0.5) { Some(rng.random_range(64..=9216)) } else { None },
-                    encapsulation: [Encapsulation::VXLAN, Encapsulation::VXLAN, Encapsulation::GRE, Encapsulation::Geneve][rng.random_range(0..4)],
+                    encapsulation: [Encapsulation::VXLAN, Encapsulation::VXLAN, Encapsulation::GRE, Encapsulation::Geneve, Encapsulation::ERSPAN][rng.random_range(0..5)],
                     target_port: if rng.random_bool(0.8) { 4789 } else { rng.random_range(1..=65535) },
                     rate_limit: None,
                     flow_sampling: None,
@@ -317,6 +317,7 @@ fn check(
                 Encapsulation::VXLAN => (PM_ENCAP_VXLAN, session.target_port),
                 Encapsulation::GRE => (PM_ENCAP_GRE, session.target_port),
                 Encapsulation::Geneve => (PM_ENCAP_GENEVE, podmirror_crds::model::GENEVE_PORT),
+                Encapsulation::ERSPAN => (PM_ENCAP_ERSPAN, session.target_port),
             };
             let problems: Vec<String> = [
                 (slot_key(d.slot) != Some(session.key.clone())).then(|| format!("slot {} is not {}", d.slot, session.key)),

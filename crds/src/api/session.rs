@@ -24,7 +24,7 @@ fn default_target_port() -> i32 {
     group = "podmirror.io",
     version = "v1alpha1",
     kind = "MirrorSession",
-    doc = "Mirrors the traffic of source pods that matches a MirrorFilter to a target, wrapped in VXLAN, GRE or Geneve.",
+    doc = "Mirrors the traffic of source pods that matches a MirrorFilter to a target, wrapped in VXLAN, GRE, Geneve or ERSPAN.",
     namespaced,
     shortname = "ms",
     category = "podmirror",
@@ -58,7 +58,8 @@ pub struct MirrorSessionSpec {
     pub sources: Vec<SessionSource>,
     /// Where the copies go: exactly one of `service`, `pod`, `ip`.
     pub target: SessionTarget,
-    /// `VXLAN` (default), `GRE` or `Geneve` (UDP 6081).
+    /// `VXLAN` (default), `GRE`, `Geneve` (UDP 6081) or `ERSPAN` (type II,
+    /// session ID = the VNI's low 10 bits).
     #[serde(default)]
     pub encapsulation: Encapsulation,
     /// Outer UDP destination port for VXLAN (1..=65535); Geneve always uses 6081.

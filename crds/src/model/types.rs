@@ -68,6 +68,9 @@ pub enum Encapsulation {
     /// RFC 8926 Geneve over UDP port 6081 (`targetPort` is VXLAN's only):
     /// VNI in the Geneve header, protocol type 0x6558, no options.
     Geneve,
+    /// ERSPAN type II: GRE (protocol 0x88BE) with sequence numbers, the
+    /// ERSPAN session ID = the VNI's low 10 bits.
+    ERSPAN,
 }
 
 /// The IANA port of Geneve (RFC 8926): the outer UDP destination port of

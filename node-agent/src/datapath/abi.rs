@@ -37,6 +37,7 @@ pub const PM_SKIP_MAX: usize = 2;
 pub const PM_ENCAP_VXLAN: u8 = 0;
 pub const PM_ENCAP_GRE: u8 = 1;
 pub const PM_ENCAP_GENEVE: u8 = 2;
+pub const PM_ENCAP_ERSPAN: u8 = 3;
 
 pub const PM_VERDICT_NOT_IP: u32 = 0;
 pub const PM_VERDICT_NO_MATCH: u32 = 1;
@@ -100,9 +101,10 @@ pub struct PmEndpoint {
 pub struct PmLb {
     pub n_endpoints: u32,
     pub lut_size: u32,
+    pub seq: u64,
     pub endpoints: [PmEndpoint; PM_MAX_ENDPOINTS],
     pub lut: [u16; PM_LUT_SIZE],
-    pub pad: u16,
+    pub pad: [u16; 3],
 }
 
 impl PmLb {
@@ -110,9 +112,10 @@ impl PmLb {
         Box::new(PmLb {
             n_endpoints: 0,
             lut_size: 0,
+            seq: 0,
             endpoints: [PmEndpoint::default(); PM_MAX_ENDPOINTS],
             lut: [0; PM_LUT_SIZE],
-            pad: 0,
+            pad: [0; 3],
         })
     }
 }
@@ -194,6 +197,7 @@ pub struct PmXfer {
     pub target_family: u8,
     pub target: PmAddr,
     pub flow_hash: u32,
+    pub seq: u32,
 }
 
 #[repr(C)]
@@ -262,10 +266,11 @@ mod tests {
     fn endpoint_and_lb_layout_matches_c() {
         assert_eq!(size_of::<PmEndpoint>(), 20);
         assert_eq!(offset_of!(PmEndpoint, family), 16);
-        assert_eq!(offset_of!(PmLb, endpoints), 8);
-        assert_eq!(offset_of!(PmLb, lut), 20488);
-        assert_eq!(offset_of!(PmLb, pad), 20488 + 2 * PM_LUT_SIZE);
-        assert_eq!(size_of::<PmLb>(), 53252);
+        assert_eq!(offset_of!(PmLb, seq), 8);
+        assert_eq!(offset_of!(PmLb, endpoints), 16);
+        assert_eq!(offset_of!(PmLb, lut), 20496);
+        assert_eq!(offset_of!(PmLb, pad), 20496 + 2 * PM_LUT_SIZE);
+        assert_eq!(size_of::<PmLb>(), 53264);
     }
 
     #[test]
@@ -285,9 +290,10 @@ mod tests {
         assert_eq!(offset_of!(PmXfer, target_family), 23);
         assert_eq!(offset_of!(PmXfer, target), 24);
         assert_eq!(offset_of!(PmXfer, flow_hash), 40);
-        assert_eq!(size_of::<PmXfer>(), 44);
+        assert_eq!(offset_of!(PmXfer, seq), 44);
+        assert_eq!(size_of::<PmXfer>(), 48);
         assert_eq!(offset_of!(PmDecision, xfer), 32);
-        assert_eq!(size_of::<PmDecision>(), 76);
+        assert_eq!(size_of::<PmDecision>(), 80);
         assert_eq!(PM_FAIL_REASONS.len(), PM_FAIL_MAX);
     }
 }

@@ -137,6 +137,7 @@ pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> 
     out.encap = match s.encapsulation {
         Encapsulation::VXLAN => PM_ENCAP_VXLAN,
         Encapsulation::GRE => PM_ENCAP_GRE,
+        Encapsulation::ERSPAN => PM_ENCAP_ERSPAN,
         Encapsulation::Geneve => {
             out.target_port = GENEVE_PORT;
             PM_ENCAP_GENEVE
