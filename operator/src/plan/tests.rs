@@ -138,6 +138,19 @@ fn seed_session_resolves_and_lands_on_the_source_node_only() {
 }
 
 #[test]
+fn rate_limit_and_flow_sampling_reach_the_node_state() {
+    let mut c = seed_cluster();
+    let mut s = session("team", "mirror-session-a", "t1", 1, 1, by_name("ecs-source"), TargetRef::Pod { name: "ecs-target".into() });
+    s.rate_limit = Some(podmirror_crds::api::RateLimit { packets_per_second: Some(500), bytes_per_second: None });
+    s.flow_sampling = Some(podmirror_crds::api::FlowSampling { one_in: Some(4), percent: None });
+    add(&mut c, s);
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
+    let ns = &p.nodes["node-a"].sessions[0];
+    assert_eq!(ns.rate_limit.and_then(|r| r.packets_per_second), Some(500));
+    assert_eq!(ns.flow_sampling.and_then(|f| f.one_in), Some(4));
+}
+
+#[test]
 fn status_goes_pending_then_active_when_the_node_reports() {
     let mut c = seed_cluster();
     add(&mut c, session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Pod { name: "ecs-target".into() }));
