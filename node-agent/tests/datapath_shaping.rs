@@ -1,5 +1,5 @@
-//! `rateLimit` and `flowSampling` on the real eBPF datapath: a rate cap
-//! accurate within 10% at 10x overload (real UDP traffic on veths in network
+//! `rateLimit` and `flowSampling` on the real eBPF datapath: packet and byte
+//! rate caps accurate within 10% at (at least) 10x overload (real UDP traffic on veths in network
 //! namespaces, the original untouched), and flow sampling at 1/4 choosing
 //! 25% +- 3% of 10,000 flows (BPF_PROG_TEST_RUN) and mirroring each chosen
 //! flow whole, both directions (real traffic, copies decoded by tshark).
@@ -94,11 +94,25 @@ fn rate_limit_holds_within_ten_percent_at_tenfold_overload() {
     if !testbed::require_root("rate_limit_holds_within_ten_percent_at_tenfold_overload") {
         return;
     }
+    overload(RateCap { packets_per_second: Some(300), bytes_per_second: None }, 300.0);
+}
+
+#[test]
+fn byte_rate_limit_holds_within_ten_percent_at_tenfold_overload() {
+    if !testbed::require_root("byte_rate_limit_holds_within_ten_percent_at_tenfold_overload") {
+        return;
+    }
+    // 142-byte frames (Ethernet, IPv4, UDP, 100 bytes): 42,600 B/s = 300 copies/s.
+    overload(RateCap { packets_per_second: None, bytes_per_second: Some(42_600) }, 300.0);
+}
+
+/// Blast UDP at the source pod for 2 s (far over the cap) with a session
+/// capped at `rate`, which admits `cap` copies per second.
+fn overload(rate: RateCap, cap: f64) {
     let topo = topology();
     let cfg = config(&topo);
     let _cleanup = Cleanup(cfg.clone());
     let (source, client) = (topo.pod("source").expect("pod"), topo.pod("client").expect("pod"));
-    let cap = 300u64;
     // Packets the pod's interface received (the originals), from its own counters.
     let rx = || -> u64 {
         source.netns.sh("cat /sys/class/net/eth0/statistics/rx_packets").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
@@ -109,7 +123,7 @@ fn rate_limit_holds_within_ten_percent_at_tenfold_overload() {
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
-            let s = session(Some(RateCap { packets_per_second: Some(cap), bytes_per_second: None }), None);
+            let s = session(Some(rate), None);
             dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
             let sent = blast(&client.netns, "192.168.0.230", 9000, 2.0);
             std::thread::sleep(Duration::from_millis(200));
@@ -118,10 +132,10 @@ fn rate_limit_holds_within_ten_percent_at_tenfold_overload() {
         .expect("node namespace");
     let got = rx() - rx_before;
     let offered = sent as f64 / elapsed;
-    assert!(offered >= 10.0 * cap as f64, "offered only {offered:.0} pps, not a tenfold overload of {cap}");
+    assert!(offered >= 10.0 * cap, "offered only {offered:.0} pps, not a tenfold overload of {cap}");
     let copies = (c.copied_packets + c.failed()) as f64;
-    let want = cap as f64 * elapsed;
-    eprintln!("rate cap {cap}/s: offered {offered:.0}/s for {elapsed:.2}s, {copies} copies (want {want:.0})");
+    let want = cap * elapsed;
+    eprintln!("rate cap {rate:?} = {cap}/s: offered {offered:.0}/s for {elapsed:.2}s, {copies} copies (want {want:.0})");
     assert!((copies - want).abs() <= want * 0.10, "{copies} copies in {elapsed:.2}s, cap {cap}/s wants {want:.0}: {c:?}");
     assert_eq!(c.failed(), 0, "{c:?}");
     assert_eq!(c.matched, c.copied_packets + c.skipped_for("rate_limit"), "every Accept copied or skipped: {c:?}");
