@@ -440,10 +440,58 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
             vec!["filterRef"],
         ),
         (
+            "encapsulation in lower case",
+            "MirrorSession",
+            set(s(), "/spec/encapsulation", json!("erspan")),
+            vec!["spec.encapsulation"],
+        ),
+        (
             "filterRef with an empty name",
             "MirrorSession",
             set(s(), "/spec/filterRef/name", json!("")),
             vec!["spec.filterRef.name"],
+        ),
+        (
+            "rateLimit with neither rate",
+            "MirrorSession",
+            set(s(), "/spec/rateLimit", json!({})),
+            vec!["spec.rateLimit", "packetsPerSecond"],
+        ),
+        (
+            "rateLimit of 0 packets per second",
+            "MirrorSession",
+            set(s(), "/spec/rateLimit", json!({"packetsPerSecond": 0})),
+            vec!["spec.rateLimit.packetsPerSecond"],
+        ),
+        (
+            "rateLimit of 999 bytes per second",
+            "MirrorSession",
+            set(s(), "/spec/rateLimit", json!({"bytesPerSecond": 999})),
+            vec!["spec.rateLimit.bytesPerSecond"],
+        ),
+        (
+            "flowSampling with both oneIn and percent",
+            "MirrorSession",
+            set(s(), "/spec/flowSampling", json!({"oneIn": 4, "percent": 25})),
+            vec!["spec.flowSampling", "exactly one"],
+        ),
+        (
+            "flowSampling with neither",
+            "MirrorSession",
+            set(s(), "/spec/flowSampling", json!({})),
+            vec!["spec.flowSampling", "exactly one"],
+        ),
+        (
+            "flowSampling of 0 percent",
+            "MirrorSession",
+            set(s(), "/spec/flowSampling", json!({"percent": 0})),
+            vec!["spec.flowSampling.percent"],
+        ),
+        (
+            "flowSampling one in 0",
+            "MirrorSession",
+            set(s(), "/spec/flowSampling", json!({"oneIn": 0})),
+            vec!["spec.flowSampling.oneIn"],
         ),
     ]
 }
@@ -542,6 +590,34 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
             "schedule: start and duration",
             "MirrorSession",
             set(s(), "/spec/schedule", json!({"startTime": "2026-01-01T01:00:00Z", "duration": "10m"})),
+        ),
+        (
+            "Geneve",
+            "MirrorSession",
+            set(s(), "/spec/encapsulation", json!("Geneve")),
+        ),
+        (
+            "ERSPAN",
+            "MirrorSession",
+            set(s(), "/spec/encapsulation", json!("ERSPAN")),
+        ),
+        (
+            "rate caps and flow sampling",
+            "MirrorSession",
+            set(
+                set(s(), "/spec/rateLimit", json!({"packetsPerSecond": 1000, "bytesPerSecond": 1_000_000})),
+                "/spec/flowSampling",
+                json!({"oneIn": 4}),
+            ),
+        ),
+        (
+            "a packet cap alone, sampling by percent",
+            "MirrorSession",
+            set(
+                set(s(), "/spec/rateLimit", json!({"packetsPerSecond": 1})),
+                "/spec/flowSampling",
+                json!({"percent": 25}),
+            ),
         ),
         (
             "selector sources",

@@ -41,6 +41,8 @@ fn session(name: &str, priority: i32, status: Option<MirrorSessionStatus>) -> Mi
             packet_length: Some(96),
             enabled: true,
             schedule: None,
+            rate_limit: None,
+            flow_sampling: None,
             filter_ref: FilterRef {
                 name: "mirror-filter-a".into(),
             },
@@ -88,6 +90,7 @@ fn active_status() -> MirrorSessionStatus {
         nodes: Some(vec![NodeMirrorStatus {
             node: "node-a".into(),
             programmed_generation: None,
+            skipped: None,
             programmed_interfaces: Some(vec!["veth1a2b".into(), "veth3c4d".into()]),
             mirrored_packets: Some(42),
             mirrored_bytes: Some(4032),

@@ -14,7 +14,8 @@
 
 #define PM_MAX_SESSIONS 3  /* sessions per source pod (docs/quotas.md) */
 #define PM_MAX_RULES 10    /* rules per direction per filter (docs/quotas.md) */
-#define PM_MAX_TARGETS 16  /* endpoints of a Service target kept per session */
+#define PM_MAX_ENDPOINTS 1024 /* endpoints of a Service target per session */
+#define PM_LUT_SIZE 16381     /* Maglev lookup table slots (prime, >= 16 per endpoint) */
 #define PM_MAX_IFACES 4096 /* host-side veths per node */
 #define PM_MAX_COUNTERS 8192
 
@@ -32,8 +33,19 @@
 #define PM_RULE_SPORTS (1 << 1)
 #define PM_RULE_DPORTS (1 << 2)
 
+/* pm_session.flags */
+#define PM_SESS_SAMPLE (1 << 0) /* mirror only flows whose hash < sample_below */
+#define PM_SESS_RATE (1 << 1)   /* copies go through the session's pm_rates bucket */
+
+/* Why an Accepted packet was not copied on purpose; index into pm_counters.skipped. */
+#define PM_SKIP_RATE 0     /* over the session's rateLimit */
+#define PM_SKIP_SAMPLING 1 /* its flow is not in the flowSampling share */
+#define PM_SKIP_MAX 2
+
 #define PM_ENCAP_VXLAN 0
 #define PM_ENCAP_GRE 1
+#define PM_ENCAP_GENEVE 2 /* UDP like VXLAN, the same 8-byte header size */
+#define PM_ENCAP_ERSPAN 3 /* ERSPAN type II: GRE 0x88BE with sequence numbers */
 
 /* Why a copy was lost; the index into pm_counters.failures. */
 #define PM_FAIL_CLONE 0     /* bpf_clone_redirect did not reach the copy device */
@@ -51,6 +63,7 @@
 #define PM_VERDICT_NO_MATCH 1
 #define PM_VERDICT_COPY 2
 #define PM_VERDICT_REJECT 3
+#define PM_VERDICT_UNSAMPLED 4 /* an Accept, but the flow is not sampled */
 
 struct pm_addr {
 	__u32 w[4];
@@ -79,11 +92,33 @@ struct pm_session {
 	__u16 cut_len;     /* bytes of the original frame kept; 0 = all */
 	__u16 target_port; /* outer UDP destination port (VXLAN) */
 	__u8 encap;        /* PM_ENCAP_* */
-	__u8 n_targets;
+	__u8 flags;        /* PM_SESS_* */
 	__u8 n_rules[2]; /* by PM_DIR_* */
-	struct pm_addr targets[PM_MAX_TARGETS];
-	__u8 target_family[PM_MAX_TARGETS];
+	__u32 sample_below; /* with PM_SESS_SAMPLE: flows whose hash is below */
 	struct pm_rule rules[2][PM_MAX_RULES];
+};
+
+/* One target endpoint. */
+struct pm_endpoint {
+	struct pm_addr addr;
+	__u32 family; /* PM_FAMILY_* */
+};
+
+/*
+ * The endpoints of one session and its Maglev lookup table, keyed by session
+ * id in pm_lbs (BPF_F_NO_PREALLOC: an update swaps the whole element under
+ * RCU). A flow goes to endpoints[lut[flow_hash % lut_size]]. The agent
+ * computes the table (src/datapath/maglev.rs) so that a change of the
+ * endpoint set moves about 1/n of the flows.
+ */
+struct pm_lb {
+	__u32 n_endpoints;
+	__u32 lut_size; /* <= PM_LUT_SIZE */
+	__u64 seq;      /* ERSPAN: the session's next GRE sequence number (atomic;
+			 * 64 bits: the fetch-add that returns needs no alu32) */
+	struct pm_endpoint endpoints[PM_MAX_ENDPOINTS];
+	__u16 lut[PM_LUT_SIZE]; /* indexes into endpoints */
+	__u16 pad[3];
 };
 
 /*
@@ -110,6 +145,21 @@ struct pm_counters {
 	__u64 truncated;      /* copies cut to fit the path MTU */
 	__u64 rejected;       /* packets a Reject rule kept from copying */
 	__u64 failures[PM_FAIL_MAX];
+	__u64 skipped[PM_SKIP_MAX]; /* not copied on purpose, by PM_SKIP_* */
+};
+
+/*
+ * The rate cap of one session on this node (pm_rates, keyed by session id),
+ * shared by all CPUs: two GCRA buckets (virtual scheduling), updated with
+ * atomics. Times in ticks of 1/64 ns (so that a cost per packet keeps its
+ * precision at high rates; 2^64 ticks are 9 years of uptime).
+ */
+struct pm_rate {
+	__u64 pkt_tat;   /* theoretical arrival time of the packet bucket */
+	__u64 byte_tat;  /* ... of the byte bucket */
+	__u64 pkt_cost;  /* ticks per packet; 0 = no packet cap */
+	__u64 byte_cost; /* ticks per byte, << 16; 0 = no byte cap */
+	__u64 burst;     /* ticks a bucket may run ahead of now */
 };
 
 /* Node-wide settings, entry 0 of an array map. */
@@ -137,6 +187,7 @@ struct pm_xfer {
 	__u8 target_family;
 	struct pm_addr target;
 	__u32 flow_hash;
+	__u32 seq; /* ERSPAN: GRE sequence number */
 };
 
 /* The decision of the test program for one packet (differential test). */
@@ -155,13 +206,17 @@ struct pm_decision {
 
 /* The layout the Rust mirror (datapath/abi.rs) asserts too. */
 _Static_assert(sizeof(struct pm_rule) == 76, "pm_rule layout");
-_Static_assert(sizeof(struct pm_session) == 1808, "pm_session layout");
-_Static_assert(sizeof(struct pm_iface) == 5432, "pm_iface layout");
-_Static_assert(sizeof(struct pm_counters) == 104, "pm_counters layout");
+_Static_assert(sizeof(struct pm_session) == 1540, "pm_session layout");
+_Static_assert(sizeof(struct pm_iface) == 4628, "pm_iface layout");
+_Static_assert(sizeof(struct pm_rate) == 40, "pm_rate layout");
+_Static_assert(sizeof(struct pm_endpoint) == 20, "pm_endpoint layout");
+_Static_assert(sizeof(struct pm_lb) == 53264, "pm_lb layout");
+_Static_assert(__builtin_offsetof(struct pm_lb, lut) == 20496, "pm_lb.lut");
+_Static_assert(sizeof(struct pm_counters) == 120, "pm_counters layout");
 _Static_assert(sizeof(struct pm_config) == 40, "pm_config layout");
-_Static_assert(sizeof(struct pm_xfer) == 44, "pm_xfer layout");
-_Static_assert(sizeof(struct pm_decision) == 76, "pm_decision layout");
-_Static_assert(__builtin_offsetof(struct pm_session, rules) == 288, "pm_session.rules");
+_Static_assert(sizeof(struct pm_xfer) == 48, "pm_xfer layout");
+_Static_assert(sizeof(struct pm_decision) == 80, "pm_decision layout");
+_Static_assert(__builtin_offsetof(struct pm_session, rules) == 20, "pm_session.rules");
 _Static_assert(__builtin_offsetof(struct pm_xfer, target) == 24, "pm_xfer.target");
 
 #endif /* PM_ABI_H */

@@ -5,7 +5,8 @@
  * header with bpf_skb_adjust_room() so that the kernel knows the copy is a
  * UDP/GRE tunnel packet (a GSO copy then gets a smaller segment size and is
  * re-segmented to fit, never IP-fragmented), write outer IP, UDP + VXLAN or
- * GRE, and the original MAC header as the inner one.
+ * Geneve, GRE or GRE + ERSPAN II, and the original MAC header as the inner
+ * one.
  */
 #ifndef PM_ENCAP_H
 #define PM_ENCAP_H
@@ -13,6 +14,8 @@
 #include "pm_common.h"
 
 #define PM_VXLAN_FLAGS 0x08000000u /* RFC 7348: I flag */
+/* RFC 8926: version 0, no options, O and C clear, protocol type 0x6558. */
+#define PM_GENEVE_WORD0 0x00006558u
 #define PM_GRE_FLAGS_KEY 0x2000    /* K bit */
 #define PM_ETH_P_TEB 0x6558        /* transparent Ethernet bridging */
 #define PM_IPPROTO_GRE 47
@@ -21,14 +24,30 @@
 #define PM_UDP_HLEN 8
 #define PM_VXLAN_HLEN 8
 #define PM_GRE_HLEN 8 /* flags+protocol, key */
+#define PM_GRE_FLAGS_SEQ 0x1000  /* S bit */
+#define PM_ETH_P_ERSPAN 0x88BE   /* ERSPAN type II */
+#define PM_ERSPAN_HLEN 16        /* GRE flags+protocol, sequence; ERSPAN II header */
 #define PM_OUTER_TTL 64
+
+static __always_inline int pm_is_gre(const struct pm_xfer *x)
+{
+	return x->encap == PM_ENCAP_GRE || x->encap == PM_ENCAP_ERSPAN;
+}
+
+/* Bytes above the outer IP header and before the inner frame. */
+static __always_inline __u32 pm_tunnel_l4_len(const struct pm_xfer *x)
+{
+	if (x->encap == PM_ENCAP_ERSPAN)
+		return PM_ERSPAN_HLEN;
+	return x->encap == PM_ENCAP_GRE ? PM_GRE_HLEN : PM_UDP_HLEN + PM_VXLAN_HLEN;
+}
 
 /* Bytes the tunnel adds in front of the inner frame, at L3 and above. */
 static __always_inline __u32 pm_tunnel_l3_len(const struct pm_xfer *x)
 {
 	__u32 ip = x->target_family == PM_FAMILY_IPV6 ? PM_IPV6_HLEN : PM_IPV4_HLEN;
 
-	return ip + (x->encap == PM_ENCAP_GRE ? PM_GRE_HLEN : PM_UDP_HLEN + PM_VXLAN_HLEN);
+	return ip + pm_tunnel_l4_len(x);
 }
 
 static __always_inline __u64 pm_adjust_flags(const struct pm_xfer *x)
@@ -36,7 +55,7 @@ static __always_inline __u64 pm_adjust_flags(const struct pm_xfer *x)
 	__u64 f = BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) | BPF_F_ADJ_ROOM_ENCAP_L2_ETH;
 
 	f |= x->target_family == PM_FAMILY_IPV6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4;
-	f |= x->encap == PM_ENCAP_GRE ? BPF_F_ADJ_ROOM_ENCAP_L4_GRE : BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
+	f |= pm_is_gre(x) ? BPF_F_ADJ_ROOM_ENCAP_L4_GRE : BPF_F_ADJ_ROOM_ENCAP_L4_UDP;
 	return f;
 }
 
@@ -75,7 +94,7 @@ static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm
 {
 	__u32 l3_len = skb->len - ETH_HLEN; /* outer IP packet, as it is now */
 	__u32 ip_len = x->target_family == PM_FAMILY_IPV6 ? PM_IPV6_HLEN : PM_IPV4_HLEN;
-	__u32 l4_len = x->encap == PM_ENCAP_GRE ? PM_GRE_HLEN : PM_UDP_HLEN + PM_VXLAN_HLEN;
+	__u32 l4_len = pm_tunnel_l4_len(x);
 	__u8 buf[PM_OUTER_MAX] __attribute__((aligned(8))) = {};
 	__u8 *l4;
 	struct {
@@ -94,7 +113,7 @@ static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm
 
 		ip6.vtc_flow = bpf_htonl(0x60000000u | (x->flow_hash & 0xfffff));
 		ip6.payload_len = bpf_htons(l3_len - PM_IPV6_HLEN);
-		ip6.nexthdr = x->encap == PM_ENCAP_GRE ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
+		ip6.nexthdr = pm_is_gre(x) ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
 		ip6.hop_limit = PM_OUTER_TTL;
 		__builtin_memcpy(ip6.saddr, src->w, 16);
 		__builtin_memcpy(ip6.daddr, x->target.w, 16);
@@ -107,7 +126,7 @@ static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm
 		ip.tot_len = bpf_htons(l3_len);
 		ip.frag_off = bpf_htons(0x4000); /* DF: a copy is never fragmented */
 		ip.ttl = PM_OUTER_TTL;
-		ip.protocol = x->encap == PM_ENCAP_GRE ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
+		ip.protocol = pm_is_gre(x) ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
 		ip.saddr = src->w[0];
 		ip.daddr = x->target.w[0];
 		ip.check = pm_ipv4_csum((const __u16 *)&ip);
@@ -115,7 +134,26 @@ static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm
 		l4 = buf + ETH_HLEN + PM_IPV4_HLEN;
 	}
 
-	if (x->encap == PM_ENCAP_GRE) {
+	if (x->encap == PM_ENCAP_ERSPAN) {
+		/* ERSPAN type II: session ID = the VNI's low 10 bits, version 1,
+		 * no VLAN, COS 0, En 0 (untagged), T 0, index 0. */
+		struct {
+			__be16 flags;
+			__be16 proto;
+			__be32 seq;
+			__be32 ver_vlan_cos_en_t_id;
+			__be32 index;
+		} erspan = {
+			.flags = bpf_htons(PM_GRE_FLAGS_SEQ),
+			.proto = bpf_htons(PM_ETH_P_ERSPAN),
+			.seq = bpf_htonl(x->seq),
+			.ver_vlan_cos_en_t_id = bpf_htonl((1u << 28) | (x->vni & 0x3ff)),
+			.index = 0,
+		};
+
+		__builtin_memcpy(l4, &erspan, sizeof(erspan));
+		__builtin_memcpy(l4 + PM_ERSPAN_HLEN, inner_eth, ETH_HLEN);
+	} else if (x->encap == PM_ENCAP_GRE) {
 		struct {
 			__be16 flags;
 			__be16 proto;
@@ -141,7 +179,8 @@ static __always_inline int pm_write_outer(struct __sk_buff *skb, const struct pm
 			.dest = bpf_htons(x->target_port),
 			.len = bpf_htons(l3_len - ip_len),
 			.check = 0,
-			.flags = bpf_htonl(PM_VXLAN_FLAGS),
+			/* Geneve's base header has VXLAN's size and VNI place. */
+			.flags = bpf_htonl(x->encap == PM_ENCAP_GENEVE ? PM_GENEVE_WORD0 : PM_VXLAN_FLAGS),
 			.vni = bpf_htonl(x->vni << 8),
 		};
 

@@ -24,6 +24,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pm_ifaces SEC(".maps");
 
+/* session id -> its endpoints and Maglev table (read for Accepts only). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PM_MAX_COUNTERS / 2);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct pm_lb);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pm_lbs SEC(".maps");
+
+/* session id -> its rate cap (sessions with a rateLimit only). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PM_MAX_COUNTERS / 2);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct pm_rate);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pm_rates SEC(".maps");
+
 /* (session id, direction) -> per-CPU counters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);

@@ -10,6 +10,7 @@
 #define PM_MATCH_H
 
 #include "pm_parse.h"
+#include "pm_maps.h"
 
 struct pm_verdict {
 	__u32 verdict; /* PM_VERDICT_NO_MATCH, _COPY or _REJECT */
@@ -112,30 +113,55 @@ static __always_inline __u32 pm_flow_hash(const struct pm_pkt *p)
 	return h;
 }
 
+/* flowSampling: whether this flow is mirrored (both directions alike, as
+ * the hash is symmetric). */
+static __always_inline int pm_sampled(const struct pm_session *sess, __u32 flow_hash)
+{
+	return !(sess->flags & PM_SESS_SAMPLE) || flow_hash < sess->sample_below;
+}
+
+/* The endpoint of this flow: the session's Maglev table (pm_lbs), one map
+ * lookup, done for Accepts only. Returns <0 when the session has none. */
+static __always_inline int pm_pick_endpoint(const struct pm_session *sess, struct pm_xfer *x)
+{
+	struct pm_lb *lb = bpf_map_lookup_elem(&pm_lbs, &sess->id);
+	__u32 m, idx, e;
+
+	if (!lb)
+		return -1;
+	m = lb->lut_size;
+	if (m == 0 || m > PM_LUT_SIZE)
+		return -1;
+	idx = x->flow_hash % m;
+	/* Opaque to clang, so the bound check below reaches the verifier. */
+	asm volatile("" : "+r"(idx));
+	if (idx >= PM_LUT_SIZE)
+		return -1;
+	e = lb->lut[idx];
+	if (e >= lb->n_endpoints)
+		return -1;
+	asm volatile("%0 &= %1" : "+r"(e) : "i"(PM_MAX_ENDPOINTS - 1));
+	/* ERSPAN numbers the session's copies node-wide, in clone order. */
+	x->seq = sess->encap == PM_ENCAP_ERSPAN ? (__u32)__sync_fetch_and_add(&lb->seq, 1) : 0;
+	x->target = lb->endpoints[e].addr;
+	x->target_family = lb->endpoints[e].family;
+	return 0;
+}
+
 /* What the copy program needs to know of the decided session. Returns <0
  * when the session has no target. */
-static __always_inline int pm_fill_xfer(const struct pm_session *sess, __u32 dir, const struct pm_pkt *p,
+static __always_inline int pm_fill_xfer(const struct pm_session *sess, __u32 dir, __u32 flow_hash,
 					struct pm_xfer *x)
 {
-	__u32 n = sess->n_targets, idx;
-
 	x->session_id = sess->id;
 	x->direction = dir;
 	x->vni = sess->vni;
 	x->cut_len = sess->cut_len;
 	x->target_port = sess->target_port;
 	x->encap = sess->encap;
-	x->flow_hash = pm_flow_hash(p);
+	x->flow_hash = flow_hash;
 	x->sport = 49152 + (x->flow_hash & 0x3fff);
-	if (n == 0 || n > PM_MAX_TARGETS)
-		return -1;
-	/* idx < n <= PM_MAX_TARGETS (a power of two): the mask changes
-	 * nothing but tells the verifier the bound the modulo already has. */
-	idx = x->flow_hash % n;
-	asm volatile("%0 &= %1" : "+r"(idx) : "i"(PM_MAX_TARGETS - 1));
-	x->target = sess->targets[idx];
-	x->target_family = sess->target_family[idx];
-	return 0;
+	return pm_pick_endpoint(sess, x);
 }
 
 #endif /* PM_MATCH_H */

@@ -7,6 +7,8 @@
  *       parse, decide (pm_match.h), count; for an Accept, hand the session to
  *       the copy program through pm_xfer and bpf_clone_redirect() a clone to
  *       the per-node copy device. The original always goes on (TCX_NEXT).
+ *       Accepts of flows outside flowSampling, or over rateLimit, are
+ *       counted as skipped and not cloned.
  *   pm_copy_egress   TCX egress of the per-node copy device: cut, encapsulate
  *       (pm_encap.h), route with bpf_fib_lookup() and leave through
  *       bpf_redirect_neigh(). Nothing else ever leaves that device.
@@ -18,6 +20,7 @@
 #include "pm_parse.h"
 #include "pm_match.h"
 #include "pm_encap.h"
+#include "pm_rate.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -27,9 +30,23 @@ static __always_inline void pm_fail(struct pm_counters *c, __u32 reason)
 		c->failures[reason]++;
 }
 
+static __always_inline void pm_skip(struct pm_counters *c, __u32 reason)
+{
+	if (c && reason < PM_SKIP_MAX)
+		c->skipped[reason]++;
+}
+
+/* The length of the copy that rateLimit charges: the frame, cut to packetLength. */
+static __always_inline __u32 pm_copy_len(const struct __sk_buff *skb, const struct pm_session *sess)
+{
+	__u32 len = skb->len;
+
+	return sess->cut_len && sess->cut_len < len ? sess->cut_len : len;
+}
+
 static __always_inline int pm_veth(struct __sk_buff *skb, __u32 dir)
 {
-	__u32 zero = 0, ifindex = skb->ifindex;
+	__u32 zero = 0, ifindex = skb->ifindex, hash;
 	const struct pm_config *cfg;
 	const struct pm_iface *iface;
 	const struct pm_session *sess;
@@ -61,12 +78,21 @@ static __always_inline int pm_veth(struct __sk_buff *skb, __u32 dir)
 	}
 	if (c)
 		c->matched++;
+	hash = pm_flow_hash(&p);
+	if (!pm_sampled(sess, hash)) {
+		pm_skip(c, PM_SKIP_SAMPLING);
+		return PM_PASS;
+	}
+	if ((sess->flags & PM_SESS_RATE) && !pm_rate_admit(sess->id, pm_copy_len(skb, sess), skb->gso_segs)) {
+		pm_skip(c, PM_SKIP_RATE);
+		return PM_PASS;
+	}
 	x = bpf_map_lookup_elem(&pm_xfer, &zero);
 	if (!x) {
 		pm_fail(c, PM_FAIL_CLONE);
 		return PM_PASS;
 	}
-	if (pm_fill_xfer(sess, dir, &p, x) < 0) {
+	if (pm_fill_xfer(sess, dir, hash, x) < 0) {
 		pm_fail(c, PM_FAIL_NO_TARGET);
 		return PM_PASS;
 	}
@@ -112,12 +138,12 @@ static __always_inline int pm_route(struct __sk_buff *skb, const struct pm_confi
 		fib.family = 10; /* AF_INET6 */
 		__builtin_memcpy(fib.ipv6_dst, x->target.w, 16);
 		__builtin_memcpy(fib.ipv6_src, node->w, 16);
-		fib.l4_protocol = x->encap == PM_ENCAP_GRE ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
+		fib.l4_protocol = pm_is_gre(x) ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
 	} else {
 		fib.family = 2; /* AF_INET */
 		fib.ipv4_dst = x->target.w[0];
 		fib.ipv4_src = node->w[0];
-		fib.l4_protocol = x->encap == PM_ENCAP_GRE ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
+		fib.l4_protocol = pm_is_gre(x) ? PM_IPPROTO_GRE : PM_IPPROTO_UDP;
 	}
 	if (!has_src)
 		flags |= BPF_FIB_LOOKUP_SRC;
@@ -256,7 +282,14 @@ int pm_test_decide(struct __sk_buff *skb)
 	d->verdict = v.verdict;
 	d->slot = v.slot;
 	d->rule = v.rule;
-	if (v.verdict == PM_VERDICT_COPY && v.slot < PM_MAX_SESSIONS)
-		pm_fill_xfer(&iface->sessions[v.slot], dir, &p, &d->xfer);
+	if (v.verdict == PM_VERDICT_COPY && v.slot < PM_MAX_SESSIONS) {
+		const struct pm_session *sess = &iface->sessions[v.slot];
+		__u32 hash = pm_flow_hash(&p);
+
+		/* rateLimit is state, not a decision: not applied here. */
+		if (!pm_sampled(sess, hash))
+			d->verdict = PM_VERDICT_UNSAMPLED;
+		pm_fill_xfer(sess, dir, hash, &d->xfer);
+	}
 	return 0;
 }

@@ -141,6 +141,21 @@ impl Collector for SnapshotCollector {
         }
         {
             let mut family = encoder.encode_descriptor(
+                "podmirror_skipped_packets",
+                "Decided copies not sent on purpose, by reason (rate_limit: over spec.rateLimit; flow_sampling: the flow is outside spec.flowSampling).",
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for ((key, direction), counters) in &self.0.counters {
+                for (reason, count) in &counters.skipped {
+                    let [ns, session, dir] = session_labels(key, *direction);
+                    let labels = [ns, session, dir, ("reason", reason.clone())];
+                    ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
                 "podmirror_programmed_interfaces",
                 "Host interfaces a session is programmed on, on this node.",
                 None,
@@ -255,6 +270,7 @@ mod tests {
             truncated: 2,
             rejected: 3,
             failures: BTreeMap::from([("no_route".to_string(), 1)]),
+            skipped: BTreeMap::from([("rate_limit".to_string(), 4)]),
         };
         Snapshot {
             counters: BTreeMap::from([((key.clone(), Direction::Inbound), counters)]),
@@ -278,6 +294,7 @@ mod tests {
             format!("podmirror_truncated_packets_total{{{labels}}} 2"),
             format!("podmirror_rejected_packets_total{{{labels}}} 3"),
             format!("podmirror_mirror_failures_total{{{labels},reason=\"no_route\"}} 1"),
+            format!("podmirror_skipped_packets_total{{{labels},reason=\"rate_limit\"}} 4"),
             r#"podmirror_programmed_interfaces{namespace="default",session="mirror-session-a"} 1"#.to_string(),
             r#"podmirror_config_reloads_total{result="error"} 1"#.to_string(),
             "podmirror_config_valid 1".to_string(),

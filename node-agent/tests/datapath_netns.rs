@@ -74,6 +74,8 @@ fn session(
             packet_length,
             encapsulation: Encapsulation::VXLAN,
             target_port: 4789,
+            rate_limit: None,
+            flow_sampling: None,
             targets: targets.iter().map(|t| t.parse::<IpAddr>().expect("literal IP")).collect(),
             inbound,
             outbound,

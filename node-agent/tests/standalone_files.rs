@@ -89,6 +89,28 @@ fn example_seed_scenario_resolves_to_the_seed_session() {
     assert_eq!(state.pods[0].sessions, vec!["default/mirror-session-a".to_string()]);
 }
 
+/// The standalone files accept rateLimit, flowSampling and the new
+/// encapsulations, and hand them to the datapath like the operator does.
+#[test]
+fn rate_limit_flow_sampling_and_erspan_reach_the_node_state() {
+    let dir = TempDir::new("shaping");
+    dir.write("standalone.yaml", INVENTORY);
+    dir.write("f0.yaml", &filter("f", "192.168.0.230/32"));
+    let extra = "  encapsulation: ERSPAN\n  rateLimit: {packetsPerSecond: 1000, bytesPerSecond: 2000000}\n  flowSampling: {percent: 25}\n";
+    dir.write("s.yaml", &format!("{}{extra}", session("s", 1, 7, "ecs-source")));
+    let loaded = load_dir(&dir.0).unwrap();
+    let resolution = resolve(&loaded, &BTreeMap::new(), "node-a", QuotaLimits::default()).unwrap();
+    assert!(resolution.refusals.is_empty(), "{:?}", resolution.refusals);
+    let s = &resolution.node_state.sessions[0];
+    let compiled = podmirror_crds::model::compile::compile_node_session(s).unwrap();
+    assert_eq!(compiled.encapsulation, podmirror_crds::model::Encapsulation::ERSPAN);
+    assert_eq!(
+        compiled.rate_limit,
+        Some(podmirror_crds::model::RateCap { packets_per_second: Some(1000), bytes_per_second: Some(2_000_000) })
+    );
+    assert_eq!(compiled.flow_sampling.map(|f| f.threshold()), Some(1 << 30));
+}
+
 #[test]
 fn bad_files_name_the_file_the_object_and_the_field() {
     let cases: Vec<(&str, String, &str)> = vec![
@@ -106,6 +128,12 @@ fn bad_files_name_the_file_the_object_and_the_field() {
             "s.yaml: MirrorSession s: spec.schedule.duration: ",
         ),
         ("s.yaml", format!("{}  schedule: {{startTime: tomorrow}}\n", session("s", 1, 1, "ecs-source")), "s.yaml: MirrorSession s: spec.schedule.startTime: "),
+        ("s.yaml", format!("{}  rateLimit: {{}}\n", session("s", 1, 1, "ecs-source")), "s.yaml: MirrorSession s: spec.rateLimit: "),
+        (
+            "s.yaml",
+            format!("{}  flowSampling: {{oneIn: 4, percent: 25}}\n", session("s", 1, 1, "ecs-source")),
+            "s.yaml: MirrorSession s: spec.flowSampling: ",
+        ),
     ];
     for (file, text, expected) in cases {
         let dir = TempDir::new("badfile");

@@ -451,6 +451,7 @@ fn node_entry(node: &str, packets: i64) -> podmirror_crds::api::NodeMirrorStatus
         mirrored_bytes: None,
         dropped: None,
         truncated: None,
+        skipped: None,
         last_update: None,
         error: None,
     }

@@ -15,6 +15,7 @@ pub mod generate;
 pub mod node_state;
 pub mod parse;
 pub mod session;
+pub mod shaping;
 pub mod status;
 
 pub use filter::{FilterRule, MirrorFilter, MirrorFilterSpec, PortRangeSpec};
@@ -25,6 +26,7 @@ pub use session::{
     FilterRef, MirrorSession, MirrorSessionSpec, PodTarget, ServiceTarget, SessionSchedule,
     SessionSource, SessionTarget,
 };
+pub use shaping::{FlowSampling, RateLimit};
 pub use status::{
     MirrorFilterStatus, MirrorSessionStatus, NodeMirrorStatus, SessionPhase, SourceState,
     SourceStatus, TargetKind, TargetStatus,

@@ -9,6 +9,7 @@ use schemars::{Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use super::filter::FilterRule;
+use super::shaping::{FlowSampling, RateLimit};
 use crate::model::types::Encapsulation;
 
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -53,6 +54,14 @@ pub struct NodeSession {
     #[serde(default)]
     pub encapsulation: Encapsulation,
     pub target_port: i32,
+    /// `spec.rateLimit` of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "without_cel::<Option<RateLimit>>")]
+    pub rate_limit: Option<RateLimit>,
+    /// `spec.flowSampling` of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "without_cel::<Option<FlowSampling>>")]
+    pub flow_sampling: Option<FlowSampling>,
     /// Resolved target addresses (IPv4 or IPv6 literals).
     #[serde(default)]
     pub targets: Vec<String>,
@@ -106,6 +115,16 @@ pub struct MirrorNodeStateStatus {
 /// its cost over that list, and could make it refuse the whole CRD.
 fn rules_without_cel(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = generator.subschema_for::<Vec<FilterRule>>();
+    if let Some(object) = schema.as_object_mut() {
+        strip_cel(object);
+    }
+    schema
+}
+
+/// The schema of a field copied from a MirrorSession, minus its CEL rules
+/// (checked on the session already; see `rules_without_cel`).
+fn without_cel<T: schemars::JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<T>();
     if let Some(object) = schema.as_object_mut() {
         strip_cel(object);
     }

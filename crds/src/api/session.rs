@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::shaping::{FlowSampling, RateLimit};
 use super::status::MirrorSessionStatus;
 use crate::model::types::Encapsulation;
 
@@ -23,7 +24,7 @@ fn default_target_port() -> i32 {
     group = "podmirror.io",
     version = "v1alpha1",
     kind = "MirrorSession",
-    doc = "Mirrors the traffic of source pods that matches a MirrorFilter to a target, wrapped in VXLAN or GRE.",
+    doc = "Mirrors the traffic of source pods that matches a MirrorFilter to a target, wrapped in VXLAN, GRE, Geneve or ERSPAN.",
     namespaced,
     shortname = "ms",
     category = "podmirror",
@@ -57,13 +58,20 @@ pub struct MirrorSessionSpec {
     pub sources: Vec<SessionSource>,
     /// Where the copies go: exactly one of `service`, `pod`, `ip`.
     pub target: SessionTarget,
-    /// `VXLAN` (default) or `GRE`.
+    /// `VXLAN` (default), `GRE`, `Geneve` (UDP 6081) or `ERSPAN` (type II,
+    /// session ID = the VNI's low 10 bits).
     #[serde(default)]
     pub encapsulation: Encapsulation,
-    /// Outer UDP destination port for VXLAN (1..=65535).
+    /// Outer UDP destination port for VXLAN (1..=65535); Geneve always uses 6081.
     #[serde(default = "default_target_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub target_port: i32,
+    /// A cap on the copies per second on each node; copies over it are skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Mirror only a share of the flows (whole flows, both directions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_sampling: Option<FlowSampling>,
     /// When mirroring runs; omitted = from acceptance until deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<SessionSchedule>,

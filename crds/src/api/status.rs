@@ -136,6 +136,11 @@ pub struct NodeMirrorStatus {
     /// Copies cut to fit the path MTU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<i64>,
+    /// Copies skipped on purpose because they were over `spec.rateLimit`
+    /// (flows left out by `flowSampling` are not counted here; the agent's
+    /// `podmirror_skipped_packets_total{reason="flow_sampling"}` has them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

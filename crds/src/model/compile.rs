@@ -8,6 +8,7 @@
 //! every omission is made explicit: an omitted CIDR is the family's /0,
 //! protocol names are numbers (`All` is `None`), rules are sorted by priority.
 
+use super::shaping::{check_flow_sampling, check_rate_limit};
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -234,6 +235,8 @@ fn port_range(
 /// The checks of a MirrorSession spec that need no other object.
 pub fn validate_session_spec(spec: &MirrorSessionSpec) -> Result<(), ModelError> {
     SessionParams::of_spec(spec).check("spec")?;
+    check_rate_limit(spec.rate_limit.as_ref(), "spec")?;
+    check_flow_sampling(spec.flow_sampling.as_ref(), "spec")?;
     non_empty_name(&spec.filter_ref.name, 253, "spec.filterRef.name")?;
     if spec.sources.is_empty() {
         return Err(ModelError::invalid(
@@ -330,6 +333,8 @@ pub fn compile_session(
         encapsulation: session.spec.encapsulation,
         target_port: params.target_port,
         targets: targets.to_vec(),
+        rate_limit: check_rate_limit(session.spec.rate_limit.as_ref(), "spec")?,
+        flow_sampling: check_flow_sampling(session.spec.flow_sampling.as_ref(), "spec")?,
         inbound,
         outbound,
     })
@@ -362,6 +367,8 @@ pub fn compile_node_session(node_session: &NodeSession) -> Result<CompiledSessio
         encapsulation: node_session.encapsulation,
         target_port: params.target_port,
         targets,
+        rate_limit: check_rate_limit(node_session.rate_limit.as_ref(), &prefix)?,
+        flow_sampling: check_flow_sampling(node_session.flow_sampling.as_ref(), &prefix)?,
         inbound: compile_rules(
             &node_session.inbound_rules,
             &format!("{prefix}.inboundRules"),
@@ -610,6 +617,8 @@ mod tests {
             packet_length: Some(96),
             encapsulation: Encapsulation::VXLAN,
             target_port: 4789,
+            rate_limit: None,
+            flow_sampling: None,
             targets: vec!["10.244.1.7".into(), "fd00::7".into()],
             inbound_rules: vec![rule(1, name("TCP"))],
             outbound_rules: vec![],
@@ -692,6 +701,8 @@ mod tests {
                 encapsulation: Encapsulation::GRE,
                 target_port: 4789,
                 schedule: None,
+                rate_limit: None,
+                flow_sampling: None,
             },
         );
         session.metadata.namespace = Some("team-a".into());

@@ -7,7 +7,9 @@ pub mod pod_set;
 pub mod quota;
 pub mod schedule;
 pub mod selector;
+pub mod shaping;
 pub mod types;
 
 pub use evaluate::{evaluate, rule_matches};
+pub use shaping::{FlowShare, RateCap};
 pub use types::*;

@@ -65,7 +65,17 @@ pub enum Encapsulation {
     VXLAN,
     /// GRE with transparent Ethernet bridging (0x6558), key = VNI (seed 004).
     GRE,
+    /// RFC 8926 Geneve over UDP port 6081 (`targetPort` is VXLAN's only):
+    /// VNI in the Geneve header, protocol type 0x6558, no options.
+    Geneve,
+    /// ERSPAN type II: GRE (protocol 0x88BE) with sequence numbers, the
+    /// ERSPAN session ID = the VNI's low 10 bits.
+    ERSPAN,
 }
+
+/// The IANA port of Geneve (RFC 8926): the outer UDP destination port of
+/// every Geneve copy.
+pub const GENEVE_PORT: u16 = 6081;
 
 /// IP protocol numbers the model and the datapath give names to.
 pub mod ipproto {
@@ -154,6 +164,10 @@ pub struct CompiledSession {
     pub target_port: u16,
     /// Resolved target endpoints; a flow hash picks one per inner flow.
     pub targets: Vec<IpAddr>,
+    /// Per-node cap on the copies (`rateLimit`); `None` = no cap.
+    pub rate_limit: Option<super::shaping::RateCap>,
+    /// Share of flows mirrored (`flowSampling`); `None` = every flow.
+    pub flow_sampling: Option<super::shaping::FlowShare>,
     /// Sorted by `priority`, ascending.
     pub inbound: Vec<CompiledRule>,
     /// Sorted by `priority`, ascending.

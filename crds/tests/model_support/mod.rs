@@ -80,6 +80,8 @@ pub fn session(
         packet_length: None,
         encapsulation: Encapsulation::VXLAN,
         target_port: 4789,
+        rate_limit: None,
+        flow_sampling: None,
         targets: vec![addr("10.9.9.9")],
         inbound,
         outbound,

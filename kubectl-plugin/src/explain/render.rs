@@ -65,6 +65,8 @@ fn decision(d: &Decision, direction: Direction) -> String {
             let wrap = match encapsulation {
                 Encapsulation::VXLAN => "VXLAN vni",
                 Encapsulation::GRE => "GRE key",
+                Encapsulation::Geneve => "Geneve vni",
+                Encapsulation::ERSPAN => "ERSPAN session of vni",
             };
             let cut = packet_length
                 .map(|n| format!(", cut to {n} bytes"))

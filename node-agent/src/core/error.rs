@@ -21,6 +21,11 @@ pub enum AgentError {
     #[error("pod {pod}: {count} sessions include it, at most {max} are allowed per source pod")]
     TooManySessions { pod: String, count: usize, max: usize },
 
+    /// A session's target has more endpoints than the datapath's table
+    /// holds; only this session is left out, the pod's others still run.
+    #[error("session {session}: targets: {count} endpoints exceed the datapath's {max} per session")]
+    TooManyEndpoints { session: SessionKey, count: usize, max: usize },
+
     /// Two pods of the desired state resolved to the same host interface.
     #[error("pod {pod}: host interface ifindex {ifindex} is already used by pod {other}")]
     InterfaceClash { pod: String, other: String, ifindex: u32 },

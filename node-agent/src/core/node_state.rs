@@ -105,6 +105,8 @@ mod tests {
             packet_length: Some(96),
             encapsulation: Default::default(),
             target_port: 4789,
+            rate_limit: None,
+            flow_sampling: None,
             targets: vec!["192.168.0.164".into()],
             inbound_rules: vec![rule_yaml(1)],
             outbound_rules: vec![],

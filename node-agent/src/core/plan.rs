@@ -62,6 +62,8 @@ mod tests {
                 packet_length: None,
                 encapsulation: Encapsulation::VXLAN,
                 target_port: 4789,
+                rate_limit: None,
+                flow_sampling: None,
                 targets: vec!["10.0.0.9".parse().unwrap()],
                 inbound: vec![],
                 outbound: vec![],

@@ -10,6 +10,8 @@ use super::error::AgentError;
 use super::ids::SessionIds;
 use super::ops::{DatapathOps, SessionCounters, SessionSlot};
 use super::plan::{plan, Step};
+use crate::datapath::abi::PM_MAX_ENDPOINTS;
+use crate::datapath::maglev;
 
 /// docs/quotas.md: sessions per source pod (not raisable); also the datapath's slot count.
 pub const MAX_SESSIONS_PER_POD: usize = 3;
@@ -89,7 +91,8 @@ impl<D: DatapathOps> Reconciler<D> {
                 continue;
             }
             match self.slots_for(pod) {
-                Ok(slots) => {
+                Ok((slots, refused_sessions)) => {
+                    report.refused.extend(refused_sessions);
                     wanted.insert(pod.ifindex, Programmed { pod: pod.pod.clone(), slots });
                 }
                 Err(error) => {
@@ -172,8 +175,10 @@ impl<D: DatapathOps> Reconciler<D> {
     }
 
     /// The datapath slots of one pod: enabled sessions in evaluation order
-    /// (priority, then key, as `evaluate` orders them), after the per-pod checks.
-    fn slots_for(&mut self, pod: &DesiredPod) -> Result<Vec<SessionSlot>, AgentError> {
+    /// (priority, then key, as `evaluate` orders them), after the per-pod
+    /// checks; and the sessions left out on their own (too many endpoints),
+    /// which do not keep the pod's other sessions from running.
+    fn slots_for(&mut self, pod: &DesiredPod) -> Result<(Vec<SessionSlot>, Vec<AgentError>), AgentError> {
         if pod.sessions.len() > MAX_SESSIONS_PER_POD {
             return Err(AgentError::TooManySessions {
                 pod: pod.pod.to_string(),
@@ -193,11 +198,17 @@ impl<D: DatapathOps> Reconciler<D> {
                 });
             }
         }
-        Ok(sessions
-            .into_iter()
-            .filter(|s| s.enabled)
-            .map(|s| SessionSlot { id: self.ids.id(&s.key), session: s.clone() })
-            .collect())
+        let mut refused = Vec::new();
+        let mut slots = Vec::new();
+        for s in sessions.into_iter().filter(|s| s.enabled) {
+            let count = maglev::ordered(&s.targets).len();
+            if count > PM_MAX_ENDPOINTS {
+                refused.push(AgentError::TooManyEndpoints { session: s.key.clone(), count, max: PM_MAX_ENDPOINTS });
+                continue;
+            }
+            slots.push(SessionSlot { id: self.ids.id(&s.key), session: s.clone() });
+        }
+        Ok((slots, refused))
     }
 
     /// Interfaces each session is programmed on (for status and metrics).
@@ -289,6 +300,8 @@ mod tests {
             packet_length: Some(96),
             encapsulation: Encapsulation::VXLAN,
             target_port: 4789,
+            rate_limit: None,
+            flow_sampling: None,
             targets: vec!["192.168.0.164".parse().unwrap()],
             inbound: vec![],
             outbound: vec![],
@@ -317,6 +330,24 @@ mod tests {
         let again = r.apply(&desired);
         assert_eq!(again.calls, 0);
         assert_eq!(r.ops().calls.len(), 2);
+    }
+
+    #[test]
+    fn a_session_with_too_many_endpoints_is_refused_alone() {
+        let mut r = Reconciler::new(FakeDatapath::default());
+        let mut big = session("big", 2, true);
+        big.targets = (0..=PM_MAX_ENDPOINTS as u32).map(|i| std::net::IpAddr::V4(0x0a00_0000u32.wrapping_add(i).into())).collect();
+        let forty = {
+            let mut s = session("forty", 3, true);
+            s.targets = (0..40u32).map(|i| std::net::IpAddr::V4((0x0a00_0000 + i).into())).collect();
+            s
+        };
+        let report = r.apply(&DesiredState { pods: vec![pod("p", 5, vec![session("a", 1, true), big, forty])] });
+        assert_eq!(report.refused.len(), 1, "{report:?}");
+        let msg = report.refused[0].to_string();
+        assert!(msg.contains("ns/big") && msg.contains("targets") && msg.contains("1025 endpoints"), "{msg}");
+        assert_eq!(names(&r.ops().sessions[&5]), vec!["a", "forty"], "the pod's other sessions still run");
+        assert!(report.failures.is_empty());
     }
 
     #[test]

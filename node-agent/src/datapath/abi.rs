@@ -9,7 +9,10 @@
 
 pub const PM_MAX_SESSIONS: usize = 3;
 pub const PM_MAX_RULES: usize = 10;
-pub const PM_MAX_TARGETS: usize = 16;
+/// Endpoints of one session's target (a Service's ready endpoints).
+pub const PM_MAX_ENDPOINTS: usize = 1024;
+/// Slots of a session's Maglev lookup table (prime, >= 16 per endpoint).
+pub const PM_LUT_SIZE: usize = 16381;
 
 pub const PM_DIR_INBOUND: u32 = 0;
 pub const PM_DIR_OUTBOUND: u32 = 1;
@@ -24,13 +27,23 @@ pub const PM_RULE_ANY_PROTO: u8 = 1 << 0;
 pub const PM_RULE_SPORTS: u8 = 1 << 1;
 pub const PM_RULE_DPORTS: u8 = 1 << 2;
 
+pub const PM_SESS_SAMPLE: u8 = 1 << 0;
+pub const PM_SESS_RATE: u8 = 1 << 1;
+
+/// `PM_SKIP_*` in index order: why an Accepted packet was not copied on purpose.
+pub const PM_SKIP_REASONS: [&str; PM_SKIP_MAX] = ["rate_limit", "flow_sampling"];
+pub const PM_SKIP_MAX: usize = 2;
+
 pub const PM_ENCAP_VXLAN: u8 = 0;
 pub const PM_ENCAP_GRE: u8 = 1;
+pub const PM_ENCAP_GENEVE: u8 = 2;
+pub const PM_ENCAP_ERSPAN: u8 = 3;
 
 pub const PM_VERDICT_NOT_IP: u32 = 0;
 pub const PM_VERDICT_NO_MATCH: u32 = 1;
 pub const PM_VERDICT_COPY: u32 = 2;
 pub const PM_VERDICT_REJECT: u32 = 3;
+pub const PM_VERDICT_UNSAMPLED: u32 = 4;
 
 /// `PM_FAIL_*` in index order: the reasons a copy can be lost.
 pub const PM_FAIL_REASONS: [&str; PM_FAIL_MAX] =
@@ -68,11 +81,43 @@ pub struct PmSession {
     pub cut_len: u16,
     pub target_port: u16,
     pub encap: u8,
-    pub n_targets: u8,
+    pub flags: u8,
     pub n_rules: [u8; 2],
-    pub targets: [PmAddr; PM_MAX_TARGETS],
-    pub target_family: [u8; PM_MAX_TARGETS],
+    pub sample_below: u32,
     pub rules: [[PmRule; PM_MAX_RULES]; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmEndpoint {
+    pub addr: PmAddr,
+    pub family: u32,
+}
+
+/// A session's endpoints and Maglev table (`pm_lbs`, keyed by session id).
+/// 52 KiB: keep it boxed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmLb {
+    pub n_endpoints: u32,
+    pub lut_size: u32,
+    pub seq: u64,
+    pub endpoints: [PmEndpoint; PM_MAX_ENDPOINTS],
+    pub lut: [u16; PM_LUT_SIZE],
+    pub pad: [u16; 3],
+}
+
+impl PmLb {
+    pub fn boxed() -> Box<PmLb> {
+        Box::new(PmLb {
+            n_endpoints: 0,
+            lut_size: 0,
+            seq: 0,
+            endpoints: [PmEndpoint::default(); PM_MAX_ENDPOINTS],
+            lut: [0; PM_LUT_SIZE],
+            pad: [0; 3],
+        })
+    }
 }
 
 impl Default for PmSession {
@@ -83,10 +128,9 @@ impl Default for PmSession {
             cut_len: 0,
             target_port: 0,
             encap: 0,
-            n_targets: 0,
+            flags: 0,
             n_rules: [0; 2],
-            targets: [PmAddr::default(); PM_MAX_TARGETS],
-            target_family: [0; PM_MAX_TARGETS],
+            sample_below: 0,
             rules: [[PmRule::default(); PM_MAX_RULES]; 2],
         }
     }
@@ -116,6 +160,18 @@ pub struct PmCounters {
     pub truncated: u64,
     pub rejected: u64,
     pub failures: [u64; PM_FAIL_MAX],
+    pub skipped: [u64; PM_SKIP_MAX],
+}
+
+/// A session's rate cap (`pm_rates`); times in ticks of 1/64 ns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PmRate {
+    pub pkt_tat: u64,
+    pub byte_tat: u64,
+    pub pkt_cost: u64,
+    pub byte_cost: u64,
+    pub burst: u64,
 }
 
 #[repr(C)]
@@ -141,6 +197,7 @@ pub struct PmXfer {
     pub target_family: u8,
     pub target: PmAddr,
     pub flow_hash: u32,
+    pub seq: u32,
 }
 
 #[repr(C)]
@@ -163,8 +220,11 @@ unsafe impl aya::Pod for PmAddr {}
 unsafe impl aya::Pod for PmRule {}
 unsafe impl aya::Pod for PmSession {}
 unsafe impl aya::Pod for PmIface {}
+unsafe impl aya::Pod for PmEndpoint {}
+unsafe impl aya::Pod for PmLb {}
 unsafe impl aya::Pod for PmCounterKey {}
 unsafe impl aya::Pod for PmCounters {}
+unsafe impl aya::Pod for PmRate {}
 unsafe impl aya::Pod for PmConfig {}
 unsafe impl aya::Pod for PmXfer {}
 unsafe impl aya::Pod for PmDecision {}
@@ -193,21 +253,35 @@ mod tests {
         assert_eq!(offset_of!(PmSession, cut_len), 8);
         assert_eq!(offset_of!(PmSession, target_port), 10);
         assert_eq!(offset_of!(PmSession, encap), 12);
-        assert_eq!(offset_of!(PmSession, n_targets), 13);
+        assert_eq!(offset_of!(PmSession, flags), 13);
         assert_eq!(offset_of!(PmSession, n_rules), 14);
-        assert_eq!(offset_of!(PmSession, targets), 16);
-        assert_eq!(offset_of!(PmSession, target_family), 16 + 16 * 16);
-        assert_eq!(offset_of!(PmSession, rules), 288);
-        assert_eq!(size_of::<PmSession>(), 288 + 20 * 76);
+        assert_eq!(offset_of!(PmSession, sample_below), 16);
+        assert_eq!(offset_of!(PmSession, rules), 20);
+        assert_eq!(size_of::<PmSession>(), 20 + 20 * 76);
         assert_eq!(offset_of!(PmIface, sessions), 8);
-        assert_eq!(size_of::<PmIface>(), 8 + 3 * 1808);
+        assert_eq!(size_of::<PmIface>(), 8 + 3 * 1540);
+    }
+
+    #[test]
+    fn endpoint_and_lb_layout_matches_c() {
+        assert_eq!(size_of::<PmEndpoint>(), 20);
+        assert_eq!(offset_of!(PmEndpoint, family), 16);
+        assert_eq!(offset_of!(PmLb, seq), 8);
+        assert_eq!(offset_of!(PmLb, endpoints), 16);
+        assert_eq!(offset_of!(PmLb, lut), 20496);
+        assert_eq!(offset_of!(PmLb, pad), 20496 + 2 * PM_LUT_SIZE);
+        assert_eq!(size_of::<PmLb>(), 53264);
     }
 
     #[test]
     fn counters_config_xfer_decision_layout_matches_c() {
         assert_eq!(size_of::<PmCounterKey>(), 8);
-        assert_eq!(size_of::<PmCounters>(), 8 * (5 + PM_FAIL_MAX));
+        assert_eq!(size_of::<PmCounters>(), 8 * (5 + PM_FAIL_MAX + PM_SKIP_MAX));
+        assert_eq!(size_of::<PmCounters>(), 120);
         assert_eq!(offset_of!(PmCounters, failures), 40);
+        assert_eq!(offset_of!(PmCounters, skipped), 104);
+        assert_eq!(size_of::<PmRate>(), 40);
+        assert_eq!(offset_of!(PmRate, burst), 32);
         assert_eq!(size_of::<PmConfig>(), 40);
         assert_eq!(offset_of!(PmConfig, node_ip6), 24);
         assert_eq!(offset_of!(PmXfer, cut_len), 16);
@@ -216,9 +290,10 @@ mod tests {
         assert_eq!(offset_of!(PmXfer, target_family), 23);
         assert_eq!(offset_of!(PmXfer, target), 24);
         assert_eq!(offset_of!(PmXfer, flow_hash), 40);
-        assert_eq!(size_of::<PmXfer>(), 44);
+        assert_eq!(offset_of!(PmXfer, seq), 44);
+        assert_eq!(size_of::<PmXfer>(), 48);
         assert_eq!(offset_of!(PmDecision, xfer), 32);
-        assert_eq!(size_of::<PmDecision>(), 76);
+        assert_eq!(size_of::<PmDecision>(), 80);
         assert_eq!(PM_FAIL_REASONS.len(), PM_FAIL_MAX);
     }
 }

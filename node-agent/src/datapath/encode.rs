@@ -1,17 +1,20 @@
 //! Pure conversion of the model's sessions into the map values the eBPF
 //! programs read (`abi::PmIface`): sessions in evaluation order with disabled
-//! ones left out, rules sorted, CIDRs as (network, mask), targets sorted so
-//! that the flow-hash choice of an endpoint only changes with the set.
+//! ones left out, rules sorted, CIDRs as (network, mask); and each session's
+//! endpoints with their Maglev table (`abi::PmLb`, see `maglev`).
 //! No I/O: unit-tested without root.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use podmirror_crds::model::{Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily};
+use podmirror_crds::model::{
+    Action, CompiledRule, CompiledSession, Direction, Encapsulation, GENEVE_PORT, IpFamily, RateCap,
+};
 
 use super::DatapathSession;
 use super::abi::*;
 use super::error::DatapathError;
+use super::maglev::{self, EndpointTable};
 
 /// The address words of `addr` as the C side stores them (network order).
 pub fn addr_words(addr: &IpAddr) -> PmAddr {
@@ -88,10 +91,23 @@ fn dir_index(direction: Direction) -> usize {
 
 /// The targets of a session in the order the datapath indexes them.
 pub fn ordered_targets(session: &CompiledSession) -> Vec<IpAddr> {
-    let mut targets = session.targets.clone();
-    targets.sort();
-    targets.dedup();
-    targets
+    maglev::ordered(&session.targets)
+}
+
+/// The `pm_lbs` value of a session: its endpoints and Maglev table.
+pub fn encode_lb(session: &CompiledSession) -> Result<Box<PmLb>, DatapathError> {
+    let field = format!("session {}: targets", session.key);
+    let table = EndpointTable::new(&session.targets)
+        .map_err(|e| DatapathError::Invalid { field: field.clone(), reason: e.to_string() })?
+        .ok_or_else(|| DatapathError::Invalid { field, reason: "no target address".into() })?;
+    let mut lb = PmLb::boxed();
+    for (slot, addr) in lb.endpoints.iter_mut().zip(table.endpoints()) {
+        *slot = PmEndpoint { addr: addr_words(addr), family: family_code(IpFamily::of(addr)) as u32 };
+    }
+    lb.n_endpoints = table.endpoints().len() as u32;
+    lb.lut.copy_from_slice(table.lut());
+    lb.lut_size = PM_LUT_SIZE as u32;
+    Ok(lb)
 }
 
 pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> {
@@ -111,25 +127,22 @@ pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> 
         Some(n) => n,
         None => 0,
     };
+    if let Some(share) = s.flow_sampling {
+        out.flags |= PM_SESS_SAMPLE;
+        out.sample_below = share.threshold();
+    }
+    if s.rate_limit.is_some() {
+        out.flags |= PM_SESS_RATE;
+    }
     out.encap = match s.encapsulation {
         Encapsulation::VXLAN => PM_ENCAP_VXLAN,
         Encapsulation::GRE => PM_ENCAP_GRE,
+        Encapsulation::ERSPAN => PM_ENCAP_ERSPAN,
+        Encapsulation::Geneve => {
+            out.target_port = GENEVE_PORT;
+            PM_ENCAP_GENEVE
+        }
     };
-    let targets = ordered_targets(s);
-    if targets.is_empty() {
-        return Err(DatapathError::Invalid { field: field("targets"), reason: "no target address".into() });
-    }
-    if targets.len() > PM_MAX_TARGETS {
-        return Err(DatapathError::Invalid {
-            field: field("targets"),
-            reason: format!("{} endpoints exceed the datapath's {PM_MAX_TARGETS}", targets.len()),
-        });
-    }
-    for (i, t) in targets.iter().enumerate() {
-        out.targets[i] = addr_words(t);
-        out.target_family[i] = family_code(IpFamily::of(t));
-    }
-    out.n_targets = targets.len() as u8;
     for direction in Direction::ALL {
         let mut rules: Vec<&CompiledRule> = s.rules(direction).iter().collect();
         rules.sort_by_key(|r| r.priority);
@@ -149,6 +162,25 @@ pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> 
         out.n_rules[d] = rules.len() as u8;
     }
     Ok(out)
+}
+
+/// Ticks (the C side's time unit, 1/64 ns) per second.
+const TICKS_PER_SECOND: u64 = 64_000_000_000;
+/// How far a bucket may run ahead: 50 ms of the cap, so that a short burst
+/// under the cap is not cut, while a sustained overload gets the cap
+/// (plus at most 5% of one second's budget, once).
+const RATE_BURST_TICKS: u64 = TICKS_PER_SECOND / 20;
+
+/// The `pm_rates` value of a rate cap (buckets empty).
+pub fn encode_rate(cap: &RateCap) -> PmRate {
+    PmRate {
+        pkt_cost: cap.packets_per_second.filter(|r| *r > 0).map_or(0, |r| TICKS_PER_SECOND / r),
+        // << 16 keeps the fraction of a tick per byte; the model bounds the
+        // rate to >= 1000 B/s so that len * cost stays far from overflow.
+        byte_cost: cap.bytes_per_second.filter(|r| *r > 0).map_or(0, |r| (TICKS_PER_SECOND << 16) / r),
+        burst: RATE_BURST_TICKS,
+        ..PmRate::default()
+    }
 }
 
 /// The sessions of one interface, in the order docs/matching.md walks them: enabled
@@ -202,6 +234,8 @@ mod tests {
                 packet_length: Some(96),
                 encapsulation: Encapsulation::VXLAN,
                 target_port: 4789,
+                rate_limit: None,
+                flow_sampling: None,
                 targets: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
                 inbound: vec![rule(5, Action::Accept), rule(1, Action::Reject)],
                 outbound: vec![],
@@ -231,15 +265,44 @@ mod tests {
         let s = &iface.sessions[0];
         assert_eq!(s.n_rules, [2, 0]);
         assert_eq!(s.rules[0][0].action, PM_ACTION_REJECT, "priority 1 first");
-        assert_eq!(s.targets[0].w[0], u32::from_ne_bytes([10, 0, 0, 1]), "targets sorted");
         assert_eq!((s.cut_len, s.vni, s.target_port), (96, 7, 4789));
+    }
+
+    #[test]
+    fn sampling_and_rate_caps_set_flags_and_costs() {
+        let mut s = session("a", 1, true);
+        assert_eq!(encode_session(&s).expect("valid").flags, 0);
+        s.session.flow_sampling = Some(podmirror_crds::model::FlowShare { numerator: 1, denominator: 4 });
+        s.session.rate_limit = Some(RateCap { packets_per_second: Some(1000), bytes_per_second: None });
+        let e = encode_session(&s).expect("valid");
+        assert_eq!(e.flags, PM_SESS_SAMPLE | PM_SESS_RATE);
+        assert_eq!(e.sample_below, 1 << 30);
+        let r = encode_rate(&RateCap { packets_per_second: Some(1000), bytes_per_second: Some(1_000_000) });
+        assert_eq!(r.pkt_cost, 64_000_000, "1 ms per packet");
+        assert_eq!((1500 * r.byte_cost) >> 16, 1500 * 64_000, "1.5 ms per 1500 bytes");
+        assert_eq!(encode_rate(&RateCap { packets_per_second: None, bytes_per_second: Some(1000) }).pkt_cost, 0);
+    }
+
+    #[test]
+    fn lb_holds_sorted_endpoints_and_a_full_table() {
+        let s = session("a", 1, true);
+        let lb = encode_lb(&s.session).expect("valid");
+        assert_eq!(lb.n_endpoints, 2);
+        assert_eq!(lb.lut_size as usize, PM_LUT_SIZE);
+        assert_eq!(lb.endpoints[0].addr.w[0], u32::from_ne_bytes([10, 0, 0, 1]), "targets sorted");
+        assert_eq!(lb.endpoints[1].family, PM_FAMILY_IPV4 as u32);
+        assert!(lb.lut.iter().all(|e| *e < 2));
+        let mut s = s.session;
+        s.targets = (0..2000u32).map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))).collect();
+        let err = encode_lb(&s).expect_err("over the bound").to_string();
+        assert!(err.contains("ns/a: targets") && err.contains("2000 endpoints exceed"), "{err}");
     }
 
     #[test]
     fn bad_sessions_are_refused_naming_the_field() {
         let mut s = session("a", 1, true);
         s.session.targets.clear();
-        let err = encode_iface(&[s], 0).expect_err("no target").to_string();
+        let err = encode_lb(&s.session).expect_err("no target").to_string();
         assert!(err.contains("ns/a") && err.contains("targets"), "{err}");
         let mut s = session("a", 1, true);
         s.session.vni = 1 << 24;

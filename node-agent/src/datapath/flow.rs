@@ -1,12 +1,13 @@
 //! The flow hash of `bpf/pm_match.h` (`pm_flow_hash`), mirrored for the
-//! agent and the tests: it picks the Service endpoint of a flow and the outer
-//! UDP source port. Symmetric: both directions of a conversation hash alike.
+//! agent and the tests: it picks the Service endpoint of a flow (through the
+//! session's Maglev table) and the outer UDP source port. Symmetric: both directions of a conversation hash alike.
 
 use std::net::IpAddr;
 
 use podmirror_crds::model::PacketMeta;
 
 use super::encode::addr_words;
+use super::maglev::EndpointTable;
 
 fn fold(w: [u32; 4]) -> u32 {
     let mut h = w[0].wrapping_mul(0x9e37_79b1);
@@ -38,13 +39,11 @@ pub fn outer_source_port(hash: u32) -> u16 {
     49152 + (hash & 0x3fff) as u16
 }
 
-/// The endpoint a flow goes to, among targets in datapath order
-/// (`encode::ordered_targets`).
-pub fn pick_target(hash: u32, ordered_targets: &[IpAddr]) -> Option<IpAddr> {
-    if ordered_targets.is_empty() {
-        return None;
-    }
-    ordered_targets.get(hash as usize % ordered_targets.len()).copied()
+/// The endpoint a flow goes to, as the datapath picks it (the Maglev table
+/// of `maglev::EndpointTable`; build the table once when picking for many
+/// flows). `None` without a target or over the endpoint bound.
+pub fn pick_target(hash: u32, targets: &[IpAddr]) -> Option<IpAddr> {
+    EndpointTable::new(targets).ok().flatten().map(|t| t.pick(hash))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! everything under `pin_dir` so that a restarted agent adopts what runs.
 //!
 //! Layout of `pin_dir` (one bpffs directory per node agent):
-//! - `pm_ifaces`, `pm_counters`, `pm_config`: maps, pinned by name (reused
+//! - `pm_ifaces`, `pm_lbs`, `pm_rates`, `pm_counters`, `pm_config`: maps, pinned by name (reused
 //!   on open, so sessions and counters survive a restart);
 //! - `prog-<name>`: the programs of the newest open;
 //! - `link-copy`: the copy device's egress link; `link-<ifindex>-ingress`
@@ -19,6 +19,7 @@ mod clsact;
 pub mod encode;
 mod error;
 pub mod flow;
+pub mod maglev;
 pub mod netlink;
 mod pins;
 
@@ -45,6 +46,8 @@ const PROG_COPY: &str = "pm_copy_egress";
 const PROG_TEST: &str = "pm_test_decide";
 const MAP_IFACES: &str = "pm_ifaces";
 const MAP_COUNTERS: &str = "pm_counters";
+const MAP_LBS: &str = "pm_lbs";
+const MAP_RATES: &str = "pm_rates";
 const MAP_CONFIG: &str = "pm_config";
 const MAP_DECISION: &str = "pm_decision";
 
@@ -125,11 +128,20 @@ pub struct SessionCounters {
     pub rejected: u64,
     /// Copies lost, by reason (`abi::PM_FAIL_REASONS`); zero reasons omitted.
     pub failures: BTreeMap<String, u64>,
+    /// Accepts not copied on purpose, by reason (`abi::PM_SKIP_REASONS`:
+    /// `rate_limit`, `flow_sampling`); zero reasons omitted. Every matched
+    /// packet is copied, failed or skipped.
+    pub skipped: BTreeMap<String, u64>,
 }
 
 impl SessionCounters {
     pub fn failed(&self) -> u64 {
         self.failures.values().sum()
+    }
+
+    /// Copies skipped for this reason (`"rate_limit"`, `"flow_sampling"`).
+    pub fn skipped_for(&self, reason: &str) -> u64 {
+        self.skipped.get(reason).copied().unwrap_or(0)
     }
 }
 
@@ -318,6 +330,7 @@ impl Datapath {
         }
         self.generation = self.generation.wrapping_add(1);
         let (iface, ids) = encode::encode_iface(sessions, self.generation)?;
+        let tables = lbs_of(sessions)?;
         // Counters first, so that the first copied packet already has its entry.
         let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| DatapathError::Invalid {
             field: "possible CPUs".into(),
@@ -337,8 +350,45 @@ impl Datapath {
                 }
             }
         }
+        // Endpoint tables before the sessions that use them (a packet never
+        // finds a session without its table). Keyed by session id: the
+        // interfaces sharing a session share its table.
+        {
+            let mut lbs: HashMap<&mut MapData, u32, PmLb> = map_mut(&mut self.ebpf, MAP_LBS)?;
+            for (ds, lb) in sessions.iter().filter(|s| s.session.enabled).zip(tables) {
+                lbs.insert(ds.id, lb.as_ref(), 0).map_err(|source| DatapathError::Map { map: MAP_LBS, source })?;
+            }
+        }
+        self.set_rates(sessions)?;
         let mut ifaces: HashMap<&mut MapData, u32, PmIface> = map_mut(&mut self.ebpf, MAP_IFACES)?;
         ifaces.insert(ifindex, iface, 0).map_err(|source| DatapathError::Map { map: MAP_IFACES, source })
+    }
+
+    /// The rate caps of these sessions. A cap that did not change keeps its
+    /// buckets (rewriting them would grant a fresh burst on every update of
+    /// any interface sharing the session).
+    fn set_rates(&mut self, sessions: &[DatapathSession]) -> Result<(), DatapathError> {
+        let mut rates: HashMap<&mut MapData, u32, PmRate> = map_mut(&mut self.ebpf, MAP_RATES)?;
+        let err = |source| DatapathError::Map { map: MAP_RATES, source };
+        for ds in sessions.iter().filter(|s| s.session.enabled) {
+            match &ds.session.rate_limit {
+                Some(cap) => {
+                    let want = encode::encode_rate(cap);
+                    let same = rates.get(&ds.id, 0).is_ok_and(|r| {
+                        (r.pkt_cost, r.byte_cost, r.burst) == (want.pkt_cost, want.byte_cost, want.burst)
+                    });
+                    if !same {
+                        rates.insert(ds.id, want, 0).map_err(err)?;
+                    }
+                }
+                None => match rates.remove(&ds.id) {
+                    Ok(()) => {}
+                    Err(e) if is_not_found(&e) => {}
+                    Err(source) => return Err(err(source)),
+                },
+            }
+        }
+        Ok(())
     }
 
     fn forget_iface(&mut self, ifindex: u32) -> Result<(), DatapathError> {
@@ -378,6 +428,7 @@ impl Datapath {
             let direction = if key.direction == PM_DIR_OUTBOUND { Direction::Outbound } else { Direction::Inbound };
             let mut sum = SessionCounters::default();
             let mut failures = [0u64; PM_FAIL_MAX];
+            let mut skipped = [0u64; PM_SKIP_MAX];
             for c in per_cpu.iter() {
                 sum.matched += c.matched;
                 sum.copied_packets += c.copied_packets;
@@ -387,10 +438,18 @@ impl Datapath {
                 for (acc, f) in failures.iter_mut().zip(c.failures.iter()) {
                     *acc += f;
                 }
+                for (acc, s) in skipped.iter_mut().zip(c.skipped.iter()) {
+                    *acc += s;
+                }
             }
             for (reason, n) in PM_FAIL_REASONS.iter().zip(failures) {
                 if n > 0 {
                     sum.failures.insert((*reason).to_string(), n);
+                }
+            }
+            for (reason, n) in PM_SKIP_REASONS.iter().zip(skipped) {
+                if n > 0 {
+                    sum.skipped.insert((*reason).to_string(), n);
                 }
             }
             out.insert((key.session_id, direction), sum);
@@ -398,8 +457,21 @@ impl Datapath {
         Ok(out)
     }
 
-    /// Drop the counters of a session no interface uses any more.
+    /// Drop the counters and endpoint table of a session no interface uses
+    /// any more.
     pub fn remove_counters(&mut self, session_id: u32) -> Result<(), DatapathError> {
+        let mut lbs: HashMap<&mut MapData, u32, PmLb> = map_mut(&mut self.ebpf, MAP_LBS)?;
+        match lbs.remove(&session_id) {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(source) => return Err(DatapathError::Map { map: MAP_LBS, source }),
+        }
+        let mut rates: HashMap<&mut MapData, u32, PmRate> = map_mut(&mut self.ebpf, MAP_RATES)?;
+        match rates.remove(&session_id) {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(source) => return Err(DatapathError::Map { map: MAP_RATES, source }),
+        }
         let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> = map_mut(&mut self.ebpf, MAP_COUNTERS)?;
         for d in [PM_DIR_INBOUND, PM_DIR_OUTBOUND] {
             match counters.remove(&PmCounterKey { session_id, direction: d }) {
@@ -473,6 +545,12 @@ impl Datapath {
     pub fn config(&self) -> &DatapathConfig {
         &self.cfg
     }
+}
+
+/// The endpoint tables of the enabled sessions, all encoded before any is
+/// written (a refused session leaves the maps as they were).
+fn lbs_of(sessions: &[DatapathSession]) -> Result<Vec<Box<PmLb>>, DatapathError> {
+    sessions.iter().filter(|s| s.session.enabled).map(|s| encode::encode_lb(&s.session)).collect()
 }
 
 /// Undo one hook's attachment, TCX link pin or clsact record alike.

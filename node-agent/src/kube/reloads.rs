@@ -56,6 +56,8 @@ mod tests {
                 targets: vec!["10.9.0.1".into()],
                 inbound_rules: vec![],
                 outbound_rules: vec![],
+                rate_limit: None,
+                flow_sampling: None,
             })
             .collect();
         spec

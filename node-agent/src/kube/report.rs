@@ -84,6 +84,7 @@ mod tests {
             mirrored_bytes: None,
             dropped: None,
             truncated: None,
+            skipped: None,
             last_update: None,
             error: None,
         };

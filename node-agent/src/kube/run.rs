@@ -97,6 +97,9 @@ pub fn reconcile_once<D: DatapathOps>(
         if let Some(pod) = pod {
             seen.pod_errors.insert(pod, e.to_string());
         }
+        if let AgentError::TooManyEndpoints { session, .. } = e {
+            seen.session_errors.insert(session.clone(), e.to_string());
+        }
     }
     let by_ifindex: BTreeMap<u32, PodKey> = desired.pods.iter().map(|p| (p.ifindex, p.pod.clone())).collect();
     for f in &report.failures {
@@ -293,6 +296,8 @@ mod tests {
                 packet_length: Some(96),
                 encapsulation: Default::default(),
                 target_port: 4789,
+                rate_limit: None,
+                flow_sampling: None,
                 targets: vec!["10.9.0.1".into()],
                 inbound_rules: vec![],
                 outbound_rules: vec![],

@@ -56,12 +56,14 @@ pub fn entries(node: &str, spec: &MirrorNodeStateSpec, seen: &Observed, now: &Ti
         let mut bytes = 0u64;
         let mut truncated = 0u64;
         let mut dropped = 0u64;
+        let mut skipped = 0u64;
         for d in Direction::ALL {
             if let Some(c) = seen.counters.get(&(key.clone(), d)) {
                 packets += c.copied_packets;
                 bytes += c.copied_bytes;
                 truncated += c.truncated;
                 dropped += c.failures.values().sum::<u64>();
+                skipped += c.skipped_for("rate_limit");
             }
         }
         let as_i64 = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
@@ -78,6 +80,7 @@ pub fn entries(node: &str, spec: &MirrorNodeStateSpec, seen: &Observed, now: &Ti
                 mirrored_bytes: as_i64(bytes),
                 dropped: as_i64(dropped),
                 truncated: as_i64(truncated),
+                skipped: as_i64(skipped),
                 last_update: Some(now.clone()),
                 error: (!errors.is_empty()).then(|| errors.join("; ")),
             },
@@ -108,8 +111,8 @@ pub fn due(
     for (key, entry) in current {
         let old = written.get(key);
         let counters_moved = old.is_none_or(|o| {
-            (o.mirrored_packets, o.mirrored_bytes, o.dropped, o.truncated)
-                != (entry.mirrored_packets, entry.mirrored_bytes, entry.dropped, entry.truncated)
+            (o.mirrored_packets, o.mirrored_bytes, o.dropped, o.truncated, o.skipped)
+                != (entry.mirrored_packets, entry.mirrored_bytes, entry.dropped, entry.truncated, entry.skipped)
         });
         if changed(old, entry) || (counters_due && counters_moved) {
             out.push((key.clone(), Some(entry.clone())));
@@ -142,6 +145,7 @@ pub fn recorded_as_written(node: &str, recorded: &[String]) -> BTreeMap<SessionK
                 mirrored_bytes: None,
                 dropped: None,
                 truncated: None,
+                skipped: None,
                 last_update: None,
                 error: None,
             };
@@ -176,6 +180,8 @@ mod tests {
             packet_length: None,
             encapsulation: Default::default(),
             target_port: 4789,
+            rate_limit: None,
+            flow_sampling: None,
             targets: vec!["10.9.0.1".into()],
             inbound_rules: vec![],
             outbound_rules: vec![],
@@ -214,6 +220,8 @@ mod tests {
         seen.pod_errors.insert(PodKey::new("team", "b"), "no host interface yet".into());
         let mut c = SessionCounters { copied_packets: 5, copied_bytes: 500, truncated: 1, ..Default::default() };
         c.failures.insert("no_route".into(), 2);
+        c.skipped.insert("rate_limit".into(), 4);
+        c.skipped.insert("flow_sampling".into(), 9);
         seen.counters.insert((SessionKey::new("team", "s"), Direction::Inbound), c);
         seen.counters.insert(
             (SessionKey::new("team", "s"), Direction::Outbound),
@@ -224,6 +232,7 @@ mod tests {
         assert_eq!(s.node, "node-a");
         assert_eq!(s.programmed_interfaces, Some(vec!["pmv-a".to_owned()]));
         assert_eq!((s.mirrored_packets, s.mirrored_bytes, s.truncated, s.dropped), (Some(6), Some(560), Some(1), Some(2)));
+        assert_eq!(s.skipped, Some(4), "rate-limited copies only");
         assert_eq!(s.error.as_deref(), Some("team/b: no host interface yet"));
         assert_eq!(s.programmed_generation, Some(1), "the generation of the NodeSession just programmed");
         let off = &e[&SessionKey::new("team", "off")];

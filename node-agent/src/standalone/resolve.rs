@@ -261,6 +261,8 @@ fn candidate(
         packet_length: spec.packet_length,
         encapsulation: spec.encapsulation,
         target_port: spec.target_port,
+        rate_limit: spec.rate_limit,
+        flow_sampling: spec.flow_sampling,
         targets: targets.iter().map(IpAddr::to_string).collect(),
         inbound_rules: filter.spec.inbound_rules.clone(),
         outbound_rules: filter.spec.outbound_rules.clone(),

@@ -86,6 +86,8 @@ mod tests {
             targets: vec!["10.9.0.1".into()],
             inbound_rules: vec![],
             outbound_rules: vec![],
+            rate_limit: None,
+            flow_sampling: None,
         };
         let pod = |name: &str, sessions: &[&str]| NodePod {
             namespace: "default".into(),

@@ -175,6 +175,8 @@ pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
         target,
         encapsulation: spec.encapsulation,
         target_port: spec.target_port.into(),
+        rate_limit: spec.rate_limit,
+        flow_sampling: spec.flow_sampling,
         invalid,
         deleting: s.metadata.deletion_timestamp.is_some(),
         node_reports,

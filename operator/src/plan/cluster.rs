@@ -163,6 +163,9 @@ pub struct SessionInfo {
     pub target: Option<TargetRef>,
     pub encapsulation: Encapsulation,
     pub target_port: i64,
+    /// `spec.rateLimit` and `spec.flowSampling`, handed to the nodes as given.
+    pub rate_limit: Option<podmirror_crds::api::RateLimit>,
+    pub flow_sampling: Option<podmirror_crds::api::FlowSampling>,
     /// The model's validation error for the spec (field named), if any.
     pub invalid: Option<String>,
     pub deleting: bool,

@@ -303,6 +303,8 @@ fn node_session(cluster: &Cluster, s: &SessionInfo, r: &Resolution) -> NodeSessi
         packet_length: s.packet_length.map(clamp_i32),
         encapsulation: s.encapsulation,
         target_port: clamp_i32(s.target_port),
+        rate_limit: s.rate_limit,
+        flow_sampling: s.flow_sampling,
         targets: r.target.as_ref().map(|v| v.iter().map(ToString::to_string).collect()).unwrap_or_default(),
         inbound_rules: filter.map(|f| f.inbound.clone()).unwrap_or_default(),
         outbound_rules: filter.map(|f| f.outbound.clone()).unwrap_or_default(),

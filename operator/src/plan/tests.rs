@@ -62,6 +62,8 @@ pub(super) fn session(ns: &str, name: &str, created: &str, priority: i64, vni: i
         target: Some(target),
         encapsulation: Encapsulation::VXLAN,
         target_port: 4789,
+        rate_limit: None,
+        flow_sampling: None,
         invalid: None,
         deleting: false,
         node_reports: BTreeMap::new(),
@@ -136,6 +138,19 @@ fn seed_session_resolves_and_lands_on_the_source_node_only() {
     // node-b hosts no source: an empty object, so its agent knows it has nothing.
     assert!(p.nodes["node-b"].sessions.is_empty() && p.nodes["node-b"].pods.is_empty());
     assert_eq!(p.filter_sessions[&ObjKey::new("team", "mirror-filter-a")], 1);
+}
+
+#[test]
+fn rate_limit_and_flow_sampling_reach_the_node_state() {
+    let mut c = seed_cluster();
+    let mut s = session("team", "mirror-session-a", "t1", 1, 1, by_name("ecs-source"), TargetRef::Pod { name: "ecs-target".into() });
+    s.rate_limit = Some(podmirror_crds::api::RateLimit { packets_per_second: Some(500), bytes_per_second: None });
+    s.flow_sampling = Some(podmirror_crds::api::FlowSampling { one_in: Some(4), percent: None });
+    add(&mut c, s);
+    let p = plan(&c, AcceptedSet::new(), &Limits::default());
+    let ns = &p.nodes["node-a"].sessions[0];
+    assert_eq!(ns.rate_limit.and_then(|r| r.packets_per_second), Some(500));
+    assert_eq!(ns.flow_sampling.and_then(|f| f.one_in), Some(4));
 }
 
 #[test]
