@@ -48,6 +48,8 @@ pub enum SkipReason {
     NotSelecting,
     Excluded(String),
     Disabled,
+    /// `spec.schedule` has not started yet, or has ended (phase `Scheduled` / `Completed`).
+    OutsideSchedule(String),
     Refused { reason: String, message: String },
     NotYetAccepted,
     FilterMissing(String),
@@ -193,6 +195,18 @@ fn decide(verdict: Verdict<'_>) -> Decision {
     }
 }
 
+/// The phase of a session the operator keeps off the nodes because of its
+/// `spec.schedule` (live objects; offline the window is not evaluated).
+fn outside_schedule(session: &MirrorSession) -> Option<String> {
+    use podmirror_crds::api::SessionPhase;
+    let phase = session.status.as_ref()?.phase.as_ref()?;
+    match phase {
+        SessionPhase::Scheduled => Some("Scheduled: its spec.schedule has not started yet".to_owned()),
+        SessionPhase::Completed => Some("Completed: its spec.schedule has ended".to_owned()),
+        _ => None,
+    }
+}
+
 /// Is `session` one of the pod's mirroring sessions? If not, why not.
 fn candidate<'a>(
     snapshot: &'a Snapshot,
@@ -207,6 +221,9 @@ fn candidate<'a>(
     }
     if !session.spec.enabled {
         return Err(SkipReason::Disabled);
+    }
+    if let Some(phase) = outside_schedule(session) {
+        return Err(SkipReason::OutsideSchedule(phase));
     }
     let note = match admission(session, snapshot.live) {
         Admission::Accepted => None,
@@ -345,4 +362,28 @@ pub fn key_of(session: &MirrorSession) -> SessionKey {
         namespace_of(session),
         session.metadata.name.clone().unwrap_or_default(),
     )
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::outside_schedule;
+    use podmirror_crds::api::{MirrorSession, MirrorSessionStatus, SessionPhase};
+
+    fn with_phase(yaml: &str, phase: Option<SessionPhase>) -> MirrorSession {
+        let mut s: MirrorSession = serde_yaml::from_str(yaml).expect("a session");
+        s.status = Some(MirrorSessionStatus { phase, ..MirrorSessionStatus::default() });
+        s
+    }
+
+    #[test]
+    fn sessions_outside_their_schedule_are_skipped_with_the_phase() {
+        let yaml = "apiVersion: podmirror.io/v1alpha1\nkind: MirrorSession\nmetadata: {name: s, namespace: d}\n\
+                    spec: {priority: 1, vni: 1, filterRef: {name: f}, sources: [{podName: p}], target: {ip: 10.0.0.1}}\n";
+        let done = outside_schedule(&with_phase(yaml, Some(SessionPhase::Completed)));
+        assert!(done.is_some_and(|w| w.starts_with("Completed")));
+        let later = outside_schedule(&with_phase(yaml, Some(SessionPhase::Scheduled)));
+        assert!(later.is_some_and(|w| w.starts_with("Scheduled")));
+        assert_eq!(outside_schedule(&with_phase(yaml, Some(SessionPhase::Active))), None);
+        assert_eq!(outside_schedule(&with_phase(yaml, None)), None);
+    }
 }

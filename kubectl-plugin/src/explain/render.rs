@@ -127,6 +127,7 @@ fn skip_reason(reason: &SkipReason) -> String {
         SkipReason::NotSelecting => "does not select this pod (spec.sources)".to_owned(),
         SkipReason::Excluded(message) => format!("this pod is excluded by the operator: {message}"),
         SkipReason::Disabled => "disabled (spec.enabled: false)".to_owned(),
+        SkipReason::OutsideSchedule(why) => format!("not mirroring now: {why}"),
         SkipReason::Refused { reason, message } => format!("refused ({reason}): {message}"),
         SkipReason::NotYetAccepted => {
             "not yet accepted by the operator (no Accepted condition)".to_owned()
