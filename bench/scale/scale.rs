@@ -67,7 +67,8 @@ struct World {
 /// per-pod maximum. All 200 go to the namespace's collector Service (the
 /// per-Service maximum), VNI = index (unique per target).
 fn world(namespaces: usize) -> World {
-    let mut w = World { sessions: vec![], filters: vec![], pods: vec![], services: vec![], slices: vec![], nodes: vec![] };
+    let mut w =
+        World { sessions: vec![], filters: vec![], pods: vec![], services: vec![], slices: vec![], nodes: vec![] };
     for n in 0..NODES {
         w.nodes.push(obj(json!({"metadata": {"name": format!("node-{n:03}")}})));
     }
@@ -101,11 +102,13 @@ fn world(namespaces: usize) -> World {
         w.services.push(obj(json!({"metadata": {"name": "collector", "namespace": ns}})));
         w.slices.push(obj(json!({"metadata": {"name": "collector-x", "namespace": ns,
             "labels": {"kubernetes.io/service-name": "collector"}}, "addressType": "IPv4", "endpoints": endpoints})));
-        w.filters.push(obj(json!({"metadata": {"name": "f", "namespace": ns, "uid": format!("{ns}-f"), "generation": 1,
+        w.filters.push(obj(
+            json!({"metadata": {"name": "f", "namespace": ns, "uid": format!("{ns}-f"), "generation": 1,
                 "finalizers": ["podmirror.io/cleanup"]},
             "spec": {"inboundRules": [{"priority": 1, "action": "Accept", "protocol": "TCP", "ipFamily": "IPv4",
                 "destinationPorts": {"from": 80, "to": 80}}],
-                "outboundRules": [{"priority": 1, "action": "Reject", "protocol": "All", "ipFamily": "IPv4"}]}})));
+                "outboundRules": [{"priority": 1, "action": "Reject", "protocol": "All", "ipFamily": "IPv4"}]}}),
+        ));
         for j in 0..SESSIONS_PER_NS {
             let (priority, source) = match j {
                 0..100 => (1, json!({"podName": format!("web-{j:03}")})),
@@ -167,7 +170,11 @@ fn main() {
         let todo = writes(&p, &seen, &now);
         let total = t.elapsed();
         println!("{pass:>6} RSS MiB: before {rss0}, after index {rss1}, after plan {rss2}, after writes {}", rss_mib());
-        let accepted_n = p.sessions.values().filter(|s| matches!(s.admission, podmirror_operator::plan::Admission::Accepted)).count();
+        let accepted_n = p
+            .sessions
+            .values()
+            .filter(|s| matches!(s.admission, podmirror_operator::plan::Admission::Accepted))
+            .count();
         let node_sessions: usize = p.nodes.values().map(|n| n.sessions.len()).sum();
         println!(
             "{pass:>6} pass: {:.2?} total (index {:.2?}, plan {:.2?}, writes {:.2?}); {} accepted, {} refused, \
@@ -195,10 +202,13 @@ fn main() {
         // written object becomes an independent cache entry (a clone when the
         // data is still shared, as the API server's copy would be).
         let mut statuses: std::collections::HashMap<(String, String), MirrorSessionStatus> = Default::default();
-        let mut filter_statuses: std::collections::HashMap<String, podmirror_crds::api::MirrorFilterStatus> = Default::default();
+        let mut filter_statuses: std::collections::HashMap<String, podmirror_crds::api::MirrorFilterStatus> =
+            Default::default();
         for wr in todo {
             match wr {
-                Write::ApplyNodeState { name, spec } => node_states.push(Arc::new(MirrorNodeState::new(&name, Arc::unwrap_or_clone(spec)))),
+                Write::ApplyNodeState { name, spec } => {
+                    node_states.push(Arc::new(MirrorNodeState::new(&name, Arc::unwrap_or_clone(spec))))
+                }
                 Write::ApplySessionStatus { namespace, name, status } => {
                     statuses.insert((namespace, name), status);
                 }

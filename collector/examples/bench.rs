@@ -22,9 +22,7 @@ use podmirror_collector::config::Args;
 use podmirror_collector::decode::vxlan_header;
 use podmirror_collector::frame::{TCP_SYN, build_ipv4_tcp};
 
-const RATES: [u64; 8] = [
-    25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 600_000,
-];
+const RATES: [u64; 8] = [25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000, 600_000];
 const SECONDS_PER_STEP: f64 = 1.0;
 
 /// A stream of copies shaped like HTTP uploads: two full segments and a tail.
@@ -62,13 +60,8 @@ fn paced_send(to: SocketAddr, stream: &[Vec<u8>], rate: u64) -> Duration {
         while Instant::now() < due {
             std::hint::spin_loop();
         }
-        let mut iovs: Vec<libc::iovec> = chunk
-            .iter()
-            .map(|d| libc::iovec {
-                iov_base: d.as_ptr() as *mut _,
-                iov_len: d.len(),
-            })
-            .collect();
+        let mut iovs: Vec<libc::iovec> =
+            chunk.iter().map(|d| libc::iovec { iov_base: d.as_ptr() as *mut _, iov_len: d.len() }).collect();
         let mut hdrs: Vec<libc::mmsghdr> = iovs
             .iter_mut()
             .map(|iov| {
@@ -82,9 +75,7 @@ fn paced_send(to: SocketAddr, stream: &[Vec<u8>], rate: u64) -> Duration {
         let mut sent = 0;
         while sent < hdrs.len() {
             // SAFETY: the headers point at live iovecs over live buffers.
-            let n = unsafe {
-                libc::sendmmsg(fd, hdrs[sent..].as_mut_ptr(), (hdrs.len() - sent) as u32, 0)
-            };
+            let n = unsafe { libc::sendmmsg(fd, hdrs[sent..].as_mut_ptr(), (hdrs.len() - sent) as u32, 0) };
             if n <= 0 {
                 break;
             }
@@ -124,11 +115,7 @@ fn tcpdump_step(dev: &str, port: u16, stream: &[Vec<u8>], rate: u64, dir: &str) 
     (kept, took)
 }
 
-fn collector_step(
-    c: &podmirror_collector::Running,
-    stream: &[Vec<u8>],
-    rate: u64,
-) -> (u64, Duration) {
+fn collector_step(c: &podmirror_collector::Running, stream: &[Vec<u8>], rate: u64) -> (u64, Duration) {
     let before = c.metrics.written_count("file");
     let took = paced_send(c.vxlan_addr, stream, rate);
     std::thread::sleep(Duration::from_millis(500));
@@ -195,24 +182,18 @@ async fn replay_server() -> (SocketAddr, Arc<AtomicU64>, Arc<AtomicU64>) {
     let bad = Arc::new(AtomicU64::new(0));
     let state = (ok.clone(), bad.clone());
     let app = axum::Router::new()
-        .fallback(
-            |State((ok, bad)): State<(Arc<AtomicU64>, Arc<AtomicU64>)>, req: Request| async move {
-                let id = req.uri().path().trim_start_matches("/r/").to_string();
-                let body = axum::body::to_bytes(req.into_body(), usize::MAX)
-                    .await
-                    .unwrap_or_default();
-                if body == expected_body(&id) {
-                    ok.fetch_add(1, Ordering::Relaxed)
-                } else {
-                    bad.fetch_add(1, Ordering::Relaxed)
-                };
-                "ok"
-            },
-        )
+        .fallback(|State((ok, bad)): State<(Arc<AtomicU64>, Arc<AtomicU64>)>, req: Request| async move {
+            let id = req.uri().path().trim_start_matches("/r/").to_string();
+            let body = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap_or_default();
+            if body == expected_body(&id) {
+                ok.fetch_add(1, Ordering::Relaxed)
+            } else {
+                bad.fetch_add(1, Ordering::Relaxed)
+            };
+            "ok"
+        })
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, ok, bad)
@@ -233,11 +214,8 @@ fn replay_stream(conns: u16, per: usize) -> Vec<Vec<u8>> {
         for i in 0..per {
             let id = format!("{c}-{i}");
             let body = expected_body(&id);
-            let mut req = format!(
-                "POST /r/{id} HTTP/1.1\r\nHost: shop\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
+            let mut req =
+                format!("POST /r/{id} HTTP/1.1\r\nHost: shop\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
             req.extend(body);
             frames.push(build_ipv4_tcp(cl, sv, seq, 1, 0x08, &req));
             seq = seq.wrapping_add(req.len() as u32);
@@ -267,32 +245,26 @@ async fn main() {
         "--files-keep-bytes",
         "536870912",
     ];
-    let c = podmirror_collector::start(&Args::parse_from(argv))
-        .await
-        .expect("collector");
+    let c = podmirror_collector::start(&Args::parse_from(argv)).await.expect("collector");
     let mut rows = Vec::new();
-    let ((tcpdump, tcpdump_lost), (collector, collector_lost)) =
-        tokio::task::block_in_place(|| {
-            let mut receivers = [
-                Receiver {
-                    name: "tcpdump -w on a kernel vxlan device",
-                    step: Box::new(|s, r| tcpdump_step(&dev, 4789, s, r, &dir)),
-                    best: 0,
-                    out: false,
-                },
-                Receiver {
-                    name: "podmirror-collector --files-dir",
-                    step: Box::new(|s, r| collector_step(&c, s, r)),
-                    best: 0,
-                    out: false,
-                },
-            ];
-            zero_loss(&mut receivers, &mut rows);
-            (
-                (receivers[0].best, receivers[0].out),
-                (receivers[1].best, receivers[1].out),
-            )
-        });
+    let ((tcpdump, tcpdump_lost), (collector, collector_lost)) = tokio::task::block_in_place(|| {
+        let mut receivers = [
+            Receiver {
+                name: "tcpdump -w on a kernel vxlan device",
+                step: Box::new(|s, r| tcpdump_step(&dev, 4789, s, r, &dir)),
+                best: 0,
+                out: false,
+            },
+            Receiver {
+                name: "podmirror-collector --files-dir",
+                step: Box::new(|s, r| collector_step(&c, s, r)),
+                best: 0,
+                out: false,
+            },
+        ];
+        zero_loss(&mut receivers, &mut rows);
+        ((receivers[0].best, receivers[0].out), (receivers[1].best, receivers[1].out))
+    });
     c.shutdown().await;
     let _ = std::fs::remove_dir_all(&files);
 
@@ -309,17 +281,14 @@ async fn main() {
         "--replay-ports",
         "80",
     ];
-    let c = podmirror_collector::start(&Args::parse_from(argv))
-        .await
-        .expect("collector");
+    let c = podmirror_collector::start(&Args::parse_from(argv)).await.expect("collector");
     let (conns, per) = (100u16, 200usize);
     let total = u64::from(conns) * per as u64;
     let stream = replay_stream(conns, per);
     let start = Instant::now();
     let to = c.vxlan_addr;
     tokio::task::block_in_place(|| paced_send(to, &stream, 100_000));
-    while ok.load(Ordering::Relaxed) + bad.load(Ordering::Relaxed) < total
-        && start.elapsed() < Duration::from_secs(60)
+    while ok.load(Ordering::Relaxed) + bad.load(Ordering::Relaxed) < total && start.elapsed() < Duration::from_secs(60)
     {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -333,20 +302,12 @@ async fn main() {
     for r in &rows {
         println!("{r}");
     }
-    let ratio = if tcpdump > 0 {
-        format!("{:.2}x", collector as f64 / tcpdump as f64)
-    } else {
-        "n/a".into()
-    };
+    let ratio = if tcpdump > 0 { format!("{:.2}x", collector as f64 / tcpdump as f64) } else { "n/a".into() };
     println!(
         "\nHighest achieved rate kept with zero loss: tcpdump {tcpdump} pps, collector {collector} pps ({ratio}; \
          goal >= 1.5x). {}{}One sender thread and the receivers share the CPUs: the achieved rate is what the \
          sender managed beside each receiver.\n",
-        if tcpdump_lost {
-            "tcpdump lost copies at the next step. "
-        } else {
-            ""
-        },
+        if tcpdump_lost { "tcpdump lost copies at the next step. " } else { "" },
         if collector_lost {
             "The collector lost copies at the next step. "
         } else {

@@ -13,19 +13,11 @@ pub const MAX_VNI: u32 = 0x00ff_ffff;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("--{flag}: {value:?} is not valid: {reason}")]
-    Invalid {
-        flag: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    Invalid { flag: &'static str, value: String, reason: &'static str },
 }
 
 fn invalid(flag: &'static str, value: &str, reason: &'static str) -> ConfigError {
-    ConfigError::Invalid {
-        flag,
-        value: value.to_string(),
-        reason,
-    }
+    ConfigError::Invalid { flag, value: value.to_string(), reason }
 }
 
 /// Receives the copies podmirror sends (VXLAN over UDP, GRE), and records
@@ -133,10 +125,7 @@ impl Args {
 }
 
 fn parse_vni(s: &str) -> Result<u32, ConfigError> {
-    let vni: u32 = s
-        .trim()
-        .parse()
-        .map_err(|_| invalid("vni-allow", s, "not a number"))?;
+    let vni: u32 = s.trim().parse().map_err(|_| invalid("vni-allow", s, "not a number"))?;
     if vni > MAX_VNI {
         return Err(invalid("vni-allow", s, "a VNI has 24 bits (0..=16777215)"));
     }
@@ -154,49 +143,31 @@ pub struct ReplayTarget {
 
 impl ReplayTarget {
     pub fn parse(s: &str) -> Result<ReplayTarget, ConfigError> {
-        let rest = s.strip_prefix("http://").ok_or_else(|| {
-            invalid(
-                "replay-to",
-                s,
-                "must start with http:// (the replay speaks plain HTTP/1.1)",
-            )
-        })?;
+        let rest = s
+            .strip_prefix("http://")
+            .ok_or_else(|| invalid("replay-to", s, "must start with http:// (the replay speaks plain HTTP/1.1)"))?;
         let (authority, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
         if prefix.contains(['?', '#']) {
-            return Err(invalid(
-                "replay-to",
-                s,
-                "a query or fragment has no meaning in a base URL",
-            ));
+            return Err(invalid("replay-to", s, "a query or fragment has no meaning in a base URL"));
         }
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && !p.contains(']') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| invalid("replay-to", s, "the port is not a number 1..=65535"))?,
-            ),
+            Some((h, p)) if !h.is_empty() && !p.contains(']') => {
+                (h, p.parse::<u16>().map_err(|_| invalid("replay-to", s, "the port is not a number 1..=65535"))?)
+            }
             _ => (authority, 80),
         };
         if host.is_empty() || port == 0 {
             return Err(invalid("replay-to", s, "needs a host and a non-zero port"));
         }
-        Ok(ReplayTarget {
-            host: host.to_string(),
-            port,
-            prefix: prefix.to_string(),
-        })
+        Ok(ReplayTarget { host: host.to_string(), port, prefix: prefix.to_string() })
     }
 
     /// The Host header value naming this target.
     pub fn authority(&self) -> String {
-        if self.port == 80 {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        if self.port == 80 { self.host.clone() } else { format!("{}:{}", self.host, self.port) }
     }
 }
 
@@ -216,23 +187,11 @@ mod tests {
     #[test]
     fn replay_target_parses_and_refuses_naming_the_flag() {
         let t = ReplayTarget::parse("http://test.ns.svc:8081/base/").expect("valid");
-        assert_eq!(
-            (t.host.as_str(), t.port, t.prefix.as_str()),
-            ("test.ns.svc", 8081, "/base")
-        );
-        assert_eq!(
-            ReplayTarget::parse("http://[::1]:9").map(|t| t.host),
-            Ok("[::1]".into())
-        );
-        assert_eq!(
-            ReplayTarget::parse("http://h").map(|t| t.authority()),
-            Ok("h".into())
-        );
+        assert_eq!((t.host.as_str(), t.port, t.prefix.as_str()), ("test.ns.svc", 8081, "/base"));
+        assert_eq!(ReplayTarget::parse("http://[::1]:9").map(|t| t.host), Ok("[::1]".into()));
+        assert_eq!(ReplayTarget::parse("http://h").map(|t| t.authority()), Ok("h".into()));
         let e = ReplayTarget::parse("https://h").expect_err("tls refused");
-        assert!(
-            e.to_string().starts_with("--replay-to: \"https://h\""),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("--replay-to: \"https://h\""), "{e}");
         assert!(ReplayTarget::parse("http://h:0").is_err());
         assert!(ReplayTarget::parse("http://h:x").is_err());
     }

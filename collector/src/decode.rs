@@ -77,12 +77,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([
-        *b.get(at)?,
-        *b.get(at + 1)?,
-        *b.get(at + 2)?,
-        *b.get(at + 3)?,
-    ]))
+    Some(u32::from_be_bytes([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]))
 }
 
 fn inner(vni: u32, frame: &[u8]) -> Result<Decoded<'_>, DropReason> {
@@ -214,22 +209,13 @@ mod tests {
         assert_eq!(decode_gre(&g).map(|d| d.vni), Ok(42));
         let mut plain = gre_header(5).to_vec();
         plain.extend(frame());
-        assert_eq!(
-            decode_gre(&plain),
-            Ok(Decoded {
-                vni: 5,
-                frame: &frame()
-            })
-        );
+        assert_eq!(decode_gre(&plain), Ok(Decoded { vni: 5, frame: &frame() }));
     }
 
     #[test]
     fn gre_drop_reasons() {
         assert_eq!(decode_gre(&[0x20]), Err(DropReason::ShortHeader));
-        assert_eq!(
-            decode_gre(&[0x20, 0, 0x65, 0x58, 0, 0]),
-            Err(DropReason::ShortHeader)
-        );
+        assert_eq!(decode_gre(&[0x20, 0, 0x65, 0x58, 0, 0]), Err(DropReason::ShortHeader));
         let mut g = gre_header(1).to_vec();
         g[1] = 0x01; // version 1 (PPTP)
         assert_eq!(decode_gre(&g), Err(DropReason::BadFlags));
@@ -264,10 +250,7 @@ mod tests {
         #[test]
         fn decoders_never_panic() {
             let mut runner = TestRunner::new_with_rng(
-                Config {
-                    cases: 4096,
-                    ..Config::default()
-                },
+                Config { cases: 4096, ..Config::default() },
                 TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
             );
             let strategy = (proptest::collection::vec(any::<u8>(), 0..128), 0u8..4);

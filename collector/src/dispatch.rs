@@ -47,14 +47,7 @@ pub struct SinkReceiver {
 pub fn sink_queue(capacity: usize) -> (SinkQueue, SinkReceiver) {
     let (tx, rx) = std::sync::mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    (
-        SinkQueue {
-            tx,
-            queued: queued.clone(),
-            capacity: capacity.max(1),
-        },
-        SinkReceiver { rx, queued },
-    )
+    (SinkQueue { tx, queued: queued.clone(), capacity: capacity.max(1) }, SinkReceiver { rx, queued })
 }
 
 impl SinkQueue {
@@ -105,22 +98,12 @@ impl Dispatch {
         replay: Option<SinkQueue>,
     ) -> Self {
         let allow = (!allow.is_empty()).then(|| Arc::new(allow.iter().copied().collect()));
-        Dispatch {
-            metrics,
-            allow,
-            files,
-            stream,
-            replay,
-        }
+        Dispatch { metrics, allow, files, stream, replay }
     }
 
     /// Hands a batch of decoded datagrams (or their drop reasons) to the
     /// sinks.
-    pub fn accept_batch<'a>(
-        &self,
-        input: &'static str,
-        batch: impl Iterator<Item = Result<Decoded<'a>, DropReason>>,
-    ) {
+    pub fn accept_batch<'a>(&self, input: &'static str, batch: impl Iterator<Item = Result<Decoded<'a>, DropReason>>) {
         let at = SystemTime::now();
         let mut copies: Batch = Vec::new();
         // (vni, packets, bytes) of this batch: one label lookup per VNI.
@@ -144,24 +127,14 @@ impl Dispatch {
                 }
                 None => per_vni.push((d.vni, 1, d.frame.len() as u64)),
             }
-            let copy = Copy {
-                vni: d.vni,
-                at,
-                frame: Bytes::copy_from_slice(d.frame),
-            };
+            let copy = Copy { vni: d.vni, at, frame: Bytes::copy_from_slice(d.frame) };
             self.stream.publish(&copy);
             copies.push(copy);
         }
         for (vni, packets, bytes) in per_vni {
             let labels = VniLabels { vni, input };
-            self.metrics
-                .received_packets
-                .get_or_create(&labels)
-                .inc_by(packets);
-            self.metrics
-                .received_bytes
-                .get_or_create(&labels)
-                .inc_by(bytes);
+            self.metrics.received_packets.get_or_create(&labels).inc_by(packets);
+            self.metrics.received_bytes.get_or_create(&labels).inc_by(bytes);
         }
         if copies.is_empty() {
             return;

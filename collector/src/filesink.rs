@@ -27,10 +27,7 @@ pub struct FileLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum FileSinkError {
     #[error("capture file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 struct Open {
@@ -63,22 +60,9 @@ fn age_key(name: &str) -> Option<(String, u64)> {
 }
 
 impl FileSink {
-    pub fn new(
-        dir: &Path,
-        limits: FileLimits,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, FileSinkError> {
-        fs::create_dir_all(dir).map_err(|source| FileSinkError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        Ok(FileSink {
-            dir: dir.to_path_buf(),
-            limits,
-            metrics,
-            open: HashMap::new(),
-            seq: 0,
-        })
+    pub fn new(dir: &Path, limits: FileLimits, metrics: Arc<Metrics>) -> Result<Self, FileSinkError> {
+        fs::create_dir_all(dir).map_err(|source| FileSinkError::Io { path: dir.to_path_buf(), source })?;
+        Ok(FileSink { dir: dir.to_path_buf(), limits, metrics, open: HashMap::new(), seq: 0 })
     }
 
     /// Writes copies until the queue's senders are gone, then closes files.
@@ -109,8 +93,7 @@ impl FileSink {
     fn write(&mut self, copy: &Copy) -> Result<(), FileSinkError> {
         let record_len = (pcap::RECORD_HEADER_LEN + copy.frame.len()) as u64;
         let rotate = self.open.get(&copy.vni).is_some_and(|o| {
-            let full = o.bytes > pcap::FILE_HEADER_LEN as u64
-                && o.bytes + record_len > self.limits.max_file_bytes;
+            let full = o.bytes > pcap::FILE_HEADER_LEN as u64 && o.bytes + record_len > self.limits.max_file_bytes;
             full || o.opened.elapsed() >= self.limits.max_age
         });
         if rotate {
@@ -123,12 +106,7 @@ impl FileSink {
             return Ok(());
         };
         let record = pcap::record(copy.at, &copy.frame);
-        o.out
-            .write_all(&record)
-            .map_err(|source| FileSinkError::Io {
-                path: o.path.clone(),
-                source,
-            })?;
+        o.out.write_all(&record).map_err(|source| FileSinkError::Io { path: o.path.clone(), source })?;
         o.bytes += record.len() as u64;
         Ok(())
     }
@@ -136,21 +114,10 @@ impl FileSink {
     fn open_file(&mut self, vni: u32) -> Result<(), FileSinkError> {
         self.seq += 1;
         let path = self.dir.join(file_name(vni, self.seq));
-        let io = |source| FileSinkError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = |source| FileSinkError::Io { path: path.clone(), source };
         let mut out = BufWriter::with_capacity(256 << 10, File::create(&path).map_err(io)?);
         out.write_all(&pcap::file_header()).map_err(io)?;
-        self.open.insert(
-            vni,
-            Open {
-                out,
-                path,
-                bytes: pcap::FILE_HEADER_LEN as u64,
-                opened: Instant::now(),
-            },
-        );
+        self.open.insert(vni, Open { out, path, bytes: pcap::FILE_HEADER_LEN as u64, opened: Instant::now() });
         self.enforce_retention();
         Ok(())
     }
@@ -165,12 +132,8 @@ impl FileSink {
     }
 
     fn close_aged(&mut self) {
-        let aged: Vec<u32> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.opened.elapsed() >= self.limits.max_age)
-            .map(|(v, _)| *v)
-            .collect();
+        let aged: Vec<u32> =
+            self.open.iter().filter(|(_, o)| o.opened.elapsed() >= self.limits.max_age).map(|(v, _)| *v).collect();
         for vni in aged {
             self.close(vni);
         }

@@ -84,12 +84,8 @@ fn parse_ipv4(ip: &[u8]) -> Result<Segment<'_>, NotTcp> {
         return Err(NotTcp::Fragment);
     }
     let total = usize::from(u16::from_be_bytes([header[2], header[3]]));
-    let src = IpAddr::V4(Ipv4Addr::new(
-        header[12], header[13], header[14], header[15],
-    ));
-    let dst = IpAddr::V4(Ipv4Addr::new(
-        header[16], header[17], header[18], header[19],
-    ));
+    let src = IpAddr::V4(Ipv4Addr::new(header[12], header[13], header[14], header[15]));
+    let dst = IpAddr::V4(Ipv4Addr::new(header[16], header[17], header[18], header[19]));
     let l4_len = total.checked_sub(ihl).ok_or(NotTcp::Other)?;
     parse_tcp_header(ip.get(ihl..).ok_or(NotTcp::Truncated)?, l4_len, src, dst)
 }
@@ -111,12 +107,7 @@ fn parse_ipv6(ip: &[u8]) -> Result<Segment<'_>, NotTcp> {
     parse_tcp_header(&ip[40..], l4_len, addr(8), addr(24))
 }
 
-fn parse_tcp_header(
-    tcp: &[u8],
-    l4_len: usize,
-    src: IpAddr,
-    dst: IpAddr,
-) -> Result<Segment<'_>, NotTcp> {
+fn parse_tcp_header(tcp: &[u8], l4_len: usize, src: IpAddr, dst: IpAddr) -> Result<Segment<'_>, NotTcp> {
     let header = tcp.get(..20).ok_or(NotTcp::Truncated)?;
     let data_off = usize::from(header[12] >> 4) * 4;
     if data_off < 20 || data_off > l4_len {
@@ -138,14 +129,7 @@ fn parse_tcp_header(
 
 /// Builds an Ethernet/IPv4/TCP frame (checksums left zero: the collector and
 /// tshark's defaults do not check them). For tests, benchmarks and demos.
-pub fn build_ipv4_tcp(
-    src: SocketAddr,
-    dst: SocketAddr,
-    seq: u32,
-    ack: u32,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn build_ipv4_tcp(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
     let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
         return Vec::new();
     };
@@ -161,16 +145,7 @@ pub fn build_ipv4_tcp(
     f.extend(dst.port().to_be_bytes());
     f.extend(seq.to_be_bytes());
     f.extend(ack.to_be_bytes());
-    f.extend([
-        0x50,
-        flags | if ack != 0 { 0x10 } else { 0 },
-        0xff,
-        0xff,
-        0,
-        0,
-        0,
-        0,
-    ]);
+    f.extend([0x50, flags | if ack != 0 { 0x10 } else { 0 }, 0xff, 0xff, 0, 0, 0, 0]);
     f.extend(payload);
     f
 }
@@ -180,10 +155,7 @@ mod tests {
     use super::*;
 
     fn addrs() -> (SocketAddr, SocketAddr) {
-        (
-            SocketAddr::from(([10, 0, 0, 1], 40000)),
-            SocketAddr::from(([10, 0, 0, 2], 80)),
-        )
+        (SocketAddr::from(([10, 0, 0, 1], 40000)), SocketAddr::from(([10, 0, 0, 2], 80)))
     }
 
     #[test]

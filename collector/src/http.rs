@@ -37,13 +37,7 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
 }
 
 /// The `vni` query parameter: absent means every VNI.
@@ -82,24 +76,13 @@ async fn stream(State(s): State<HttpState>, uri: Uri) -> Response {
     s.metrics.stream_clients.inc();
     let guard = ClientGuard(s.metrics.clone());
     let rx = s.stream.subscribe(vni);
-    let header =
-        futures::stream::once(async { Ok::<Bytes, std::io::Error>(Bytes::from_static(&HEADER)) });
+    let header = futures::stream::once(async { Ok::<Bytes, std::io::Error>(Bytes::from_static(&HEADER)) });
     let records = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         let copy: Copy = rx.recv().await?;
-        Some((
-            Ok(Bytes::from(pcap::record(copy.at, &copy.frame))),
-            (rx, guard),
-        ))
+        Some((Ok(Bytes::from(pcap::record(copy.at, &copy.frame))), (rx, guard)))
     });
     let body = Body::from_stream(futures::StreamExt::chain(header, records));
-    (
-        [
-            (header::CONTENT_TYPE, PCAP_CONTENT_TYPE),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, PCAP_CONTENT_TYPE), (header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
 static HEADER: [u8; pcap::FILE_HEADER_LEN] = header_bytes();
@@ -108,10 +91,7 @@ const fn header_bytes() -> [u8; pcap::FILE_HEADER_LEN] {
     // Same bytes as pcap::file_header(), computed at compile time.
     let m = 0xa1b2_3c4du32.to_le_bytes();
     let s = pcap::SNAPLEN.to_le_bytes();
-    [
-        m[0], m[1], m[2], m[3], 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, s[0], s[1], s[2], s[3], 1, 0,
-        0, 0,
-    ]
+    [m[0], m[1], m[2], m[3], 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, s[0], s[1], s[2], s[3], 1, 0, 0, 0]
 }
 
 #[cfg(test)]

@@ -24,38 +24,23 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("cannot open the {what} socket on {addr}: {source}")]
-    Socket {
-        what: &'static str,
-        addr: String,
-        source: std::io::Error,
-    },
+    Socket { what: &'static str, addr: String, source: std::io::Error },
 }
 
 fn sock_err(what: &'static str, addr: impl ToString) -> impl FnOnce(std::io::Error) -> InputError {
-    move |source| InputError::Socket {
-        what,
-        addr: addr.to_string(),
-        source,
-    }
+    move |source| InputError::Socket { what, addr: addr.to_string(), source }
 }
 
 /// Opens `workers` VXLAN sockets on `addr` (port 0 picks one port for all).
-pub fn vxlan_sockets(
-    addr: SocketAddr,
-    workers: u16,
-    rcvbuf: usize,
-) -> Result<Vec<Socket>, InputError> {
+pub fn vxlan_sockets(addr: SocketAddr, workers: u16, rcvbuf: usize) -> Result<Vec<Socket>, InputError> {
     let mut sockets = Vec::new();
     let mut bind = addr;
     for _ in 0..workers {
         let err = sock_err("VXLAN UDP", bind);
-        let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))
-            .map_err(err)?;
-        s.set_reuse_port(true)
-            .map_err(sock_err("VXLAN UDP", bind))?;
+        let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+        s.set_reuse_port(true).map_err(sock_err("VXLAN UDP", bind))?;
         set_rcvbuf(&s, rcvbuf);
-        s.set_read_timeout(Some(POLL))
-            .map_err(sock_err("VXLAN UDP", bind))?;
+        s.set_read_timeout(Some(POLL)).map_err(sock_err("VXLAN UDP", bind))?;
         s.bind(&bind.into()).map_err(sock_err("VXLAN UDP", bind))?;
         // With port 0 the first bind chose the port: the others join it.
         if let Some(local) = s.local_addr().ok().and_then(|a| a.as_socket()) {
@@ -69,8 +54,7 @@ pub fn vxlan_sockets(
 /// Opens the raw GRE socket (needs CAP_NET_RAW).
 pub fn gre_socket(bind: std::net::Ipv4Addr, rcvbuf: usize) -> Result<Socket, InputError> {
     let err = || sock_err("GRE raw", bind);
-    let s =
-        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_GRE))).map_err(err())?;
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_GRE))).map_err(err())?;
     set_rcvbuf(&s, rcvbuf);
     s.set_read_timeout(Some(POLL)).map_err(err())?;
     s.bind(&SocketAddr::from((bind, 0)).into()).map_err(err())?;
@@ -105,12 +89,7 @@ pub enum Kind {
 
 /// Receives on `socket` until `stop` is set, handing every datagram to
 /// `dispatch`.
-pub fn spawn_receiver(
-    socket: Socket,
-    kind: Kind,
-    dispatch: Dispatch,
-    stop: Arc<AtomicBool>,
-) -> JoinHandle<()> {
+pub fn spawn_receiver(socket: Socket, kind: Kind, dispatch: Dispatch, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     let name = match kind {
         Kind::Vxlan => "vxlan-rx",
         Kind::Gre => "gre-rx",
@@ -126,13 +105,8 @@ pub const BATCH: usize = 32;
 
 fn receive_loop(socket: &Socket, kind: Kind, dispatch: &Dispatch, stop: &AtomicBool) {
     let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec {
-            iov_base: b.as_mut_ptr().cast(),
-            iov_len: b.len(),
-        })
-        .collect();
+    let mut iovs: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
     let mut hdrs: Vec<libc::mmsghdr> = iovs
         .iter_mut()
         .map(|iov| {
@@ -148,33 +122,20 @@ fn receive_loop(socket: &Socket, kind: Kind, dispatch: &Dispatch, stop: &AtomicB
         // SAFETY: hdrs point at iovs, which point at bufs; none of them is
         // moved or dropped during the call. MSG_WAITFORONE: block (up to
         // SO_RCVTIMEO) for the first datagram only.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
+        let n =
+            unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
         let Ok(n) = usize::try_from(n) else {
             let e = std::io::Error::last_os_error();
             if !matches!(
                 e.kind(),
-                std::io::ErrorKind::WouldBlock
-                    | std::io::ErrorKind::TimedOut
-                    | std::io::ErrorKind::Interrupted
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
             ) {
                 tracing::warn!(error = %e, "receive failed");
                 std::thread::sleep(POLL);
             }
             continue;
         };
-        let received = hdrs
-            .iter()
-            .zip(&bufs)
-            .take(n)
-            .map(|(h, b)| &b[..(h.msg_len as usize).min(b.len())]);
+        let received = hdrs.iter().zip(&bufs).take(n).map(|(h, b)| &b[..(h.msg_len as usize).min(b.len())]);
         match kind {
             Kind::Vxlan => dispatch.accept_batch("vxlan", received.map(decode_vxlan)),
             Kind::Gre => dispatch.accept_batch("gre", received.map(decode_gre_ipv4)),

@@ -78,9 +78,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let buckets = [
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
+        let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
         let mut m = Metrics {
             received_packets: Family::default(),
             received_bytes: Family::default(),
@@ -107,46 +105,14 @@ impl Metrics {
 
     fn register(&mut self) {
         let r = &mut self.registry;
-        r.register(
-            "received_packets",
-            "Copies received, by VNI and input (vxlan, gre)",
-            self.received_packets.clone(),
-        );
-        r.register(
-            "received_bytes",
-            "Bytes of inner frames received, by VNI and input",
-            self.received_bytes.clone(),
-        );
-        r.register(
-            "malformed",
-            "Datagrams dropped before any sink, by reason",
-            self.malformed.clone(),
-        );
-        r.register(
-            "written",
-            "Copies handed to a sink (file, stream, replay)",
-            self.written.clone(),
-        );
-        r.register(
-            "dropped",
-            "Copies a sink could not take (queue full, slow client), by sink",
-            self.dropped.clone(),
-        );
-        r.register(
-            "stream_clients",
-            "Clients connected to /stream",
-            self.stream_clients.clone(),
-        );
-        r.register(
-            "files_rotated",
-            "Capture files closed by size or age",
-            self.files_rotated.clone(),
-        );
-        r.register(
-            "files_removed",
-            "Capture files removed to keep the retention limits",
-            self.files_removed.clone(),
-        );
+        r.register("received_packets", "Copies received, by VNI and input (vxlan, gre)", self.received_packets.clone());
+        r.register("received_bytes", "Bytes of inner frames received, by VNI and input", self.received_bytes.clone());
+        r.register("malformed", "Datagrams dropped before any sink, by reason", self.malformed.clone());
+        r.register("written", "Copies handed to a sink (file, stream, replay)", self.written.clone());
+        r.register("dropped", "Copies a sink could not take (queue full, slow client), by sink", self.dropped.clone());
+        r.register("stream_clients", "Clients connected to /stream", self.stream_clients.clone());
+        r.register("files_rotated", "Capture files closed by size or age", self.files_rotated.clone());
+        r.register("files_removed", "Capture files removed to keep the retention limits", self.files_removed.clone());
         r.register(
             "replay_requests",
             "Mirrored HTTP requests by outcome (ok, error, timeout, sampled_out, backlog) and status class",
@@ -162,11 +128,7 @@ impl Metrics {
             "TCP flows on replay ports that carry no replayable HTTP (tls, not_http, midstream)",
             self.replay_unreplayable_flows.clone(),
         );
-        r.register(
-            "replay_latency_seconds",
-            "Latency of replayed requests",
-            self.replay_latency.clone(),
-        );
+        r.register("replay_latency_seconds", "Latency of replayed requests", self.replay_latency.clone());
         r.register(
             "replay_paired",
             "Replayed requests paired with the mirrored production response",
@@ -177,11 +139,7 @@ impl Metrics {
             "Paired requests whose test status class differs from production, by method and path",
             self.replay_mismatches.clone(),
         );
-        r.register(
-            "flows_tracked",
-            "TCP flows held by the replay",
-            self.flows_tracked.clone(),
-        );
+        r.register("flows_tracked", "TCP flows held by the replay", self.flows_tracked.clone());
         r.register(
             "flows_evicted",
             "TCP flows dropped by the replay, by reason (idle, memory, max_flows)",
@@ -210,55 +168,30 @@ impl Metrics {
     }
 
     pub fn replayed(&self, outcome: &'static str, status_class: &'static str) {
-        self.replay_requests
-            .get_or_create(&ReplayLabels {
-                outcome,
-                status_class,
-            })
-            .inc();
+        self.replay_requests.get_or_create(&ReplayLabels { outcome, status_class }).inc();
     }
 
     pub fn incomplete(&self, reason: &'static str) {
-        self.replay_incomplete
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
+        self.replay_incomplete.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn evicted(&self, reason: &'static str) {
-        self.flows_evicted
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
+        self.flows_evicted.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn mismatch(&self, method: &str, path: &str, production: &'static str, test: &'static str) {
         let key = (method.to_string(), path.to_string());
         let keep = {
-            let mut seen = self
-                .mismatch_paths
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = self.mismatch_paths.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             seen.contains(&key) || (seen.len() < MAX_MISMATCH_PATHS && seen.insert(key.clone()))
         };
-        let (method, path) = if keep {
-            key
-        } else {
-            (key.0, "(other)".to_string())
-        };
-        self.replay_mismatches
-            .get_or_create(&MismatchLabels {
-                method,
-                path,
-                production,
-                test,
-            })
-            .inc();
+        let (method, path) = if keep { key } else { (key.0, "(other)".to_string()) };
+        self.replay_mismatches.get_or_create(&MismatchLabels { method, path, production, test }).inc();
     }
 
     // Getters for tests and the demo.
     pub fn received(&self, vni: u32, input: &'static str) -> u64 {
-        self.received_packets
-            .get_or_create(&VniLabels { vni, input })
-            .get()
+        self.received_packets.get_or_create(&VniLabels { vni, input }).get()
     }
     pub fn malformed_count(&self, reason: &'static str) -> u64 {
         self.malformed.get_or_create(&ReasonLabels { reason }).get()
@@ -270,41 +203,19 @@ impl Metrics {
         self.written.get_or_create(&SinkLabels { sink }).get()
     }
     pub fn replayed_count(&self, outcome: &'static str, status_class: &'static str) -> u64 {
-        self.replay_requests
-            .get_or_create(&ReplayLabels {
-                outcome,
-                status_class,
-            })
-            .get()
+        self.replay_requests.get_or_create(&ReplayLabels { outcome, status_class }).get()
     }
     pub fn incomplete_count(&self, reason: &'static str) -> u64 {
-        self.replay_incomplete
-            .get_or_create(&ReasonLabels { reason })
-            .get()
+        self.replay_incomplete.get_or_create(&ReasonLabels { reason }).get()
     }
     pub fn unreplayable_count(&self, reason: &'static str) -> u64 {
-        self.replay_unreplayable_flows
-            .get_or_create(&ReasonLabels { reason })
-            .get()
+        self.replay_unreplayable_flows.get_or_create(&ReasonLabels { reason }).get()
     }
     pub fn evicted_count(&self, reason: &'static str) -> u64 {
-        self.flows_evicted
-            .get_or_create(&ReasonLabels { reason })
-            .get()
+        self.flows_evicted.get_or_create(&ReasonLabels { reason }).get()
     }
-    pub fn mismatch_count(
-        &self,
-        method: &str,
-        path: &str,
-        production: &'static str,
-        test: &'static str,
-    ) -> u64 {
-        let labels = MismatchLabels {
-            method: method.into(),
-            path: path.into(),
-            production,
-            test,
-        };
+    pub fn mismatch_count(&self, method: &str, path: &str, production: &'static str, test: &'static str) -> u64 {
+        let labels = MismatchLabels { method: method.into(), path: path.into(), production, test };
         self.replay_mismatches.get_or_create(&labels).get()
     }
 }

@@ -22,10 +22,7 @@ pub enum StartError {
     #[error(transparent)]
     Files(#[from] FileSinkError),
     #[error("cannot listen for HTTP on {addr}: {source}")]
-    Http {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Http { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A started collector. Dropping it without [`Running::shutdown`] leaves
@@ -64,40 +61,20 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     let replay = match &args.replay_to {
         Some(target) => {
             let (tx, rx) = sink_queue(args.replay_queue);
-            let replay = Replay::new(
-                args,
-                target.clone(),
-                metrics.clone(),
-                tokio::runtime::Handle::current(),
-            );
+            let replay = Replay::new(args, target.clone(), metrics.clone(), tokio::runtime::Handle::current());
             sinks.push(spawn_thread("replay", move || replay.run(rx)));
             Some(tx)
         }
         None => None,
     };
     let stream = Arc::new(StreamHub::new(args.stream_queue, metrics.clone()));
-    let dispatch = Dispatch::new(
-        metrics.clone(),
-        &args.vni_allow,
-        files,
-        stream.clone(),
-        replay,
-    );
+    let dispatch = Dispatch::new(metrics.clone(), &args.vni_allow, files, stream.clone(), replay);
 
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
-        .map_err(|source| StartError::Http {
-            addr: args.http_addr,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| StartError::Http {
-        addr: args.http_addr,
-        source,
-    })?;
-    let app = router(HttpState {
-        metrics: metrics.clone(),
-        stream: stream.clone(),
-    });
+        .map_err(|source| StartError::Http { addr: args.http_addr, source })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Http { addr: args.http_addr, source })?;
+    let app = router(HttpState { metrics: metrics.clone(), stream: stream.clone() });
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");
@@ -105,35 +82,17 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     });
 
     let stop = Arc::new(AtomicBool::new(false));
-    let sockets = vxlan_sockets(
-        args.vxlan_listen,
-        args.vxlan_workers,
-        args.recv_buffer_bytes,
-    )?;
-    let vxlan_addr = sockets
-        .first()
-        .and_then(|s| s.local_addr().ok())
-        .and_then(|a| a.as_socket())
-        .unwrap_or(args.vxlan_listen);
-    let mut receivers: Vec<JoinHandle<()>> = sockets
-        .into_iter()
-        .map(|s| spawn_receiver(s, Kind::Vxlan, dispatch.clone(), stop.clone()))
-        .collect();
+    let sockets = vxlan_sockets(args.vxlan_listen, args.vxlan_workers, args.recv_buffer_bytes)?;
+    let vxlan_addr =
+        sockets.first().and_then(|s| s.local_addr().ok()).and_then(|a| a.as_socket()).unwrap_or(args.vxlan_listen);
+    let mut receivers: Vec<JoinHandle<()>> =
+        sockets.into_iter().map(|s| spawn_receiver(s, Kind::Vxlan, dispatch.clone(), stop.clone())).collect();
     if args.gre {
         let s = gre_socket(args.gre_bind, args.recv_buffer_bytes)?;
         receivers.push(spawn_receiver(s, Kind::Gre, dispatch.clone(), stop.clone()));
     }
     tracing::info!(%vxlan_addr, %http_addr, gre = args.gre, "collector started");
-    Ok(Running {
-        vxlan_addr,
-        http_addr,
-        metrics,
-        stop,
-        stream,
-        receivers,
-        sinks,
-        server,
-    })
+    Ok(Running { vxlan_addr, http_addr, metrics, stop, stream, receivers, sinks, server })
 }
 
 fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
@@ -148,13 +107,7 @@ impl Running {
     /// live streams (after what they have queued) and stops the HTTP server.
     pub async fn shutdown(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let Running {
-            receivers,
-            sinks,
-            server,
-            stream,
-            ..
-        } = self;
+        let Running { receivers, sinks, server, stream, .. } = self;
         let _ = tokio::task::spawn_blocking(move || {
             // Receivers hold the queues' senders: once they are gone the
             // sinks see the end of their queue and return.

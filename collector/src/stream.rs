@@ -27,12 +27,7 @@ pub struct StreamHub {
 
 impl StreamHub {
     pub fn new(queue: usize, metrics: Arc<Metrics>) -> Self {
-        StreamHub {
-            clients: RwLock::default(),
-            count: AtomicUsize::new(0),
-            queue: queue.max(1),
-            metrics,
-        }
+        StreamHub { clients: RwLock::default(), count: AtomicUsize::new(0), queue: queue.max(1), metrics }
     }
 
     /// A new client's queue (copies of `vni` only, or all).
@@ -47,10 +42,7 @@ impl StreamHub {
     /// Ends every client's stream (on shutdown): their queues close once
     /// drained.
     pub fn close_all(&self) {
-        self.clients
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.clients.write().unwrap_or_else(PoisonError::into_inner).clear();
         self.count.store(0, Ordering::Relaxed);
     }
 
@@ -62,10 +54,7 @@ impl StreamHub {
         let mut gone = false;
         {
             let clients = self.clients.read().unwrap_or_else(PoisonError::into_inner);
-            for c in clients
-                .iter()
-                .filter(|c| c.vni.is_none_or(|v| v == copy.vni))
-            {
+            for c in clients.iter().filter(|c| c.vni.is_none_or(|v| v == copy.vni)) {
                 match c.tx.try_send(copy.clone()) {
                     Ok(()) => self.metrics.written("stream"),
                     Err(TrySendError::Full(_)) => self.metrics.dropped("stream"),

@@ -28,16 +28,8 @@ async fn malformed_datagrams_are_counted_by_reason_and_the_rest_still_flows() {
     }
     send_vxlan(c.vxlan_addr, 1, &[frame]);
     assert!(eventually(WAIT, || c.metrics.received(1, "vxlan") == 1).await);
-    for (reason, n) in [
-        ("short_header", 2),
-        ("bad_flags", 1),
-        ("short_inner_frame", 1),
-        ("vni_not_allowed", 1),
-    ] {
-        assert!(
-            eventually(WAIT, || c.metrics.malformed_count(reason) == n).await,
-            "{reason}"
-        );
+    for (reason, n) in [("short_header", 2), ("bad_flags", 1), ("short_inner_frame", 1), ("vni_not_allowed", 1)] {
+        assert!(eventually(WAIT, || c.metrics.malformed_count(reason) == n).await, "{reason}");
     }
     c.shutdown().await;
 }
@@ -49,22 +41,9 @@ async fn gre_copies_are_received_and_replayed_like_vxlan() {
     }
     let (server, log) = test_server().await;
     let url = format!("http://{server}");
-    let c = collector(&[
-        "--gre",
-        "--gre-bind",
-        "127.0.0.1",
-        "--replay-to",
-        &url,
-        "--replay-ports",
-        "80",
-    ])
-    .await;
-    let raw = socket2::Socket::new(
-        socket2::Domain::IPV4,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::from(47)),
-    )
-    .expect("raw GRE socket (root)");
+    let c = collector(&["--gre", "--gre-bind", "127.0.0.1", "--replay-to", &url, "--replay-ports", "80"]).await;
+    let raw = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::RAW, Some(socket2::Protocol::from(47)))
+        .expect("raw GRE socket (root)");
     let to: SocketAddr = "127.0.0.1:0".parse().expect("address");
     // A VNI no other test uses: the raw socket sees every GRE packet.
     let vni = 0x00c0_11ec;
@@ -78,11 +57,7 @@ async fn gre_copies_are_received_and_replayed_like_vxlan() {
         p.extend(f);
         raw.send_to(&p, &to.into()).expect("send a GRE packet");
     }
-    assert!(
-        eventually(WAIT, || c.metrics.received(vni, "gre")
-            == frames.len() as u64)
-        .await
-    );
+    assert!(eventually(WAIT, || c.metrics.received(vni, "gre") == frames.len() as u64).await);
     assert!(eventually(WAIT, || log_of(&log).len() == 1).await);
     assert_eq!(log_of(&log), [expected]);
     c.shutdown().await;
@@ -91,30 +66,14 @@ async fn gre_copies_are_received_and_replayed_like_vxlan() {
 #[test]
 fn help_lists_the_flags_and_bad_flags_name_themselves() {
     let bin = env!("CARGO_BIN_EXE_podmirror-collector");
-    let help = Command::new(bin)
-        .arg("--help")
-        .output()
-        .expect("run --help");
+    let help = Command::new(bin).arg("--help").output().expect("run --help");
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in [
-        "--vxlan-listen",
-        "--gre",
-        "--vni-allow",
-        "--http-addr",
-        "--files-dir",
-        "--replay-to",
-        "--replay-ports",
-    ] {
+    for flag in
+        ["--vxlan-listen", "--gre", "--vni-allow", "--http-addr", "--files-dir", "--replay-to", "--replay-ports"]
+    {
         assert!(text.contains(flag), "{flag} in --help");
     }
-    let bad = Command::new(bin)
-        .args(["--replay-to", "https://x"])
-        .output()
-        .expect("run");
+    let bad = Command::new(bin).args(["--replay-to", "https://x"]).output().expect("run");
     assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("--replay-to"),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--replay-to"), "{}", String::from_utf8_lossy(&bad.stderr));
 }

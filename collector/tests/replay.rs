@@ -13,12 +13,7 @@ use rand::{Rng, SeedableRng};
 const WAIT: Duration = Duration::from_secs(10);
 
 fn replay_flags(server: std::net::SocketAddr) -> Vec<String> {
-    vec![
-        "--replay-to".into(),
-        format!("http://{server}"),
-        "--replay-ports".into(),
-        "80".into(),
-    ]
+    vec!["--replay-to".into(), format!("http://{server}"), "--replay-ports".into(), "80".into()]
 }
 
 async fn start(server: std::net::SocketAddr, extra: &[&str]) -> podmirror_collector::Running {
@@ -29,13 +24,7 @@ async fn start(server: std::net::SocketAddr, extra: &[&str]) -> podmirror_collec
 }
 
 /// One connection: handshake, each request, optionally its response, close.
-fn connection(
-    port: u16,
-    mss: usize,
-    requests: &[Vec<u8>],
-    pipelined: bool,
-    responses: &[&[u8]],
-) -> Vec<Vec<u8>> {
+fn connection(port: u16, mss: usize, requests: &[Vec<u8>], pipelined: bool, responses: &[&[u8]]) -> Vec<Vec<u8>> {
     let mut tcp = Tcp::new(port, 80, mss);
     let mut frames = tcp.handshake();
     if pipelined {
@@ -66,13 +55,7 @@ async fn keep_alive_pipelined_chunked_large_and_jumbo_requests_arrive_whole() {
     let mut reqs = Vec::new();
     for i in 0..100 {
         let (wire, exp) = if i % 3 == 0 {
-            request(
-                "POST",
-                &format!("/items/{i}?q={i}"),
-                i,
-                &body(100 + i, i as u8),
-                false,
-            )
+            request("POST", &format!("/items/{i}?q={i}"), i, &body(100 + i, i as u8), false)
         } else {
             request("GET", &format!("/items/{i}?q=a%20b"), i, b"", false)
         };
@@ -100,30 +83,15 @@ async fn keep_alive_pipelined_chunked_large_and_jumbo_requests_arrive_whole() {
     let (jumbo, exp) = request("POST", "/upload/jumbo", 202, &body(64 << 10, 9), false);
     expected.push(exp);
     let jumbo_frames = connection(40005, 8948, &[jumbo], false, &[]);
-    assert!(
-        jumbo_frames.iter().any(|f| f.len() == 9002),
-        "the test sends 9000-byte IP packets"
-    );
+    assert!(jumbo_frames.iter().any(|f| f.len() == 9002), "the test sends 9000-byte IP packets");
     frames.extend(jumbo_frames);
 
     send_vxlan(c.vxlan_addr, 1, &frames);
     let n = expected.len();
-    assert!(
-        eventually(WAIT, || log_of(&log).len() >= n).await,
-        "only {} of {n} replayed",
-        log_of(&log).len()
-    );
+    assert!(eventually(WAIT, || log_of(&log).len() >= n).await, "only {} of {n} replayed", log_of(&log).len());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        c.metrics.received(1, "vxlan"),
-        frames.len() as u64,
-        "every datagram arrived"
-    );
-    assert_eq!(
-        sorted(log_of(&log)),
-        sorted(expected),
-        "method, target, headers and body are the original ones"
-    );
+    assert_eq!(c.metrics.received(1, "vxlan"), frames.len() as u64, "every datagram arrived");
+    assert_eq!(sorted(log_of(&log)), sorted(expected), "method, target, headers and body are the original ones");
     assert_eq!(c.metrics.replayed_count("ok", "2xx"), n as u64);
     c.shutdown().await;
 }
@@ -132,26 +100,14 @@ async fn keep_alive_pipelined_chunked_large_and_jumbo_requests_arrive_whole() {
 async fn copies_cut_by_packet_length_replay_nothing_and_say_why() {
     let (server, log) = test_server().await;
     let c = start(server, &[]).await;
-    let reqs: Vec<Vec<u8>> = (0..5)
-        .map(|i| request("POST", "/cut", i, &body(3000, 1), false).0)
-        .collect();
-    let frames: Vec<Vec<u8>> = connection(40010, 1448, &reqs, false, &[])
-        .into_iter()
-        .map(|f| f[..f.len().min(96)].to_vec())
-        .collect();
+    let reqs: Vec<Vec<u8>> = (0..5).map(|i| request("POST", "/cut", i, &body(3000, 1), false).0).collect();
+    let frames: Vec<Vec<u8>> =
+        connection(40010, 1448, &reqs, false, &[]).into_iter().map(|f| f[..f.len().min(96)].to_vec()).collect();
     send_vxlan(c.vxlan_addr, 1, &frames);
     assert!(eventually(WAIT, || c.metrics.incomplete_count("truncated") >= 5).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        c.metrics.incomplete_count("truncated"),
-        5,
-        "one per request"
-    );
-    assert!(
-        log_of(&log).is_empty(),
-        "nothing replayed: {:?}",
-        log_of(&log)
-    );
+    assert_eq!(c.metrics.incomplete_count("truncated"), 5, "one per request");
+    assert!(log_of(&log).is_empty(), "nothing replayed: {:?}", log_of(&log));
     c.shutdown().await;
 }
 
@@ -167,13 +123,8 @@ async fn loss_and_reordering_never_produce_a_corrupt_request() {
         let mut reqs = Vec::new();
         for i in 0..20 {
             let id = usize::from(conn) * 100 + i;
-            let (wire, exp) = request(
-                "POST",
-                &format!("/l/{id}"),
-                id,
-                &body(rng.random_range(0..6000), id as u8),
-                i % 4 == 0,
-            );
+            let (wire, exp) =
+                request("POST", &format!("/l/{id}"), id, &body(rng.random_range(0..6000), id as u8), i % 4 == 0);
             reqs.push(wire);
             originals.push(exp);
         }
@@ -181,10 +132,7 @@ async fn loss_and_reordering_never_produce_a_corrupt_request() {
     }
     // 2% loss and reordering within windows of 8 copies (fixed seed).
     let total = frames.len();
-    let mut kept: Vec<Vec<u8>> = frames
-        .into_iter()
-        .filter(|_| !rng.random_bool(0.02))
-        .collect();
+    let mut kept: Vec<Vec<u8>> = frames.into_iter().filter(|_| !rng.random_bool(0.02)).collect();
     let lost = total - kept.len();
     for w in kept.chunks_mut(8) {
         w.shuffle(&mut rng);
@@ -192,37 +140,17 @@ async fn loss_and_reordering_never_produce_a_corrupt_request() {
     send_vxlan(c.vxlan_addr, 1, &kept);
     assert!(lost > 0);
     let incomplete = || {
-        ["lost_segment", "connection_closed", "evicted_idle"]
-            .iter()
-            .map(|r| c.metrics.incomplete_count(r))
-            .sum::<u64>()
+        ["lost_segment", "connection_closed", "evicted_idle"].iter().map(|r| c.metrics.incomplete_count(r)).sum::<u64>()
     };
     // Every request is either replayed whole or counted.
-    let settled = eventually(WAIT, || {
-        log_of(&log).len() as u64 + incomplete() >= originals.len() as u64 - lost as u64
-    })
-    .await;
+    let settled =
+        eventually(WAIT, || log_of(&log).len() as u64 + incomplete() >= originals.len() as u64 - lost as u64).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = log_of(&log);
-    assert!(
-        settled,
-        "replayed {} counted {} of {}",
-        got.len(),
-        incomplete(),
-        originals.len()
-    );
-    assert!(
-        got.len() > originals.len() / 2,
-        "most requests survive 2% loss: {}",
-        got.len()
-    );
+    assert!(settled, "replayed {} counted {} of {}", got.len(), incomplete(), originals.len());
+    assert!(got.len() > originals.len() / 2, "most requests survive 2% loss: {}", got.len());
     for r in &got {
-        assert!(
-            originals.contains(r),
-            "a replayed request is exactly an original one: {} {}",
-            r.method,
-            r.target
-        );
+        assert!(originals.contains(r), "a replayed request is exactly an original one: {} {}", r.method, r.target);
     }
     c.shutdown().await;
 }
@@ -231,34 +159,16 @@ async fn loss_and_reordering_never_produce_a_corrupt_request() {
 async fn tls_is_counted_once_per_flow_and_not_replayed() {
     let (server, log) = test_server().await;
     let c = start(server, &[]).await;
-    let mut hello = vec![
-        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
-    ];
+    let mut hello = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
     hello.extend(vec![0x42; 500]);
-    let mut frames = connection(
-        40020,
-        1448,
-        &[hello, vec![0x17, 0x03, 0x03, 0, 10, 1, 2, 3]],
-        false,
-        &[],
-    );
-    frames.extend(connection(
-        40021,
-        1448,
-        &[b"SSH-2.0-x\r\n".to_vec()],
-        false,
-        &[],
-    ));
+    let mut frames = connection(40020, 1448, &[hello, vec![0x17, 0x03, 0x03, 0, 10, 1, 2, 3]], false, &[]);
+    frames.extend(connection(40021, 1448, &[b"SSH-2.0-x\r\n".to_vec()], false, &[]));
     send_vxlan(c.vxlan_addr, 1, &frames);
     assert!(eventually(WAIT, || c.metrics.unreplayable_count("tls") == 1).await);
     assert!(eventually(WAIT, || c.metrics.unreplayable_count("not_http") == 1).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(log_of(&log).is_empty());
-    assert_eq!(
-        c.metrics.incomplete_count("malformed"),
-        0,
-        "no per-segment noise"
-    );
+    assert_eq!(c.metrics.incomplete_count("malformed"), 0, "no per-segment noise");
     c.shutdown().await;
 }
 
@@ -275,46 +185,25 @@ async fn production_responses_pair_with_test_responses_and_mismatches_are_counte
     let head: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n";
     let frames = connection(40030, 1448, &reqs, false, &[ok, ok, head]);
     send_vxlan(c.vxlan_addr, 1, &frames);
-    assert!(
-        eventually(WAIT, || c.metrics.replay_paired.get() == 3).await,
-        "paired {}",
-        c.metrics.replay_paired.get()
-    );
+    assert!(eventually(WAIT, || c.metrics.replay_paired.get() == 3).await, "paired {}", c.metrics.replay_paired.get());
     assert_eq!(c.metrics.mismatch_count("GET", "/fail/x", "2xx", "5xx"), 1);
     assert_eq!(c.metrics.mismatch_count("GET", "/ok", "2xx", "5xx"), 0);
     assert_eq!(log_of(&log).len(), 3);
-    assert!(c.metrics.render().contains(
-        "podmirror_collector_replay_status_mismatches_total{method=\"GET\",path=\"/fail/x\""
-    ));
+    assert!(
+        c.metrics
+            .render()
+            .contains("podmirror_collector_replay_status_mismatches_total{method=\"GET\",path=\"/fail/x\"")
+    );
     c.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sampling_host_rewrite_and_idle_eviction() {
     let (server, log) = test_server().await;
-    let c = start(
-        server,
-        &[
-            "--replay-sample-percent",
-            "0",
-            "--replay-flow-idle-secs",
-            "1",
-        ],
-    )
-    .await;
-    let frames = connection(
-        40040,
-        1448,
-        &[request("GET", "/s", 1, b"", false).0],
-        false,
-        &[],
-    );
+    let c = start(server, &["--replay-sample-percent", "0", "--replay-flow-idle-secs", "1"]).await;
+    let frames = connection(40040, 1448, &[request("GET", "/s", 1, b"", false).0], false, &[]);
     send_vxlan(c.vxlan_addr, 1, &frames);
-    assert!(
-        eventually(WAIT, || c.metrics.replayed_count("sampled_out", "none")
-            == 1)
-        .await
-    );
+    assert!(eventually(WAIT, || c.metrics.replayed_count("sampled_out", "none") == 1).await);
     // A request that never ends is evicted with its flow, and counted.
     let mut tcp = Tcp::new(40041, 80, 1448);
     let mut partial = tcp.handshake();
@@ -326,18 +215,9 @@ async fn sampling_host_rewrite_and_idle_eviction() {
     c.shutdown().await;
 
     let c = start(server, &["--replay-rewrite-host"]).await;
-    let frames = connection(
-        40042,
-        1448,
-        &[request("GET", "/h", 1, b"", false).0],
-        false,
-        &[],
-    );
+    let frames = connection(40042, 1448, &[request("GET", "/h", 1, b"", false).0], false, &[]);
     send_vxlan(c.vxlan_addr, 1, &frames);
     assert!(eventually(WAIT, || log_of(&log).len() == 1).await);
-    assert_eq!(
-        log_of(&log)[0].header("host"),
-        Some(server.to_string().as_str())
-    );
+    assert_eq!(log_of(&log)[0].header("host"), Some(server.to_string().as_str()));
     c.shutdown().await;
 }

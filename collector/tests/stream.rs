@@ -15,13 +15,11 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A /stream client that reads the response head, then never reads again,
 /// with a tiny receive buffer so that it falls behind at once.
 fn slow_client(http: SocketAddr) -> (std::net::TcpStream, String) {
-    let s =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
     s.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     s.connect(&http.into()).expect("connect to /stream");
     let mut s: std::net::TcpStream = s.into();
-    s.write_all(b"GET /stream HTTP/1.1\r\nHost: c\r\n\r\n")
-        .expect("send the request");
+    s.write_all(b"GET /stream HTTP/1.1\r\nHost: c\r\n\r\n").expect("send the request");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -37,24 +35,15 @@ async fn curl_into_tshark_gets_every_copy_of_its_vni_while_a_slow_client_skips()
     let url = format!("http://{}/stream?vni=7", c.http_addr);
     let reader = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "curl -sN --max-time 20 '{url}' | tshark -r - -T fields -e frame.len -e tcp.srcport"
-        ))
+        .arg(format!("curl -sN --max-time 20 '{url}' | tshark -r - -T fields -e frame.len -e tcp.srcport"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("curl | tshark");
     let (slow, head) = slow_client(c.http_addr);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: application/vnd.tcpdump.pcap"),
-        "{head}"
-    );
-    assert!(
-        eventually(WAIT, || c.metrics.stream_clients.get() == 2).await,
-        "curl and the slow client are connected"
-    );
+    assert!(head.to_ascii_lowercase().contains("content-type: application/vnd.tcpdump.pcap"), "{head}");
+    assert!(eventually(WAIT, || c.metrics.stream_clients.get() == 2).await, "curl and the slow client are connected");
 
     let seven = traffic(40200, 2000, 200);
     // Enough to fill the slow client's socket buffers and its queue (4096).
@@ -68,37 +57,19 @@ async fn curl_into_tshark_gets_every_copy_of_its_vni_while_a_slow_client_skips()
     .await
     .expect("sender");
     assert!(eventually(WAIT, || c.metrics.received(9, "vxlan") == 9000).await);
-    assert!(
-        c.metrics.dropped_count("stream") > 0,
-        "the slow client skipped copies"
-    );
+    assert!(c.metrics.dropped_count("stream") > 0, "the slow client skipped copies");
     drop(slow);
     send_vxlan(c.vxlan_addr, 9, &nine[..50]); // a write notices the closed client
     assert!(eventually(WAIT, || c.metrics.stream_clients.get() == 1).await);
     // Shutting down ends the stream after what it queued: curl exits.
     c.shutdown().await;
 
-    let out = tokio::task::spawn_blocking(move || reader.wait_with_output())
-        .await
-        .expect("join")
-        .expect("curl | tshark ran");
-    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    assert_eq!(
-        lines.len(),
-        seven.len(),
-        "tshark read every vni-7 copy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        tokio::task::spawn_blocking(move || reader.wait_with_output()).await.expect("join").expect("curl | tshark ran");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), seven.len(), "tshark read every vni-7 copy: {}", String::from_utf8_lossy(&out.stderr));
     // vni 9 carries the flow of client port 40201: none of it.
-    assert!(
-        lines
-            .iter()
-            .all(|l| l.ends_with("\t40200") || l.ends_with("\t80")),
-        "only vni 7"
-    );
+    assert!(lines.iter().all(|l| l.ends_with("\t40200") || l.ends_with("\t80")), "only vni 7");
     assert!(out.status.success(), "curl ended cleanly with the stream");
 }
 
@@ -107,12 +78,7 @@ async fn health_metrics_and_a_bad_vni_query() {
     let c = collector(&[]).await;
     let get = |path: &str| {
         let out = Command::new("curl")
-            .args([
-                "-s",
-                "-w",
-                "\n%{http_code}",
-                &format!("http://{}{path}", c.http_addr),
-            ])
+            .args(["-s", "-w", "\n%{http_code}", &format!("http://{}{path}", c.http_addr)])
             .output();
         String::from_utf8_lossy(&out.expect("curl runs").stdout).into_owned()
     };

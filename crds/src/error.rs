@@ -13,10 +13,7 @@ pub enum ModelError {
 
 impl ModelError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        ModelError::Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        ModelError::Invalid { field: field.into(), reason: reason.into() }
     }
 
     /// The field path this error is about.

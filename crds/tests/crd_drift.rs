@@ -27,20 +27,13 @@ fn first_difference(expected: &str, actual: &str) -> String {
 #[test]
 fn checked_in_crds_match_the_rust_types() {
     let rendered = render_all().expect("the CRDs render to YAML");
-    assert_eq!(
-        rendered.len(),
-        3,
-        "MirrorFilter, MirrorSession and MirrorNodeState"
-    );
+    assert_eq!(rendered.len(), 3, "MirrorFilter, MirrorSession and MirrorNodeState");
     let mut stale = Vec::new();
     for (name, generated) in &rendered {
         let path = crds_dir().join(name);
         match std::fs::read_to_string(&path) {
             Ok(checked_in) if checked_in == *generated => {}
-            Ok(checked_in) => stale.push(format!(
-                "{name} differs, {}",
-                first_difference(generated, &checked_in)
-            )),
+            Ok(checked_in) => stale.push(format!("{name} differs, {}", first_difference(generated, &checked_in))),
             Err(err) => stale.push(format!("{name} cannot be read ({err})")),
         }
     }
@@ -54,20 +47,13 @@ fn checked_in_crds_match_the_rust_types() {
 #[test]
 fn no_stray_crd_files_are_checked_in() {
     // A renamed kind must not leave its old file behind for `kubectl apply -f crds/`.
-    let expected: BTreeSet<String> = render_all()
-        .expect("render")
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
+    let expected: BTreeSet<String> = render_all().expect("render").into_iter().map(|(name, _)| name).collect();
     let present: BTreeSet<String> = std::fs::read_dir(crds_dir())
         .expect("crds/ is readable")
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .filter(|name| name.ends_with(".yaml") || name.ends_with(".yml"))
         .collect();
-    assert_eq!(
-        present, expected,
-        "crds/*.yaml should be exactly the generated files (run `make crds`)"
-    );
+    assert_eq!(present, expected, "crds/*.yaml should be exactly the generated files (run `make crds`)");
 }
 
 #[test]
@@ -85,18 +71,13 @@ fn checked_in_files_are_exact_crd_manifests() {
     for (name, _) in render_all().expect("render") {
         let text = std::fs::read_to_string(crds_dir().join(&name)).expect("readable");
         let as_value: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
-        let typed: CustomResourceDefinition =
-            serde_yaml::from_str(&text).expect("a CustomResourceDefinition");
+        let typed: CustomResourceDefinition = serde_yaml::from_str(&text).expect("a CustomResourceDefinition");
         assert_eq!(
             serde_json::to_value(&typed).expect("serializes"),
             as_value,
             "{name} has fields a CRD does not have"
         );
         assert_eq!(as_value["apiVersion"], "apiextensions.k8s.io/v1");
-        assert_eq!(
-            typed.metadata.name.as_deref(),
-            name.strip_suffix(".yaml"),
-            "{name}: file name = metadata.name"
-        );
+        assert_eq!(typed.metadata.name.as_deref(), name.strip_suffix(".yaml"), "{name}: file name = metadata.name");
     }
 }

@@ -16,10 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml::Value;
 
 /// The CRDs the reference covers (MirrorNodeState is internal: docs/architecture.md).
-const CRDS: [&str; 2] = [
-    "mirrorfilters.podmirror.io.yaml",
-    "mirrorsessions.podmirror.io.yaml",
-];
+const CRDS: [&str; 2] = ["mirrorfilters.podmirror.io.yaml", "mirrorsessions.podmirror.io.yaml"];
 
 fn repo_root() -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -54,13 +51,7 @@ fn walk<'a>(prefix: &str, schema: &'a Value, out: &mut BTreeMap<String, Field<'a
     for (name, child) in props {
         let Some(name) = name.as_str() else { continue };
         let path = format!("{prefix}.{name}");
-        out.insert(
-            path.clone(),
-            Field {
-                schema: child,
-                required: required.contains(name),
-            },
-        );
+        out.insert(path.clone(), Field { schema: child, required: required.contains(name) });
         walk(&path, child, out);
         if let Some(items) = child.get("items") {
             walk(&format!("{path}[]"), items, out);
@@ -70,17 +61,11 @@ fn walk<'a>(prefix: &str, schema: &'a Value, out: &mut BTreeMap<String, Field<'a
 
 /// The kind and its field paths, read from one generated CRD file.
 fn schema_fields(crd: &Value) -> Result<(String, BTreeMap<String, Field<'_>>), String> {
-    let kind = crd["spec"]["names"]["kind"]
-        .as_str()
-        .ok_or("spec.names.kind missing")?
-        .to_string();
+    let kind = crd["spec"]["names"]["kind"].as_str().ok_or("spec.names.kind missing")?.to_string();
     let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let mut fields = BTreeMap::new();
     for top in ["spec", "status"] {
-        let node = root
-            .get("properties")
-            .and_then(|p| p.get(top))
-            .ok_or(format!("{kind}: no {top} in the schema"))?;
+        let node = root.get("properties").and_then(|p| p.get(top)).ok_or(format!("{kind}: no {top} in the schema"))?;
         walk(top, node, &mut fields);
     }
     Ok((kind, fields))
@@ -92,19 +77,13 @@ fn documented(markdown: &str, kinds: &[String]) -> BTreeMap<String, BTreeMap<Str
     let mut current: Option<&String> = None;
     for line in markdown.lines() {
         if let Some(heading) = line.strip_prefix("## ") {
-            current = kinds
-                .iter()
-                .find(|k| heading.trim_start().starts_with(k.as_str()));
+            current = kinds.iter().find(|k| heading.trim_start().starts_with(k.as_str()));
             continue;
         }
         let (Some(kind), Some(body)) = (current, line.trim().strip_prefix('|')) else {
             continue;
         };
-        let cells: Vec<&str> = body
-            .trim_end_matches('|')
-            .split('|')
-            .map(str::trim)
-            .collect();
+        let cells: Vec<&str> = body.trim_end_matches('|').split('|').map(str::trim).collect();
         let [first, type_, default, bounds, ..] = cells.as_slice() else {
             continue;
         };
@@ -115,14 +94,8 @@ fn documented(markdown: &str, kinds: &[String]) -> BTreeMap<String, BTreeMap<Str
             whole: line.replace('`', ""),
         };
         for path in first.split('`').skip(1).step_by(2) {
-            if path == "spec"
-                || path == "status"
-                || path.starts_with("spec.")
-                || path.starts_with("status.")
-            {
-                out.entry(kind.clone())
-                    .or_default()
-                    .insert(path.to_string(), row.clone());
+            if path == "spec" || path == "status" || path.starts_with("spec.") || path.starts_with("status.") {
+                out.entry(kind.clone()).or_default().insert(path.to_string(), row.clone());
             }
         }
     }
@@ -132,19 +105,12 @@ fn documented(markdown: &str, kinds: &[String]) -> BTreeMap<String, BTreeMap<Str
 /// A YAML number as the docs write it (`64.0` -> `64`).
 fn number(v: &Value) -> Option<String> {
     let f = v.as_f64()?;
-    Some(if f.fract() == 0.0 {
-        format!("{}", f as i64)
-    } else {
-        f.to_string()
-    })
+    Some(if f.fract() == 0.0 { format!("{}", f as i64) } else { f.to_string() })
 }
 
 /// The numbers a cell mentions (`1..=32766` -> {1, 32766}).
 fn numbers_in(cell: &str) -> BTreeSet<String> {
-    cell.split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
+    cell.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(String::from).collect()
 }
 
 /// What a row must say about one field, as messages naming the path.
@@ -157,10 +123,7 @@ fn check_row(kind: &str, path: &str, field: &Field<'_>, row: &Row, problems: &mu
         s.get("type").and_then(Value::as_str).unwrap_or("object")
     };
     if !row.type_.contains(type_) {
-        say(format!(
-            "the type cell `{}` must mention `{type_}`",
-            row.type_
-        ));
+        say(format!("the type cell `{}` must mention `{type_}`", row.type_));
     }
     if let Some(default) = s.get("default") {
         let text = match default {
@@ -168,41 +131,20 @@ fn check_row(kind: &str, path: &str, field: &Field<'_>, row: &Row, problems: &mu
             other => serde_json::to_string(other).unwrap_or_default(),
         };
         if !row.default.contains(&text) {
-            say(format!(
-                "the default cell `{}` must give the schema's default `{text}`",
-                row.default
-            ));
+            say(format!("the default cell `{}` must give the schema's default `{text}`", row.default));
         }
     } else if field.required && !row.default.contains("required") {
-        say(format!(
-            "the default cell `{}` must say `required`",
-            row.default
-        ));
+        say(format!("the default cell `{}` must say `required`", row.default));
     }
     let present = numbers_in(&row.bounds);
-    for key in [
-        "minimum",
-        "maximum",
-        "minLength",
-        "maxLength",
-        "minItems",
-        "maxItems",
-    ] {
+    for key in ["minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"] {
         if let Some(n) = s.get(key).and_then(number)
             && !present.contains(&n)
         {
-            say(format!(
-                "the bounds cell `{}` must give {key} {n}",
-                row.bounds
-            ));
+            say(format!("the bounds cell `{}` must give {key} {n}", row.bounds));
         }
     }
-    for value in s
-        .get("enum")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
+    for value in s.get("enum").and_then(Value::as_sequence).into_iter().flatten() {
         if let Some(v) = value.as_str()
             && !row.whole.contains(v)
         {
@@ -250,16 +192,13 @@ fn load() -> (Vec<(String, Value)>, String) {
         .iter()
         .map(|file| {
             let path = root.join("crds").join(file);
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let yaml =
-                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let yaml = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             (file.to_string(), yaml)
         })
         .collect();
     let api = root.join("docs").join("api.md");
-    let markdown =
-        std::fs::read_to_string(&api).unwrap_or_else(|e| panic!("{}: {e}", api.display()));
+    let markdown = std::fs::read_to_string(&api).unwrap_or_else(|e| panic!("{}: {e}", api.display()));
     (crds, markdown)
 }
 
@@ -267,11 +206,7 @@ fn load() -> (Vec<(String, Value)>, String) {
 fn api_reference_documents_every_schema_field_and_nothing_else() {
     let (crds, markdown) = load();
     let problems = problems(&crds, &markdown);
-    assert!(
-        problems.is_empty(),
-        "docs/api.md disagrees with crds/*.yaml:\n- {}",
-        problems.join("\n- ")
-    );
+    assert!(problems.is_empty(), "docs/api.md disagrees with crds/*.yaml:\n- {}", problems.join("\n- "));
 }
 
 #[test]
@@ -279,51 +214,31 @@ fn the_reference_covers_both_kinds_in_depth() {
     // Guards against a walk that silently finds nothing (then every check
     // above would pass vacuously).
     let (crds, markdown) = load();
-    let kinds: Vec<String> = crds
-        .iter()
-        .filter_map(|(_, c)| c["spec"]["names"]["kind"].as_str().map(String::from))
-        .collect();
+    let kinds: Vec<String> =
+        crds.iter().filter_map(|(_, c)| c["spec"]["names"]["kind"].as_str().map(String::from)).collect();
     assert_eq!(kinds, ["MirrorFilter", "MirrorSession"]);
     let docs = documented(&markdown, &kinds);
     for (kind, path) in [
         ("MirrorFilter", "spec.inboundRules[].destinationPorts.from"),
-        (
-            "MirrorSession",
-            "spec.sources[].podSelector.matchExpressions[].key",
-        ),
+        ("MirrorSession", "spec.sources[].podSelector.matchExpressions[].key"),
         ("MirrorSession", "status.nodes[].truncated"),
     ] {
-        assert!(
-            docs.get(kind).is_some_and(|rows| rows.contains_key(path)),
-            "{kind} `{path}` not found in docs/api.md"
-        );
+        assert!(docs.get(kind).is_some_and(|rows| rows.contains_key(path)), "{kind} `{path}` not found in docs/api.md");
     }
 }
 
 #[test]
 fn a_missing_or_invented_field_is_reported_by_its_path() {
     let (crds, markdown) = load();
-    let without_vni: String = markdown
-        .lines()
-        .filter(|l| !l.contains("`spec.vni`"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let without_vni: String =
+        markdown.lines().filter(|l| !l.contains("`spec.vni`")).map(|l| format!("{l}\n")).collect();
     let problems = problems(&crds, &without_vni);
     assert_eq!(problems.len(), 1, "{problems:#?}");
-    assert!(
-        problems[0].contains("MirrorSession field `spec.vni`"),
-        "{}",
-        problems[0]
-    );
+    assert!(problems[0].contains("MirrorSession field `spec.vni`"), "{}", problems[0]);
 
     let invented = markdown.replacen("`spec.vni`", "`spec.vni`<br>`spec.notAField`", 1);
     let problems = self::problems(&crds, &invented);
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("`spec.notAField`, which")),
-        "{problems:#?}"
-    );
+    assert!(problems.iter().any(|p| p.contains("`spec.notAField`, which")), "{problems:#?}");
 }
 
 #[test]
@@ -331,19 +246,8 @@ fn a_wrong_bound_or_default_is_reported() {
     let (crds, markdown) = load();
     let lines: Vec<String> = markdown
         .lines()
-        .map(|l| {
-            if l.contains("`spec.targetPort`") {
-                l.replace("4789", "4790")
-            } else {
-                l.to_string()
-            }
-        })
+        .map(|l| if l.contains("`spec.targetPort`") { l.replace("4789", "4790") } else { l.to_string() })
         .collect();
     let problems = problems(&crds, &lines.join("\n"));
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("`spec.targetPort`") && p.contains("default `4789`")),
-        "{problems:#?}"
-    );
+    assert!(problems.iter().any(|p| p.contains("`spec.targetPort`") && p.contains("default `4789`")), "{problems:#?}");
 }

@@ -9,8 +9,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use model_support::*;
 use podmirror_crds::model::{
-    Action, CompiledRule, CompiledSession, Direction, IpFamily, PacketMeta, PortRange, SessionKey,
-    evaluate, ipproto,
+    Action, CompiledRule, CompiledSession, Direction, IpFamily, PacketMeta, PortRange, SessionKey, evaluate, ipproto,
 };
 use proptest::prelude::*;
 use proptest::sample::{Index, select, subsequence};
@@ -35,11 +34,7 @@ fn in_prefix(a: IpAddr, net: IpNet) -> bool {
         return false;
     }
     let host_bits = u32::from(width - net.prefix_len());
-    let mask = if host_bits >= 128 {
-        0
-    } else {
-        u128::MAX << host_bits
-    };
+    let mask = if host_bits >= 128 { 0 } else { u128::MAX << host_bits };
     (addr & mask) == (base & mask)
 }
 
@@ -67,11 +62,7 @@ fn oracle_matches(r: &CompiledRule, p: &PacketMeta) -> bool {
 fn oracle(sessions: &[CompiledSession], p: &PacketMeta, dir: Direction) -> Outcome {
     let mut best: Option<((u16, &SessionKey), &CompiledSession, &CompiledRule)> = None;
     for s in sessions.iter().filter(|s| s.enabled) {
-        let first_rule = s
-            .rules(dir)
-            .iter()
-            .filter(|r| oracle_matches(r, p))
-            .min_by_key(|r| r.priority);
+        let first_rule = s.rules(dir).iter().filter(|r| oracle_matches(r, p)).min_by_key(|r| r.priority);
         if let Some(r) = first_rule {
             let rank = (s.priority, &s.key);
             if best.as_ref().is_none_or(|(b, _, _)| rank < *b) {
@@ -90,56 +81,17 @@ fn oracle(sessions: &[CompiledSession], p: &PacketMeta, dir: Direction) -> Outco
 
 // ---- generators: small pools so that rules and packets do meet -------------
 
-const V4_NETS: &[&str] = &[
-    "0.0.0.0/0",
-    "10.0.0.0/8",
-    "10.0.0.0/24",
-    "10.0.1.0/24",
-    "10.0.0.5/32",
-    "192.168.0.0/16",
-];
-const V6_NETS: &[&str] = &[
-    "::/0",
-    "2001:db8::/32",
-    "2001:db8:0:1::/64",
-    "2001:db8::5/128",
-];
-const V4_ADDRS: &[&str] = &[
-    "10.0.0.5",
-    "10.0.0.6",
-    "10.0.1.7",
-    "10.0.1.255",
-    "192.168.3.4",
-    "172.16.0.1",
-];
-const V6_ADDRS: &[&str] = &[
-    "2001:db8::5",
-    "2001:db8:0:1::9",
-    "2001:db8::6",
-    "2001:db9::1",
-];
+const V4_NETS: &[&str] = &["0.0.0.0/0", "10.0.0.0/8", "10.0.0.0/24", "10.0.1.0/24", "10.0.0.5/32", "192.168.0.0/16"];
+const V6_NETS: &[&str] = &["::/0", "2001:db8::/32", "2001:db8:0:1::/64", "2001:db8::5/128"];
+const V4_ADDRS: &[&str] = &["10.0.0.5", "10.0.0.6", "10.0.1.7", "10.0.1.255", "192.168.3.4", "172.16.0.1"];
+const V6_ADDRS: &[&str] = &["2001:db8::5", "2001:db8:0:1::9", "2001:db8::6", "2001:db9::1"];
 const PORTS: &[u16] = &[1, 79, 80, 81, 1023, 1024, 65535];
 const RANGES: &[(u16, u16)] = &[(80, 80), (80, 1024), (1, 65535), (1024, 1024), (81, 1023)];
-const PROTOCOLS: &[u8] = &[
-    ipproto::ICMP,
-    ipproto::TCP,
-    ipproto::UDP,
-    ipproto::ICMPV6,
-    ipproto::SCTP,
-    47,
-];
+const PROTOCOLS: &[u8] = &[ipproto::ICMP, ipproto::TCP, ipproto::UDP, ipproto::ICMPV6, ipproto::SCTP, 47];
 
 /// (action, family, protocol, source net index, destination net index,
 /// source ports, destination ports) before the family picks the net pool.
-type RuleBody = (
-    Action,
-    IpFamily,
-    Option<u8>,
-    usize,
-    usize,
-    Option<(u16, u16)>,
-    Option<(u16, u16)>,
-);
+type RuleBody = (Action, IpFamily, Option<u8>, usize, usize, Option<(u16, u16)>, Option<(u16, u16)>);
 
 fn arb_rule_body() -> impl Strategy<Value = RuleBody> {
     (
@@ -162,11 +114,8 @@ fn arb_rules() -> impl Strategy<Value = Vec<CompiledRule>> {
 /// As [`arb_rules`], with a count from `count` (at most 5: the priorities
 /// come from a subsequence of 5).
 fn arb_rules_in(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<CompiledRule>> {
-    (
-        prop::collection::vec(arb_rule_body(), count),
-        subsequence((1u16..=20).collect::<Vec<_>>(), 5),
-    )
-        .prop_map(|(bodies, priorities)| {
+    (prop::collection::vec(arb_rule_body(), count), subsequence((1u16..=20).collect::<Vec<_>>(), 5)).prop_map(
+        |(bodies, priorities)| {
             bodies
                 .into_iter()
                 .zip(priorities)
@@ -184,16 +133,13 @@ fn arb_rules_in(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Comp
                         protocol,
                         source: net(nets[s % nets.len()]),
                         destination: net(nets[d % nets.len()]),
-                        source_ports: sp
-                            .filter(|_| ported)
-                            .map(|(from, to)| PortRange { from, to }),
-                        destination_ports: dp
-                            .filter(|_| ported)
-                            .map(|(from, to)| PortRange { from, to }),
+                        source_ports: sp.filter(|_| ported).map(|(from, to)| PortRange { from, to }),
+                        destination_ports: dp.filter(|_| ported).map(|(from, to)| PortRange { from, to }),
                     }
                 })
                 .collect()
-        })
+        },
+    )
 }
 
 /// 0 to 4 sessions with distinct priorities (the quota keeps them unique on
@@ -227,24 +173,11 @@ fn arb_sessions_with<R: Strategy<Value = Vec<CompiledRule>>>(
 }
 
 fn arb_packet() -> impl Strategy<Value = PacketMeta> {
-    (
-        any::<bool>(),
-        0usize..16,
-        0usize..16,
-        select(PROTOCOLS),
-        select(PORTS),
-        select(PORTS),
-        prop::bool::weighted(0.15),
-    )
+    (any::<bool>(), 0usize..16, 0usize..16, select(PROTOCOLS), select(PORTS), select(PORTS), prop::bool::weighted(0.15))
         .prop_map(|(v6, s, d, protocol, sport, dport, fragment)| {
             let pool = if v6 { V6_ADDRS } else { V4_ADDRS };
             let ports = (ipproto::has_ports(protocol) && !fragment).then_some((sport, dport));
-            PacketMeta {
-                source: addr(pool[s % pool.len()]),
-                destination: addr(pool[d % pool.len()]),
-                protocol,
-                ports,
-            }
+            PacketMeta { source: addr(pool[s % pool.len()]), destination: addr(pool[d % pool.len()]), protocol, ports }
         })
 }
 
@@ -288,9 +221,7 @@ fn fixed(cases: u32) -> ProptestConfig {
 fn permuted<T>(mut items: Vec<T>, seed: u64) -> Vec<T> {
     let mut state = seed | 1;
     for i in (1..items.len()).rev() {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         items.swap(i, (state >> 33) as usize % (i + 1));
     }
     items
@@ -416,7 +347,12 @@ fn every_randomised_test_in_the_workspace_is_seeded() {
         collect_rust_files(&root.join(crate_dir), &mut files);
     }
     assert!(files.len() > 20, "found only {} Rust files under {}", files.len(), root.display());
-    let entropy = [concat!("thread", "_rng("), concat!("rand::", "rng("), concat!("from_", "entropy("), concat!("from_", "os_rng(")];
+    let entropy = [
+        concat!("thread", "_rng("),
+        concat!("rand::", "rng("),
+        concat!("from_", "entropy("),
+        concat!("from_", "os_rng("),
+    ];
     let mut unseeded = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));

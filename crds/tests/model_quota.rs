@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use podmirror_crds::model::quota::{
-    FilterKey, PodId, PodSet, Quota, QuotaInput, QuotaLimits, QuotaReport, QuotaVerdict, ResolvedTarget,
-    RuleCounts, SessionQuotaFacts, SessionQuotaInput, TargetId, evaluate_quotas,
+    FilterKey, PodId, PodSet, Quota, QuotaInput, QuotaLimits, QuotaReport, QuotaVerdict, ResolvedTarget, RuleCounts,
+    SessionQuotaFacts, SessionQuotaInput, TargetId, evaluate_quotas,
 };
 use podmirror_crds::model::{Direction, SessionKey};
 use proptest::prelude::*;
@@ -30,12 +30,7 @@ fn key(name: &str) -> SessionKey {
 }
 
 /// A session with the facts the quotas look at; tweak the rest in the test.
-fn session(
-    name: &str,
-    created: i64,
-    sources: &[&str],
-    target: ResolvedTarget,
-) -> SessionQuotaInput {
+fn session(name: &str, created: i64, sources: &[&str], target: ResolvedTarget) -> SessionQuotaInput {
     SessionQuotaInput {
         key: key(name),
         created,
@@ -61,10 +56,7 @@ fn collector() -> ResolvedTarget {
 }
 
 fn run(sessions: Vec<SessionQuotaInput>) -> QuotaReport {
-    evaluate_quotas(&QuotaInput {
-        sessions,
-        ..QuotaInput::default()
-    })
+    evaluate_quotas(&QuotaInput { sessions, ..QuotaInput::default() })
 }
 
 fn verdict<'a>(report: &'a QuotaReport, name: &str) -> &'a QuotaVerdict {
@@ -91,12 +83,7 @@ fn assert_refused(
 ) -> podmirror_crds::model::quota::QuotaRefusal {
     match verdict(report, name) {
         QuotaVerdict::Refused(r) => {
-            assert_eq!(
-                (r.quota, r.limit, r.would_be),
-                (quota, limit, would_be),
-                "{name}: {}",
-                r.message
-            );
+            assert_eq!((r.quota, r.limit, r.would_be), (quota, limit, would_be), "{name}: {}", r.message);
             assert!(!r.message.is_empty());
             r.clone()
         }
@@ -126,19 +113,12 @@ fn sources_per_session_ten_accepted_eleven_refused() {
     let report = run(vec![at_limit, past.clone()]);
     assert_accepted(&report, "at-limit");
     let r = assert_refused(&report, "past", Quota::SourcesPerSession, 10, 11);
-    assert!(
-        r.message.contains("11") && r.message.contains("10"),
-        "{}",
-        r.message
-    );
+    assert!(r.message.contains("11") && r.message.contains("10"), "{}", r.message);
 
     // The limit is raisable: the same session fits under a raised limit.
     let raised = evaluate_quotas(&QuotaInput {
         sessions: vec![past],
-        limits: QuotaLimits {
-            sources_per_session: 11,
-            ..QuotaLimits::default()
-        },
+        limits: QuotaLimits { sources_per_session: 11, ..QuotaLimits::default() },
         ..QuotaInput::default()
     });
     assert_accepted(&raised, "past");
@@ -147,12 +127,7 @@ fn sources_per_session_ten_accepted_eleven_refused() {
 #[test]
 fn sessions_per_source_pod_three_accepted_the_newer_fourth_refused() {
     let sessions = many(4, |i| {
-        let mut s = session(
-            &format!("s{i}"),
-            i as i64,
-            &["shared"],
-            ResolvedTarget::ip(ip(i as u32)),
-        );
+        let mut s = session(&format!("s{i}"), i as i64, &["shared"], ResolvedTarget::ip(ip(i as u32)));
         s.current.priority = i as u16 + 1;
         s
     });
@@ -177,12 +152,7 @@ fn targets_per_session_one_accepted_two_refused() {
 #[test]
 fn sessions_per_service_target_200_accepted_the_newer_201st_refused() {
     let sessions = many(201, |i| {
-        let mut s = session(
-            &format!("s{i:03}"),
-            i as i64,
-            &[&format!("p{i}")],
-            collector(),
-        );
+        let mut s = session(&format!("s{i:03}"), i as i64, &[&format!("p{i}")], collector());
         s.current.vni = i as u32;
         s
     });
@@ -196,12 +166,7 @@ fn sessions_per_service_target_200_accepted_the_newer_201st_refused() {
 #[test]
 fn sessions_per_pod_target_10_accepted_the_newer_11th_refused() {
     let sessions = many(11, |i| {
-        let mut s = session(
-            &format!("s{i:02}"),
-            i as i64,
-            &[&format!("p{i}")],
-            ResolvedTarget::pod(pod("sink")),
-        );
+        let mut s = session(&format!("s{i:02}"), i as i64, &[&format!("p{i}")], ResolvedTarget::pod(pod("sink")));
         s.current.vni = i as u32;
         s
     });
@@ -215,12 +180,7 @@ fn sessions_per_pod_target_10_accepted_the_newer_11th_refused() {
 #[test]
 fn sessions_per_ip_target_10_accepted_the_newer_11th_refused() {
     let sessions = many(11, |i| {
-        let mut s = session(
-            &format!("s{i:02}"),
-            100 - i as i64,
-            &[&format!("p{i}")],
-            ResolvedTarget::ip(ip(7)),
-        );
+        let mut s = session(&format!("s{i:02}"), 100 - i as i64, &[&format!("p{i}")], ResolvedTarget::ip(ip(7)));
         s.current.vni = i as u32;
         s
     });
@@ -244,14 +204,8 @@ fn filters_per_session_one_accepted_two_refused() {
 
 #[test]
 fn sessions_per_filter_1000_accepted_the_newer_1001st_refused() {
-    let sessions = many(1001, |i| {
-        session(
-            &format!("s{i:04}"),
-            i as i64,
-            &[&format!("p{i}")],
-            ResolvedTarget::ip(ip(i as u32)),
-        )
-    });
+    let sessions =
+        many(1001, |i| session(&format!("s{i:04}"), i as i64, &[&format!("p{i}")], ResolvedTarget::ip(ip(i as u32))));
     let report = run(sessions);
     for i in 0..1000 {
         assert_accepted(&report, &format!("s{i:04}"));
@@ -261,20 +215,11 @@ fn sessions_per_filter_1000_accepted_the_newer_1001st_refused() {
     // The same filter name in another namespace is another filter.
     let mut elsewhere = session("s1000", 1000, &["p1000"], ResolvedTarget::ip(ip(1000)));
     elsewhere.key = SessionKey::new("team-b", "s1000");
-    let mut sessions = many(1000, |i| {
-        session(
-            &format!("s{i:04}"),
-            i as i64,
-            &[&format!("p{i}")],
-            ResolvedTarget::ip(ip(i as u32)),
-        )
-    });
+    let mut sessions =
+        many(1000, |i| session(&format!("s{i:04}"), i as i64, &[&format!("p{i}")], ResolvedTarget::ip(ip(i as u32))));
     sessions.push(elsewhere);
     let report = run(sessions);
-    assert_eq!(
-        report.verdict(&SessionKey::new("team-b", "s1000")),
-        Some(&QuotaVerdict::Accepted)
-    );
+    assert_eq!(report.verdict(&SessionKey::new("team-b", "s1000")), Some(&QuotaVerdict::Accepted));
 }
 
 #[test]
@@ -286,27 +231,9 @@ fn rules_per_filter_ten_plus_ten_accepted_eleven_refused_per_direction() {
     let mut too_many_out = session("too-many-out", 3, &["c"], ResolvedTarget::ip(ip(3)));
     too_many_out.current.filters = vec!["eleven-out".into()];
     let filter_rules = BTreeMap::from([
-        (
-            FilterKey::new(NS, "ten-ten"),
-            RuleCounts {
-                inbound: 10,
-                outbound: 10,
-            },
-        ),
-        (
-            FilterKey::new(NS, "eleven-in"),
-            RuleCounts {
-                inbound: 11,
-                outbound: 0,
-            },
-        ),
-        (
-            FilterKey::new(NS, "eleven-out"),
-            RuleCounts {
-                inbound: 3,
-                outbound: 11,
-            },
-        ),
+        (FilterKey::new(NS, "ten-ten"), RuleCounts { inbound: 10, outbound: 10 }),
+        (FilterKey::new(NS, "eleven-in"), RuleCounts { inbound: 11, outbound: 0 }),
+        (FilterKey::new(NS, "eleven-out"), RuleCounts { inbound: 3, outbound: 11 }),
     ]);
     let report = evaluate_quotas(&QuotaInput {
         sessions: vec![ok, too_many_in, too_many_out],
@@ -314,39 +241,18 @@ fn rules_per_filter_ten_plus_ten_accepted_eleven_refused_per_direction() {
         ..QuotaInput::default()
     });
     assert_accepted(&report, "ok");
-    assert_refused(
-        &report,
-        "too-many-in",
-        Quota::RulesPerFilter(Direction::Inbound),
-        10,
-        11,
-    );
-    let r = assert_refused(
-        &report,
-        "too-many-out",
-        Quota::RulesPerFilter(Direction::Outbound),
-        10,
-        11,
-    );
+    assert_refused(&report, "too-many-in", Quota::RulesPerFilter(Direction::Inbound), 10, 11);
+    let r = assert_refused(&report, "too-many-out", Quota::RulesPerFilter(Direction::Outbound), 10, 11);
     assert!(r.message.contains("eleven-out"), "{}", r.message);
 }
 
 #[test]
 fn sessions_per_cluster_raised_limit_accepted_at_limit_newer_refused() {
-    let sessions = many(6, |i| {
-        session(
-            &format!("s{i}"),
-            i as i64,
-            &[&format!("p{i}")],
-            ResolvedTarget::ip(ip(i as u32)),
-        )
-    });
+    let sessions =
+        many(6, |i| session(&format!("s{i}"), i as i64, &[&format!("p{i}")], ResolvedTarget::ip(ip(i as u32))));
     let report = evaluate_quotas(&QuotaInput {
         sessions: sessions.into_iter().rev().collect(),
-        limits: QuotaLimits {
-            sessions_per_cluster: 5,
-            ..QuotaLimits::default()
-        },
+        limits: QuotaLimits { sessions_per_cluster: 5, ..QuotaLimits::default() },
         ..QuotaInput::default()
     });
     for i in 0..5 {
@@ -363,12 +269,7 @@ fn sessions_per_cluster_raised_limit_accepted_at_limit_newer_refused() {
 fn sessions_per_cluster_default_20000_over_10000_pods_newer_refused() {
     let make = |i: usize| {
         let pod_name = format!("p{}", i % 10_000);
-        let mut s = session(
-            &format!("s{i:05}"),
-            i as i64,
-            &[&pod_name],
-            ResolvedTarget::ip(ip((i / 10) as u32)),
-        );
+        let mut s = session(&format!("s{i:05}"), i as i64, &[&pod_name], ResolvedTarget::ip(ip((i / 10) as u32)));
         s.current.priority = (i / 10_000) as u16 + 1;
         s.current.vni = (i % 10) as u32;
         s.current.filters = vec![format!("f{}", i / 1000)];
@@ -398,12 +299,7 @@ fn a_source_pod_may_not_be_a_target() {
 
     // Newcomer mirrors a pod that receives an older session's copies
     // (behind a Service).
-    let older = session(
-        "older",
-        1,
-        &["web"],
-        ResolvedTarget::service(NS, "ids", [pod("ids-0"), pod("ids-1")]),
-    );
+    let older = session("older", 1, &["web"], ResolvedTarget::service(NS, "ids", [pod("ids-0"), pod("ids-1")]));
     let newer = session("newer", 2, &["ids-1"], ResolvedTarget::ip(ip(9)));
     let report = run(vec![older, newer]);
     assert_accepted(&report, "older");
@@ -476,15 +372,8 @@ fn an_incumbents_change_past_a_quota_is_refused_and_it_keeps_its_last_accepted_f
     let report = run(vec![grown]);
     match verdict(&report, "grown") {
         QuotaVerdict::RefusedChange(r) => {
-            assert_eq!(
-                (r.quota, r.limit, r.would_be),
-                (Quota::SourcesPerSession, 10, 11)
-            );
-            assert!(
-                r.message.contains("keeps mirroring as last accepted"),
-                "{}",
-                r.message
-            );
+            assert_eq!((r.quota, r.limit, r.would_be), (Quota::SourcesPerSession, 10, 11));
+            assert!(r.message.contains("keeps mirroring as last accepted"), "{}", r.message);
         }
         other => panic!("expected a refused change, got {other:?}"),
     }
@@ -566,20 +455,12 @@ fn changes_that_wait_on_a_later_change_are_retried() {
 #[test]
 fn a_lowered_limit_keeps_incumbents_and_only_stops_newcomers() {
     let mut sessions = many(4, |i| {
-        incumbent(session(
-            &format!("s{i}"),
-            i as i64,
-            &[&format!("p{i}")],
-            ResolvedTarget::ip(ip(i as u32)),
-        ))
+        incumbent(session(&format!("s{i}"), i as i64, &[&format!("p{i}")], ResolvedTarget::ip(ip(i as u32))))
     });
     sessions.push(session("new", 0, &["q"], ResolvedTarget::ip(ip(99))));
     let report = evaluate_quotas(&QuotaInput {
         sessions,
-        limits: QuotaLimits {
-            sessions_per_cluster: 2,
-            ..QuotaLimits::default()
-        },
+        limits: QuotaLimits { sessions_per_cluster: 2, ..QuotaLimits::default() },
         ..QuotaInput::default()
     });
     for i in 0..4 {
@@ -617,24 +498,11 @@ fn a_repeated_key_is_decided_once_whatever_the_order() {
 
 #[test]
 fn reasons_are_stable_camel_case_names() {
-    assert_eq!(
-        Quota::SessionsPerPodOrIpTarget.reason(),
-        "SessionsPerPodOrIPTarget"
-    );
-    assert_eq!(
-        Quota::RulesPerFilter(Direction::Outbound).reason(),
-        "OutboundRulesPerFilter"
-    );
+    assert_eq!(Quota::SessionsPerPodOrIpTarget.reason(), "SessionsPerPodOrIPTarget");
+    assert_eq!(Quota::RulesPerFilter(Direction::Outbound).reason(), "OutboundRulesPerFilter");
     assert_eq!(Quota::VniClash.to_string(), "VNIClash");
     assert_eq!(TargetId::Ip(ip(1)).session_limit(), 10);
-    assert_eq!(
-        TargetId::Service {
-            namespace: NS.into(),
-            name: "x".into()
-        }
-        .session_limit(),
-        200
-    );
+    assert_eq!(TargetId::Service { namespace: NS.into(), name: "x".into() }.session_limit(), 200);
 }
 
 // ---- properties ------------------------------------------------------------
@@ -651,62 +519,34 @@ fn first_violation(
         return Some(format!("{} sessions in the cluster", set.len()));
     }
     for (k, f) in set {
-        if f.filters.len() > 1
-            || f.targets.len() > 1
-            || f.sources.len() > limits.sources_per_session
-        {
+        if f.filters.len() > 1 || f.targets.len() > 1 || f.sources.len() > limits.sources_per_session {
             return Some(format!("{k}: shape"));
         }
         for name in &f.filters {
-            let c = rules
-                .get(&FilterKey::new(k.namespace.clone(), name.clone()))
-                .copied()
-                .unwrap_or_default();
+            let c = rules.get(&FilterKey::new(k.namespace.clone(), name.clone())).copied().unwrap_or_default();
             if c.inbound > 10 || c.outbound > 10 {
                 return Some(format!("{k}: rules"));
             }
-            let users = set
-                .iter()
-                .filter(|(k2, f2)| k2.namespace == k.namespace && f2.filters.contains(name))
-                .count();
+            let users = set.iter().filter(|(k2, f2)| k2.namespace == k.namespace && f2.filters.contains(name)).count();
             if users > 1000 {
                 return Some(format!("{k}: filter users"));
             }
         }
         for p in &f.sources {
-            let sharing: Vec<_> = set
-                .iter()
-                .filter(|(_, f2)| f2.sources.iter().any(|q| q.uid() == p.uid()))
-                .collect();
+            let sharing: Vec<_> = set.iter().filter(|(_, f2)| f2.sources.iter().any(|q| q.uid() == p.uid())).collect();
             if sharing.len() > 3 {
                 return Some(format!("{k}: {p} in {} sessions", sharing.len()));
             }
-            if sharing
-                .iter()
-                .filter(|(_, f2)| f2.priority == f.priority)
-                .count()
-                > 1
-            {
+            if sharing.iter().filter(|(_, f2)| f2.priority == f.priority).count() > 1 {
                 return Some(format!("{k}: priority clash on {p}"));
             }
-            if set.iter().any(|(_, f2)| {
-                f2.targets
-                    .iter()
-                    .any(|t| t.pods.iter().any(|q| q.uid() == p.uid()))
-            }) {
+            if set.iter().any(|(_, f2)| f2.targets.iter().any(|t| t.pods.iter().any(|q| q.uid() == p.uid()))) {
                 return Some(format!("{k}: {p} is a target"));
             }
         }
         for t in &f.targets {
-            let same: Vec<_> = set
-                .iter()
-                .filter(|(_, f2)| f2.targets.iter().any(|t2| t2.id == t.id))
-                .collect();
-            let limit = if matches!(t.id, TargetId::Service { .. }) {
-                200
-            } else {
-                10
-            };
+            let same: Vec<_> = set.iter().filter(|(_, f2)| f2.targets.iter().any(|t2| t2.id == t.id)).collect();
+            let limit = if matches!(t.id, TargetId::Service { .. }) { 200 } else { 10 };
             if same.len() > limit {
                 return Some(format!("{k}: target {} over its limit", t.id));
             }
@@ -719,17 +559,12 @@ fn first_violation(
 }
 
 /// The facts each session mirrors with after the verdict.
-fn effective(
-    sessions: &[SessionQuotaInput],
-    report: &QuotaReport,
-) -> Vec<(SessionKey, SessionQuotaFacts)> {
+fn effective(sessions: &[SessionQuotaInput], report: &QuotaReport) -> Vec<(SessionKey, SessionQuotaFacts)> {
     sessions
         .iter()
         .filter_map(|s| match report.verdict(&s.key) {
             Some(QuotaVerdict::Accepted) => Some((s.key.clone(), s.current.clone())),
-            Some(QuotaVerdict::RefusedChange(_)) => {
-                s.last_accepted.clone().map(|f| (s.key.clone(), f))
-            }
+            Some(QuotaVerdict::RefusedChange(_)) => s.last_accepted.clone().map(|f| (s.key.clone(), f)),
             _ => None,
         })
         .collect()
@@ -738,11 +573,7 @@ fn effective(
 /// Small pools so that sessions collide on every quota.
 fn arb_facts() -> impl Strategy<Value = SessionQuotaFacts> {
     let target = prop_oneof![
-        (0u8..2).prop_map(|i| ResolvedTarget::service(
-            NS,
-            format!("svc{i}"),
-            [pod(&format!("p{}", 6 + i))]
-        )),
+        (0u8..2).prop_map(|i| ResolvedTarget::service(NS, format!("svc{i}"), [pod(&format!("p{}", 6 + i))])),
         (0u8..8).prop_map(|i| ResolvedTarget::pod(pod(&format!("p{i}")))),
         (0u32..2).prop_map(|i| ResolvedTarget::ip(ip(i))),
     ];
@@ -757,57 +588,39 @@ fn arb_facts() -> impl Strategy<Value = SessionQuotaFacts> {
         1 => Just(vec![]),
         1 => prop::collection::vec(target, 2),
     ];
-    (
-        filters,
-        1u16..4,
-        0u32..3,
-        prop::collection::btree_set(0u8..8, 0..5),
-        targets,
+    (filters, 1u16..4, 0u32..3, prop::collection::btree_set(0u8..8, 0..5), targets).prop_map(
+        |(filters, priority, vni, sources, targets)| SessionQuotaFacts {
+            filters: filters.into_iter().map(|f| format!("f{f}")).collect(),
+            priority,
+            vni,
+            sources: sources.into_iter().map(|p| pod(&format!("p{p}"))).collect(),
+            targets,
+        },
     )
-        .prop_map(
-            |(filters, priority, vni, sources, targets)| SessionQuotaFacts {
-                filters: filters.into_iter().map(|f| format!("f{f}")).collect(),
-                priority,
-                vni,
-                sources: sources.into_iter().map(|p| pod(&format!("p{p}"))).collect(),
-                targets,
-            },
-        )
 }
 
 fn arb_sessions() -> impl Strategy<Value = Vec<SessionQuotaInput>> {
-    prop::collection::vec((0i64..4, arb_facts(), arb_facts(), any::<bool>()), 1..14).prop_map(
-        |items| {
-            items
-                .into_iter()
-                .enumerate()
-                .map(|(i, (created, first, second, changes))| SessionQuotaInput {
-                    key: key(&format!("s{i:02}")),
-                    created,
-                    // `last_accepted` is filled by a first round in the tests.
-                    current: if changes { second } else { first.clone() },
-                    last_accepted: Some(first),
-                })
-                .collect()
-        },
-    )
+    prop::collection::vec((0i64..4, arb_facts(), arb_facts(), any::<bool>()), 1..14).prop_map(|items| {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, (created, first, second, changes))| SessionQuotaInput {
+                key: key(&format!("s{i:02}")),
+                created,
+                // `last_accepted` is filled by a first round in the tests.
+                current: if changes { second } else { first.clone() },
+                last_accepted: Some(first),
+            })
+            .collect()
+    })
 }
 
 fn limits() -> QuotaLimits {
-    QuotaLimits {
-        sources_per_session: 3,
-        sessions_per_cluster: 6,
-    }
+    QuotaLimits { sources_per_session: 3, sessions_per_cluster: 6 }
 }
 
 fn filter_rules() -> BTreeMap<FilterKey, RuleCounts> {
-    BTreeMap::from([(
-        FilterKey::new(NS, "f3"),
-        RuleCounts {
-            inbound: 11,
-            outbound: 0,
-        },
-    )])
+    BTreeMap::from([(FilterKey::new(NS, "f3"), RuleCounts { inbound: 11, outbound: 0 })])
 }
 
 /// Round one admits the sessions' first facts from nothing; round two sees
@@ -821,26 +634,16 @@ fn two_rounds(sessions: Vec<SessionQuotaInput>) -> (Vec<SessionQuotaInput>, Quot
             ..s.clone()
         })
         .collect();
-    let first = evaluate_quotas(&QuotaInput {
-        sessions: fresh,
-        filter_rules: filter_rules(),
-        limits: limits(),
-    });
+    let first = evaluate_quotas(&QuotaInput { sessions: fresh, filter_rules: filter_rules(), limits: limits() });
     let second_input: Vec<SessionQuotaInput> = sessions
         .into_iter()
         .map(|s| {
             let accepted = first.verdict(&s.key).is_some_and(QuotaVerdict::is_accepted);
-            SessionQuotaInput {
-                last_accepted: if accepted { s.last_accepted } else { None },
-                ..s
-            }
+            SessionQuotaInput { last_accepted: if accepted { s.last_accepted } else { None }, ..s }
         })
         .collect();
-    let second = evaluate_quotas(&QuotaInput {
-        sessions: second_input.clone(),
-        filter_rules: filter_rules(),
-        limits: limits(),
-    });
+    let second =
+        evaluate_quotas(&QuotaInput { sessions: second_input.clone(), filter_rules: filter_rules(), limits: limits() });
     (second_input, second)
 }
 

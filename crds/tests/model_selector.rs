@@ -18,75 +18,44 @@ fn parse(yaml: &str) -> Result<Selector, String> {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Which of three pods `yaml` selects: shop/web, shop/db, and one unlabelled.
 fn selects(yaml: &str) -> [bool; 3] {
     let s = parse(yaml).unwrap_or_else(|e| panic!("{yaml}: {e}"));
-    let pods = [
-        labels(&[("app", "shop"), ("tier", "web")]),
-        labels(&[("app", "shop"), ("tier", "db")]),
-        labels(&[]),
-    ];
+    let pods = [labels(&[("app", "shop"), ("tier", "web")]), labels(&[("app", "shop"), ("tier", "db")]), labels(&[])];
     pods.map(|l| s.matches(&l))
 }
 
 #[test]
 fn the_empty_selector_selects_every_pod() {
     assert_eq!(selects("{}"), [true; 3]);
-    assert_eq!(
-        selects("{matchLabels: {}, matchExpressions: []}"),
-        [true; 3]
-    );
+    assert_eq!(selects("{matchLabels: {}, matchExpressions: []}"), [true; 3]);
 }
 
 #[test]
 fn match_labels_needs_every_pair() {
     assert_eq!(selects("{matchLabels: {app: shop}}"), [true, true, false]);
-    assert_eq!(
-        selects("{matchLabels: {app: shop, tier: db}}"),
-        [false, true, false]
-    );
-    assert_eq!(
-        selects("{matchLabels: {app: other}}"),
-        [false, false, false]
-    );
+    assert_eq!(selects("{matchLabels: {app: shop, tier: db}}"), [false, true, false]);
+    assert_eq!(selects("{matchLabels: {app: other}}"), [false, false, false]);
 }
 
 #[test]
 fn in_needs_the_key_with_one_of_the_values() {
-    assert_eq!(
-        selects("{matchExpressions: [{key: tier, operator: In, values: [web, api]}]}"),
-        [true, false, false]
-    );
+    assert_eq!(selects("{matchExpressions: [{key: tier, operator: In, values: [web, api]}]}"), [true, false, false]);
 }
 
 #[test]
 fn not_in_selects_pods_without_the_key_or_with_another_value() {
-    assert_eq!(
-        selects("{matchExpressions: [{key: tier, operator: NotIn, values: [web]}]}"),
-        [false, true, true]
-    );
+    assert_eq!(selects("{matchExpressions: [{key: tier, operator: NotIn, values: [web]}]}"), [false, true, true]);
 }
 
 #[test]
 fn exists_and_does_not_exist_look_at_the_key_only() {
-    assert_eq!(
-        selects("{matchExpressions: [{key: tier, operator: Exists}]}"),
-        [true, true, false]
-    );
-    assert_eq!(
-        selects("{matchExpressions: [{key: tier, operator: DoesNotExist}]}"),
-        [false, false, true]
-    );
-    assert_eq!(
-        selects("{matchExpressions: [{key: tier, operator: Exists, values: []}]}"),
-        [true, true, false]
-    );
+    assert_eq!(selects("{matchExpressions: [{key: tier, operator: Exists}]}"), [true, true, false]);
+    assert_eq!(selects("{matchExpressions: [{key: tier, operator: DoesNotExist}]}"), [false, false, true]);
+    assert_eq!(selects("{matchExpressions: [{key: tier, operator: Exists, values: []}]}"), [true, true, false]);
 }
 
 #[test]
@@ -137,38 +106,23 @@ fn invalid_selectors_are_refused_with_the_field_and_the_reason() {
             "{matchExpressions: [{key: tier, operator: In, values: ['not a value']}]}",
             "matchExpressions[0].values: value \"not a value\"",
         ),
-        (
-            "{matchLabels: {'-app': shop}}",
-            "spec.sources[2].podSelector.matchLabels[\"-app\"]: key \"-app\"",
-        ),
-        (
-            "{matchLabels: {app: 'shop!'}}",
-            "spec.sources[2].podSelector.matchLabels[\"app\"]: value \"shop!\"",
-        ),
+        ("{matchLabels: {'-app': shop}}", "spec.sources[2].podSelector.matchLabels[\"-app\"]: key \"-app\""),
+        ("{matchLabels: {app: 'shop!'}}", "spec.sources[2].podSelector.matchLabels[\"app\"]: value \"shop!\""),
     ];
     for (yaml, wanted) in cases {
         let err = parse(yaml).expect_err(yaml);
-        assert!(
-            err.contains(wanted),
-            "{yaml}\n  got:    {err}\n  wanted: {wanted}"
-        );
+        assert!(err.contains(wanted), "{yaml}\n  got:    {err}\n  wanted: {wanted}");
     }
 }
 
 #[test]
 fn qualified_keys_and_empty_values_are_valid() {
-    assert_eq!(
-        selects("{matchLabels: {app.kubernetes.io/name: shop}}"),
-        [false, false, false]
-    );
+    assert_eq!(selects("{matchLabels: {app.kubernetes.io/name: shop}}"), [false, false, false]);
     let s = parse("{matchLabels: {example.com/role: ''}}").unwrap();
     assert!(s.matches(&labels(&[("example.com/role", "")])));
     assert!(!s.matches(&labels(&[])));
     let long = "x".repeat(64);
-    assert!(
-        parse(&format!("{{matchLabels: {{{long}: a}}}}")).is_err(),
-        "a 64-character name is too long"
-    );
+    assert!(parse(&format!("{{matchLabels: {{{long}: a}}}}")).is_err(), "a 64-character name is too long");
 }
 
 /// The assertions of the two implementations this one replaces (the
@@ -180,11 +134,9 @@ fn the_replaced_implementations_assertions_still_hold() {
     let mut s = Selector::default();
     s.match_labels.insert("app".into(), "web".into());
     assert!(s.matches(&labels));
-    s.expressions
-        .push(SelectorExpr::NotIn("tier".into(), ["back".into()].into()));
+    s.expressions.push(SelectorExpr::NotIn("tier".into(), ["back".into()].into()));
     assert!(s.matches(&labels));
-    s.expressions
-        .push(SelectorExpr::DoesNotExist("tier".into()));
+    s.expressions.push(SelectorExpr::DoesNotExist("tier".into()));
     assert!(!s.matches(&labels));
     let only_in = Selector {
         match_labels: BTreeMap::new(),
@@ -203,8 +155,5 @@ fn the_replaced_implementations_assertions_still_hold() {
     assert!(!m("{matchExpressions: [{key: x, operator: Exists}]}").unwrap());
     assert!(m("{}").unwrap(), "an empty selector selects everything");
     let err = m("{matchExpressions: [{key: x, operator: Near}]}").unwrap_err();
-    assert!(
-        err.contains("spec.sources[2].podSelector.matchExpressions[0].operator"),
-        "{err}"
-    );
+    assert!(err.contains("spec.sources[2].podSelector.matchExpressions[0].operator"), "{err}");
 }

@@ -16,11 +16,7 @@ use serde_json::{Value, json};
 
 fn filter_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        checked_in_schemas()
-            .remove("MirrorFilter")
-            .expect("MirrorFilter schema")
-    })
+    SCHEMA.get_or_init(|| checked_in_schemas().remove("MirrorFilter").expect("MirrorFilter schema"))
 }
 
 /// Mostly valid values, with the invalid ones one pick in five or so, so that
@@ -59,10 +55,7 @@ fn cidr() -> impl Strategy<Value = Option<Value>> {
 
 fn ports() -> impl Strategy<Value = Option<Value>> {
     let port = prop_oneof![9 => 1i64..=65535, 1 => prop::sample::select(vec![0i64, 65536])];
-    prop::option::weighted(
-        0.3,
-        (port.clone(), port).prop_map(|(from, to)| json!({"from": from, "to": to})),
-    )
+    prop::option::weighted(0.3, (port.clone(), port).prop_map(|(from, to)| json!({"from": from, "to": to})))
 }
 
 fn rule() -> impl Strategy<Value = Value> {
@@ -76,7 +69,12 @@ fn rule() -> impl Strategy<Value = Value> {
     )
         .prop_map(|(priority, action, protocol, family, (source, destination), (sports, dports))| {
             let mut rule = json!({"priority": priority, "action": action, "protocol": protocol, "ipFamily": family});
-            for (key, value) in [("sourceCIDR", source), ("destinationCIDR", destination), ("sourcePorts", sports), ("destinationPorts", dports)] {
+            for (key, value) in [
+                ("sourceCIDR", source),
+                ("destinationCIDR", destination),
+                ("sourcePorts", sports),
+                ("destinationPorts", dports),
+            ] {
                 if let Some(value) = value {
                     rule[key] = value;
                 }

@@ -17,9 +17,7 @@ use schema_support::{api_server_errors, checked_in_schemas};
 use serde::Deserialize;
 
 fn example(file: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/seed-scenario")
-        .join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/seed-scenario").join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -29,11 +27,7 @@ fn only<T>(file: &str, pick: impl Fn(ApiObject) -> Option<T>) -> T {
         .into_iter()
         .filter_map(pick)
         .collect();
-    assert_eq!(
-        objects.len(),
-        1,
-        "{file} holds one object of the expected kind"
-    );
+    assert_eq!(objects.len(), 1, "{file} holds one object of the expected kind");
     objects.remove(0)
 }
 
@@ -58,10 +52,7 @@ fn ip(text: &str) -> IpAddr {
 #[test]
 fn the_examples_pass_the_api_server_schema_and_cel() {
     let schemas = checked_in_schemas();
-    for (file, kind) in [
-        ("filter.yaml", "MirrorFilter"),
-        ("session.yaml", "MirrorSession"),
-    ] {
+    for (file, kind) in [("filter.yaml", "MirrorFilter"), ("session.yaml", "MirrorSession")] {
         let object: serde_json::Value = serde_yaml::from_str(&example(file)).expect("YAML");
         assert_eq!(object["kind"], kind);
         let errors = api_server_errors(&schemas[kind], &object);
@@ -80,42 +71,25 @@ fn the_examples_are_the_seed_scenario() {
     validate_session_spec(&session.spec).expect("the session is valid");
 
     let spec = &session.spec;
-    assert_eq!(
-        (spec.priority, spec.vni, spec.packet_length, spec.enabled),
-        (1, 1, Some(96), true)
-    );
+    assert_eq!((spec.priority, spec.vni, spec.packet_length, spec.enabled), (1, 1, Some(96), true));
     assert_eq!(spec.filter_ref.name, "mirror-filter-a");
     assert_eq!(spec.sources.len(), 1);
     assert_eq!(spec.sources[0].pod_name.as_deref(), Some("ecs-source"));
-    assert_eq!(
-        spec.target.pod.as_ref().map(|p| p.name.as_str()),
-        Some("ecs-target")
-    );
+    assert_eq!(spec.target.pod.as_ref().map(|p| p.name.as_str()), Some("ecs-target"));
     assert_eq!(spec.encapsulation, Encapsulation::VXLAN);
     assert_eq!(spec.target_port, 4789);
 
     // Seed 000 table 5, compiled.
     let compiled = compile_session(&session, &filter, &[ip("192.168.0.99")]).expect("compiles");
-    assert!(
-        compiled.outbound.is_empty(),
-        "the filter has no outbound rule"
-    );
-    let [rule] = compiled.inbound.as_slice() else {
-        panic!("one inbound rule, got {:?}", compiled.inbound)
-    };
+    assert!(compiled.outbound.is_empty(), "the filter has no outbound rule");
+    let [rule] = compiled.inbound.as_slice() else { panic!("one inbound rule, got {:?}", compiled.inbound) };
     assert_eq!(rule.priority, 1);
     assert_eq!(rule.protocol, Some(ipproto::TCP));
     assert_eq!(rule.source, "192.168.0.161/32".parse().expect("net"));
     assert_eq!(rule.destination, "192.168.0.230/32".parse().expect("net"));
     assert_eq!(rule.source_ports, None);
-    assert_eq!(
-        rule.destination_ports.map(|p| (p.from, p.to)),
-        Some((1234, 1234))
-    );
-    assert_eq!(
-        (compiled.vni, compiled.packet_length, compiled.target_port),
-        (1, Some(96), 4789)
-    );
+    assert_eq!(rule.destination_ports.map(|p| (p.from, p.to)), Some((1234, 1234)));
+    assert_eq!((compiled.vni, compiled.packet_length, compiled.target_port), (1, Some(96), 4789));
 }
 
 #[test]
@@ -129,47 +103,24 @@ fn the_compiled_example_copies_ecs_test_to_ecs_source_1234_and_nothing_else() {
         ports: Some((sport, dport)),
     };
     let hello = packet("192.168.0.161", "192.168.0.230", 40000, 1234);
-    assert!(matches!(
-        evaluate(&sessions, &hello, Direction::Inbound),
-        Verdict::Copy {
-            rule_priority: 1,
-            ..
-        }
-    ));
+    assert!(matches!(evaluate(&sessions, &hello, Direction::Inbound), Verdict::Copy { rule_priority: 1, .. }));
     let reply = packet("192.168.0.230", "192.168.0.161", 1234, 40000);
-    assert_eq!(
-        evaluate(&sessions, &reply, Direction::Outbound),
-        Verdict::NoMatch,
-        "replies are not copied"
-    );
+    assert_eq!(evaluate(&sessions, &reply, Direction::Outbound), Verdict::NoMatch, "replies are not copied");
     let other_port = packet("192.168.0.161", "192.168.0.230", 40000, 1235);
-    assert_eq!(
-        evaluate(&sessions, &other_port, Direction::Inbound),
-        Verdict::NoMatch
-    );
+    assert_eq!(evaluate(&sessions, &other_port, Direction::Inbound), Verdict::NoMatch);
     let other_client = packet("192.168.0.162", "192.168.0.230", 40000, 1234);
-    assert_eq!(
-        evaluate(&sessions, &other_client, Direction::Inbound),
-        Verdict::NoMatch
-    );
+    assert_eq!(evaluate(&sessions, &other_client, Direction::Inbound), Verdict::NoMatch);
 }
 
 #[test]
 fn the_pods_are_the_seed_client_listener_and_collector_without_privilege() {
     let text = example("pods.yaml");
-    let pods: Vec<Pod> = serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| Pod::deserialize(doc).expect("a Pod"))
-        .collect();
-    let names: Vec<_> = pods
-        .iter()
-        .filter_map(|p| p.metadata.name.as_deref())
-        .collect();
+    let pods: Vec<Pod> =
+        serde_yaml::Deserializer::from_str(&text).map(|doc| Pod::deserialize(doc).expect("a Pod")).collect();
+    let names: Vec<_> = pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
     assert_eq!(names, ["ecs-test", "ecs-source", "ecs-target"]);
     let command = |name: &str| -> String {
-        let pod = pods
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(name))
-            .expect("pod");
+        let pod = pods.iter().find(|p| p.metadata.name.as_deref() == Some(name)).expect("pod");
         let container = &pod.spec.as_ref().expect("spec").containers[0];
         container.command.clone().unwrap_or_default().join(" ")
     };
@@ -178,10 +129,7 @@ fn the_pods_are_the_seed_client_listener_and_collector_without_privilege() {
     for pod in &pods {
         assert_eq!(pod.metadata.namespace.as_deref(), Some("default"));
         for container in &pod.spec.as_ref().expect("spec").containers {
-            let privileged = container
-                .security_context
-                .as_ref()
-                .and_then(|s| s.privileged);
+            let privileged = container.security_context.as_ref().and_then(|s| s.privileged);
             assert_ne!(privileged, Some(true), "no privileged containers");
         }
     }

@@ -8,9 +8,7 @@ mod schema_support;
 use podmirror_crds::api::parse::from_value;
 use podmirror_crds::api::{MirrorFilter, MirrorSession};
 use podmirror_crds::model::compile::{compile_filter, validate_session_spec};
-use schema_support::{
-    api_server_errors, cel_cost_warnings, cel_rules, checked_in_schemas, walk_nodes,
-};
+use schema_support::{api_server_errors, cel_cost_warnings, cel_rules, checked_in_schemas, walk_nodes};
 use serde_json::{Value, json};
 
 fn base_filter() -> Value {
@@ -48,9 +46,7 @@ fn base_session() -> Value {
 /// `base` with the value at JSON pointer `at` replaced (or removed when `None`).
 fn with(mut base: Value, at: &str, value: Option<Value>) -> Value {
     let (parent, key) = at.rsplit_once('/').expect("pointer has a parent");
-    let parent = base
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent} in the base object"));
+    let parent = base.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent} in the base object"));
     match (parent, value) {
         (Value::Object(map), Some(v)) => {
             map.insert(key.to_owned(), v);
@@ -80,15 +76,11 @@ fn rust_verdict(kind: &str, object: &Value) -> Result<(), String> {
     let yaml = serde_yaml::to_value(object).map_err(|e| e.to_string())?;
     match kind {
         "MirrorFilter" => {
-            let filter: MirrorFilter =
-                from_value(yaml, "MirrorFilter").map_err(|e| e.to_string())?;
-            compile_filter(&filter.spec)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            let filter: MirrorFilter = from_value(yaml, "MirrorFilter").map_err(|e| e.to_string())?;
+            compile_filter(&filter.spec).map(|_| ()).map_err(|e| e.to_string())
         }
         "MirrorSession" => {
-            let session: MirrorSession =
-                from_value(yaml, "MirrorSession").map_err(|e| e.to_string())?;
+            let session: MirrorSession = from_value(yaml, "MirrorSession").map_err(|e| e.to_string())?;
             validate_session_spec(&session.spec).map_err(|e| e.to_string())
         }
         other => panic!("no Rust verdict for {other}"),
@@ -210,11 +202,7 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
         (
             "destinationPorts with All",
             "MirrorFilter",
-            set(
-                f(),
-                "/spec/outboundRules/0/destinationPorts",
-                json!({"from": 1, "to": 2}),
-            ),
+            set(f(), "/spec/outboundRules/0/destinationPorts", json!({"from": 1, "to": 2})),
             vec!["spec.outboundRules[0].destinationPorts"],
         ),
         (
@@ -226,21 +214,13 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
         (
             "destinationPorts with protocol number 1",
             "MirrorFilter",
-            with(
-                set(f(), &format!("{r0}/protocol"), json!(1)),
-                &format!("{r0}/sourcePorts"),
-                None,
-            ),
+            with(set(f(), &format!("{r0}/protocol"), json!(1)), &format!("{r0}/sourcePorts"), None),
             vec!["spec.inboundRules[0].destinationPorts"],
         ),
         (
             "port range from > to",
             "MirrorFilter",
-            set(
-                f(),
-                &format!("{r0}/sourcePorts"),
-                json!({"from": 10001, "to": 10000}),
-            ),
+            set(f(), &format!("{r0}/sourcePorts"), json!({"from": 10001, "to": 10000})),
             vec!["spec.inboundRules[0].sourcePorts"],
         ),
         (
@@ -264,11 +244,7 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
         (
             "11 inbound rules",
             "MirrorFilter",
-            set(
-                f(),
-                "/spec/inboundRules",
-                Value::Array((1..=11).map(inbound_rule).collect()),
-            ),
+            set(f(), "/spec/inboundRules", Value::Array((1..=11).map(inbound_rule).collect())),
             vec!["spec.inboundRules"],
         ),
         (
@@ -277,88 +253,31 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
             set(f(), &format!("{r0}/description"), json!("x".repeat(257))),
             vec!["spec.inboundRules[0].description"],
         ),
-        (
-            "session priority 0",
-            "MirrorSession",
-            set(s(), "/spec/priority", json!(0)),
-            vec!["spec.priority"],
-        ),
-        (
-            "session priority 40000",
-            "MirrorSession",
-            set(s(), "/spec/priority", json!(40000)),
-            vec!["spec.priority"],
-        ),
-        (
-            "vni 2^24",
-            "MirrorSession",
-            set(s(), "/spec/vni", json!(16_777_216)),
-            vec!["spec.vni"],
-        ),
-        (
-            "vni -1",
-            "MirrorSession",
-            set(s(), "/spec/vni", json!(-1)),
-            vec!["spec.vni"],
-        ),
-        (
-            "packetLength 63",
-            "MirrorSession",
-            set(s(), "/spec/packetLength", json!(63)),
-            vec!["spec.packetLength"],
-        ),
-        (
-            "packetLength 9217",
-            "MirrorSession",
-            set(s(), "/spec/packetLength", json!(9217)),
-            vec!["spec.packetLength"],
-        ),
-        (
-            "targetPort 0",
-            "MirrorSession",
-            set(s(), "/spec/targetPort", json!(0)),
-            vec!["spec.targetPort"],
-        ),
-        (
-            "targetPort 70000",
-            "MirrorSession",
-            set(s(), "/spec/targetPort", json!(70000)),
-            vec!["spec.targetPort"],
-        ),
+        ("session priority 0", "MirrorSession", set(s(), "/spec/priority", json!(0)), vec!["spec.priority"]),
+        ("session priority 40000", "MirrorSession", set(s(), "/spec/priority", json!(40000)), vec!["spec.priority"]),
+        ("vni 2^24", "MirrorSession", set(s(), "/spec/vni", json!(16_777_216)), vec!["spec.vni"]),
+        ("vni -1", "MirrorSession", set(s(), "/spec/vni", json!(-1)), vec!["spec.vni"]),
+        ("packetLength 63", "MirrorSession", set(s(), "/spec/packetLength", json!(63)), vec!["spec.packetLength"]),
+        ("packetLength 9217", "MirrorSession", set(s(), "/spec/packetLength", json!(9217)), vec!["spec.packetLength"]),
+        ("targetPort 0", "MirrorSession", set(s(), "/spec/targetPort", json!(0)), vec!["spec.targetPort"]),
+        ("targetPort 70000", "MirrorSession", set(s(), "/spec/targetPort", json!(70000)), vec!["spec.targetPort"]),
         (
             "encapsulation UDP",
             "MirrorSession",
             set(s(), "/spec/encapsulation", json!("UDP")),
             vec!["spec.encapsulation"],
         ),
-        (
-            "no sources",
-            "MirrorSession",
-            set(s(), "/spec/sources", json!([])),
-            vec!["spec.sources"],
-        ),
+        ("no sources", "MirrorSession", set(s(), "/spec/sources", json!([])), vec!["spec.sources"]),
         (
             "101 sources",
             "MirrorSession",
-            set(
-                s(),
-                "/spec/sources",
-                Value::Array(
-                    (0..101)
-                        .map(|i| json!({"podName": format!("p{i}")}))
-                        .collect(),
-                ),
-            ),
+            set(s(), "/spec/sources", Value::Array((0..101).map(|i| json!({"podName": format!("p{i}")})).collect())),
             vec!["spec.sources"],
         ),
         (
             "source with podName and podSelector",
             "MirrorSession",
-            set(
-                s(),
-                "/spec/sources/0",
-                json!({"podName": "a", "podSelector": {"matchLabels": {"app": "a"}}}),
-            ),
+            set(s(), "/spec/sources/0", json!({"podName": "a", "podSelector": {"matchLabels": {"app": "a"}}})),
             vec!["spec.sources[0]"],
         ),
         (
@@ -379,12 +298,7 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
             set(s(), "/spec/target/ip", json!("10.0.0.9")),
             vec!["spec.target"],
         ),
-        (
-            "target with no kind",
-            "MirrorSession",
-            set(s(), "/spec/target", json!({})),
-            vec!["spec.target"],
-        ),
+        ("target with no kind", "MirrorSession", set(s(), "/spec/target", json!({})), vec!["spec.target"]),
         (
             "target ip not an address",
             "MirrorSession",
@@ -400,7 +314,11 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
         (
             "schedule stopTime before startTime",
             "MirrorSession",
-            set(s(), "/spec/schedule", json!({"startTime": "2026-01-01T02:00:00Z", "stopTime": "2026-01-01T01:00:00Z"})),
+            set(
+                s(),
+                "/spec/schedule",
+                json!({"startTime": "2026-01-01T02:00:00Z", "stopTime": "2026-01-01T01:00:00Z"}),
+            ),
             vec!["spec.schedule.stopTime"],
         ),
         (
@@ -433,12 +351,7 @@ fn invalid_cases() -> Vec<(&'static str, &'static str, Value, Vec<&'static str>)
             set(s(), "/spec/schedule", json!({"startTime": "tomorrow"})),
             vec!["spec.schedule.startTime"],
         ),
-        (
-            "filterRef missing",
-            "MirrorSession",
-            with(s(), "/spec/filterRef", None),
-            vec!["filterRef"],
-        ),
+        ("filterRef missing", "MirrorSession", with(s(), "/spec/filterRef", None), vec!["filterRef"]),
         (
             "encapsulation in lower case",
             "MirrorSession",
@@ -507,24 +420,12 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
             "MirrorFilter",
             json!({"apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorFilter", "metadata": {"name": "e"}, "spec": {}}),
         ),
-        (
-            "protocol as a number",
-            "MirrorFilter",
-            set(f(), &format!("{r0}/protocol"), json!(6)),
-        ),
-        (
-            "protocol 0 without ports",
-            "MirrorFilter",
-            set(f(), "/spec/outboundRules/0/protocol", json!(0)),
-        ),
+        ("protocol as a number", "MirrorFilter", set(f(), &format!("{r0}/protocol"), json!(6))),
+        ("protocol 0 without ports", "MirrorFilter", set(f(), "/spec/outboundRules/0/protocol", json!(0))),
         (
             "CIDRs omitted",
             "MirrorFilter",
-            with(
-                with(f(), "/spec/outboundRules/0/sourceCIDR", None),
-                "/spec/outboundRules/0/destinationCIDR",
-                None,
-            ),
+            with(with(f(), "/spec/outboundRules/0/sourceCIDR", None), "/spec/outboundRules/0/destinationCIDR", None),
         ),
         (
             "IPv6 rule",
@@ -538,27 +439,15 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
         (
             "10 rules",
             "MirrorFilter",
-            set(
-                f(),
-                "/spec/inboundRules",
-                Value::Array((1..=10).map(inbound_rule).collect()),
-            ),
+            set(f(), "/spec/inboundRules", Value::Array((1..=10).map(inbound_rule).collect())),
         ),
         ("seed session", "MirrorSession", s()),
-        (
-            "defaults omitted",
-            "MirrorSession",
-            with(with(s(), "/spec/enabled", None), "/spec/packetLength", None),
-        ),
+        ("defaults omitted", "MirrorSession", with(with(s(), "/spec/enabled", None), "/spec/packetLength", None)),
         (
             "service target in another namespace, GRE",
             "MirrorSession",
             set(
-                set(
-                    s(),
-                    "/spec/target",
-                    json!({"service": {"name": "collector", "namespace": "monitoring"}}),
-                ),
+                set(s(), "/spec/target", json!({"service": {"name": "collector", "namespace": "monitoring"}})),
                 "/spec/encapsulation",
                 json!("GRE"),
             ),
@@ -567,11 +456,7 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
             "IPv6 ip target, vni 16777215, port 8472",
             "MirrorSession",
             set(
-                set(
-                    set(s(), "/spec/target", json!({"ip": "2001:db8::7"})),
-                    "/spec/vni",
-                    json!(16_777_215),
-                ),
+                set(set(s(), "/spec/target", json!({"ip": "2001:db8::7"})), "/spec/vni", json!(16_777_215)),
                 "/spec/targetPort",
                 json!(8472),
             ),
@@ -584,23 +469,19 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
         (
             "schedule: start and stop",
             "MirrorSession",
-            set(s(), "/spec/schedule", json!({"startTime": "2026-01-01T01:00:00Z", "stopTime": "2026-01-01T02:10:00+01:00"})),
+            set(
+                s(),
+                "/spec/schedule",
+                json!({"startTime": "2026-01-01T01:00:00Z", "stopTime": "2026-01-01T02:10:00+01:00"}),
+            ),
         ),
         (
             "schedule: start and duration",
             "MirrorSession",
             set(s(), "/spec/schedule", json!({"startTime": "2026-01-01T01:00:00Z", "duration": "10m"})),
         ),
-        (
-            "Geneve",
-            "MirrorSession",
-            set(s(), "/spec/encapsulation", json!("Geneve")),
-        ),
-        (
-            "ERSPAN",
-            "MirrorSession",
-            set(s(), "/spec/encapsulation", json!("ERSPAN")),
-        ),
+        ("Geneve", "MirrorSession", set(s(), "/spec/encapsulation", json!("Geneve"))),
+        ("ERSPAN", "MirrorSession", set(s(), "/spec/encapsulation", json!("ERSPAN"))),
         (
             "rate caps and flow sampling",
             "MirrorSession",
@@ -622,11 +503,7 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
         (
             "selector sources",
             "MirrorSession",
-            set(
-                s(),
-                "/spec/sources",
-                json!([{"podSelector": {"matchLabels": {"app": "web"}}}, {"podName": "db-0"}]),
-            ),
+            set(s(), "/spec/sources", json!([{"podSelector": {"matchLabels": {"app": "web"}}}, {"podName": "db-0"}])),
         ),
     ]
 }
@@ -635,17 +512,12 @@ fn valid_cases() -> Vec<(&'static str, &'static str, Value)> {
 fn each_invalid_object_is_rejected_by_the_schema_and_by_rust_naming_the_field() {
     let schemas = checked_in_schemas();
     let cases = invalid_cases();
-    assert!(
-        cases.len() >= 20,
-        "the contract asks for at least 20 invalid objects"
-    );
+    assert!(cases.len() >= 20, "the contract asks for at least 20 invalid objects");
     let mut failures = Vec::new();
     for (case, kind, object, fields) in &cases {
         let server = api_server_errors(&schemas[*kind], object);
         if !server.iter().any(|e| fields.iter().all(|f| e.contains(f))) {
-            failures.push(format!(
-                "{case}: API server errors {server:?} do not name {fields:?}"
-            ));
+            failures.push(format!("{case}: API server errors {server:?} do not name {fields:?}"));
         }
         match rust_verdict(kind, object) {
             Ok(()) => failures.push(format!("{case}: Rust accepted it")),
@@ -655,13 +527,7 @@ fn each_invalid_object_is_rejected_by_the_schema_and_by_rust_naming_the_field() 
             Err(_) => {}
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases disagree:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases disagree:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
 #[test]
@@ -687,29 +553,15 @@ fn cel_messages_name_the_field_they_are_about() {
     for schema in schemas.values() {
         cel_rules(schema, "", &mut rules);
     }
-    assert!(
-        rules.len() >= 10,
-        "expected the CEL rules of filter and session, found {}",
-        rules.len()
-    );
+    assert!(rules.len() >= 10, "expected the CEL rules of filter and session, found {}", rules.len());
     for (path, rule) in &rules {
         let message = rule["message"].as_str().unwrap_or_default();
         let field_path = rule["fieldPath"].as_str().unwrap_or_default();
-        let last = path
-            .rsplit('.')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches("[]");
-        let named = [last, field_path.trim_start_matches('.')]
-            .iter()
-            .filter(|f| !f.is_empty())
-            .any(|f| message.contains(f))
-            || (last == "to" || message.contains("port range"));
-        assert!(
-            named,
-            "CEL rule at {path} ({}) has a message that names no field: {message:?}",
-            rule["rule"]
-        );
+        let last = path.rsplit('.').next().unwrap_or_default().trim_end_matches("[]");
+        let named =
+            [last, field_path.trim_start_matches('.')].iter().filter(|f| !f.is_empty()).any(|f| message.contains(f))
+                || (last == "to" || message.contains("port range"));
+        assert!(named, "CEL rule at {path} ({}) has a message that names no field: {message:?}", rule["rule"]);
     }
 }
 
@@ -737,9 +589,7 @@ fn every_list_and_string_under_a_cel_rule_is_bounded() {
                     return;
                 }
                 match inner.get("type").and_then(Value::as_str) {
-                    Some("array") if inner.get("maxItems").is_none() => {
-                        unbounded.push(inner_path.to_owned())
-                    }
+                    Some("array") if inner.get("maxItems").is_none() => unbounded.push(inner_path.to_owned()),
                     // A date-time is a timestamp to CEL: fixed size.
                     Some("string")
                         if inner.get("maxLength").is_none()
@@ -754,9 +604,6 @@ fn every_list_and_string_under_a_cel_rule_is_bounded() {
         });
         unbounded.sort();
         unbounded.dedup();
-        assert!(
-            unbounded.is_empty(),
-            "{kind}: unbounded under a CEL rule: {unbounded:?}"
-        );
+        assert!(unbounded.is_empty(), "{kind}: unbounded under a CEL rule: {unbounded:?}");
     }
 }

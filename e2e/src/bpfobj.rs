@@ -25,10 +25,7 @@ pub struct Pinned {
 pub fn parse_pinned(json: &str) -> Option<(u32, Option<u32>)> {
     let v: Value = serde_json::from_str(json).ok()?;
     let id = u32::try_from(v.get("id")?.as_u64()?).ok()?;
-    let prog = v
-        .get("prog_id")
-        .and_then(Value::as_u64)
-        .and_then(|p| u32::try_from(p).ok());
+    let prog = v.get("prog_id").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok());
     Some((id, prog))
 }
 
@@ -52,10 +49,7 @@ pub fn pinned(wrap: &[&str], bpftool: &Path, dir: &str) -> Result<Pinned, E2eErr
         let line: Vec<&str> = wrap.iter().chain(args).copied().collect();
         match line.split_first() {
             Some((program, rest)) => cmd::run_any(Path::new(program), rest),
-            None => Err(E2eError::Step {
-                step: "bpfobj::pinned".into(),
-                reason: "empty command line".into(),
-            }),
+            None => Err(E2eError::Step { step: "bpfobj::pinned".into(), reason: "empty command line".into() }),
         }
     };
     let mut out = Pinned::default();
@@ -91,33 +85,19 @@ pub fn live(bpftool: &Path) -> Result<Pinned, E2eError> {
             match out.success.then(|| parse_ids(&out.stdout)) {
                 Some(Ok(ids)) => return Ok(ids),
                 Some(Err(e)) => last = e,
-                None => {
-                    last = format!("{}: {}{}", out.status, out.stdout.trim(), out.stderr.trim())
-                }
+                None => last = format!("{}: {}{}", out.status, out.stdout.trim(), out.stderr.trim()),
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        Err(E2eError::Step {
-            step: format!("bpftool {what} show"),
-            reason: last,
-        })
+        Err(E2eError::Step { step: format!("bpftool {what} show"), reason: last })
     };
-    Ok(Pinned {
-        links: parse("link")?,
-        progs: parse("prog")?,
-    })
+    Ok(Pinned { links: parse("link")?, progs: parse("prog")? })
 }
 
 /// The objects of `before` that still exist in `now`.
 pub fn survivors(before: &Pinned, now: &Pinned) -> Vec<String> {
-    let links = before
-        .links
-        .intersection(&now.links)
-        .map(|id| format!("link {id}"));
-    let progs = before
-        .progs
-        .intersection(&now.progs)
-        .map(|id| format!("program {id}"));
+    let links = before.links.intersection(&now.links).map(|id| format!("link {id}"));
+    let progs = before.progs.intersection(&now.progs).map(|id| format!("program {id}"));
     links.chain(progs).collect()
 }
 
@@ -127,29 +107,16 @@ mod tests {
 
     #[test]
     fn pinned_links_name_their_program_and_maps_are_not_objects() {
-        assert_eq!(
-            parse_pinned(r#"{"id":95,"type":11,"prog_id":284}"#),
-            Some((95, Some(284)))
-        );
-        assert_eq!(
-            parse_pinned(r#"{"id":284,"type":"sched_cls","name":"pm_veth_ingress"}"#),
-            Some((284, None))
-        );
-        assert_eq!(
-            parse_pinned(r#"{"error":"incorrect object type: map"}"#),
-            None
-        );
+        assert_eq!(parse_pinned(r#"{"id":95,"type":11,"prog_id":284}"#), Some((95, Some(284))));
+        assert_eq!(parse_pinned(r#"{"id":284,"type":"sched_cls","name":"pm_veth_ingress"}"#), Some((284, None)));
+        assert_eq!(parse_pinned(r#"{"error":"incorrect object type: map"}"#), None);
     }
 
     #[test]
     fn survivors_are_the_objects_still_listed() {
-        let before = Pinned {
-            links: BTreeSet::from([94, 95]),
-            progs: BTreeSet::from([284]),
-        };
+        let before = Pinned { links: BTreeSet::from([94, 95]), progs: BTreeSet::from([284]) };
         let now = Pinned {
-            links: parse_ids(r#"[{"id":95,"type":11,"prog_id":284},{"id":7,"type":"tcx"}]"#)
-                .expect("json"),
+            links: parse_ids(r#"[{"id":95,"type":11,"prog_id":284},{"id":7,"type":"tcx"}]"#).expect("json"),
             progs: parse_ids("[]").expect("json"),
         };
         assert_eq!(survivors(&before, &now), vec!["link 95".to_string()]);

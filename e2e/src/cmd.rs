@@ -37,31 +37,16 @@ pub fn run<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Result<String, E2eErr
     if out.success {
         Ok(out.stdout)
     } else {
-        Err(E2eError::CommandFailed {
-            command: describe(program, args),
-            status: out.status,
-            stderr: out.stderr,
-        })
+        Err(E2eError::CommandFailed { command: describe(program, args), status: out.status, stderr: out.stderr })
     }
 }
 
 /// Runs `program args` with `stdin` fed to it (e.g. `kubectl apply -f -`).
-pub fn run_with_stdin<S: AsRef<OsStr>>(
-    program: &Path,
-    args: &[S],
-    stdin: Option<&str>,
-) -> Result<Output, E2eError> {
-    let spawn_err = |source| E2eError::Spawn {
-        command: describe(program, args),
-        source,
-    };
+pub fn run_with_stdin<S: AsRef<OsStr>>(program: &Path, args: &[S], stdin: Option<&str>) -> Result<Output, E2eError> {
+    let spawn_err = |source| E2eError::Spawn { command: describe(program, args), source };
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -86,10 +71,7 @@ pub fn run_visible<S: AsRef<OsStr>>(program: &Path, args: &[S]) -> Result<(), E2
         .args(args)
         .stdin(Stdio::null())
         .status()
-        .map_err(|source| E2eError::Spawn {
-            command: describe(program, args),
-            source,
-        })?;
+        .map_err(|source| E2eError::Spawn { command: describe(program, args), source })?;
     if status.success() {
         Ok(())
     } else {

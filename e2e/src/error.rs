@@ -16,11 +16,7 @@ pub enum E2eError {
     },
 
     #[error("`{command}` exited with {status}:\n{stderr}")]
-    CommandFailed {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    CommandFailed { command: String, status: String, stderr: String },
 
     #[error("{path}: {source}")]
     Io {
@@ -30,11 +26,7 @@ pub enum E2eError {
     },
 
     #[error("manifest document {index} ({what}): {reason}")]
-    Manifest {
-        index: usize,
-        what: String,
-        reason: String,
-    },
+    Manifest { index: usize, what: String, reason: String },
 
     #[error("{file}: {reason}")]
     Readme { file: PathBuf, reason: String },

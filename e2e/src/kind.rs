@@ -20,11 +20,7 @@ impl Cluster {
         let kubeconfig = std::env::temp_dir().join(format!("{name}.kubeconfig"));
         // Delete a leftover of an earlier run of the same name first.
         let _ = cmd::run_any(&kind, &["delete", "cluster", "--name", name]);
-        let cluster = Cluster {
-            name: name.to_string(),
-            kind,
-            kubeconfig,
-        };
+        let cluster = Cluster { name: name.to_string(), kind, kubeconfig };
         cmd::run(
             &cluster.kind,
             &[
@@ -45,22 +41,13 @@ impl Cluster {
 
     /// Makes a local image available on every node.
     pub fn load_image(&self, image: &str) -> Result<(), E2eError> {
-        cmd::run(
-            &self.kind,
-            &["load", "docker-image", image, "--name", &self.name],
-        )
-        .map(|_| ())
+        cmd::run(&self.kind, &["load", "docker-image", image, "--name", &self.name]).map(|_| ())
     }
 
     /// The node containers' names (= Kubernetes node names).
     pub fn nodes(&self) -> Result<Vec<String>, E2eError> {
         let out = cmd::run(&self.kind, &["get", "nodes", "--name", &self.name])?;
-        let mut nodes: Vec<String> = out
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        let mut nodes: Vec<String> = out.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
         nodes.sort();
         Ok(nodes)
     }
@@ -69,11 +56,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::env::var("PODMIRROR_E2E_KEEP").is_ok_and(|v| v == "1") {
-            eprintln!(
-                "e2e: keeping kind cluster {} (kubeconfig {})",
-                self.name,
-                self.kubeconfig.display()
-            );
+            eprintln!("e2e: keeping kind cluster {} (kubeconfig {})", self.name, self.kubeconfig.display());
             return;
         }
         if let Err(e) = cmd::run(&self.kind, &["delete", "cluster", "--name", &self.name]) {
@@ -122,8 +105,7 @@ impl Kubectl {
     /// A jsonpath query on one object.
     pub fn jsonpath(&self, namespace: &str, object: &str, path: &str) -> Result<String, E2eError> {
         let query = format!("jsonpath={path}");
-        self.run(&["get", "-n", namespace, object, "-o", &query])
-            .map(|s| s.trim().to_string())
+        self.run(&["get", "-n", namespace, object, "-o", &query]).map(|s| s.trim().to_string())
     }
 }
 
@@ -143,8 +125,5 @@ pub fn eventually<T>(
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    Err(E2eError::Step {
-        step: step.to_string(),
-        reason: format!("not true after {}s: {last}", timeout.as_secs()),
-    })
+    Err(E2eError::Step { step: step.to_string(), reason: format!("not true after {}s: {last}", timeout.as_secs()) })
 }

@@ -29,20 +29,12 @@ impl Object {
 
     /// A label of the object's metadata.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.value
-            .get("metadata")?
-            .get("labels")?
-            .get(key)?
-            .as_str()
+        self.value.get("metadata")?.get("labels")?.get(key)?.as_str()
     }
 
     /// An annotation of the object's metadata.
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.value
-            .get("metadata")?
-            .get("annotations")?
-            .get(key)?
-            .as_str()
+        self.value.get("metadata")?.get("annotations")?.get(key)?.as_str()
     }
 
     /// The pod spec this object runs, for the workload kinds.
@@ -52,13 +44,7 @@ impl Object {
             "Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet" | "Job" => {
                 self.value.get("spec")?.get("template")?.get("spec")
             }
-            "CronJob" => self
-                .value
-                .get("spec")?
-                .get("jobTemplate")?
-                .get("spec")?
-                .get("template")?
-                .get("spec"),
+            "CronJob" => self.value.get("spec")?.get("jobTemplate")?.get("spec")?.get("template")?.get("spec"),
             _ => None,
         }
     }
@@ -85,10 +71,7 @@ pub struct Container<'a> {
 
 impl<'a> Container<'a> {
     pub fn name(&self) -> &'a str {
-        self.value
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("<unnamed>")
+        self.value.get("name").and_then(Value::as_str).unwrap_or("<unnamed>")
     }
 
     pub fn image(&self) -> Option<&'a str> {
@@ -134,12 +117,7 @@ impl<'a> Container<'a> {
 }
 
 fn string_set(list: Option<&Value>) -> BTreeSet<String> {
-    list.and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(String::from)
-        .collect()
+    list.and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str).map(String::from).collect()
 }
 
 fn field<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
@@ -159,28 +137,14 @@ pub fn parse_documents(text: &str) -> Result<Vec<Object>, E2eError> {
         if value.is_null() {
             continue; // an empty document between two `---`
         }
-        let text_at = |path: &[&str]| {
-            field(&value, path)
-                .and_then(Value::as_str)
-                .map(String::from)
-        };
-        let missing = |what: &str| E2eError::Manifest {
-            index,
-            what: what.into(),
-            reason: "missing or not a string".into(),
-        };
+        let text_at = |path: &[&str]| field(&value, path).and_then(Value::as_str).map(String::from);
+        let missing =
+            |what: &str| E2eError::Manifest { index, what: what.into(), reason: "missing or not a string".into() };
         let api_version = text_at(&["apiVersion"]).ok_or_else(|| missing("apiVersion"))?;
         let kind = text_at(&["kind"]).ok_or_else(|| missing("kind"))?;
         let name = text_at(&["metadata", "name"]).ok_or_else(|| missing("metadata.name"))?;
         let namespace = text_at(&["metadata", "namespace"]);
-        objects.push(Object {
-            index,
-            api_version,
-            kind,
-            name,
-            namespace,
-            value,
-        });
+        objects.push(Object { index, api_version, kind, name, namespace, value });
     }
     Ok(objects)
 }
@@ -196,16 +160,9 @@ pub fn check_typed(obj: &Object) -> Result<(), E2eError> {
     /// Deserialize, then serialize again: a field the API type does not
     /// know (a typo such as `mountPropogation`) is dropped on the way, and
     /// shows up as a path of the original that the round trip lacks.
-    fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
-        obj: &Object,
-    ) -> Result<(), E2eError> {
-        let err = |reason: String| E2eError::Manifest {
-            index: obj.index,
-            what: obj.id(),
-            reason,
-        };
-        let parsed =
-            serde_yaml::from_value::<T>(obj.value.clone()).map_err(|e| err(e.to_string()))?;
+    fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(obj: &Object) -> Result<(), E2eError> {
+        let err = |reason: String| E2eError::Manifest { index: obj.index, what: obj.id(), reason };
+        let parsed = serde_yaml::from_value::<T>(obj.value.clone()).map_err(|e| err(e.to_string()))?;
         let original = serde_json::to_value(&obj.value).map_err(|e| err(e.to_string()))?;
         let round_trip = serde_json::to_value(&parsed).map_err(|e| err(e.to_string()))?;
         let mut unknown = Vec::new();
@@ -213,10 +170,7 @@ pub fn check_typed(obj: &Object) -> Result<(), E2eError> {
         if unknown.is_empty() {
             Ok(())
         } else {
-            Err(err(format!(
-                "fields unknown to the API type: {}",
-                unknown.join(", ")
-            )))
+            Err(err(format!("fields unknown to the API type: {}", unknown.join(", "))))
         }
     }
     match (obj.api_version.as_str(), obj.kind.as_str()) {
@@ -228,23 +182,15 @@ pub fn check_typed(obj: &Object) -> Result<(), E2eError> {
         ("v1", "ConfigMap") => typed::<core::v1::ConfigMap>(obj),
         ("policy/v1", "PodDisruptionBudget") => typed::<policy::v1::PodDisruptionBudget>(obj),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => typed::<rbac::v1::ClusterRole>(obj),
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
-            typed::<rbac::v1::ClusterRoleBinding>(obj)
-        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => typed::<rbac::v1::ClusterRoleBinding>(obj),
         ("rbac.authorization.k8s.io/v1", "Role") => typed::<rbac::v1::Role>(obj),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => typed::<rbac::v1::RoleBinding>(obj),
-        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
-            typed::<CustomResourceDefinition>(obj)
-        }
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => typed::<CustomResourceDefinition>(obj),
         ("monitoring.coreos.com/v1", "ServiceMonitor" | "PodMonitor") => {
             if obj.value.get("spec").is_some_and(Value::is_mapping) {
                 Ok(())
             } else {
-                Err(E2eError::Manifest {
-                    index: obj.index,
-                    what: obj.id(),
-                    reason: "spec is missing".into(),
-                })
+                Err(E2eError::Manifest { index: obj.index, what: obj.id(), reason: "spec is missing".into() })
             }
         }
         (api, kind) => Err(E2eError::Manifest {
@@ -258,21 +204,12 @@ pub fn check_typed(obj: &Object) -> Result<(), E2eError> {
 /// Paths of `original` (JSON) that `round_trip` lacks. Lists are compared
 /// element by element; scalars are not compared (a Quantity or IntOrString
 /// may be written differently).
-pub fn unknown_fields(
-    original: &serde_json::Value,
-    round_trip: &serde_json::Value,
-    at: String,
-    out: &mut Vec<String>,
-) {
+pub fn unknown_fields(original: &serde_json::Value, round_trip: &serde_json::Value, at: String, out: &mut Vec<String>) {
     use serde_json::Value as J;
     match (original, round_trip) {
         (J::Object(a), J::Object(b)) => {
             for (key, value) in a {
-                let path = if at.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{at}.{key}")
-                };
+                let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
                 match b.get(key) {
                     Some(other) => unknown_fields(value, other, path, out),
                     // An empty map or list may be omitted on the way back.
@@ -307,16 +244,10 @@ pub fn hardening_violations(objects: &[Object]) -> Vec<String> {
         }
         for c in obj.containers() {
             let at = format!("{} container {}", obj.id(), c.name());
-            if c.security("allowPrivilegeEscalation")
-                .and_then(Value::as_bool)
-                != Some(false)
-            {
+            if c.security("allowPrivilegeEscalation").and_then(Value::as_bool) != Some(false) {
                 found.push(format!("{at}: allowPrivilegeEscalation is not false"));
             }
-            if c.security("readOnlyRootFilesystem")
-                .and_then(Value::as_bool)
-                != Some(true)
-            {
+            if c.security("readOnlyRootFilesystem").and_then(Value::as_bool) != Some(true) {
                 found.push(format!("{at}: readOnlyRootFilesystem is not true"));
             }
             if !c.dropped_capabilities().contains("ALL") {
@@ -370,14 +301,8 @@ mod tests {
         let objs = parse_documents(TWO).expect("parses");
         let found = hardening_violations(&objs);
         assert!(found.iter().any(|f| f.contains("privileged")), "{found:?}");
-        assert!(
-            found.iter().any(|f| f.contains("allowPrivilegeEscalation")),
-            "{found:?}"
-        );
-        assert!(
-            found.iter().any(|f| f.contains("readOnlyRootFilesystem")),
-            "{found:?}"
-        );
+        assert!(found.iter().any(|f| f.contains("allowPrivilegeEscalation")), "{found:?}");
+        assert!(found.iter().any(|f| f.contains("readOnlyRootFilesystem")), "{found:?}");
     }
 
     #[test]
@@ -385,10 +310,7 @@ mod tests {
         let typo = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: x}\nautomountServiceAcountToken: false\n";
         let objs = parse_documents(typo).expect("parses as YAML");
         let err = check_typed(&objs[0]).expect_err("misspelt field");
-        assert!(
-            err.to_string().contains("automountServiceAcountToken"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("automountServiceAcountToken"), "{err}");
         let good = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: x, labels: {}}\nautomountServiceAccountToken: false\n";
         check_typed(&parse_documents(good).expect("parses")[0]).expect("a correct object passes");
     }
@@ -398,8 +320,7 @@ mod tests {
         let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicas: two\n  selector: {}\n  template: {}\n";
         let objs = parse_documents(bad).expect("parses as YAML");
         assert!(check_typed(&objs[0]).is_err());
-        let unknown = parse_documents("apiVersion: v9\nkind: Gadget\nmetadata: {name: g}\n")
-            .expect("parses as YAML");
+        let unknown = parse_documents("apiVersion: v9\nkind: Gadget\nmetadata: {name: g}\n").expect("parses as YAML");
         assert!(check_typed(&unknown[0]).is_err());
     }
 }

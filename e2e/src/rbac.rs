@@ -42,13 +42,7 @@ pub struct Grant {
 }
 
 fn strings(value: Option<&Value>) -> Vec<String> {
-    value
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(String::from)
-        .collect()
+    value.and_then(Value::as_sequence).into_iter().flatten().filter_map(Value::as_str).map(String::from).collect()
 }
 
 /// The grants of every Role and ClusterRole among `objects`.
@@ -64,11 +58,8 @@ pub fn grants(objects: &[Object]) -> BTreeSet<Grant> {
         let rules = obj.value.get("rules").and_then(Value::as_sequence);
         for rule in rules.into_iter().flatten() {
             let names = strings(rule.get("resourceNames"));
-            let names: Vec<Option<String>> = if names.is_empty() {
-                vec![None]
-            } else {
-                names.into_iter().map(Some).collect()
-            };
+            let names: Vec<Option<String>> =
+                if names.is_empty() { vec![None] } else { names.into_iter().map(Some).collect() };
             for group in strings(rule.get("apiGroups")) {
                 for resource in strings(rule.get("resources")) {
                     for verb in strings(rule.get("verbs")) {
@@ -76,11 +67,7 @@ pub fn grants(objects: &[Object]) -> BTreeSet<Grant> {
                             out.insert(Grant {
                                 component: component.to_string(),
                                 scope: scope.clone(),
-                                api_group: if group.is_empty() {
-                                    "core".into()
-                                } else {
-                                    group.clone()
-                                },
+                                api_group: if group.is_empty() { "core".into() } else { group.clone() },
                                 resource: resource.clone(),
                                 verb: verb.clone(),
                                 resource_name: name.clone(),
@@ -98,9 +85,7 @@ pub fn grants(objects: &[Object]) -> BTreeSet<Grant> {
 pub fn wildcards(grants: &BTreeSet<Grant>) -> Vec<&Grant> {
     grants
         .iter()
-        .filter(|g| {
-            g.api_group == "*" || g.resource == "*" || g.verb == "*" || g.resource.ends_with("/*")
-        })
+        .filter(|g| g.api_group == "*" || g.resource == "*" || g.verb == "*" || g.resource.ends_with("/*"))
         .collect()
 }
 
@@ -116,10 +101,7 @@ mod tests {
         let g = grants(&objs);
         assert_eq!(g.len(), 6, "{g:#?}");
         assert!(g.iter().any(|g| g.api_group == "core" && g.verb == "list"));
-        assert!(
-            g.iter()
-                .all(|g| g.scope == Scope::Namespace && g.component == "operator")
-        );
+        assert!(g.iter().all(|g| g.scope == Scope::Namespace && g.component == "operator"));
         assert_eq!(g.iter().filter(|g| g.resource_name.is_some()).count(), 2);
         assert!(wildcards(&g).is_empty());
     }

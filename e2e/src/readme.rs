@@ -11,21 +11,13 @@ use crate::rbac::{Grant, Scope};
 /// The rows of the first Markdown table after the heading `## <heading>`,
 /// header and separator rows removed, each row split into trimmed cells.
 pub fn table_under(markdown: &str, heading: &str) -> Option<Vec<Vec<String>>> {
-    let mut lines = markdown
-        .lines()
-        .skip_while(|l| l.trim() != format!("## {heading}"));
+    let mut lines = markdown.lines().skip_while(|l| l.trim() != format!("## {heading}"));
     lines.next()?;
     let rows: Vec<Vec<String>> = lines
         .take_while(|l| !l.starts_with("## "))
         .skip_while(|l| !l.trim_start().starts_with('|'))
         .take_while(|l| l.trim_start().starts_with('|'))
-        .map(|l| {
-            l.trim()
-                .trim_matches('|')
-                .split('|')
-                .map(|c| c.trim().trim_matches('`').to_string())
-                .collect()
-        })
+        .map(|l| l.trim().trim_matches('|').split('|').map(|c| c.trim().trim_matches('`').to_string()).collect())
         .collect();
     // Drop the header row and the |---| separator.
     Some(rows.into_iter().skip(2).collect())
@@ -35,10 +27,7 @@ pub fn table_under(markdown: &str, heading: &str) -> Option<Vec<Vec<String>>> {
 /// Verbs and resource names are comma-separated; an empty `why` is an error,
 /// since the point of the table is to justify each verb.
 pub fn documented_grants(file: &Path, markdown: &str) -> Result<BTreeSet<Grant>, E2eError> {
-    let err = |reason: String| E2eError::Readme {
-        file: file.to_path_buf(),
-        reason,
-    };
+    let err = |reason: String| E2eError::Readme { file: file.to_path_buf(), reason };
     let rows = table_under(markdown, "RBAC").ok_or_else(|| err("no `## RBAC` section".into()))?;
     if rows.is_empty() {
         return Err(err("the RBAC table has no rows".into()));
@@ -46,27 +35,15 @@ pub fn documented_grants(file: &Path, markdown: &str) -> Result<BTreeSet<Grant>,
     let mut out = BTreeSet::new();
     for (i, row) in rows.iter().enumerate() {
         let [component, scope, group, resource, verbs, names, why] = row.as_slice() else {
-            return Err(err(format!(
-                "RBAC row {}: expected 7 cells, got {}",
-                i + 1,
-                row.len()
-            )));
+            return Err(err(format!("RBAC row {}: expected 7 cells, got {}", i + 1, row.len())));
         };
-        let scope = Scope::parse(scope).ok_or_else(|| {
-            err(format!(
-                "RBAC row {}: scope `{scope}` is not cluster|namespace",
-                i + 1
-            ))
-        })?;
+        let scope = Scope::parse(scope)
+            .ok_or_else(|| err(format!("RBAC row {}: scope `{scope}` is not cluster|namespace", i + 1)))?;
         if why.is_empty() {
             return Err(err(format!("RBAC row {}: the `why` cell is empty", i + 1)));
         }
         let split = |cell: &str| -> Vec<String> {
-            cell.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
+            cell.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
         };
         let names: Vec<Option<String>> = match split(names).as_slice() {
             [] => vec![None],
@@ -91,18 +68,12 @@ pub fn documented_grants(file: &Path, markdown: &str) -> Result<BTreeSet<Grant>,
 /// The capability table: `| capability | why |` with `CAP_X` in the first cell.
 /// Returns the names without the `CAP_` prefix, as Kubernetes writes them.
 pub fn documented_capabilities(file: &Path, markdown: &str) -> Result<BTreeSet<String>, E2eError> {
-    let err = |reason: String| E2eError::Readme {
-        file: file.to_path_buf(),
-        reason,
-    };
-    let rows = table_under(markdown, "Capabilities")
-        .ok_or_else(|| err("no `## Capabilities` section".into()))?;
+    let err = |reason: String| E2eError::Readme { file: file.to_path_buf(), reason };
+    let rows = table_under(markdown, "Capabilities").ok_or_else(|| err("no `## Capabilities` section".into()))?;
     let mut out = BTreeSet::new();
     for row in rows {
         let Some(cap) = row.first().and_then(|c| c.strip_prefix("CAP_")) else {
-            return Err(err(format!(
-                "capability row {row:?} does not start with CAP_"
-            )));
+            return Err(err(format!("capability row {row:?} does not start with CAP_")));
         };
         if row.get(1).is_none_or(|why| why.is_empty()) {
             return Err(err(format!("capability CAP_{cap} has no reason")));
@@ -122,14 +93,8 @@ mod tests {
     fn rbac_table_expands_verbs_and_names() {
         let g = documented_grants(Path::new("README.md"), MD).expect("parses");
         assert_eq!(g.len(), 3, "{g:#?}");
-        assert!(
-            g.iter()
-                .any(|g| g.component == "agent" && g.resource_name.is_none())
-        );
-        assert!(
-            g.iter()
-                .any(|g| g.resource_name.as_deref() == Some("podmirror-operator"))
-        );
+        assert!(g.iter().any(|g| g.component == "agent" && g.resource_name.is_none()));
+        assert!(g.iter().any(|g| g.resource_name.as_deref() == Some("podmirror-operator")));
     }
 
     #[test]

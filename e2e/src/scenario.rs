@@ -19,18 +19,11 @@ pub fn render(template: &str, vars: &[(&str, &str)]) -> Result<String, E2eError>
         out = out.replace(&format!("{{{{{key}}}}}"), value);
     }
     // Comments may mention placeholders; only the YAML body must be filled.
-    let body: String = out
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let body: String = out.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
     match body.find("{{") {
         Some(at) => Err(E2eError::Step {
             step: "render manifest".into(),
-            reason: format!(
-                "unfilled placeholder near `{}`",
-                &body[at..(at + 30).min(body.len())]
-            ),
+            reason: format!("unfilled placeholder near `{}`", &body[at..(at + 30).min(body.len())]),
         }),
         None => Ok(out),
     }
@@ -68,26 +61,12 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// Starts a pod on `node` running `command`, waits until it is Ready and
     /// returns its IP.
-    pub fn pod(
-        &self,
-        name: &str,
-        role: &str,
-        node: &str,
-        command: &[&str],
-    ) -> Result<IpAddr, E2eError> {
-        let command = serde_json::to_string(command).map_err(|e| E2eError::Step {
-            step: format!("pod {name}"),
-            reason: e.to_string(),
-        })?;
+    pub fn pod(&self, name: &str, role: &str, node: &str, command: &[&str]) -> Result<IpAddr, E2eError> {
+        let command = serde_json::to_string(command)
+            .map_err(|e| E2eError::Step { step: format!("pod {name}"), reason: e.to_string() })?;
         let yaml = render(
             &template("pods.yaml")?,
-            &[
-                ("name", name),
-                ("role", role),
-                ("node", node),
-                ("image", &self.tools_image),
-                ("command", &command),
-            ],
+            &[("name", name), ("role", role), ("node", node), ("image", &self.tools_image), ("command", &command)],
         )?;
         self.kubectl.apply(&self.namespace, &yaml)?;
         self.kubectl.run(&[
@@ -98,9 +77,7 @@ impl Ctx<'_> {
             &format!("pod/{name}"),
             "--timeout=180s",
         ])?;
-        let ip =
-            self.kubectl
-                .jsonpath(&self.namespace, &format!("pod/{name}"), "{.status.podIP}")?;
+        let ip = self.kubectl.jsonpath(&self.namespace, &format!("pod/{name}"), "{.status.podIP}")?;
         ip.parse().map_err(|_| E2eError::Step {
             step: format!("pod {name}"),
             reason: format!("status.podIP `{ip}` is not an IP"),
@@ -127,30 +104,14 @@ impl Ctx<'_> {
 
     /// Waits until the session's `status.phase` is `phase`.
     pub fn wait_phase(&self, session: &str, phase: &str) -> Result<(), E2eError> {
-        eventually(
-            &format!("session {session} phase {phase}"),
-            Duration::from_secs(180),
-            || {
-                let got = self.kubectl.jsonpath(
-                    &self.namespace,
-                    &format!("mirrorsession/{session}"),
-                    "{.status.phase}",
-                )?;
-                Ok(if got == phase {
-                    Ok(())
-                } else {
-                    Err(format!("phase is `{got}`"))
-                })
-            },
-        )
+        eventually(&format!("session {session} phase {phase}"), Duration::from_secs(180), || {
+            let got = self.kubectl.jsonpath(&self.namespace, &format!("mirrorsession/{session}"), "{.status.phase}")?;
+            Ok(if got == phase { Ok(()) } else { Err(format!("phase is `{got}`")) })
+        })
     }
 
     /// A condition of a session: (status, reason, message).
-    pub fn condition(
-        &self,
-        session: &str,
-        kind: &str,
-    ) -> Result<(String, String, String), E2eError> {
+    pub fn condition(&self, session: &str, kind: &str) -> Result<(String, String, String), E2eError> {
         let obj = format!("mirrorsession/{session}");
         let get = |field: &str| {
             self.kubectl.jsonpath(
@@ -165,14 +126,9 @@ impl Ctx<'_> {
     /// Types `lines` into one TCP connection from `client` to `ip:1234`, one
     /// line a second (so each is its own segment, as in the seed).
     pub fn send_lines(&self, client: &str, ip: IpAddr, lines: &[&str]) -> Result<(), E2eError> {
-        let script: String = lines
-            .iter()
-            .map(|l| format!("echo '{l}'; sleep 1; "))
-            .collect();
+        let script: String = lines.iter().map(|l| format!("echo '{l}'; sleep 1; ")).collect();
         let sh = format!("({script}) | nc -w 3 {ip} 1234");
-        self.kubectl
-            .run(&["exec", "-n", &self.namespace, client, "--", "sh", "-c", &sh])
-            .map(|_| ())
+        self.kubectl.run(&["exec", "-n", &self.namespace, client, "--", "sh", "-c", &sh]).map(|_| ())
     }
 
     /// Logs of a pod (or `deployment/x`, `pod/x`).
@@ -211,41 +167,24 @@ pub fn check_seed_copies(
 ) -> Result<(), String> {
     let ours: Vec<&Copy> = copies.iter().filter(|c| c.vni == Some(vni)).collect();
     if ours.is_empty() {
-        return Err(format!(
-            "no VXLAN copy with vni {vni} among {} captured",
-            copies.len()
-        ));
+        return Err(format!("no VXLAN copy with vni {vni} among {} captured", copies.len()));
     }
     for payload in payloads {
         let found = ours.iter().any(|c| {
-            c.inner
-                .as_ref()
-                .is_some_and(|f| f.src == client && f.dst == source && f.dport == 1234)
+            c.inner.as_ref().is_some_and(|f| f.src == client && f.dst == source && f.dport == 1234)
                 && c.inner_flags.as_deref() == Some("P.")
                 && c.text.contains(payload)
         });
         if !found {
-            return Err(format!(
-                "no vni {vni} copy of {client} -> {source}:1234 [P.] carrying `{payload}`"
-            ));
+            return Err(format!("no vni {vni} copy of {client} -> {source}:1234 [P.] carrying `{payload}`"));
         }
     }
-    if let Some(reply) = ours.iter().find(|c| {
-        c.inner
-            .as_ref()
-            .is_some_and(|f| f.src == source && f.sport == 1234)
-    }) {
-        return Err(format!(
-            "a reply of the source was copied (no outbound rule): {}",
-            reply.text
-        ));
+    if let Some(reply) = ours.iter().find(|c| c.inner.as_ref().is_some_and(|f| f.src == source && f.sport == 1234)) {
+        return Err(format!("a reply of the source was copied (no outbound rule): {}", reply.text));
     }
     // Outer Ethernet + IPv4 + UDP + VXLAN headers, then at most packetLength bytes.
     let max = 14 + 20 + 8 + 8 + packet_length;
-    if let Some(long) = ours
-        .iter()
-        .find(|c| c.outer_frame_len.is_some_and(|l| l > max))
-    {
+    if let Some(long) = ours.iter().find(|c| c.outer_frame_len.is_some_and(|l| l > max)) {
         return Err(format!(
             "a copy is longer than {max} bytes (packetLength {packet_length}): {:?}",
             long.outer_frame_len
@@ -258,25 +197,16 @@ pub fn check_seed_copies(
 /// headers + `packet_length` bytes long.
 pub fn check_cut_to(copies: &[Copy], vni: u32, packet_length: usize) -> Result<(), String> {
     let cut = 14 + 20 + 8 + 8 + packet_length;
-    if copies
-        .iter()
-        .any(|c| c.vni == Some(vni) && c.outer_frame_len == Some(cut))
-    {
+    if copies.iter().any(|c| c.vni == Some(vni) && c.outer_frame_len == Some(cut)) {
         Ok(())
     } else {
-        Err(format!(
-            "no vni {vni} copy is exactly {cut} bytes: the long segment was not cut to {packet_length}"
-        ))
+        Err(format!("no vni {vni} copy is exactly {cut} bytes: the long segment was not cut to {packet_length}"))
     }
 }
 
 /// docs/wire-format.md for a Service target: every inner flow with `vni` was seen by
 /// exactly one collector replica, and all `expected` flows were seen.
-pub fn check_flows_split(
-    per_replica: &[Vec<Copy>],
-    vni: u32,
-    expected: usize,
-) -> Result<(), String> {
+pub fn check_flows_split(per_replica: &[Vec<Copy>], vni: u32, expected: usize) -> Result<(), String> {
     let mut seen_by: BTreeMap<Flow, BTreeSet<usize>> = BTreeMap::new();
     for (replica, copies) in per_replica.iter().enumerate() {
         for copy in copies.iter().filter(|c| c.vni == Some(vni)) {
@@ -286,15 +216,10 @@ pub fn check_flows_split(
         }
     }
     if let Some((flow, replicas)) = seen_by.iter().find(|(_, r)| r.len() > 1) {
-        return Err(format!(
-            "flow {flow:?} was split over replicas {replicas:?}"
-        ));
+        return Err(format!("flow {flow:?} was split over replicas {replicas:?}"));
     }
     if seen_by.len() < expected {
-        return Err(format!(
-            "{} of {expected} flows reached a collector",
-            seen_by.len()
-        ));
+        return Err(format!("{} of {expected} flows reached a collector", seen_by.len()));
     }
     Ok(())
 }
@@ -326,17 +251,13 @@ pub fn devices_with_prefix(ip_link: &str, prefix: &str) -> Vec<String> {
 
 /// (kind, name) of each program in `bpftool -j net show` output.
 pub fn net_programs(bpftool_json: &str) -> Result<BTreeSet<(String, String)>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(bpftool_json).map_err(|e| format!("bpftool JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(bpftool_json).map_err(|e| format!("bpftool JSON: {e}"))?;
     let mut out = BTreeSet::new();
     for entry in v.as_array().into_iter().flatten() {
         for (section, list) in entry.as_object().into_iter().flatten() {
             for prog in list.as_array().into_iter().flatten() {
                 let kind = prog.get("kind").and_then(|k| k.as_str()).unwrap_or(section);
-                let name = prog
-                    .get("name")
-                    .and_then(|n| n.as_str())
-                    .unwrap_or("<unnamed>");
+                let name = prog.get("name").and_then(|n| n.as_str()).unwrap_or("<unnamed>");
                 out.insert((kind.to_string(), name.to_string()));
             }
         }
@@ -349,24 +270,14 @@ pub fn net_programs(bpftool_json: &str) -> Result<BTreeSet<(String, String)>, St
 pub fn leftovers(before: &NodeState, after: &NodeState) -> Vec<String> {
     let mut found: Vec<String> = after.pins.iter().map(|p| format!("pin {p}")).collect();
     found.extend(after.devices.iter().map(|d| format!("device {d}")));
-    found.extend(
-        after
-            .programs
-            .difference(&before.programs)
-            .map(|(k, n)| format!("program {n} ({k})")),
-    );
+    found.extend(after.programs.difference(&before.programs).map(|(k, n)| format!("program {n} ({k})")));
     found
 }
 
 /// Reads a kind node's state: pins and devices through `docker exec`, and the
 /// programs with the host's bpftool inside the node's network namespace (kind
 /// nodes share the host kernel; needs root on the host).
-pub fn node_state(
-    docker: &Path,
-    node: &str,
-    pin_dir: &str,
-    device_prefix: &str,
-) -> Result<NodeState, E2eError> {
+pub fn node_state(docker: &Path, node: &str, pin_dir: &str, device_prefix: &str) -> Result<NodeState, E2eError> {
     let ls = format!("ls -A {pin_dir} 2>/dev/null || true");
     let pins = cmd::run(docker, &["exec", node, "sh", "-c", &ls])?
         .lines()
@@ -383,34 +294,12 @@ pub fn node_state(
         tool: "nsenter",
         hint: "util-linux nsenter enters the kind node's network namespace".into(),
     })?;
-    let net = cmd::run(
-        &nsenter,
-        &[
-            "-t",
-            pid.trim(),
-            "-n",
-            &bpftool.to_string_lossy(),
-            "-j",
-            "net",
-            "show",
-        ],
-    )?;
-    let programs = net_programs(&net).map_err(|reason| E2eError::Step {
-        step: format!("bpftool net show on {node}"),
-        reason,
-    })?;
+    let net = cmd::run(&nsenter, &["-t", pid.trim(), "-n", &bpftool.to_string_lossy(), "-j", "net", "show"])?;
+    let programs =
+        net_programs(&net).map_err(|reason| E2eError::Step { step: format!("bpftool net show on {node}"), reason })?;
     // The node's bpffs is reachable from the host through its root.
-    let pinned = bpfobj::pinned(
-        &[],
-        &bpftool,
-        &format!("/proc/{}/root{pin_dir}", pid.trim()),
-    )?;
-    Ok(NodeState {
-        pins,
-        devices: devices_with_prefix(&links, device_prefix),
-        programs,
-        pinned,
-    })
+    let pinned = bpfobj::pinned(&[], &bpftool, &format!("/proc/{}/root{pin_dir}", pid.trim()))?;
+    Ok(NodeState { pins, devices: devices_with_prefix(&links, device_prefix), programs, pinned })
 }
 
 #[cfg(test)]
@@ -427,13 +316,13 @@ mod tests {
     ) -> Copy {
         Copy {
             vni: Some(vni),
-            outer: Some(Flow { src: "172.18.0.3".parse().expect("ip"), sport: 50000, dst: dst.parse().expect("ip"), dport: 4789 }),
-            inner: Some(Flow {
-                src: src.parse().expect("ip"),
-                sport,
+            outer: Some(Flow {
+                src: "172.18.0.3".parse().expect("ip"),
+                sport: 50000,
                 dst: dst.parse().expect("ip"),
-                dport,
+                dport: 4789,
             }),
+            inner: Some(Flow { src: src.parse().expect("ip"), sport, dst: dst.parse().expect("ip"), dport }),
             inner_flags: Some(flags.into()),
             outer_frame_len: Some(len),
             text: text.into(),
@@ -451,10 +340,7 @@ mod tests {
     fn render_fills_and_refuses_leftovers() {
         assert_eq!(render("a: {{x}}", &[("x", "1")]).expect("filled"), "a: 1");
         assert!(render("a: {{x}}\nb: {{y}}", &[("x", "1")]).is_err());
-        assert!(
-            render("# {{doc}}\na: 1", &[]).is_ok(),
-            "comments may keep placeholders"
-        );
+        assert!(render("# {{doc}}\na: 1", &[]).is_ok(), "comments may keep placeholders");
     }
 
     #[test]
@@ -480,33 +366,14 @@ mod tests {
         let good = copy(1, (C, 40000), (S, 1234), "P.", "hello", 120);
         // wrong VNI
         assert!(
-            check_seed_copies(
-                &[copy(2, (C, 40000), (S, 1234), "P.", "hello", 120)],
-                1,
-                ip(C),
-                ip(S),
-                &["hello"],
-                96
-            )
-            .is_err()
+            check_seed_copies(&[copy(2, (C, 40000), (S, 1234), "P.", "hello", 120)], 1, ip(C), ip(S), &["hello"], 96)
+                .is_err()
         );
         // payload missing
-        assert!(
-            check_seed_copies(
-                std::slice::from_ref(&good),
-                1,
-                ip(C),
-                ip(S),
-                &["hello", "12345"],
-                96
-            )
-            .is_err()
-        );
+        assert!(check_seed_copies(std::slice::from_ref(&good), 1, ip(C), ip(S), &["hello", "12345"], 96).is_err());
         // an outbound reply copied
         let reply = copy(1, (S, 1234), (C, 40000), ".", "", 80);
-        assert!(
-            check_seed_copies(&[good.clone(), reply], 1, ip(C), ip(S), &["hello"], 96).is_err()
-        );
+        assert!(check_seed_copies(&[good.clone(), reply], 1, ip(C), ip(S), &["hello"], 96).is_err());
         // not cut to packetLength
         let long = copy(1, (C, 40000), (S, 1234), "P.", "x", 400);
         assert!(check_seed_copies(&[good, long], 1, ip(C), ip(S), &["hello"], 96).is_err());
@@ -526,10 +393,7 @@ mod tests {
         let b = copy(3, (C, 40002), (S, 1234), "P.", "", 100);
         check_flows_split(&[vec![a.clone()], vec![b.clone()]], 3, 2).expect("one flow per replica");
         assert!(check_flows_split(&[vec![a.clone()], vec![a.clone(), b.clone()]], 3, 2).is_err());
-        assert!(
-            check_flows_split(&[vec![a], vec![]], 3, 2).is_err(),
-            "a flow is missing"
-        );
+        assert!(check_flows_split(&[vec![a], vec![]], 3, 2).is_err(), "a flow is missing");
     }
 
     #[test]
@@ -546,10 +410,7 @@ mod tests {
         };
         assert_eq!(after.devices, vec!["pmvx0".to_string()]);
         assert_eq!(leftovers(&before, &after).len(), 3);
-        let same = NodeState {
-            programs,
-            ..NodeState::default()
-        };
+        let same = NodeState { programs, ..NodeState::default() };
         assert!(leftovers(&same, &same).is_empty());
     }
 }

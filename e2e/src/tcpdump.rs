@@ -46,12 +46,7 @@ fn flows_in(line: &str) -> Vec<Flow> {
         .filter_map(|w| {
             let (src, sport) = endpoint(w[0])?;
             let (dst, dport) = endpoint(w[2])?;
-            Some(Flow {
-                src,
-                sport,
-                dst,
-                dport,
-            })
+            Some(Flow { src, sport, dst, dport })
         })
         .collect()
 }
@@ -59,12 +54,7 @@ fn flows_in(line: &str) -> Vec<Flow> {
 /// A record starts with a timestamp `HH:MM:SS.ffffff`.
 fn starts_record(line: &str) -> bool {
     let b = line.as_bytes();
-    b.len() > 9
-        && b[0].is_ascii_digit()
-        && b[1].is_ascii_digit()
-        && b[2] == b':'
-        && b[5] == b':'
-        && b[8] == b'.'
+    b.len() > 9 && b[0].is_ascii_digit() && b[1].is_ascii_digit() && b[2] == b':' && b[5] == b':' && b[8] == b'.'
 }
 
 /// Parses the whole capture output into records.
@@ -95,11 +85,8 @@ fn record(lines: &[&str]) -> Copy {
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok());
     // The outer flow comes first; the encapsulated one is the next flow found.
-    let flows: Vec<(usize, Flow)> = lines
-        .iter()
-        .enumerate()
-        .flat_map(|(i, l)| flows_in(l).into_iter().map(move |f| (i, f)))
-        .collect();
+    let flows: Vec<(usize, Flow)> =
+        lines.iter().enumerate().flat_map(|(i, l)| flows_in(l).into_iter().map(move |f| (i, f))).collect();
     let outer = flows.first().map(|(_, f)| f.clone());
     let inner = flows.get(1).cloned();
     let inner_flags = inner.as_ref().and_then(|(i, _)| {
@@ -110,19 +97,9 @@ fn record(lines: &[&str]) -> Copy {
     });
     let outer_frame_len = lines.first().and_then(|first| {
         let rest = &first[first.find("length ")? + "length ".len()..];
-        rest.split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse()
-            .ok()
+        rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
     });
-    Copy {
-        vni,
-        outer,
-        inner: inner.map(|(_, f)| f),
-        inner_flags,
-        outer_frame_len,
-        text,
-    }
+    Copy { vni, outer, inner: inner.map(|(_, f)| f), inner_flags, outer_frame_len, text }
 }
 
 #[cfg(test)]

@@ -13,15 +13,12 @@ pub fn in_ci() -> bool {
 /// Looks `name` up on PATH.
 pub fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| is_executable(candidate))
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A tool from (in order) the environment variable `env`, PATH, or the
@@ -98,7 +95,10 @@ pub fn require<T>(what: &str, found: Result<T, E2eError>) -> Option<T> {
         Err(e) if in_ci() => panic!("CI=true and {what} cannot run: {e}"),
         Err(e) => {
             // Straight to the stderr fd: libtest captures eprintln! of passing tests.
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("\n!!!!!!!!\nSKIPPED: {what}: {e}\n!!!!!!!!\n").as_bytes());
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("\n!!!!!!!!\nSKIPPED: {what}: {e}\n!!!!!!!!\n").as_bytes(),
+            );
             None
         }
     }

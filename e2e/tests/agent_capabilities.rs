@@ -23,34 +23,23 @@ use podmirror_e2e::{E2eError, chart_dir, cmd, tools};
 /// Names unique to this test process (others run namespace tests concurrently).
 fn unique(tag: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "pmchart{}{tag}{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("pmchart{}{tag}{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 fn prerequisites() -> Result<PathBuf, E2eError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(E2eError::ToolMissing {
-            tool: "root",
-            hint: "loading eBPF needs root".into(),
-        });
+        return Err(E2eError::ToolMissing { tool: "root", hint: "loading eBPF needs root".into() });
     }
     for tool in ["setpriv", "nsenter", "bpftool", "ip"] {
-        tools::on_path(tool).ok_or(E2eError::ToolMissing {
-            tool: "setpriv/nsenter/bpftool/ip",
-            hint: format!("{tool} not on PATH"),
-        })?;
+        tools::on_path(tool)
+            .ok_or(E2eError::ToolMissing { tool: "setpriv/nsenter/bpftool/ip", hint: format!("{tool} not on PATH") })?;
     }
-    let agent = std::env::var_os("PODMIRROR_AGENT_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            // target/<profile>/deps/<this test> -> target/<profile>/podmirror-agent
-            let exe = std::env::current_exe().ok()?;
-            Some(exe.parent()?.parent()?.join("podmirror-agent"))
-        });
+    let agent = std::env::var_os("PODMIRROR_AGENT_BIN").map(PathBuf::from).or_else(|| {
+        // target/<profile>/deps/<this test> -> target/<profile>/podmirror-agent
+        let exe = std::env::current_exe().ok()?;
+        Some(exe.parent()?.parent()?.join("podmirror-agent"))
+    });
     match agent {
         Some(path) if path.is_file() => Ok(path),
         other => Err(E2eError::ToolMissing {
@@ -68,8 +57,7 @@ fn prerequisites() -> Result<PathBuf, E2eError> {
 fn chart_capabilities() -> Vec<String> {
     let path = chart_dir().join("values.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let values: serde_yaml::Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("values.yaml: {e}"));
+    let values: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("values.yaml: {e}"));
     values["agent"]["capabilities"]
         .as_sequence()
         .expect("agent.capabilities")
@@ -100,14 +88,10 @@ impl Node {
             ip(&["netns", "add", ns]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
-        for (host, peer_ns, host_ip, peer_ip) in [
-            ("hv0", p, "10.201.0.1/24", "10.201.0.2/24"),
-            ("tv0", t, "10.202.0.1/24", "10.202.0.2/24"),
-        ] {
-            ip(&[
-                "-n", n, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns",
-                peer_ns,
-            ]);
+        for (host, peer_ns, host_ip, peer_ip) in
+            [("hv0", p, "10.201.0.1/24", "10.201.0.2/24"), ("tv0", t, "10.202.0.1/24", "10.202.0.2/24")]
+        {
+            ip(&["-n", n, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", peer_ns]);
             ip(&["-n", n, "addr", "add", host_ip, "dev", host]);
             ip(&["-n", n, "link", "set", host, "up"]);
             ip(&["-n", peer_ns, "addr", "add", peer_ip, "dev", "eth0"]);
@@ -136,13 +120,7 @@ impl Node {
             .join(",");
         let mut c = Command::new("nsenter");
         c.arg(format!("--net=/run/netns/{}", self.node))
-            .args([
-                "setpriv",
-                "--no-new-privs",
-                "--inh-caps=-all",
-                &format!("--bounding-set={bounding}"),
-                "--",
-            ])
+            .args(["setpriv", "--no-new-privs", "--inh-caps=-all", &format!("--bounding-set={bounding}"), "--"])
             .arg(agent)
             .arg(format!("--pin-dir={}", self.pin_dir.display()))
             .args(extra)
@@ -156,23 +134,10 @@ impl Node {
     fn start(&self, agent: &Path, caps: &[String], log: &Path) -> Running {
         let dir = self.config_dir.display().to_string();
         let child = self
-            .agent(
-                agent,
-                caps,
-                &[
-                    "--standalone",
-                    &dir,
-                    "--metrics-addr=127.0.0.1:19090",
-                    "--poll-interval=200ms",
-                ],
-                log,
-            )
+            .agent(agent, caps, &["--standalone", &dir, "--metrics-addr=127.0.0.1:19090", "--poll-interval=200ms"], log)
             .spawn()
             .expect("the agent starts");
-        Running {
-            child,
-            log: log.to_path_buf(),
-        }
+        Running { child, log: log.to_path_buf() }
     }
 
     /// The links (TCX attachments) and programs pinned under the pin dir.
@@ -190,17 +155,12 @@ impl Node {
 
     fn pins(&self) -> Vec<String> {
         std::fs::read_dir(&self.pin_dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default()
     }
 
     fn agent_devices(&self) -> Vec<String> {
-        let out =
-            cmd::run(Path::new("ip"), &["-n", &self.node, "-o", "link", "show"]).expect("ip link");
+        let out = cmd::run(Path::new("ip"), &["-n", &self.node, "-o", "link", "show"]).expect("ip link");
         podmirror_e2e::scenario::devices_with_prefix(&out, "pm")
     }
 }
@@ -237,19 +197,12 @@ impl Running {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(
-                    status.success(),
-                    "the agent exited with {status} on SIGTERM:\n{}",
-                    self.log()
-                );
+                assert!(status.success(), "the agent exited with {status} on SIGTERM:\n{}", self.log());
                 return self.log();
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
-            "the agent did not exit within 10 s of SIGTERM:\n{}",
-            self.log()
-        );
+        panic!("the agent did not exit within 10 s of SIGTERM:\n{}", self.log());
     }
 }
 
@@ -283,59 +236,32 @@ fn the_chart_capabilities_run_adopt_and_clean_up_the_real_datapath() {
 
     // 1. Load, attach and pin with exactly the chart's capabilities.
     let run = node.start(&agent, &caps, &log);
-    let attached = wait_until("links pinned and alive", Duration::from_secs(60), || {
-        node.live_links() >= 2
-    });
-    assert!(
-        attached,
-        "with {caps:?} the agent attached nothing to the pod's veth:\n{}",
-        run.log()
-    );
+    let attached = wait_until("links pinned and alive", Duration::from_secs(60), || node.live_links() >= 2);
+    assert!(attached, "with {caps:?} the agent attached nothing to the pod's veth:\n{}", run.log());
     let first = node.pinned();
     assert!(!first.progs.is_empty(), "no program pinned: {first:?}");
 
     // 2. SIGTERM leaves the datapath in the kernel (rolling updates rely on it).
     run.terminate();
     assert_eq!(node.pinned(), first, "SIGTERM must leave the pins");
-    assert_eq!(
-        node.live_links(),
-        first.links.len(),
-        "SIGTERM must leave the links attached"
-    );
+    assert_eq!(node.live_links(), first.links.len(), "SIGTERM must leave the links attached");
 
     // 3. A new agent adopts what is pinned: the same links, none added.
     let log2 = node.config_dir.with_extension("2.log");
     let run = node.start(&agent, &caps, &log2);
-    let adopted = wait_until(
-        "the new agent programmed the pod",
-        Duration::from_secs(60),
-        || run.log().contains("datapath programmed"),
-    );
-    assert!(
-        adopted,
-        "the restarted agent did not program the pod:\n{}",
-        run.log()
-    );
+    let adopted = wait_until("the new agent programmed the pod", Duration::from_secs(60), || {
+        run.log().contains("datapath programmed")
+    });
+    assert!(adopted, "the restarted agent did not program the pod:\n{}", run.log());
     let second = node.pinned();
-    assert_eq!(
-        second.links,
-        first.links,
-        "the restarted agent replaced or added attachments:\n{}",
-        run.log()
-    );
+    assert_eq!(second.links, first.links, "the restarted agent replaced or added attachments:\n{}", run.log());
     run.terminate();
 
     // 4. The uninstall hook's `--cleanup`, same capabilities, leaves nothing.
     let log3 = node.config_dir.with_extension("3.log");
-    let status = node
-        .agent(&agent, &caps, &["--cleanup"], &log3)
-        .status()
-        .expect("cleanup runs");
+    let status = node.agent(&agent, &caps, &["--cleanup"], &log3).status().expect("cleanup runs");
     let cleanup_log = std::fs::read_to_string(&log3).unwrap_or_default();
-    assert!(
-        status.success(),
-        "--cleanup with {caps:?} failed ({status}):\n{cleanup_log}"
-    );
+    assert!(status.success(), "--cleanup with {caps:?} failed ({status}):\n{cleanup_log}");
     let bpftool = tools::on_path("bpftool").expect("bpftool");
     let live = bpfobj::live(&bpftool).expect("bpftool link/prog show");
     let everything = Pinned {
@@ -343,20 +269,9 @@ fn the_chart_capabilities_run_adopt_and_clean_up_the_real_datapath() {
         progs: first.progs.union(&second.progs).copied().collect(),
     };
     let left = bpfobj::survivors(&everything, &live);
-    assert!(
-        left.is_empty(),
-        "still in the kernel after --cleanup: {left:?}"
-    );
-    assert!(
-        node.pins().is_empty(),
-        "pins left after --cleanup: {:?}",
-        node.pins()
-    );
-    assert!(
-        node.agent_devices().is_empty(),
-        "devices left after --cleanup: {:?}",
-        node.agent_devices()
-    );
+    assert!(left.is_empty(), "still in the kernel after --cleanup: {left:?}");
+    assert!(node.pins().is_empty(), "pins left after --cleanup: {:?}", node.pins());
+    assert!(node.agent_devices().is_empty(), "devices left after --cleanup: {:?}", node.agent_devices());
 }
 
 /// Each capability of the set is needed: without it the datapath is not
@@ -377,21 +292,14 @@ fn each_chart_capability_is_needed() {
         // Until the agent gives up (exits) or attaches; one that does neither
         // within a minute (retrying) has not attached either.
         let mut exited = None;
-        wait_until(
-            "the agent exits or attaches",
-            Duration::from_secs(60),
-            || {
-                exited = run.child.try_wait().ok().flatten();
-                exited.is_some() || node.live_links() > 0
-            },
-        );
+        wait_until("the agent exits or attaches", Duration::from_secs(60), || {
+            exited = run.child.try_wait().ok().flatten();
+            exited.is_some() || node.live_links() > 0
+        });
         let attached = node.live_links() > 0;
         let text = run.log();
         drop(run);
-        eprintln!(
-            "without CAP_{}: exit {exited:?}, attached {attached}",
-            missing.to_uppercase()
-        );
+        eprintln!("without CAP_{}: exit {exited:?}, attached {attached}", missing.to_uppercase());
         assert!(
             !attached,
             "the agent attached without CAP_{}: the chart's set is larger than needed:\n{text}",
@@ -399,15 +307,8 @@ fn each_chart_capability_is_needed() {
         );
         // Whatever it managed to pin goes with a cleanup with the full set.
         let log2 = node.config_dir.with_extension("2.log");
-        let status = node
-            .agent(&agent, &full, &["--cleanup"], &log2)
-            .status()
-            .expect("cleanup runs");
-        assert!(
-            status.success(),
-            "cleanup failed: {}",
-            std::fs::read_to_string(&log2).unwrap_or_default()
-        );
+        let status = node.agent(&agent, &full, &["--cleanup"], &log2).status().expect("cleanup runs");
+        assert!(status.success(), "cleanup failed: {}", std::fs::read_to_string(&log2).unwrap_or_default());
         assert!(node.pins().is_empty(), "pins left: {:?}", node.pins());
     }
 }

@@ -25,16 +25,8 @@ const VALUE_SETS: &[&[&str]] = &[
         "collector.replay.to=http://test.shop:8080",
         "collector.allowMirrorFrom=*",
     ],
-    &[
-        "cleanup.enabled=false",
-        "operator.podDisruptionBudget.enabled=false",
-        "operator.replicas=1",
-    ],
-    &[
-        "operator.replicas=3",
-        "agent.pinDir=/sys/fs/bpf/pm-test",
-        "fullnameOverride=mirror",
-    ],
+    &["cleanup.enabled=false", "operator.podDisruptionBudget.enabled=false", "operator.replicas=1"],
+    &["operator.replicas=3", "agent.pinDir=/sys/fs/bpf/pm-test", "fullnameOverride=mirror"],
 ];
 
 fn helm() -> Option<PathBuf> {
@@ -42,9 +34,7 @@ fn helm() -> Option<PathBuf> {
 }
 
 fn set_args(sets: &[&str]) -> Vec<String> {
-    sets.iter()
-        .flat_map(|s| ["--set".to_string(), s.to_string()])
-        .collect()
+    sets.iter().flat_map(|s| ["--set".to_string(), s.to_string()]).collect()
 }
 
 /// `helm template` output, or helm's error output when it refused.
@@ -59,16 +49,11 @@ fn template(helm: &Path, sets: &[&str]) -> Result<String, String> {
     ];
     args.extend(set_args(sets));
     let out = cmd::run_any(helm, &args).map_err(|e| e.to_string())?;
-    if out.success {
-        Ok(out.stdout)
-    } else {
-        Err(out.stderr)
-    }
+    if out.success { Ok(out.stdout) } else { Err(out.stderr) }
 }
 
 fn render(helm: &Path, sets: &[&str]) -> Vec<Object> {
-    let text =
-        template(helm, sets).unwrap_or_else(|e| panic!("helm template {sets:?} failed:\n{e}"));
+    let text = template(helm, sets).unwrap_or_else(|e| panic!("helm template {sets:?} failed:\n{e}"));
     parse_documents(&text).unwrap_or_else(|e| panic!("helm template {sets:?}: {e}"))
 }
 
@@ -89,8 +74,7 @@ fn chart_readme() -> (PathBuf, String) {
 fn chart_yaml_field(key: &str) -> String {
     let path = chart_dir().join("Chart.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("Chart.yaml: {e}"));
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("Chart.yaml: {e}"));
     value
         .get(key)
         .and_then(serde_yaml::Value::as_str)
@@ -102,18 +86,10 @@ fn chart_yaml_field(key: &str) -> String {
 fn lint_is_clean_for_every_value_set() {
     let Some(helm) = helm() else { return };
     for sets in VALUE_SETS {
-        let mut args = vec![
-            "lint".to_string(),
-            "--strict".into(),
-            chart_dir().display().to_string(),
-        ];
+        let mut args = vec!["lint".to_string(), "--strict".into(), chart_dir().display().to_string()];
         args.extend(set_args(sets));
         let out = cmd::run_any(&helm, &args).expect("helm runs");
-        assert!(
-            out.success,
-            "helm lint --strict {sets:?}:\n{}{}",
-            out.stdout, out.stderr
-        );
+        assert!(out.success, "helm lint --strict {sets:?}:\n{}{}", out.stdout, out.stderr);
         assert!(out.stdout.contains("0 chart(s) failed"), "{}", out.stdout);
     }
 }
@@ -123,28 +99,15 @@ fn every_rendered_object_parses_into_its_api_type() {
     let Some(helm) = helm() else { return };
     for sets in VALUE_SETS {
         let objects = render(&helm, sets);
-        assert!(
-            objects.len() >= 10,
-            "{sets:?}: only {} objects",
-            objects.len()
-        );
+        assert!(objects.len() >= 10, "{sets:?}: only {} objects", objects.len());
         for obj in &objects {
             check_typed(obj).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
             if obj.kind != "CustomResourceDefinition" && !obj.kind.starts_with("Cluster") {
-                assert_eq!(
-                    obj.namespace.as_deref(),
-                    Some(NAMESPACE),
-                    "{sets:?}: {} has no namespace",
-                    obj.id()
-                );
+                assert_eq!(obj.namespace.as_deref(), Some(NAMESPACE), "{sets:?}: {} has no namespace", obj.id());
             }
         }
         let ids: BTreeSet<String> = objects.iter().map(Object::id).collect();
-        assert_eq!(
-            ids.len(),
-            objects.len(),
-            "{sets:?}: two objects share a kind and name"
-        );
+        assert_eq!(ids.len(), objects.len(), "{sets:?}: two objects share a kind and name");
     }
 }
 
@@ -156,10 +119,7 @@ fn no_container_is_privileged_or_may_escalate() {
         let found = hardening_violations(&objects);
         assert!(found.is_empty(), "{sets:?}:\n{}", found.join("\n"));
         let containers: usize = objects.iter().map(|o| o.containers().len()).sum();
-        assert!(
-            containers >= 2,
-            "{sets:?}: the hardening check saw {containers} containers"
-        );
+        assert!(containers >= 2, "{sets:?}: the hardening check saw {containers} containers");
     }
 }
 
@@ -167,12 +127,9 @@ fn no_container_is_privileged_or_may_escalate() {
 fn capabilities_are_exactly_the_documented_set() {
     let Some(helm) = helm() else { return };
     let (path, text) = chart_readme();
-    let documented =
-        readme::documented_capabilities(&path, &text).expect("README capability table");
+    let documented = readme::documented_capabilities(&path, &text).expect("README capability table");
     assert!(
-        documented.contains("BPF")
-            && documented.contains("NET_ADMIN")
-            && !documented.contains("SYS_ADMIN"),
+        documented.contains("BPF") && documented.contains("NET_ADMIN") && !documented.contains("SYS_ADMIN"),
         "documented: {documented:?}"
     );
     let objects = render(&helm, &[]);
@@ -184,33 +141,20 @@ fn capabilities_are_exactly_the_documented_set() {
             .into_iter()
             .find(|c| c.name() == container)
             .unwrap_or_else(|| panic!("{} has no container {container}", obj.id()));
-        assert_eq!(
-            c.added_capabilities(),
-            documented,
-            "{} container {container}",
-            obj.id()
-        );
+        assert_eq!(c.added_capabilities(), documented, "{} container {container}", obj.id());
     }
     // Everything else (operator, waiter, the cleanup's idle container) adds none.
     for obj in &objects {
         for c in obj.containers() {
-            let is_agentlike = (obj.name == agent.name && c.name() == "agent")
-                || (obj.name == cleanup.name && c.name() == "cleanup");
+            let is_agentlike =
+                (obj.name == agent.name && c.name() == "agent") || (obj.name == cleanup.name && c.name() == "cleanup");
             if !is_agentlike {
-                assert!(
-                    c.added_capabilities().is_empty(),
-                    "{} container {} adds capabilities",
-                    obj.id(),
-                    c.name()
-                );
+                assert!(c.added_capabilities().is_empty(), "{} container {} adds capabilities", obj.id(), c.name());
             }
         }
     }
     // The values are the source: a changed list is what gets rendered.
-    let extended = render(
-        &helm,
-        &["agent.capabilities={BPF,NET_ADMIN,PERFMON,SYS_RESOURCE}"],
-    );
+    let extended = render(&helm, &["agent.capabilities={BPF,NET_ADMIN,PERFMON,SYS_RESOURCE}"]);
     let caps = find(&extended, "DaemonSet", "agent").containers()[0].added_capabilities();
     assert!(caps.contains("SYS_RESOURCE"), "{caps:?}");
 }
@@ -222,14 +166,8 @@ fn images_and_tags_come_from_values() {
     let podmirror_images = |objects: &[Object]| -> BTreeSet<String> {
         objects
             .iter()
-            .filter(|o| {
-                o.label("app.kubernetes.io/component") != Some("cleanup") || o.kind == "DaemonSet"
-            })
-            .flat_map(|o| {
-                o.containers()
-                    .into_iter()
-                    .filter_map(|c| c.image().map(String::from))
-            })
+            .filter(|o| o.label("app.kubernetes.io/component") != Some("cleanup") || o.kind == "DaemonSet")
+            .flat_map(|o| o.containers().into_iter().filter_map(|c| c.image().map(String::from)))
             .collect()
     };
     let default = render(&helm, &[]);
@@ -238,21 +176,9 @@ fn images_and_tags_come_from_values() {
         BTreeSet::from([format!("ghcr.io/podmirror/podmirror:{app_version}")]),
         "default image is the repository at the chart's appVersion"
     );
-    let custom = render(
-        &helm,
-        &[
-            "image.repository=registry.example/pm",
-            "image.tag=v9.9.9",
-        ],
-    );
-    assert_eq!(
-        podmirror_images(&custom),
-        BTreeSet::from(["registry.example/pm:v9.9.9".to_string()])
-    );
-    let waiter = custom
-        .iter()
-        .find(|o| o.kind == "Job")
-        .expect("the cleanup waiter Job");
+    let custom = render(&helm, &["image.repository=registry.example/pm", "image.tag=v9.9.9"]);
+    assert_eq!(podmirror_images(&custom), BTreeSet::from(["registry.example/pm:v9.9.9".to_string()]));
+    let waiter = custom.iter().find(|o| o.kind == "Job").expect("the cleanup waiter Job");
     assert_eq!(
         waiter.containers()[0].image(),
         Some("registry.example/pm:v9.9.9"),
@@ -262,10 +188,7 @@ fn images_and_tags_come_from_values() {
     let counted = custom
         .iter()
         .flat_map(|o| o.containers())
-        .filter(|c| {
-            c.image()
-                .is_some_and(|i| i.starts_with("registry.example/"))
-        })
+        .filter(|c| c.image().is_some_and(|i| i.starts_with("registry.example/")))
         .count();
     assert_eq!(counted, all, "every container's image follows the values");
 }
@@ -274,9 +197,7 @@ fn images_and_tags_come_from_values() {
 /// the README writes it.
 fn generic(mut g: rbac::Grant) -> rbac::Grant {
     let prefix = format!("{RELEASE}-podmirror");
-    g.resource_name = g
-        .resource_name
-        .map(|n| n.replace(&prefix, "<release>-podmirror"));
+    g.resource_name = g.resource_name.map(|n| n.replace(&prefix, "<release>-podmirror"));
     g
 }
 
@@ -287,11 +208,7 @@ fn rbac_is_exactly_the_documented_minimal_set() {
     let documented = readme::documented_grants(&path, &text).expect("README RBAC table");
     let objects = render(&helm, &[]);
     let rendered: BTreeSet<rbac::Grant> = rbac::grants(&objects).into_iter().map(generic).collect();
-    assert!(
-        rbac::wildcards(&rendered).is_empty(),
-        "wildcards: {:?}",
-        rbac::wildcards(&rendered)
-    );
+    assert!(rbac::wildcards(&rendered).is_empty(), "wildcards: {:?}", rbac::wildcards(&rendered));
     let undocumented: Vec<_> = rendered.difference(&documented).collect();
     let unrendered: Vec<_> = documented.difference(&rendered).collect();
     assert!(
@@ -312,20 +229,13 @@ fn rbac_is_exactly_the_documented_minimal_set() {
     );
     // Each binding gives its component's role to its component's account only.
     for b in objects.iter().filter(|o| o.kind.ends_with("Binding")) {
-        let component = b
-            .label("app.kubernetes.io/component")
-            .expect("binding component label");
+        let component = b.label("app.kubernetes.io/component").expect("binding component label");
         let role = b.value["roleRef"]["name"].as_str().expect("roleRef.name");
         let role_obj = objects
             .iter()
             .find(|o| o.name == role && o.kind.ends_with("Role"))
             .unwrap_or_else(|| panic!("{} refers to missing role {role}", b.id()));
-        assert_eq!(
-            role_obj.label("app.kubernetes.io/component"),
-            Some(component),
-            "{}",
-            b.id()
-        );
+        assert_eq!(role_obj.label("app.kubernetes.io/component"), Some(component), "{}", b.id());
         let subjects = b.value["subjects"].as_sequence().expect("subjects");
         assert_eq!(subjects.len(), 1, "{}", b.id());
         let sa = subjects[0]["name"].as_str().expect("subject name");
@@ -333,12 +243,7 @@ fn rbac_is_exactly_the_documented_minimal_set() {
             .iter()
             .find(|o| o.kind == "ServiceAccount" && o.name == sa)
             .unwrap_or_else(|| panic!("{} binds missing ServiceAccount {sa}", b.id()));
-        assert_eq!(
-            sa_obj.label("app.kubernetes.io/component"),
-            Some(component),
-            "{}",
-            b.id()
-        );
+        assert_eq!(sa_obj.label("app.kubernetes.io/component"), Some(component), "{}", b.id());
     }
 }
 
@@ -380,14 +285,8 @@ fn the_values_schema_rejects_bad_values_naming_the_field() {
     let Some(helm) = helm() else { return };
     let cases: &[(&str, &str)] = &[
         ("operator.replicas=0", "/operator/replicas"),
-        (
-            "agent.capabilities={SYS_ADMIN,BPF,NET_ADMIN}",
-            "/agent/capabilities",
-        ),
-        (
-            "agent.capabilities={PERFMON,SYS_RESOURCE}",
-            "/agent/capabilities",
-        ),
+        ("agent.capabilities={SYS_ADMIN,BPF,NET_ADMIN}", "/agent/capabilities"),
+        ("agent.capabilities={PERFMON,SYS_RESOURCE}", "/agent/capabilities"),
         ("agent.pinDir=/tmp/podmirror", "/agent/pinDir"),
         ("agent.metricsPort=70000", "/agent/metricsPort"),
         ("image.repository=", "/image/repository"),
@@ -412,15 +311,8 @@ fn the_values_schema_rejects_bad_values_naming_the_field() {
         }
     }
     // The same keys with good values pass, so the failures above are the values'.
-    template(
-        &helm,
-        &[
-            "operator.replicas=1",
-            "agent.pinDir=/sys/fs/bpf/x",
-            "agent.metricsPort=9191",
-        ],
-    )
-    .expect("good values render");
+    template(&helm, &["operator.replicas=1", "agent.pinDir=/sys/fs/bpf/x", "agent.metricsPort=9191"])
+        .expect("good values render");
 }
 
 #[test]
@@ -432,9 +324,7 @@ fn the_agent_runs_on_every_node_with_its_node_and_bpffs() {
         let spec = ds.pod_spec().expect("pod spec");
         let tolerations = spec["tolerations"].as_sequence().expect("tolerations");
         assert!(
-            tolerations
-                .iter()
-                .any(|t| t["operator"] == "Exists" && t.get("key").is_none()),
+            tolerations.iter().any(|t| t["operator"] == "Exists" && t.get("key").is_none()),
             "{}: must tolerate every taint (control planes included): {tolerations:?}",
             ds.id()
         );
@@ -445,28 +335,14 @@ fn the_agent_runs_on_every_node_with_its_node_and_bpffs() {
             .unwrap_or_else(|| panic!("{}: no bpffs volume", ds.id()));
         assert_eq!(volume["hostPath"]["path"].as_str(), Some("/sys/fs/bpf"));
         let c = ds.containers()[0];
-        assert_eq!(
-            c.env_field_ref("NODE_NAME"),
-            Some("spec.nodeName"),
-            "{}",
-            ds.id()
-        );
+        assert_eq!(c.env_field_ref("NODE_NAME"), Some("spec.nodeName"), "{}", ds.id());
         let mount = c.value["volumeMounts"]
             .as_sequence()
             .and_then(|m| m.iter().find(|m| m["name"] == "bpffs"))
             .unwrap_or_else(|| panic!("{}: no bpffs mount", ds.id()));
         assert_eq!(mount["mountPropagation"].as_str(), Some("HostToContainer"));
-        assert!(
-            c.command_line()
-                .contains(&"--pin-dir=/sys/fs/bpf/podmirror"),
-            "{:?}",
-            c.command_line()
-        );
-        assert!(
-            c.command_line().contains(&"--device-prefix=pm"),
-            "{:?}",
-            c.command_line()
-        );
+        assert!(c.command_line().contains(&"--pin-dir=/sys/fs/bpf/podmirror"), "{:?}", c.command_line());
+        assert!(c.command_line().contains(&"--device-prefix=pm"), "{:?}", c.command_line());
     }
     let agent = find(&objects, "DaemonSet", "agent");
     let update = &agent.value["spec"]["updateStrategy"];
@@ -474,26 +350,14 @@ fn the_agent_runs_on_every_node_with_its_node_and_bpffs() {
     assert_eq!(update["rollingUpdate"]["maxUnavailable"].as_u64(), Some(1));
     let c = agent.containers()[0];
     assert_eq!(c.command_line()[0], "/usr/local/bin/podmirror-agent");
-    assert!(
-        !c.command_line().contains(&"--cleanup"),
-        "the running agent must not clean up"
-    );
-    assert_eq!(
-        c.value["livenessProbe"]["httpGet"]["path"].as_str(),
-        Some("/healthz")
-    );
-    assert_eq!(
-        c.value["readinessProbe"]["httpGet"]["path"].as_str(),
-        Some("/readyz")
-    );
+    assert!(!c.command_line().contains(&"--cleanup"), "the running agent must not clean up");
+    assert_eq!(c.value["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+    assert_eq!(c.value["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
     // A changed pin dir reaches both the agent and the cleanup.
     let moved = render(&helm, &["agent.pinDir=/sys/fs/bpf/elsewhere"]);
     for component in ["agent", "cleanup"] {
         let c = find(&moved, "DaemonSet", component).containers()[0].command_line();
-        assert!(
-            c.contains(&"--pin-dir=/sys/fs/bpf/elsewhere"),
-            "{component}: {c:?}"
-        );
+        assert!(c.contains(&"--pin-dir=/sys/fs/bpf/elsewhere"), "{component}: {c:?}");
     }
 }
 
@@ -503,31 +367,15 @@ fn the_operator_is_replicated_non_root_and_probed() {
     for (sets, replicas) in [(&[][..], 2), (&["operator.replicas=3"][..], 3)] {
         let objects = render(&helm, sets);
         let dep = find(&objects, "Deployment", "operator");
-        assert_eq!(
-            dep.value["spec"]["replicas"].as_u64(),
-            Some(replicas),
-            "{sets:?}"
-        );
+        assert_eq!(dep.value["spec"]["replicas"].as_u64(), Some(replicas), "{sets:?}");
         let spec = dep.pod_spec().expect("pod spec");
-        assert_eq!(
-            spec["securityContext"]["runAsNonRoot"].as_bool(),
-            Some(true)
-        );
+        assert_eq!(spec["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
         assert_ne!(spec["securityContext"]["runAsUser"].as_u64(), Some(0));
         assert_ne!(spec["hostNetwork"].as_bool(), Some(true));
         let c = dep.containers()[0];
         assert_eq!(c.command_line()[0], "/usr/local/bin/podmirror-operator");
-        assert!(
-            c.command_line().contains(&"--max-sources-per-session=10"),
-            "{:?}",
-            c.command_line()
-        );
-        assert!(
-            c.command_line()
-                .contains(&"--max-sessions-per-cluster=20000"),
-            "{:?}",
-            c.command_line()
-        );
+        assert!(c.command_line().contains(&"--max-sources-per-session=10"), "{:?}", c.command_line());
+        assert!(c.command_line().contains(&"--max-sessions-per-cluster=20000"), "{:?}", c.command_line());
         assert!(
             !c.command_line().iter().any(|a| a.starts_with("--allowed-target-cidrs")),
             "no CIDR restriction unless asked: {:?}",
@@ -535,31 +383,15 @@ fn the_operator_is_replicated_non_root_and_probed() {
         );
         assert_eq!(c.env_field_ref("POD_NAME"), Some("metadata.name"));
         assert_eq!(c.env_field_ref("POD_NAMESPACE"), Some("metadata.namespace"));
-        assert_eq!(
-            c.value["livenessProbe"]["httpGet"]["path"].as_str(),
-            Some("/healthz")
-        );
-        assert_eq!(
-            c.value["readinessProbe"]["httpGet"]["path"].as_str(),
-            Some("/readyz")
-        );
-        assert!(
-            c.value["resources"]["limits"]["memory"].as_str().is_some(),
-            "memory limit"
-        );
-        let sa = spec["serviceAccountName"]
-            .as_str()
-            .expect("service account");
-        let agent_sa = find(&objects, "DaemonSet", "agent")
-            .pod_spec()
-            .expect("agent spec")["serviceAccountName"]
+        assert_eq!(c.value["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+        assert_eq!(c.value["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+        assert!(c.value["resources"]["limits"]["memory"].as_str().is_some(), "memory limit");
+        let sa = spec["serviceAccountName"].as_str().expect("service account");
+        let agent_sa = find(&objects, "DaemonSet", "agent").pod_spec().expect("agent spec")["serviceAccountName"]
             .as_str()
             .expect("agent service account")
             .to_string();
-        assert_ne!(
-            sa, agent_sa,
-            "operator and agent need separate service accounts"
-        );
+        assert_ne!(sa, agent_sa, "operator and agent need separate service accounts");
     }
 }
 
@@ -576,26 +408,12 @@ fn allowed_target_cidrs_reach_the_operator_as_one_flag() {
 fn uninstall_hook_cleans_every_node_and_is_waited_for() {
     let Some(helm) = helm() else { return };
     let objects = render(&helm, &[]);
-    let hooks: Vec<&Object> = objects
-        .iter()
-        .filter(|o| o.annotation("helm.sh/hook").is_some())
-        .collect();
+    let hooks: Vec<&Object> = objects.iter().filter(|o| o.annotation("helm.sh/hook").is_some()).collect();
     assert!(hooks.len() >= 5, "{} hook objects", hooks.len());
     for h in &hooks {
-        assert_eq!(
-            h.annotation("helm.sh/hook"),
-            Some("post-delete"),
-            "{}",
-            h.id()
-        );
-        let policy = h
-            .annotation("helm.sh/hook-delete-policy")
-            .unwrap_or_default();
-        assert!(
-            policy.contains("hook-succeeded") && policy.contains("before-hook-creation"),
-            "{}: {policy}",
-            h.id()
-        );
+        assert_eq!(h.annotation("helm.sh/hook"), Some("post-delete"), "{}", h.id());
+        let policy = h.annotation("helm.sh/hook-delete-policy").unwrap_or_default();
+        assert!(policy.contains("hook-succeeded") && policy.contains("before-hook-creation"), "{}: {policy}", h.id());
     }
     let weight = |o: &Object| -> i64 {
         o.annotation("helm.sh/hook-weight")
@@ -603,57 +421,33 @@ fn uninstall_hook_cleans_every_node_and_is_waited_for() {
             .unwrap_or_else(|| panic!("{} has no numeric hook weight", o.id()))
     };
     let ds = find(&objects, "DaemonSet", "cleanup");
-    let job = objects
-        .iter()
-        .find(|o| o.kind == "Job")
-        .expect("waiter Job");
-    assert!(
-        weight(ds) < weight(job),
-        "the DaemonSet must exist before the Job waits for it"
-    );
-    let init = ds.pod_spec().expect("spec")["initContainers"]
-        .as_sequence()
-        .expect("init containers");
+    let job = objects.iter().find(|o| o.kind == "Job").expect("waiter Job");
+    assert!(weight(ds) < weight(job), "the DaemonSet must exist before the Job waits for it");
+    let init = ds.pod_spec().expect("spec")["initContainers"].as_sequence().expect("init containers");
     assert_eq!(init.len(), 1);
     let cleanup = ds.containers()[0];
-    assert!(
-        cleanup.command_line().contains(&"--cleanup"),
-        "{:?}",
-        cleanup.command_line()
-    );
+    assert!(cleanup.command_line().contains(&"--cleanup"), "{:?}", cleanup.command_line());
     let wait = job.containers()[0].command_line();
     let target = format!("--daemonset={}", ds.name);
     assert!(
-        wait.starts_with(&["/usr/local/bin/podmirror-operator", "uninstall-wait"])
-            && wait.contains(&target.as_str()),
+        wait.starts_with(&["/usr/local/bin/podmirror-operator", "uninstall-wait"]) && wait.contains(&target.as_str()),
         "{wait:?}"
     );
-    assert_eq!(
-        ds.pod_spec().expect("spec")["automountServiceAccountToken"].as_bool(),
-        Some(false)
-    );
+    assert_eq!(ds.pod_spec().expect("spec")["automountServiceAccountToken"].as_bool(), Some(false));
 
     let off = render(&helm, &["cleanup.enabled=false"]);
-    assert!(
-        off.iter().all(|o| o.annotation("helm.sh/hook").is_none()),
-        "cleanup.enabled=false renders no hook"
-    );
+    assert!(off.iter().all(|o| o.annotation("helm.sh/hook").is_none()), "cleanup.enabled=false renders no hook");
 }
 
 /// Metric names the agent exports, from the string literals of its metrics
 /// module (counters get `_total` when exposed).
 fn exported_metrics() -> BTreeSet<String> {
-    let path = repo_root()
-        .join("node-agent")
-        .join("src")
-        .join("metrics.rs");
+    let path = repo_root().join("node-agent").join("src").join("metrics.rs");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.split('"')
         .skip(1)
         .step_by(2)
-        .filter(|s| {
-            s.starts_with("podmirror_") && s.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-        })
+        .filter(|s| s.starts_with("podmirror_") && s.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         .map(String::from)
         .collect()
 }
@@ -662,8 +456,7 @@ fn exported_metrics() -> BTreeSet<String> {
 fn the_dashboard_uses_only_metrics_the_agent_exports() {
     let path = chart_dir().join("dashboards").join("podmirror-agent.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let dash: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let exported = exported_metrics();
     assert!(exported.len() >= 5, "metrics.rs exports {exported:?}");
     let exprs: Vec<&str> = dash["panels"]
@@ -684,34 +477,18 @@ fn the_dashboard_uses_only_metrics_the_agent_exports() {
     }
     for metric in &used {
         let base = metric.strip_suffix("_total").unwrap_or(metric);
-        assert!(
-            exported.contains(base),
-            "dashboard uses {metric}, which the agent does not export ({exported:?})"
-        );
+        assert!(exported.contains(base), "dashboard uses {metric}, which the agent does not export ({exported:?})");
     }
-    for key in [
-        "podmirror_mirrored_packets",
-        "podmirror_mirrored_bytes",
-        "podmirror_mirror_failures",
-    ] {
-        assert!(
-            used.iter().any(|u| u.starts_with(key)),
-            "dashboard lacks {key}"
-        );
+    for key in ["podmirror_mirrored_packets", "podmirror_mirrored_bytes", "podmirror_mirror_failures"] {
+        assert!(used.iter().any(|u| u.starts_with(key)), "dashboard lacks {key}");
     }
     // And it is shipped when asked for.
     let Some(helm) = helm() else { return };
     let objects = render(&helm, &["dashboard.enabled=true"]);
-    let cm = objects
-        .iter()
-        .find(|o| o.kind == "ConfigMap")
-        .expect("dashboard ConfigMap");
+    let cm = objects.iter().find(|o| o.kind == "ConfigMap").expect("dashboard ConfigMap");
     assert_eq!(cm.label("grafana_dashboard"), Some("1"));
-    let shipped = cm.value["data"]["podmirror-agent.json"]
-        .as_str()
-        .expect("dashboard data");
-    let parsed: serde_json::Value =
-        serde_json::from_str(shipped).expect("shipped dashboard is JSON");
+    let shipped = cm.value["data"]["podmirror-agent.json"].as_str().expect("dashboard data");
+    let parsed: serde_json::Value = serde_json::from_str(shipped).expect("shipped dashboard is JSON");
     assert_eq!(parsed, dash);
 }
 
@@ -762,10 +539,7 @@ fn every_flag_the_chart_passes_exists_in_the_binaries() {
             }
             for arg in line.iter().skip(1).filter(|a| a.starts_with("--")) {
                 let flag = arg.split('=').next().unwrap_or(arg);
-                assert!(
-                    known.contains(flag),
-                    "{binary} has no {flag} ({source} declares {known:?})"
-                );
+                assert!(known.contains(flag), "{binary} has no {flag} ({source} declares {known:?})");
                 checked += 1;
             }
         }
@@ -778,21 +552,11 @@ fn every_flag_the_chart_passes_exists_in_the_binaries() {
 fn notes_example() -> String {
     let path = chart_dir().join("templates").join("NOTES.txt");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let body: Vec<&str> = text
-        .lines()
-        .skip_while(|l| !l.contains("<<'YAML'"))
-        .skip(1)
-        .take_while(|l| l.trim() != "YAML")
-        .collect();
+    let body: Vec<&str> =
+        text.lines().skip_while(|l| !l.contains("<<'YAML'")).skip(1).take_while(|l| l.trim() != "YAML").collect();
     assert!(body.len() > 10, "NOTES.txt has no `<<'YAML'` example");
-    assert!(
-        !body.iter().any(|l| l.contains("{{")),
-        "the example must be plain YAML"
-    );
-    body.iter()
-        .map(|l| l.strip_prefix("  ").unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("\n")
+    assert!(!body.iter().any(|l| l.contains("{{")), "the example must be plain YAML");
+    body.iter().map(|l| l.strip_prefix("  ").unwrap_or(l)).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -804,17 +568,12 @@ fn the_notes_first_session_is_valid_for_the_api() {
     let objects = parse_documents(&yaml).expect("the NOTES example parses");
     let kinds: Vec<&str> = objects.iter().map(|o| o.kind.as_str()).collect();
     assert_eq!(kinds, ["MirrorFilter", "MirrorSession"]);
-    let filter: MirrorFilter =
-        serde_yaml::from_value(objects[0].value.clone()).expect("a MirrorFilter");
-    let session: MirrorSession =
-        serde_yaml::from_value(objects[1].value.clone()).expect("a MirrorSession");
+    let filter: MirrorFilter = serde_yaml::from_value(objects[0].value.clone()).expect("a MirrorFilter");
+    let session: MirrorSession = serde_yaml::from_value(objects[1].value.clone()).expect("a MirrorSession");
     let (inbound, _) = compile_filter(&filter.spec).expect("the example filter compiles");
     assert_eq!(inbound.len(), 1);
     validate_session_spec(&session.spec).expect("the example session is valid");
-    assert_eq!(
-        session.spec.filter_ref.name, objects[0].name,
-        "the session uses the example filter"
-    );
+    assert_eq!(session.spec.filter_ref.name, objects[0].name, "the session uses the example filter");
 }
 
 /// The collector with every option its template has.
@@ -856,11 +615,5 @@ fn the_collector_is_optional_and_serves_vxlan_and_http() {
             )
         })
         .collect();
-    assert_eq!(
-        ports,
-        [
-            ("vxlan".to_string(), 4789, "UDP".to_string()),
-            ("http".to_string(), 8080, "TCP".to_string())
-        ]
-    );
+    assert_eq!(ports, [("vxlan".to_string(), 4789, "UDP".to_string()), ("http".to_string(), 8080, "TCP".to_string())]);
 }

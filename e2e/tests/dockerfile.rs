@@ -34,29 +34,15 @@ fn instructions(text: &str) -> Vec<String> {
 fn builds_both_binaries_with_the_bpf_toolchain() {
     let ins = instructions(&dockerfile());
     let froms: Vec<&String> = ins.iter().filter(|i| i.starts_with("FROM ")).collect();
-    assert_eq!(
-        froms.len(),
-        2,
-        "a build stage and a runtime stage: {froms:?}"
-    );
-    assert!(
-        froms[0].contains("rust:") && froms[0].contains(" AS build"),
-        "{}",
-        froms[0]
-    );
-    assert!(
-        ins.iter().any(|i| i == "ARG RUST_VERSION=1.95"),
-        "Rust 1.95 build stage"
-    );
+    assert_eq!(froms.len(), 2, "a build stage and a runtime stage: {froms:?}");
+    assert!(froms[0].contains("rust:") && froms[0].contains(" AS build"), "{}", froms[0]);
+    assert!(ins.iter().any(|i| i == "ARG RUST_VERSION=1.95"), "Rust 1.95 build stage");
     let apt = ins
         .iter()
         .find(|i| i.starts_with("RUN apt-get update") && i.contains("clang-19"))
         .expect("the build stage installs clang-19");
     assert!(apt.contains("libbpf-dev"), "{apt}");
-    let build = ins
-        .iter()
-        .find(|i| i.contains("cargo build"))
-        .expect("a cargo build");
+    let build = ins.iter().find(|i| i.contains("cargo build")).expect("a cargo build");
     for package in ["podmirror-operator", "podmirror-agent", "podmirror-collector"] {
         assert!(build.contains(&format!("-p {package}")), "{build}");
         // The package exists in the workspace with a binary of that name.
@@ -73,20 +59,12 @@ fn builds_both_binaries_with_the_bpf_toolchain() {
 #[test]
 fn the_runtime_stage_is_minimal_and_non_root() {
     let ins = instructions(&dockerfile());
-    let runtime_at = ins
-        .iter()
-        .position(|i| i.starts_with("FROM ") && i.contains(" AS runtime"))
-        .expect("a runtime stage");
+    let runtime_at =
+        ins.iter().position(|i| i.starts_with("FROM ") && i.contains(" AS runtime")).expect("a runtime stage");
     let runtime = &ins[runtime_at..];
-    assert!(
-        runtime[0].contains("-slim") || runtime[0].contains("distroless"),
-        "minimal base: {}",
-        runtime[0]
-    );
-    let copy = runtime
-        .iter()
-        .find(|i| i.starts_with("COPY --from=build"))
-        .expect("binaries copied from the build stage");
+    assert!(runtime[0].contains("-slim") || runtime[0].contains("distroless"), "minimal base: {}", runtime[0]);
+    let copy =
+        runtime.iter().find(|i| i.starts_with("COPY --from=build")).expect("binaries copied from the build stage");
     assert!(
         copy.contains("podmirror-operator")
             && copy.contains("podmirror-agent")
@@ -94,17 +72,9 @@ fn the_runtime_stage_is_minimal_and_non_root() {
             && copy.ends_with("/usr/local/bin/"),
         "{copy}"
     );
-    let user = runtime
-        .iter()
-        .rfind(|i| i.starts_with("USER "))
-        .expect("a USER");
+    let user = runtime.iter().rfind(|i| i.starts_with("USER ")).expect("a USER");
     assert!(!user.contains(" 0") && !user.contains("root"), "{user}");
-    assert!(
-        !runtime
-            .iter()
-            .any(|i| i.contains("cargo") || i.contains("clang")),
-        "no toolchain at runtime"
-    );
+    assert!(!runtime.iter().any(|i| i.contains("cargo") || i.contains("clang")), "no toolchain at runtime");
 }
 
 #[test]
@@ -112,10 +82,7 @@ fn the_build_context_leaves_out_build_outputs() {
     let path = repo_root().join(".dockerignore");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for entry in ["target", ".git", ".tools"] {
-        assert!(
-            text.lines().any(|l| l.trim() == entry),
-            ".dockerignore lacks {entry}"
-        );
+        assert!(text.lines().any(|l| l.trim() == entry), ".dockerignore lacks {entry}");
     }
 }
 
@@ -131,10 +98,7 @@ fn programs_executed() -> std::collections::BTreeSet<String> {
             };
             for entry in entries.filter_map(Result::ok) {
                 let p = entry.path();
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 // testbed/ and tests.rs only run in tests, never in the image.
                 if p.is_dir() && name != "testbed" {
                     stack.push(p);
@@ -162,12 +126,13 @@ fn the_binaries_run_no_external_program() {
     // image, nothing whose output format could change under it); the
     // runtime stage installs only CA certificates.
     let programs = programs_executed();
-    assert!(programs.is_empty(), "the binaries run {programs:?}: speak to the kernel directly, or add the package to the image and a test here");
+    assert!(
+        programs.is_empty(),
+        "the binaries run {programs:?}: speak to the kernel directly, or add the package to the image and a test here"
+    );
     let ins = instructions(&dockerfile());
-    let runtime_at = ins
-        .iter()
-        .position(|i| i.starts_with("FROM ") && i.contains(" AS runtime"))
-        .expect("a runtime stage");
+    let runtime_at =
+        ins.iter().position(|i| i.starts_with("FROM ") && i.contains(" AS runtime")).expect("a runtime stage");
     let installs: Vec<&String> = ins[runtime_at..].iter().filter(|i| i.contains("apt-get install")).collect();
     for i in &installs {
         assert!(!i.contains("iproute2"), "iproute2 is no longer needed: {i}");

@@ -22,11 +22,7 @@ fn contract_word() -> String {
 /// The files git tracks (what a clone holds). Falls back to a walk of the
 /// tree, minus build output and tools, where there is no git repository.
 fn tracked_files(root: &Path) -> Vec<PathBuf> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["ls-files", "-z"])
-        .output();
+    let out = Command::new("git").arg("-C").arg(root).args(["ls-files", "-z"]).output();
     match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
             .split('\0')
@@ -35,10 +31,7 @@ fn tracked_files(root: &Path) -> Vec<PathBuf> {
             .filter(|p| p.is_file())
             .collect(),
         _ => {
-            eprintln!(
-                "note: `git ls-files` failed; walking {} instead",
-                root.display()
-            );
+            eprintln!("note: `git ls-files` failed; walking {} instead", root.display());
             let mut files = Vec::new();
             walk(root, &mut files);
             files
@@ -80,8 +73,7 @@ fn outside_reference(line: &str) -> Option<String> {
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(at + word.len()).copied();
         // A whole word: `AF_UNSPEC`, `TC_ACT_UNSPEC` are not citations.
-        (!before.is_some_and(is_word_byte) && !after.is_some_and(is_word_byte))
-            .then(|| word.clone())
+        (!before.is_some_and(is_word_byte) && !after.is_some_and(is_word_byte)).then(|| word.clone())
     })
 }
 
@@ -96,12 +88,7 @@ fn outside_references(root: &Path, files: &[PathBuf]) -> Vec<String> {
         for (n, line) in text.lines().enumerate() {
             if let Some(needle) = outside_reference(line) {
                 let rel = file.strip_prefix(root).unwrap_or(file);
-                found.push(format!(
-                    "{}:{}: `{needle}` in: {}",
-                    rel.display(),
-                    n + 1,
-                    line.trim()
-                ));
+                found.push(format!("{}:{}: `{needle}` in: {}", rel.display(), n + 1, line.trim()));
             }
         }
     }
@@ -112,12 +99,7 @@ fn outside_references(root: &Path, files: &[PathBuf]) -> Vec<String> {
 fn no_tracked_file_points_outside_the_repository() {
     let root = repo_root();
     let files = tracked_files(&root);
-    assert!(
-        files.len() > 50,
-        "only {} files found under {}",
-        files.len(),
-        root.display()
-    );
+    assert!(files.len() > 50, "only {} files found under {}", files.len(), root.display());
     let found = outside_references(&root, &files);
     assert!(
         found.is_empty(),
@@ -156,10 +138,7 @@ fn every_relative_markdown_link_resolves() {
     let docs = root.join("docs");
     let mut broken = Vec::new();
     let mut checked = 0;
-    for file in tracked_files(&root)
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "md"))
-    {
+    for file in tracked_files(&root).iter().filter(|f| f.extension().is_some_and(|e| e == "md")) {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue;
         };
@@ -170,18 +149,11 @@ fn every_relative_markdown_link_resolves() {
             let inside = target.canonicalize().is_ok_and(|t| t.starts_with(&root));
             if !target.exists() || !inside {
                 let rel = file.strip_prefix(&root).unwrap_or(file);
-                broken.push(format!(
-                    "{}: link `{link}` leads nowhere in the repository",
-                    rel.display()
-                ));
+                broken.push(format!("{}: link `{link}` leads nowhere in the repository", rel.display()));
             }
         }
     }
-    assert!(
-        checked > 10,
-        "only {checked} links found: is the docs/ folder there ({})?",
-        docs.display()
-    );
+    assert!(checked > 10, "only {checked} links found: is the docs/ folder there ({})?", docs.display());
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
@@ -189,25 +161,11 @@ fn every_relative_markdown_link_resolves() {
 fn the_readme_sends_users_to_docs() {
     let root = repo_root();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
-    assert!(
-        readme.contains("](docs/README.md)"),
-        "README.md must link docs/README.md"
-    );
-    for page in [
-        "concepts",
-        "api",
-        "matching",
-        "quotas",
-        "wire-format",
-        "operations",
-        "architecture",
-    ] {
+    assert!(readme.contains("](docs/README.md)"), "README.md must link docs/README.md");
+    for page in ["concepts", "api", "matching", "quotas", "wire-format", "operations", "architecture"] {
         let path = root.join("docs").join(format!("{page}.md"));
         assert!(path.is_file(), "{} is missing", path.display());
         let index = std::fs::read_to_string(root.join("docs/README.md")).unwrap_or_default();
-        assert!(
-            index.contains(&format!("]({page}.md)")),
-            "docs/README.md must link {page}.md"
-        );
+        assert!(index.contains(&format!("]({page}.md)")), "docs/README.md must link {page}.md");
     }
 }

@@ -13,18 +13,9 @@ fn the_kind_runner_fails_loudly_without_docker_and_kind() {
         .output()
         .expect("the runner starts");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "the runner passed without Docker or kind:\n{stderr}"
-    );
+    assert!(!out.status.success(), "the runner passed without Docker or kind:\n{stderr}");
     assert!(stderr.contains("e2e: FAILED"), "{stderr}");
-    assert!(
-        stderr.contains("docker"),
-        "the message must name Docker:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("kind"),
-        "the message must name kind:\n{stderr}"
-    );
+    assert!(stderr.contains("docker"), "the message must name Docker:\n{stderr}");
+    assert!(stderr.contains("kind"), "the message must name kind:\n{stderr}");
     assert!(stderr.contains("nothing was run"), "{stderr}");
 }

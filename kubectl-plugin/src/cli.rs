@@ -50,15 +50,13 @@ pub struct KubeFlags {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Which session and rule decide a packet on a pod, and why (a dry run of the datapath).
-    #[command(
-        long_about = "Which of the pod's sessions and which rule decide a packet, and why.\n\n\
+    #[command(long_about = "Which of the pod's sessions and which rule decide a packet, and why.\n\n\
             The same evaluation the datapath runs: the pod's enabled, accepted sessions by priority, \
             in each the filter's rules of that direction by priority; the first matching rule decides \
             (Accept copies, Reject does not). Sessions that take no part are listed with the reason \
             (disabled, refused, not selecting this pod, ...).\n\n\
             Reads the live objects of the pod's namespace, or with -f a directory of YAML like the \
-            standalone agent's (MirrorFilter/MirrorSession files, Pod objects, standalone.yaml)."
-    )]
+            standalone agent's (MirrorFilter/MirrorSession files, Pod objects, standalone.yaml).")]
     #[command(group(ArgGroup::new("direction").required(true).args(["inbound", "outbound"])))]
     Explain(ExplainArgs),
     /// Phase, conditions, target and per-node counters of sessions.

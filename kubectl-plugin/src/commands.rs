@@ -23,48 +23,28 @@ pub async fn run(cli: Cli) -> Result<(), PluginError> {
 
 /// `explain`, offline (`-f DIR`) or live.
 pub async fn explain_text(kube: &KubeFlags, args: &ExplainArgs) -> Result<String, PluginError> {
-    let direction = if args.inbound {
-        Direction::Inbound
-    } else {
-        Direction::Outbound
-    };
+    let direction = if args.inbound { Direction::Inbound } else { Direction::Outbound };
     let packet = packet::packet(&args.proto, &args.src, &args.dst)?;
     let (snapshot, namespace) = match &args.dir {
-        Some(dir) => (
-            offline::load_dir(dir)?,
-            kube.namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned()),
-        ),
+        Some(dir) => (offline::load_dir(dir)?, kube.namespace.clone().unwrap_or_else(|| "default".to_owned())),
         None => {
-            let (client, default_ns) =
-                live::client(kube.kubeconfig.as_deref(), kube.context.as_deref()).await?;
+            let (client, default_ns) = live::client(kube.kubeconfig.as_deref(), kube.context.as_deref()).await?;
             let namespace = kube.namespace.clone().unwrap_or(default_ns);
-            (
-                live::snapshot(&client, &namespace, &args.pod).await?,
-                namespace,
-            )
+            (live::snapshot(&client, &namespace, &args.pod).await?, namespace)
         }
     };
     let explanation =
-        explain(&snapshot, &namespace, &args.pod, direction, packet).map_err(|e| {
-            match (e, &args.dir) {
-                (PluginError::PodNotFound { namespace, name }, Some(dir)) => {
-                    PluginError::PodNotInFiles {
-                        dir: dir.clone(),
-                        namespace,
-                        name,
-                    }
-                }
-                (e, _) => e,
+        explain(&snapshot, &namespace, &args.pod, direction, packet).map_err(|e| match (e, &args.dir) {
+            (PluginError::PodNotFound { namespace, name }, Some(dir)) => {
+                PluginError::PodNotInFiles { dir: dir.clone(), namespace, name }
             }
+            (e, _) => e,
         })?;
     Ok(render::render(&explanation))
 }
 
 async fn status_text(kube: &KubeFlags, args: &StatusArgs) -> Result<String, PluginError> {
-    let (client, default_ns) =
-        live::client(kube.kubeconfig.as_deref(), kube.context.as_deref()).await?;
+    let (client, default_ns) = live::client(kube.kubeconfig.as_deref(), kube.context.as_deref()).await?;
     let namespace = kube.namespace.clone().unwrap_or(default_ns);
     let scope = (!args.all_namespaces).then_some(namespace.as_str());
     let rows = live::status_rows(&client, scope, args.session.as_deref()).await?;

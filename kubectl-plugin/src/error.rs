@@ -19,12 +19,7 @@ pub enum PluginError {
          (check with: kubectl auth can-i {verb} {resource} -n {namespace}; ask your cluster admin for a Role \
          that allows it)"
     )]
-    Forbidden {
-        verb: String,
-        resource: String,
-        namespace: String,
-        message: String,
-    },
+    Forbidden { verb: String, resource: String, namespace: String, message: String },
 
     #[error("pod {namespace}/{name} not found (kubectl get pods -n {namespace})")]
     PodNotFound { namespace: String, name: String },
@@ -33,11 +28,7 @@ pub enum PluginError {
         "pod {namespace}/{name} is in none of the files of {dir} \
          (explain -f needs it as a Pod object or in standalone.yaml's pods, with its labels)"
     )]
-    PodNotInFiles {
-        dir: PathBuf,
-        namespace: String,
-        name: String,
-    },
+    PodNotInFiles { dir: PathBuf, namespace: String, name: String },
 
     #[error("no pod in namespace {namespace} matches the selector {selector:?}")]
     NoPodSelected { namespace: String, selector: String },
@@ -52,11 +43,7 @@ pub enum PluginError {
     NoCollector { namespace: String, label: String },
 
     #[error("collector Service {namespace}/{name}: {reason}")]
-    CollectorUnusable {
-        namespace: String,
-        name: String,
-        reason: String,
-    },
+    CollectorUnusable { namespace: String, name: String, reason: String },
 
     #[error("{}", refused_message(.session, .reason, .message, .holders))]
     Refused {
@@ -117,10 +104,7 @@ fn refused_message(session: &str, reason: &str, message: &str, holders: &[String
 
 impl PluginError {
     pub fn bad(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        PluginError::BadArgument {
-            what: what.into(),
-            reason: reason.into(),
-        }
+        PluginError::BadArgument { what: what.into(), reason: reason.into() }
     }
 }
 
@@ -154,9 +138,7 @@ impl Call<'_> {
                 message: status.message.clone(),
             },
             404 if podmirror && (self.name.is_none() || !names_object) => {
-                PluginError::NotInstalled {
-                    resource: self.resource.trim_end_matches(".podmirror.io").to_owned(),
-                }
+                PluginError::NotInstalled { resource: self.resource.trim_end_matches(".podmirror.io").to_owned() }
             }
             404 if self.resource == "pods" => PluginError::PodNotFound {
                 namespace: self.namespace.to_owned(),

@@ -20,25 +20,15 @@ pub const FILTERS: &str = "mirrorfilters.podmirror.io";
 /// A client as kubectl would build it from `--kubeconfig` and `--context`
 /// (else `$KUBECONFIG`, `~/.kube/config`, or the in-cluster account), and
 /// the namespace to use when `-n` is not given.
-pub async fn client(
-    kubeconfig: Option<&Path>,
-    context: Option<&str>,
-) -> Result<(Client, String), PluginError> {
-    let options = KubeConfigOptions {
-        context: context.map(str::to_owned),
-        ..KubeConfigOptions::default()
-    };
+pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<(Client, String), PluginError> {
+    let options = KubeConfigOptions { context: context.map(str::to_owned), ..KubeConfigOptions::default() };
     let config = match kubeconfig {
         Some(path) => {
-            let file = Kubeconfig::read_from(path)
-                .map_err(|e| PluginError::Config(format!("{}: {e}", path.display())))?;
-            Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| e.to_string())
+            let file =
+                Kubeconfig::read_from(path).map_err(|e| PluginError::Config(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(file, &options).await.map_err(|e| e.to_string())
         }
-        None if context.is_some() => Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| e.to_string()),
+        None if context.is_some() => Config::from_kubeconfig(&options).await.map_err(|e| e.to_string()),
         None => Config::infer().await.map_err(|e| e.to_string()),
     }
     .map_err(PluginError::Config)?;
@@ -48,21 +38,9 @@ pub async fn client(
 }
 
 /// A pod's name, labels and IPs.
-pub async fn pod_info(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<PodInfo, PluginError> {
-    let call = Call {
-        verb: "get",
-        resource: "pods",
-        namespace,
-        name: Some(name),
-    };
-    let pod = Api::<Pod>::namespaced(client.clone(), namespace)
-        .get(name)
-        .await
-        .map_err(|e| call.error(e))?;
+pub async fn pod_info(client: &Client, namespace: &str, name: &str) -> Result<PodInfo, PluginError> {
+    let call = Call { verb: "get", resource: "pods", namespace, name: Some(name) };
+    let pod = Api::<Pod>::namespaced(client.clone(), namespace).get(name).await.map_err(|e| call.error(e))?;
     Ok(pod_info_of(&pod, namespace))
 }
 
@@ -74,11 +52,7 @@ pub fn pod_info_of(pod: &Pod, namespace: &str) -> PodInfo {
         .map(|ips| ips.iter().filter_map(|i| i.ip.parse().ok()).collect())
         .unwrap_or_default();
     PodInfo {
-        namespace: pod
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| namespace.to_owned()),
+        namespace: pod.metadata.namespace.clone().unwrap_or_else(|| namespace.to_owned()),
         name: pod.metadata.name.clone().unwrap_or_default(),
         labels: pod.metadata.labels.clone().unwrap_or_default(),
         ips,
@@ -86,20 +60,11 @@ pub fn pod_info_of(pod: &Pod, namespace: &str) -> PodInfo {
 }
 
 /// The pod, and the sessions and filters of its namespace, for `explain`.
-pub async fn snapshot(
-    client: &Client,
-    namespace: &str,
-    pod: &str,
-) -> Result<Snapshot, PluginError> {
+pub async fn snapshot(client: &Client, namespace: &str, pod: &str) -> Result<Snapshot, PluginError> {
     let pod = pod_info(client, namespace, pod).await?;
     let sessions = list::<MirrorSession>(client, namespace, SESSIONS).await?;
     let filters = list::<MirrorFilter>(client, namespace, FILTERS).await?;
-    Ok(Snapshot {
-        pods: vec![pod],
-        sessions,
-        filters,
-        live: true,
-    })
+    Ok(Snapshot { pods: vec![pod], sessions, filters, live: true })
 }
 
 async fn list<K>(client: &Client, namespace: &str, resource: &str) -> Result<Vec<K>, PluginError>
@@ -110,12 +75,7 @@ where
         + serde::de::DeserializeOwned,
     K::DynamicType: Default,
 {
-    let call = Call {
-        verb: "list",
-        resource,
-        namespace,
-        name: None,
-    };
+    let call = Call { verb: "list", resource, namespace, name: None };
     Api::<K>::namespaced(client.clone(), namespace)
         .list(&ListParams::default())
         .await
@@ -143,18 +103,12 @@ pub async fn status_rows(
     };
     let objects = match name {
         Some(name) => vec![api.get(name).await.map_err(|e| call.error(e))?],
-        None => {
-            api.list(&ListParams::default())
-                .await
-                .map_err(|e| call.error(e))?
-                .items
-        }
+        None => api.list(&ListParams::default()).await.map_err(|e| call.error(e))?.items,
     };
     objects
         .into_iter()
         .map(|o| {
-            let value = serde_json::to_value(&o)
-                .map_err(|e| PluginError::bad("MirrorSession", e.to_string()))?;
+            let value = serde_json::to_value(&o).map_err(|e| PluginError::bad("MirrorSession", e.to_string()))?;
             StatusRow::from_value(value)
         })
         .collect()

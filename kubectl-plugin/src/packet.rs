@@ -18,9 +18,7 @@ pub fn parse_protocol(text: &str) -> Result<u8, PluginError> {
         other => other.parse::<u8>().map_err(|_| {
             PluginError::bad(
                 "--proto",
-                format!(
-                    "{text:?} is not tcp, udp, icmp, icmpv6, sctp or a protocol number 0..=255"
-                ),
+                format!("{text:?} is not tcp, udp, icmp, icmpv6, sctp or a protocol number 0..=255"),
             )
         })?,
     };
@@ -34,12 +32,7 @@ pub fn parse_endpoint(flag: &str, text: &str) -> Result<(IpAddr, Option<u16>), P
     }
     text.parse::<SocketAddr>()
         .map(|addr| (addr.ip(), Some(addr.port())))
-        .map_err(|_| {
-            PluginError::bad(
-                flag,
-                format!("{text:?} is not IP or IP:PORT (IPv6 with a port: [IP]:PORT)"),
-            )
-        })
+        .map_err(|_| PluginError::bad(flag, format!("{text:?} is not IP or IP:PORT (IPv6 with a port: [IP]:PORT)")))
 }
 
 /// The packet of `explain`. Ports are kept only for protocols that carry
@@ -49,10 +42,7 @@ pub fn packet(proto: &str, src: &str, dst: &str) -> Result<PacketMeta, PluginErr
     let (source, source_port) = parse_endpoint("--src", src)?;
     let (destination, destination_port) = parse_endpoint("--dst", dst)?;
     if source.is_ipv4() != destination.is_ipv4() {
-        return Err(PluginError::bad(
-            "--dst",
-            format!("{destination} is not of the same IP family as --src {source}"),
-        ));
+        return Err(PluginError::bad("--dst", format!("{destination} is not of the same IP family as --src {source}")));
     }
     let ports = if ipproto::has_ports(protocol) {
         match (source_port, destination_port) {
@@ -72,12 +62,7 @@ pub fn packet(proto: &str, src: &str, dst: &str) -> Result<PacketMeta, PluginErr
     } else {
         None
     };
-    Ok(PacketMeta {
-        source,
-        destination,
-        protocol,
-        ports,
-    })
+    Ok(PacketMeta { source, destination, protocol, ports })
 }
 
 /// A protocol number as a person reads it.

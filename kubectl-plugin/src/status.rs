@@ -24,17 +24,9 @@ pub struct StatusRow {
 
 impl StatusRow {
     pub fn from_value(raw: Value) -> Result<Self, PluginError> {
-        let name = raw
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("<unnamed>")
-            .to_owned();
-        let session: MirrorSession = serde_json::from_value(raw.clone()).map_err(|e| {
-            PluginError::bad(
-                format!("MirrorSession {name}"),
-                format!("cannot be read: {e}"),
-            )
-        })?;
+        let name = raw.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
+        let session: MirrorSession = serde_json::from_value(raw.clone())
+            .map_err(|e| PluginError::bad(format!("MirrorSession {name}"), format!("cannot be read: {e}")))?;
         let skipped = raw
             .pointer("/status/nodes")
             .and_then(Value::as_array)
@@ -48,11 +40,7 @@ impl StatusRow {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(StatusRow {
-            raw,
-            session,
-            skipped,
-        })
+        Ok(StatusRow { raw, session, skipped })
     }
 }
 
@@ -75,9 +63,9 @@ pub fn render(rows: &[StatusRow], output: Output) -> Result<String, PluginError>
     };
     let encoding = |e: String| PluginError::bad("-o", e);
     match output {
-        Output::Json => serde_json::to_string_pretty(&document())
-            .map(|s| s + "\n")
-            .map_err(|e| encoding(e.to_string())),
+        Output::Json => {
+            serde_json::to_string_pretty(&document()).map(|s| s + "\n").map_err(|e| encoding(e.to_string()))
+        }
         Output::Yaml => serde_yaml::to_string(&document()).map_err(|e| encoding(e.to_string())),
         Output::Table if rows.is_empty() => Ok("No MirrorSessions found.\n".to_owned()),
         Output::Table => Ok(rows.iter().map(table).collect::<Vec<_>>().join("\n")),
@@ -95,11 +83,7 @@ pub fn table(row: &StatusRow) -> String {
         .map(|p| format!("{p:?}"))
         .unwrap_or_else(|| "(none yet: is podmirror-operator running?)".to_owned());
     let _ = writeln!(out, "  Phase:     {phase}");
-    let cut = s
-        .spec
-        .packet_length
-        .map(|n| format!(", first {n} bytes"))
-        .unwrap_or_default();
+    let cut = s.spec.packet_length.map(|n| format!(", first {n} bytes")).unwrap_or_default();
     let _ = writeln!(
         out,
         "  Mirrors:   priority {}, {:?} VNI {}{cut}, filter {}, {}",
@@ -107,11 +91,7 @@ pub fn table(row: &StatusRow) -> String {
         s.spec.encapsulation,
         s.spec.vni,
         s.spec.filter_ref.name,
-        if s.spec.enabled {
-            "enabled"
-        } else {
-            "disabled"
-        }
+        if s.spec.enabled { "enabled" } else { "disabled" }
     );
     let target = match &status.target {
         Some(t) => {
@@ -121,15 +101,8 @@ pub fn table(row: &StatusRow) -> String {
                 TargetKind::IP => "IP",
             };
             let addresses = t.addresses.clone().unwrap_or_default();
-            let addresses = if addresses.is_empty() {
-                "no address".to_owned()
-            } else {
-                addresses.join(", ")
-            };
-            format!(
-                "{kind} {} -> {addresses} (UDP {})",
-                t.name, s.spec.target_port
-            )
+            let addresses = if addresses.is_empty() { "no address".to_owned() } else { addresses.join(", ") };
+            format!("{kind} {} -> {addresses} (UDP {})", t.name, s.spec.target_port)
         }
         None => "not resolved".to_owned(),
     };
@@ -142,12 +115,7 @@ pub fn table(row: &StatusRow) -> String {
     );
     let mut conditions = vec![row_of(&["TYPE", "STATUS", "REASON", "MESSAGE"])];
     for c in status.conditions.iter().flatten() {
-        conditions.push(vec![
-            c.type_.clone(),
-            c.status.clone(),
-            c.reason.clone(),
-            c.message.clone(),
-        ]);
+        conditions.push(vec![c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()]);
     }
     let _ = writeln!(out, "  Conditions:");
     if conditions.len() == 1 {
@@ -155,25 +123,13 @@ pub fn table(row: &StatusRow) -> String {
     } else {
         out.push_str(&columns(&conditions, "    "));
     }
-    let mut nodes = vec![row_of(&[
-        "NODE",
-        "INTERFACES",
-        "MIRRORED",
-        "BYTES",
-        "TRUNCATED",
-        "DROPPED",
-        "SKIPPED",
-        "ERROR",
-    ])];
+    let mut nodes =
+        vec![row_of(&["NODE", "INTERFACES", "MIRRORED", "BYTES", "TRUNCATED", "DROPPED", "SKIPPED", "ERROR"])];
     for n in status.nodes.iter().flatten() {
         let interfaces = n.programmed_interfaces.clone().unwrap_or_default();
         nodes.push(vec![
             n.node.clone(),
-            if interfaces.is_empty() {
-                "-".to_owned()
-            } else {
-                interfaces.join(",")
-            },
+            if interfaces.is_empty() { "-".to_owned() } else { interfaces.join(",") },
             count(n.mirrored_packets),
             count(n.mirrored_bytes),
             count(n.truncated),
@@ -192,9 +148,7 @@ pub fn table(row: &StatusRow) -> String {
 }
 
 fn count(value: Option<i64>) -> String {
-    value
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| "-".to_owned())
+    value.map(|v| v.to_string()).unwrap_or_else(|| "-".to_owned())
 }
 
 fn row_of(cells: &[&str]) -> Vec<String> {
@@ -205,13 +159,7 @@ fn row_of(cells: &[&str]) -> Vec<String> {
 fn columns(rows: &[Vec<String>], indent: &str) -> String {
     let width = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..width)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for row in rows {

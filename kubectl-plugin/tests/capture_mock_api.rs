@@ -62,10 +62,8 @@ fn session_with(conditions: Value) -> Value {
 }
 
 fn accepted() -> Value {
-    session_with(
-        json!([{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "ok",
-                         "lastTransitionTime": "2026-01-01T00:00:00Z"}]),
-    )
+    session_with(json!([{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "ok",
+                         "lastTransitionTime": "2026-01-01T00:00:00Z"}]))
 }
 
 fn echo(kind: &str) -> Value {
@@ -86,10 +84,7 @@ fn until_created(schedule: &'static str) -> Vec<Expect> {
             json!({"priority": 1, "action": "Accept", "protocol": 6, "ipFamily": "IPv4",
             "sourcePorts": {"from": 8080, "to": 8080}, "description": "kubectl podmirror capture"})
         );
-        assert_eq!(
-            rules[3]["destinationPorts"],
-            json!({"from": 8080, "to": 8080})
-        );
+        assert_eq!(rules[3]["destinationPorts"], json!({"from": 8080, "to": 8080}));
         assert_eq!(rules[3]["ipFamily"], "IPv6");
         assert_eq!(b["spec"]["outboundRules"], json!([]), "--in only");
     });
@@ -112,37 +107,17 @@ fn until_created(schedule: &'static str) -> Vec<Expect> {
             "labelSelector=app.kubernetes.io/component=collector",
             collector_services(),
         ),
-        expect(
-            Method::GET,
-            "/apis/podmirror.io/v1alpha1/mirrorsessions",
-            "",
-            existing_sessions(),
-        ),
+        expect(Method::GET, "/apis/podmirror.io/v1alpha1/mirrorsessions", "", existing_sessions()),
         create_filter,
         create_session,
-        expect(
-            Method::GET,
-            &format!("{SESSIONS}/{NAME}"),
-            "",
-            session_with(json!([])),
-        ),
+        expect(Method::GET, &format!("{SESSIONS}/{NAME}"), "", session_with(json!([]))),
     ]
 }
 
 fn deletes() -> Vec<Expect> {
     vec![
-        expect(
-            Method::DELETE,
-            &format!("{SESSIONS}/{NAME}"),
-            "",
-            echo("MirrorSession"),
-        ),
-        expect(
-            Method::DELETE,
-            &format!("{FILTERS}/{NAME}"),
-            "",
-            echo("MirrorFilter"),
-        ),
+        expect(Method::DELETE, &format!("{SESSIONS}/{NAME}"), "", echo("MirrorSession")),
+        expect(Method::DELETE, &format!("{FILTERS}/{NAME}"), "", echo("MirrorFilter")),
     ]
 }
 
@@ -183,13 +158,8 @@ async fn run(
     };
     let connect = move |collector: kubectl_podmirror::capture::cluster::Collector| async move {
         assert_eq!(collector.http_port, 8080, "the http port's targetPort");
-        assert_eq!(
-            collector.selector,
-            BTreeMap::from([("app.kubernetes.io/component".into(), "collector".into())])
-        );
-        TcpStream::connect(addr)
-            .await
-            .map_err(|e| PluginError::Stream(e.to_string()))
+        assert_eq!(collector.selector, BTreeMap::from([("app.kubernetes.io/component".into(), "collector".into())]));
+        TcpStream::connect(addr).await.map_err(|e| PluginError::Stream(e.to_string()))
     };
     let stop = async move {
         match stop_after {
@@ -212,12 +182,7 @@ fn script(parts: Vec<Vec<Expect>>) -> Vec<Expect> {
 async fn the_stream_ends_then_session_and_filter_are_deleted() {
     let pcap = vec![pcap_header(), pcap_record(1, 98, 1)];
     let (addr, mut heads) = http_server(Reply::pcap(pcap.clone(), Then::End)).await;
-    let accepted_poll = vec![expect(
-        Method::GET,
-        &format!("{SESSIONS}/{NAME}"),
-        "",
-        accepted(),
-    )];
+    let accepted_poll = vec![expect(Method::GET, &format!("{SESSIONS}/{NAME}"), "", accepted())];
     let (result, out) = run(
         script(vec![until_created("300s"), accepted_poll, deletes()]),
         request(Duration::from_secs(300)),
@@ -227,30 +192,16 @@ async fn the_stream_ends_then_session_and_filter_are_deleted() {
     .await;
     let report = result.unwrap();
     assert_eq!(report.ended, Ended::StreamClosed);
-    assert_eq!(
-        (report.vni, report.bytes),
-        (16000001, pcap.concat().len() as u64)
-    );
+    assert_eq!((report.vni, report.bytes), (16000001, pcap.concat().len() as u64));
     assert_eq!(out, pcap.concat());
-    assert!(
-        heads
-            .recv()
-            .await
-            .unwrap()
-            .starts_with("GET /stream?vni=16000001 HTTP/1.1")
-    );
+    assert!(heads.recv().await.unwrap().starts_with("GET /stream?vni=16000001 HTTP/1.1"));
 }
 
 #[tokio::test]
 async fn duration_over_deletes_and_keeps_what_was_written() {
     let pcap = vec![pcap_header(), pcap_record(1, 60, 2)];
     let (addr, _heads) = http_server(Reply::pcap(pcap.clone(), Then::Hang)).await;
-    let accepted_poll = vec![expect(
-        Method::GET,
-        &format!("{SESSIONS}/{NAME}"),
-        "",
-        accepted(),
-    )];
+    let accepted_poll = vec![expect(Method::GET, &format!("{SESSIONS}/{NAME}"), "", accepted())];
     let (result, out) = run(
         script(vec![until_created("2s"), accepted_poll, deletes()]),
         request(Duration::from_millis(1500)),
@@ -267,12 +218,7 @@ async fn duration_over_deletes_and_keeps_what_was_written() {
 #[tokio::test]
 async fn ctrl_c_deletes_session_and_filter() {
     let (addr, _heads) = http_server(Reply::pcap(vec![pcap_header()], Then::Hang)).await;
-    let accepted_poll = vec![expect(
-        Method::GET,
-        &format!("{SESSIONS}/{NAME}"),
-        "",
-        accepted(),
-    )];
+    let accepted_poll = vec![expect(Method::GET, &format!("{SESSIONS}/{NAME}"), "", accepted())];
     let (result, out) = run(
         script(vec![until_created("300s"), accepted_poll, deletes()]),
         request(Duration::from_secs(300)),
@@ -286,24 +232,12 @@ async fn ctrl_c_deletes_session_and_filter() {
 
 #[tokio::test]
 async fn a_quota_refusal_names_the_quota_and_the_holders_and_cleans_up() {
-    let refused = session_with(
-        json!([{"type": "Accepted", "status": "False", "reason": "SessionsPerSourcePod",
+    let refused = session_with(json!([{"type": "Accepted", "status": "False", "reason": "SessionsPerSourcePod",
         "message": "quota SessionsPerSourcePod exceeded (4 > 3): pod shop/web-0 is in 3 sessions",
-        "lastTransitionTime": "2026-01-01T00:00:00Z"}]),
-    );
-    let poll = vec![expect(
-        Method::GET,
-        &format!("{SESSIONS}/{NAME}"),
-        "",
-        refused,
-    )];
-    let (result, out) = run(
-        script(vec![until_created("300s"), poll, deletes()]),
-        request(Duration::from_secs(300)),
-        None,
-        None,
-    )
-    .await;
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]));
+    let poll = vec![expect(Method::GET, &format!("{SESSIONS}/{NAME}"), "", refused)];
+    let (result, out) =
+        run(script(vec![until_created("300s"), poll, deletes()]), request(Duration::from_secs(300)), None, None).await;
     let err = result.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -318,12 +252,7 @@ async fn a_quota_refusal_names_the_quota_and_the_holders_and_cleans_up() {
 
 #[tokio::test]
 async fn a_collector_that_cannot_be_reached_still_cleans_up() {
-    let accepted_poll = vec![expect(
-        Method::GET,
-        &format!("{SESSIONS}/{NAME}"),
-        "",
-        accepted(),
-    )];
+    let accepted_poll = vec![expect(Method::GET, &format!("{SESSIONS}/{NAME}"), "", accepted())];
     let (result, _) = run(
         script(vec![until_created("300s"), accepted_poll, deletes()]),
         request(Duration::from_secs(300)),
@@ -338,25 +267,19 @@ async fn a_collector_that_cannot_be_reached_still_cleans_up() {
 async fn no_right_to_create_sessions_deletes_the_filter_and_says_what_to_ask_for() {
     let mut steps = until_created("300s");
     steps.truncate(4); // up to the filter's creation
-    steps.push(failing(Method::POST, SESSIONS, 403, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+    steps.push(failing(
+        Method::POST,
+        SESSIONS,
+        403,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
         "message": "mirrorsessions.podmirror.io is forbidden: User \"dev\" cannot create resource \"mirrorsessions\"",
-        "reason": "Forbidden", "code": 403})));
-    steps.push(expect(
-        Method::DELETE,
-        &format!("{FILTERS}/{NAME}"),
-        "",
-        echo("MirrorFilter"),
+        "reason": "Forbidden", "code": 403}),
     ));
+    steps.push(expect(Method::DELETE, &format!("{FILTERS}/{NAME}"), "", echo("MirrorFilter")));
     let (result, _) = run(steps, request(Duration::from_secs(300)), None, None).await;
     let err = result.unwrap_err().to_string();
-    assert!(
-        err.starts_with("you may not create mirrorsessions.podmirror.io in namespace shop: "),
-        "{err}"
-    );
-    assert!(
-        err.contains("kubectl auth can-i create mirrorsessions.podmirror.io -n shop"),
-        "{err}"
-    );
+    assert!(err.starts_with("you may not create mirrorsessions.podmirror.io in namespace shop: "), "{err}");
+    assert!(err.contains("kubectl auth can-i create mirrorsessions.podmirror.io -n shop"), "{err}");
 }
 
 #[tokio::test]
@@ -370,22 +293,29 @@ async fn a_missing_pod_creates_nothing() {
         "reason": "NotFound", "details": {"name": "web-0", "kind": "pods"}, "code": 404}),
     )];
     let (result, _) = run(steps, request(Duration::from_secs(300)), None, None).await;
-    assert_eq!(
-        result.unwrap_err().to_string(),
-        "pod shop/web-0 not found (kubectl get pods -n shop)"
-    );
+    assert_eq!(result.unwrap_err().to_string(), "pod shop/web-0 not found (kubectl get pods -n shop)");
 }
 
 #[tokio::test]
 async fn podmirror_not_installed_creates_nothing() {
     let mut steps = until_created("300s");
     steps.truncate(2);
-    steps.push(failing(Method::GET, "/apis/podmirror.io/v1alpha1/mirrorsessions", 404, json!({
+    steps.push(failing(
+        Method::GET,
+        "/apis/podmirror.io/v1alpha1/mirrorsessions",
+        404,
+        json!({
         "kind": "Status", "apiVersion": "v1", "status": "Failure",
-        "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404})));
+        "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404}),
+    ));
     let (result, _) = run(steps, request(Duration::from_secs(300)), None, None).await;
     let err = result.unwrap_err().to_string();
-    assert!(err.starts_with("podmirror is not installed in this cluster: the API server does not serve mirrorsessions.podmirror.io"), "{err}");
+    assert!(
+        err.starts_with(
+            "podmirror is not installed in this cluster: the API server does not serve mirrorsessions.podmirror.io"
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -13,29 +13,19 @@ use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn the_pcap_stream_is_copied_byte_for_byte() {
-    let chunks = vec![
-        pcap_header(),
-        pcap_record(1, 60, 0xaa),
-        pcap_record(2, 1514, 0xbb),
-    ];
+    let chunks = vec![pcap_header(), pcap_record(1, 60, 0xaa), pcap_record(2, 1514, 0xbb)];
     let expected: Vec<u8> = chunks.concat();
     let (addr, mut heads) = http_server(Reply::pcap(chunks, Then::End)).await;
     let mut out = Vec::new();
     let written = AtomicU64::new(0);
     let io = TcpStream::connect(addr).await.unwrap();
-    let end = stream_pcap(io, 7, &mut out, "test", &written)
-        .await
-        .unwrap();
+    let end = stream_pcap(io, 7, &mut out, "test", &written).await.unwrap();
     assert_eq!(end, StreamEnd::CollectorClosed);
     assert_eq!(out, expected);
     assert_eq!(written.load(Ordering::Relaxed), expected.len() as u64);
     let head = heads.recv().await.unwrap();
     assert!(head.starts_with("GET /stream?vni=7 HTTP/1.1\r\n"), "{head}");
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("accept: application/vnd.tcpdump.pcap\r\n"),
-        "{head}"
-    );
+    assert!(head.to_ascii_lowercase().contains("accept: application/vnd.tcpdump.pcap\r\n"), "{head}");
 }
 
 #[tokio::test]
@@ -48,9 +38,7 @@ async fn an_http_error_is_reported_with_its_status_and_body() {
     };
     let (addr, _heads) = http_server(reply).await;
     let io = TcpStream::connect(addr).await.unwrap();
-    let err = stream_pcap(io, 9, &mut Vec::new(), "test", &AtomicU64::new(0))
-        .await
-        .unwrap_err();
+    let err = stream_pcap(io, 9, &mut Vec::new(), "test", &AtomicU64::new(0)).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "capture stream from the collector: GET /stream?vni=9 answered 404 Not Found: no session with vni 9"
@@ -59,23 +47,13 @@ async fn an_http_error_is_reported_with_its_status_and_body() {
 
 #[tokio::test]
 async fn a_server_that_is_not_the_collector_is_refused_before_writing() {
-    let reply = Reply {
-        status: "200 OK",
-        content_type: "text/html",
-        chunks: vec![b"<html>".to_vec()],
-        then: Then::End,
-    };
+    let reply =
+        Reply { status: "200 OK", content_type: "text/html", chunks: vec![b"<html>".to_vec()], then: Then::End };
     let (addr, _heads) = http_server(reply).await;
     let io = TcpStream::connect(addr).await.unwrap();
     let mut out = Vec::new();
-    let err = stream_pcap(io, 1, &mut out, "test", &AtomicU64::new(0))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("\"text/html\", not application/vnd.tcpdump.pcap"),
-        "{err}"
-    );
+    let err = stream_pcap(io, 1, &mut out, "test", &AtomicU64::new(0)).await.unwrap_err();
+    assert!(err.to_string().contains("\"text/html\", not application/vnd.tcpdump.pcap"), "{err}");
     assert!(out.is_empty(), "nothing but pcap is written");
 }
 
@@ -93,14 +71,8 @@ async fn a_stream_cut_mid_body_is_an_error_not_a_clean_end() {
             .await;
     });
     let io = TcpStream::connect(addr).await.unwrap();
-    let err = stream_pcap(io, 1, &mut Vec::new(), "test", &AtomicU64::new(0))
-        .await
-        .unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("capture stream from the collector: reading the stream"),
-        "{err}"
-    );
+    let err = stream_pcap(io, 1, &mut Vec::new(), "test", &AtomicU64::new(0)).await.unwrap_err();
+    assert!(err.to_string().starts_with("capture stream from the collector: reading the stream"), "{err}");
 }
 
 /// An output whose reader has gone, like a pipe into a closed Wireshark.
@@ -134,8 +106,6 @@ impl tokio::io::AsyncWrite for ClosedPipe {
 async fn a_reader_that_goes_away_ends_the_stream_without_an_error() {
     let (addr, _heads) = http_server(Reply::pcap(vec![pcap_header()], Then::Hang)).await;
     let io = TcpStream::connect(addr).await.unwrap();
-    let end = stream_pcap(io, 1, &mut ClosedPipe, "stdout", &AtomicU64::new(0))
-        .await
-        .unwrap();
+    let end = stream_pcap(io, 1, &mut ClosedPipe, "stdout", &AtomicU64::new(0)).await.unwrap();
     assert_eq!(end, StreamEnd::ReaderClosed);
 }

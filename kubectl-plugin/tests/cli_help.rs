@@ -27,11 +27,7 @@ fn documented_examples_parse() {
         Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{line}: {e}"));
     }
     let cli = Cli::try_parse_from(["kubectl-podmirror", "capture", "p", "-n", "shop"]).unwrap();
-    assert_eq!(
-        cli.kube.namespace.as_deref(),
-        Some("shop"),
-        "-n after the subcommand"
-    );
+    assert_eq!(cli.kube.namespace.as_deref(), Some("shop"), "-n after the subcommand");
     match cli.command {
         Command::Capture(c) => assert_eq!((c.write.as_str(), c.duration.as_str()), ("-", "5m")),
         other => panic!("{other:?}"),
@@ -56,13 +52,7 @@ fn mistakes_are_refused_by_the_parser() {
 #[test]
 fn help_names_the_three_commands() {
     let help = Cli::command().render_long_help().to_string();
-    for needle in [
-        "explain",
-        "status",
-        "capture",
-        "Examples:",
-        "docs/kubectl-plugin.md",
-    ] {
+    for needle in ["explain", "status", "capture", "Examples:", "docs/kubectl-plugin.md"] {
         assert!(help.contains(needle), "{needle} in\n{help}");
     }
 }

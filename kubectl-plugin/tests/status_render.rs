@@ -30,11 +30,7 @@ fn condition(type_: &str, ok: bool, reason: &str, message: &str) -> Condition {
 
 fn session(name: &str, priority: i32, status: Option<MirrorSessionStatus>) -> MirrorSession {
     MirrorSession {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            ..ObjectMeta::default()
-        },
+        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("default".into()), ..ObjectMeta::default() },
         spec: MirrorSessionSpec {
             priority,
             vni: priority,
@@ -43,19 +39,9 @@ fn session(name: &str, priority: i32, status: Option<MirrorSessionStatus>) -> Mi
             schedule: None,
             rate_limit: None,
             flow_sampling: None,
-            filter_ref: FilterRef {
-                name: "mirror-filter-a".into(),
-            },
-            sources: vec![SessionSource {
-                pod_name: Some("ecs-source".into()),
-                pod_selector: None,
-            }],
-            target: SessionTarget {
-                pod: Some(PodTarget {
-                    name: "ecs-target".into(),
-                }),
-                ..SessionTarget::default()
-            },
+            filter_ref: FilterRef { name: "mirror-filter-a".into() },
+            sources: vec![SessionSource { pod_name: Some("ecs-source".into()), pod_selector: None }],
+            target: SessionTarget { pod: Some(PodTarget { name: "ecs-target".into() }), ..SessionTarget::default() },
             encapsulation: Encapsulation::VXLAN,
             target_port: 4789,
         },
@@ -67,18 +53,8 @@ fn active_status() -> MirrorSessionStatus {
     MirrorSessionStatus {
         phase: Some(SessionPhase::Active),
         conditions: Some(vec![
-            condition(
-                "Accepted",
-                true,
-                "Accepted",
-                "generation 1 passed validation and quotas",
-            ),
-            condition(
-                "Programmed",
-                true,
-                "Programmed",
-                "programmed on every source node",
-            ),
+            condition("Accepted", true, "Accepted", "generation 1 passed validation and quotas"),
+            condition("Programmed", true, "Programmed", "programmed on every source node"),
         ]),
         source_count: Some(1),
         mirrored_packets: Some(42),
@@ -116,10 +92,7 @@ fn recorded(s: &MirrorSession, skipped: Option<i64>) -> StatusRow {
 #[test]
 fn one_block_per_session_with_conditions_and_node_counters() {
     let rows = [
-        recorded(
-            &session("mirror-session-a", 1, Some(active_status())),
-            Some(5),
-        ),
+        recorded(&session("mirror-session-a", 1, Some(active_status())), Some(5)),
         recorded(&session("fresh", 2, None), None),
     ];
     let text = render(&rows, Output::Table).unwrap();
@@ -153,25 +126,14 @@ MirrorSession default/fresh
 #[test]
 fn json_and_yaml_are_the_objects_as_recorded() {
     let one = [recorded(&session("a", 1, Some(active_status())), Some(5))];
-    let json: serde_json::Value =
-        serde_json::from_str(&render(&one, Output::Json).unwrap()).unwrap();
-    assert_eq!(
-        json["kind"], "MirrorSession",
-        "a single session is the object itself"
-    );
-    assert_eq!(
-        json["status"]["nodes"][0]["skipped"], 5,
-        "fields newer than the plugin are kept"
-    );
+    let json: serde_json::Value = serde_json::from_str(&render(&one, Output::Json).unwrap()).unwrap();
+    assert_eq!(json["kind"], "MirrorSession", "a single session is the object itself");
+    assert_eq!(json["status"]["nodes"][0]["skipped"], 5, "fields newer than the plugin are kept");
     let two = [one[0].clone(), recorded(&session("b", 2, None), None)];
-    let yaml: serde_json::Value =
-        serde_yaml::from_str(&render(&two, Output::Yaml).unwrap()).unwrap();
+    let yaml: serde_json::Value = serde_yaml::from_str(&render(&two, Output::Yaml).unwrap()).unwrap();
     assert_eq!(yaml["kind"], "List");
     assert_eq!(yaml["items"][1]["metadata"]["name"], "b");
-    assert_eq!(
-        render(&[], Output::Table).unwrap(),
-        "No MirrorSessions found.\n"
-    );
+    assert_eq!(render(&[], Output::Table).unwrap(), "No MirrorSessions found.\n");
 }
 
 fn live_snapshot(sessions: Vec<MirrorSession>) -> Snapshot {
@@ -185,9 +147,7 @@ fn live_snapshot(sessions: Vec<MirrorSession>) -> Snapshot {
             inbound_rules: vec![FilterRule {
                 priority: 1,
                 action: Action::Accept,
-                protocol: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
-                    "All".into(),
-                ),
+                protocol: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("All".into()),
                 ip_family: IpFamily::IPv4,
                 source_cidr: None,
                 destination_cidr: None,
@@ -200,11 +160,7 @@ fn live_snapshot(sessions: Vec<MirrorSession>) -> Snapshot {
         status: None,
     };
     Snapshot {
-        pods: vec![PodInfo {
-            namespace: "default".into(),
-            name: "ecs-source".into(),
-            ..PodInfo::default()
-        }],
+        pods: vec![PodInfo { namespace: "default".into(), name: "ecs-source".into(), ..PodInfo::default() }],
         sessions,
         filters: vec![filter],
         live: true,
@@ -234,12 +190,7 @@ fn live_sessions_are_skipped_when_refused_pending_or_excluding_the_pod() {
         ..MirrorSessionStatus::default()
     };
     let mut changed = active_status();
-    changed.conditions = Some(vec![condition(
-        "Accepted",
-        false,
-        "VNIClash",
-        "VNI 7 is taken",
-    )]);
+    changed.conditions = Some(vec![condition("Accepted", false, "VNIClash", "VNI 7 is taken")]);
     changed.accepted_generation = Some(3);
     let snapshot = live_snapshot(vec![
         session("a-refused", 1, Some(refused)),
@@ -249,11 +200,7 @@ fn live_sessions_are_skipped_when_refused_pending_or_excluding_the_pod() {
     ]);
     let p = packet("udp", "10.0.0.1:53", "10.0.0.2:53").unwrap();
     let e = explain(&snapshot, "default", "ecs-source", Inbound, p).unwrap();
-    let skipped: Vec<_> = e
-        .skipped
-        .iter()
-        .map(|s| (s.key.name.as_str(), s.reason.clone()))
-        .collect();
+    let skipped: Vec<_> = e.skipped.iter().map(|s| (s.key.name.as_str(), s.reason.clone())).collect();
     assert_eq!(
         skipped,
         [

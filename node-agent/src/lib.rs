@@ -1,9 +1,9 @@
 //! podmirror node agent library.
 
 pub mod core;
+pub mod datapath;
 pub mod ifdiscovery;
+pub mod kube;
 pub mod metrics;
 pub mod standalone;
-pub mod datapath;
 pub mod testbed;
-pub mod kube;

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::Parser;
 use podmirror_agent::core::Reconciler;
 use podmirror_agent::datapath::{Datapath, DatapathConfig};
@@ -155,7 +155,7 @@ fn datapath_config(cli: &Cli) -> DatapathConfig {
 
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
@@ -196,7 +196,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         // missing consent or a quota refusal: any refused session fails it.
         if !resolution.refusals.is_empty() {
             let n = resolution.refusals.len();
-            bail!("--check: {n} session(s) refused in {} (reasons above); the state printed is what would run", dir.display());
+            bail!(
+                "--check: {n} session(s) refused in {} (reasons above); the state printed is what would run",
+                dir.display()
+            );
         }
         return Ok(());
     }
@@ -206,7 +209,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let listener = podmirror_agent::metrics::bind(cli.metrics_addr).await?;
     tokio::spawn(podmirror_agent::metrics::serve(listener, metrics.clone()));
 
-    let datapath = Datapath::open(&cfg).with_context(|| format!("cannot open the datapath at {}", cfg.pin_dir.display()))?;
+    let datapath =
+        Datapath::open(&cfg).with_context(|| format!("cannot open the datapath at {}", cfg.pin_dir.display()))?;
     let mut reconciler = Reconciler::new(datapath);
     tracing::info!(dir = %opts.dir.display(), metrics = %cli.metrics_addr, "standalone agent running");
     run_standalone::run(&opts, &mut reconciler, &metrics, shutdown_signal()).await;
@@ -263,7 +267,8 @@ mod tests {
         assert_eq!(cfg.node_ipv4, Some("172.18.0.2".parse().unwrap()));
         assert_eq!(cfg.node_ipv6, Some("fd00::2".parse().unwrap()));
         // An explicit per-family flag wins.
-        let cli = Cli::try_parse_from(["podmirror-agent", "--node-ips", "172.18.0.2", "--node-ipv4", "10.0.0.1"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["podmirror-agent", "--node-ips", "172.18.0.2", "--node-ipv4", "10.0.0.1"]).unwrap();
         assert_eq!(datapath_config(&cli).node_ipv4, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(datapath_config(&cli).node_ipv6, None);
         assert!(Cli::try_parse_from(["podmirror-agent", "--node-ips", "node-a"]).is_err());

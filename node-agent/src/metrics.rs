@@ -114,10 +114,15 @@ impl Collector for SnapshotCollector {
             "Copies sent towards the session's target.",
             |c| c.copied_packets,
         )?;
-        self.counter_family(&mut encoder, "podmirror_mirrored_bytes", "Bytes of copies sent, encapsulation included.", |c| {
-            c.copied_bytes
+        self.counter_family(
+            &mut encoder,
+            "podmirror_mirrored_bytes",
+            "Bytes of copies sent, encapsulation included.",
+            |c| c.copied_bytes,
+        )?;
+        self.counter_family(&mut encoder, "podmirror_truncated_packets", "Copies cut to fit the path MTU.", |c| {
+            c.truncated
         })?;
-        self.counter_family(&mut encoder, "podmirror_truncated_packets", "Copies cut to fit the path MTU.", |c| c.truncated)?;
         self.counter_family(
             &mut encoder,
             "podmirror_rejected_packets",
@@ -163,7 +168,8 @@ impl Collector for SnapshotCollector {
             )?;
             for (key, ifaces) in &self.0.interfaces {
                 let labels = [("namespace", key.namespace.clone()), ("session", key.name.clone())];
-                ConstGauge::new(i64::try_from(ifaces.len()).unwrap_or(i64::MAX)).encode(family.encode_family(&labels)?)?;
+                ConstGauge::new(i64::try_from(ifaces.len()).unwrap_or(i64::MAX))
+                    .encode(family.encode_family(&labels)?)?;
             }
         }
         {

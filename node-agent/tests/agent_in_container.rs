@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podmirror_agent::testbed::{self, tshark_fields, Capture, PodSpec, Topology};
-use podmirror_e2e::manifest::{parse_documents, Object};
+use podmirror_agent::testbed::{self, Capture, PodSpec, Topology, tshark_fields};
+use podmirror_e2e::manifest::{Object, parse_documents};
 use podmirror_e2e::oci::{self, Launch};
 use podmirror_e2e::{chart_dir, cmd, repo_root, tools};
 
@@ -101,7 +101,10 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     let runc = tools::require(&format!("{TEST}: needs runc"), tools::find("runc", "RUNC", &["--version"]))?;
     let helm = tools::require(&format!("{TEST}: needs helm"), tools::helm())?;
     if !Path::new(oci::seccomp::CONTAINERS_COMMON_PROFILE).exists() {
-        let why = format!("{} missing (Debian package golang-github-containers-common)", oci::seccomp::CONTAINERS_COMMON_PROFILE);
+        let why = format!(
+            "{} missing (Debian package golang-github-containers-common)",
+            oci::seccomp::CONTAINERS_COMMON_PROFILE
+        );
         assert!(!testbed::in_ci(), "{TEST}: {why}");
         testbed::announce_skip(TEST, &why);
         return None;
@@ -129,7 +132,8 @@ fn daemonset<'a>(objects: &'a [Object], component: &str) -> &'a Object {
 /// The seed scenario on a bridge, as the bridge CNI lays it out.
 fn bridge_node() -> Topology {
     let mut topo = Topology::new("pmoci").unwrap();
-    for (name, ip) in [("ecs-test", "192.168.0.161"), ("ecs-source", "192.168.0.230"), ("ecs-target", "192.168.0.164")] {
+    for (name, ip) in [("ecs-test", "192.168.0.161"), ("ecs-source", "192.168.0.230"), ("ecs-target", "192.168.0.164")]
+    {
         topo.add_bridged_pod(PodSpec::v4(name, ip), "192.168.0.1/24").unwrap();
     }
     topo.add_node_address(&format!("{NODE_IP}/32")).unwrap();
@@ -183,10 +187,7 @@ fn agent_runs_in_a_container_as_the_chart_renders_it_and_mirrors_a_bridged_pod()
     let launch = |extra: Vec<String>| Launch {
         netns_path: PathBuf::from(format!("/run/netns/{}", topo.node.name)),
         binary_dir: Path::new(AGENT).parent().unwrap().to_path_buf(),
-        field_values: vec![
-            ("spec.nodeName".into(), "node-1".into()),
-            ("status.hostIPs".into(), NODE_IP.into()),
-        ],
+        field_values: vec![("spec.nodeName".into(), "node-1".into()), ("status.hostIPs".into(), NODE_IP.into())],
         extra_args: extra,
         extra_mounts: vec![(config_dir.clone(), "/config".into())],
     };

@@ -86,7 +86,11 @@ fn finds_host_interfaces_on_every_cni_layout_without_traffic() {
             );
             let neigh = std::process::Command::new("ip").args(["neigh", "show"]).output().unwrap();
             let fdb = std::process::Command::new("bridge").args(["fdb", "show", "dynamic"]).output().unwrap();
-            (String::from_utf8_lossy(&neigh.stdout).into_owned(), String::from_utf8_lossy(&fdb.stdout).into_owned(), found)
+            (
+                String::from_utf8_lossy(&neigh.stdout).into_owned(),
+                String::from_utf8_lossy(&fdb.stdout).into_owned(),
+                found,
+            )
         })
         .expect("node namespace");
     // Nothing was learned from traffic: the lookups did not depend on it.

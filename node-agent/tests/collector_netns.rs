@@ -48,7 +48,8 @@ impl Drop for Agent {
             let _ = c.wait();
         }
         let pin = self.pin_dir.display().to_string();
-        let _ = agent_command(&self.node_netns, &["--cleanup", "--pin-dir", &pin, "--device-prefix", &self.prefix]).status();
+        let _ = agent_command(&self.node_netns, &["--cleanup", "--pin-dir", &pin, "--device-prefix", &self.prefix])
+            .status();
         let _ = fs::remove_dir_all(&self.pin_dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -133,7 +134,8 @@ fn curl_traffic_mirrored_by_the_agent_is_replayed_whole_by_the_collector() {
         .run(|| {
             let rt = runtime();
             let log = rt.block_on(recording_server("127.0.0.1:8081"));
-            let argv = ["c", "--http-addr", "127.0.0.1:8080", "--replay-to", "http://127.0.0.1:8081", "--replay-ports", "80"];
+            let argv =
+                ["c", "--http-addr", "127.0.0.1:8080", "--replay-to", "http://127.0.0.1:8081", "--replay-ports", "80"];
             let args = podmirror_collector::config::Args::parse_from(argv);
             let running = rt.block_on(podmirror_collector::start(&args)).expect("the collector starts");
             (rt, log, running)
@@ -150,15 +152,26 @@ fn curl_traffic_mirrored_by_the_agent_is_replayed_whole_by_the_collector() {
     let child = agent_command(
         &topo.node.name,
         &[
-            "--standalone", &d, "--pin-dir", &pin, "--device-prefix", &topo.tag, "--node-ipv4", NODE_IP, "--metrics-addr",
-            "127.0.0.1:9091", "--poll-interval", "200ms",
+            "--standalone",
+            &d,
+            "--pin-dir",
+            &pin,
+            "--device-prefix",
+            &topo.tag,
+            "--node-ipv4",
+            NODE_IP,
+            "--metrics-addr",
+            "127.0.0.1:9091",
+            "--poll-interval",
+            "200ms",
         ],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::inherit())
     .spawn()
     .expect("start the agent");
-    let _agent = Agent { child: Some(child), node_netns: topo.node.name.clone(), pin_dir, prefix: topo.tag.clone(), dir };
+    let _agent =
+        Agent { child: Some(child), node_netns: topo.node.name.clone(), pin_dir, prefix: topo.tag.clone(), dir };
     let programmed = r#"podmirror_programmed_interfaces{namespace="default",session="shadow"} 1"#;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !topo.node.sh("curl -s http://127.0.0.1:9091/metrics").unwrap_or_default().contains(programmed) {
@@ -171,14 +184,17 @@ fn curl_traffic_mirrored_by_the_agent_is_replayed_whole_by_the_collector() {
     let client = topo.pod("ecs-test").expect("pod");
     let urls: Vec<String> = (0..100).map(|i| format!("http://{PROD}/items/{i}?q={i}")).collect();
     client.netns.sh(&format!("curl -sS -o /dev/null -H 'X-Trace: t' {}", urls.join(" "))).expect("100 keep-alive GETs");
-    let pipelined = format!("GET /p/1 HTTP/1.1\\r\\nHost: {PROD}\\r\\n\\r\\nGET /p/2 HTTP/1.1\\r\\nHost: {PROD}\\r\\n\\r\\n");
+    let pipelined =
+        format!("GET /p/1 HTTP/1.1\\r\\nHost: {PROD}\\r\\n\\r\\nGET /p/2 HTTP/1.1\\r\\nHost: {PROD}\\r\\n\\r\\n");
     client.netns.sh(&format!("(printf '{pipelined}'; sleep 1) | nc -N -w 3 {PROD} 80 >/dev/null")).expect("pipelined");
     let big = std::env::temp_dir().join(format!("{}-big", topo.tag));
     fs::write(&big, (0..1 << 20).map(|i: u32| b'a' + (i % 23) as u8).collect::<Vec<u8>>()).expect("body file");
     let b = big.display();
     client
         .netns
-        .sh(&format!("curl -sS -o /dev/null -H 'Transfer-Encoding: chunked' --data-binary @{b} http://{PROD}/upload/chunked"))
+        .sh(&format!(
+            "curl -sS -o /dev/null -H 'Transfer-Encoding: chunked' --data-binary @{b} http://{PROD}/upload/chunked"
+        ))
         .expect("chunked POST");
     client.netns.sh(&format!("curl -sS -o /dev/null --data-binary @{b} http://{PROD}/upload/big")).expect("1 MiB POST");
     let _ = fs::remove_file(&big);

@@ -19,8 +19,8 @@ use podmirror_agent::datapath::maglev::EndpointTable;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
 use podmirror_agent::testbed::{self, Topology};
 use podmirror_crds::model::{
-    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PacketMeta, PortRange, SessionKey, Verdict,
-    evaluate, ipproto,
+    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PacketMeta, PortRange, SessionKey,
+    Verdict, evaluate, ipproto,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -123,7 +123,13 @@ fn session_mix(rng: &mut StdRng, round: usize) -> Vec<DatapathSession> {
                     enabled: rng.random_bool(0.85),
                     vni: rng.random_range(0..=0x00ff_ffff),
                     packet_length: if rng.random_bool(0.5) { Some(rng.random_range(64..=9216)) } else { None },
-                    encapsulation: [Encapsulation::VXLAN, Encapsulation::VXLAN, Encapsulation::GRE, Encapsulation::Geneve, Encapsulation::ERSPAN][rng.random_range(0..5)],
+                    encapsulation: [
+                        Encapsulation::VXLAN,
+                        Encapsulation::VXLAN,
+                        Encapsulation::GRE,
+                        Encapsulation::Geneve,
+                        Encapsulation::ERSPAN,
+                    ][rng.random_range(0..5)],
                     target_port: if rng.random_bool(0.8) { 4789 } else { rng.random_range(1..=65535) },
                     rate_limit: None,
                     flow_sampling: None,
@@ -151,16 +157,19 @@ fn frame(rng: &mut StdRng, sessions: &[DatapathSession]) -> (Vec<u8>, Option<Pac
         return (f, None);
     }
     // Addresses: often from a rule of the mix, so that rules match.
-    let all: Vec<&CompiledRule> = sessions.iter().flat_map(|s| s.session.inbound.iter().chain(&s.session.outbound)).collect();
+    let all: Vec<&CompiledRule> =
+        sessions.iter().flat_map(|s| s.session.inbound.iter().chain(&s.session.outbound)).collect();
     let pick = |rng: &mut StdRng, net: Option<IpNet>| -> IpAddr {
         match net {
             Some(n) if rng.random_bool(0.7) => match n {
                 IpNet::V4(n) => {
-                    let host = if n.prefix_len() == 32 { 0 } else { rng.random::<u32>() & (u32::MAX >> n.prefix_len()) };
+                    let host =
+                        if n.prefix_len() == 32 { 0 } else { rng.random::<u32>() & (u32::MAX >> n.prefix_len()) };
                     IpAddr::V4(Ipv4Addr::from(u32::from(n.network()) | host))
                 }
                 IpNet::V6(n) => {
-                    let host = if n.prefix_len() == 128 { 0 } else { rng.random::<u128>() & (u128::MAX >> n.prefix_len()) };
+                    let host =
+                        if n.prefix_len() == 128 { 0 } else { rng.random::<u128>() & (u128::MAX >> n.prefix_len()) };
                     IpAddr::V6(Ipv6Addr::from(u128::from(n.network()) | host))
                 }
             },
@@ -293,7 +302,11 @@ fn check(
 ) -> Result<(), String> {
     let d = dp.test_decide(FAKE_IFINDEX, direction, frame).map_err(|e| e.to_string())?;
     let Some(meta) = meta else {
-        return if d.verdict == PM_VERDICT_NOT_IP { Ok(()) } else { Err(format!("non-IP frame got verdict {}", d.verdict)) };
+        return if d.verdict == PM_VERDICT_NOT_IP {
+            Ok(())
+        } else {
+            Err(format!("non-IP frame got verdict {}", d.verdict))
+        };
     };
     let parsed = format!(
         "datapath parsed family {} proto {} ports {}:{}:{}; expected {meta:?}",
@@ -305,9 +318,10 @@ fn check(
     let slot_key = |slot: u32| ordered.get(slot as usize).map(|s| s.session.key.clone());
     match evaluate(&compiled, &meta, direction) {
         Verdict::NoMatch if d.verdict == PM_VERDICT_NO_MATCH => Ok(()),
-        Verdict::Rejected { session, .. } if d.verdict == PM_VERDICT_REJECT => {
-            (slot_key(d.slot) == Some(session.key.clone())).then_some(()).ok_or(format!("reject by slot {} not {}; {parsed}", d.slot, session.key))
-        }
+        Verdict::Rejected { session, .. } if d.verdict == PM_VERDICT_REJECT => (slot_key(d.slot)
+            == Some(session.key.clone()))
+        .then_some(())
+        .ok_or(format!("reject by slot {} not {}; {parsed}", d.slot, session.key)),
         Verdict::Copy { session, .. } if d.verdict == PM_VERDICT_COPY => {
             let x = d.xfer;
             let ds = sessions.iter().find(|s| s.session.key == session.key).ok_or("session vanished")?;
@@ -321,14 +335,17 @@ fn check(
                 Encapsulation::ERSPAN => (PM_ENCAP_ERSPAN, session.target_port),
             };
             let problems: Vec<String> = [
-                (slot_key(d.slot) != Some(session.key.clone())).then(|| format!("slot {} is not {}", d.slot, session.key)),
+                (slot_key(d.slot) != Some(session.key.clone()))
+                    .then(|| format!("slot {} is not {}", d.slot, session.key)),
                 (x.session_id != ds.id).then(|| format!("session id {} != {}", x.session_id, ds.id)),
                 (x.vni != session.vni).then(|| format!("vni {} != {}", x.vni, session.vni)),
-                (x.cut_len != session.packet_length.unwrap_or(0)).then(|| format!("cut {} != {:?}", x.cut_len, session.packet_length)),
+                (x.cut_len != session.packet_length.unwrap_or(0))
+                    .then(|| format!("cut {} != {:?}", x.cut_len, session.packet_length)),
                 (x.encap != want_encap).then(|| format!("encap {} != {want_encap}", x.encap)),
                 (x.target != want_target).then(|| format!("target {:?} != {target}", x.target)),
                 (x.flow_hash != hash).then(|| format!("flow hash {:#x} != {hash:#x}", x.flow_hash)),
-                (x.sport != outer_source_port(hash)).then(|| format!("sport {} != {}", x.sport, outer_source_port(hash))),
+                (x.sport != outer_source_port(hash))
+                    .then(|| format!("sport {} != {}", x.sport, outer_source_port(hash))),
                 (x.target_port != want_port).then(|| format!("port {} != {want_port}", x.target_port)),
             ]
             .into_iter()
@@ -336,7 +353,10 @@ fn check(
             .collect();
             if problems.is_empty() { Ok(()) } else { Err(format!("{}; {parsed}", problems.join(", "))) }
         }
-        want => Err(format!("reference {want:?} but datapath verdict {} slot {} rule {}; {parsed}", d.verdict, d.slot, d.rule)),
+        want => Err(format!(
+            "reference {want:?} but datapath verdict {} slot {} rule {}; {parsed}",
+            d.verdict, d.slot, d.rule
+        )),
     }
 }
 
@@ -420,7 +440,9 @@ fn datapath_decides_like_the_reference_model() {
     drop(guard);
     match result {
         Ok((done, verdicts)) => {
-            eprintln!("differential: seed {seed}: {done} packets, verdicts [not-ip, no-match, copy, reject] = {verdicts:?}");
+            eprintln!(
+                "differential: seed {seed}: {done} packets, verdicts [not-ip, no-match, copy, reject] = {verdicts:?}"
+            );
             assert_eq!(done, packets);
             // The generator must exercise every outcome, or the test proves little.
             assert!(verdicts.iter().all(|&n| n > packets / 100), "too few of some verdict: {verdicts:?} (seed {seed})");

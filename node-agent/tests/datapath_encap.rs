@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, SessionCounters};
 use podmirror_agent::testbed::{self, Capture, Pcap, PodSpec, Topology, tshark_fields};
-use podmirror_crds::model::{Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey, ipproto};
+use podmirror_crds::model::{
+    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey, ipproto,
+};
 
 struct Cleanup(DatapathConfig);
 
@@ -52,10 +54,23 @@ fn stream(encapsulation: Encapsulation, filter: &str) -> (Pcap, SessionCounters,
         (topo.pod("source").expect("pod"), topo.pod("client").expect("pod"), topo.remote("collector").expect("remote"));
     // Like a NIC without tunnel offload: GSO copies are segmented on the node.
     let ul = &collector.node_ifname;
-    let _ = topo.node.exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off", "tx-gre-segmentation", "off", "tx-gre-csum-segmentation", "off"]);
+    let _ = topo.node.exec(
+        "ethtool",
+        &[
+            "-K",
+            ul,
+            "tx-udp_tnl-segmentation",
+            "off",
+            "tx-udp_tnl-csum-segmentation",
+            "off",
+            "tx-gre-segmentation",
+            "off",
+            "tx-gre-csum-segmentation",
+            "off",
+        ],
+    );
     let bytes = BYTES;
-    topo
-        .node
+    topo.node
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
@@ -101,8 +116,9 @@ fn geneve_copies_decode_and_are_never_fragmented() {
     assert_eq!((c.failed(), c.copied_packets), (0, c.matched), "{c:?}");
     let frags = tshark_fields(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
     assert!(frags.is_empty(), "{} outer IP fragments reached the collector", frags.len());
-    let rows = tshark_fields(&pcap, "geneve", &["geneve.vni", "geneve.proto_type", "udp.dstport", "ip.len", "tcp.dstport"])
-        .expect("tshark");
+    let rows =
+        tshark_fields(&pcap, "geneve", &["geneve.vni", "geneve.proto_type", "udp.dstport", "ip.len", "tcp.dstport"])
+            .expect("tshark");
     assert!(rows.len() as u64 >= c.copied_packets, "{} Geneve packets decoded for {c:?}", rows.len());
     for r in &rows {
         assert_eq!(r[0], "0x001234", "VNI 4660: {r:?}");

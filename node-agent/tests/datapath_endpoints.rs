@@ -85,7 +85,8 @@ fn flow(i: u32, reply: bool) -> (Vec<u8>, PacketMeta) {
     f[34..36].copy_from_slice(&sp.to_be_bytes());
     f[36..38].copy_from_slice(&dp.to_be_bytes());
     f[38..40].copy_from_slice(&(8u16 + 16).to_be_bytes());
-    let meta = PacketMeta { source: src.into(), destination: dst.into(), protocol: ipproto::UDP, ports: Some((sp, dp)) };
+    let meta =
+        PacketMeta { source: src.into(), destination: dst.into(), protocol: ipproto::UDP, ports: Some((sp, dp)) };
     (f, meta)
 }
 
@@ -103,7 +104,8 @@ fn picks(dp: &mut Datapath, table: &EndpointTable, flows: u32) -> Result<Vec<IpA
     for i in 0..flows {
         let (request, meta) = flow(i, false);
         let (reply, _) = flow(i, true);
-        let there = target_of(&dp.test_decide(FAKE_IFINDEX, Direction::Outbound, &request).map_err(|e| e.to_string())?)?;
+        let there =
+            target_of(&dp.test_decide(FAKE_IFINDEX, Direction::Outbound, &request).map_err(|e| e.to_string())?)?;
         let back = target_of(&dp.test_decide(FAKE_IFINDEX, Direction::Inbound, &reply).map_err(|e| e.to_string())?)?;
         let want = table.pick(flow_hash(&meta));
         if there != want || back != want {

@@ -152,10 +152,28 @@ fn seed_scenario_end_to_end() {
     let rows = tshark_fields(
         &pcap,
         "vxlan",
-        &["vxlan.vni", "ip.src", "ip.dst", "udp.srcport", "udp.dstport", "udp.checksum", "tcp.srcport", "tcp.dstport", "tcp.flags.str", "tcp.payload", "frame.len", "ip.flags.mf", "ip.frag_offset"],
+        &[
+            "vxlan.vni",
+            "ip.src",
+            "ip.dst",
+            "udp.srcport",
+            "udp.dstport",
+            "udp.checksum",
+            "tcp.srcport",
+            "tcp.dstport",
+            "tcp.flags.str",
+            "tcp.payload",
+            "frame.len",
+            "ip.flags.mf",
+            "ip.frag_offset",
+        ],
     )
     .expect("tshark");
-    assert!(!rows.is_empty(), "no VXLAN copies captured; inbound {inbound:?}; capture:\n{}", tcpdump_text(&pcap, &[]).unwrap_or_default());
+    assert!(
+        !rows.is_empty(),
+        "no VXLAN copies captured; inbound {inbound:?}; capture:\n{}",
+        tcpdump_text(&pcap, &[]).unwrap_or_default()
+    );
     let mut payloads = Vec::new();
     for r in &rows {
         assert_eq!(r[0], "1", "vni: {r:?}");
@@ -176,14 +194,26 @@ fn seed_scenario_end_to_end() {
     // hello and 12345 whole (their frames are shorter than 96 bytes), the
     // long line cut to exactly 96 bytes of frame.
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
-    assert!(payloads.iter().any(|(p, _, f)| *p == hex("hello\n") && f.contains('P')), "no copy of `hello` with [P.]: {payloads:?}");
-    assert!(payloads.iter().any(|(p, _, f)| *p == hex("12345\n") && f.contains('P')), "no copy of `12345`: {payloads:?}");
-    assert!(payloads.iter().any(|(p, len, _)| p.starts_with(&hex("xxxx")) && *len == 14 + 20 + 8 + 8 + 96), "long line not cut to 96: {payloads:?}");
+    assert!(
+        payloads.iter().any(|(p, _, f)| *p == hex("hello\n") && f.contains('P')),
+        "no copy of `hello` with [P.]: {payloads:?}"
+    );
+    assert!(
+        payloads.iter().any(|(p, _, f)| *p == hex("12345\n") && f.contains('P')),
+        "no copy of `12345`: {payloads:?}"
+    );
+    assert!(
+        payloads.iter().any(|(p, len, _)| p.starts_with(&hex("xxxx")) && *len == 14 + 20 + 8 + 8 + 96),
+        "long line not cut to 96: {payloads:?}"
+    );
 
     // tcpdump reads it like seed 000 table 6.
     let text = tcpdump_text(&pcap, &[]).expect("tcpdump -r");
     assert!(text.contains("VXLAN, flags [I] (0x08), vni 1"), "tcpdump decode:\n{text}");
-    assert!(text.contains("192.168.0.161.") && text.contains("> 192.168.0.230.1234: Flags [P.]"), "tcpdump decode:\n{text}");
+    assert!(
+        text.contains("192.168.0.161.") && text.contains("> 192.168.0.230.1234: Flags [P.]"),
+        "tcpdump decode:\n{text}"
+    );
 
     // ecs-source's replies are outbound; the filter has no outbound rule.
     assert_eq!(outbound.matched, 0, "outbound copied: {outbound:?}");
@@ -230,27 +260,38 @@ fn outbound_rules_reject_shadowing_and_session_priority() {
     let topo = two_pods_and_collector(false, 1500);
     let cfg = config(&topo, None);
     let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) =
-        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let (source, client, collector) = (
+        topo.pod("ecs-source").expect("pod"),
+        topo.pod("ecs-test").expect("pod"),
+        topo.remote("collector").expect("remote"),
+    );
     let (pcap, a_out, b_in, b_out) = topo
         .node
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
             // A (priority 1): outbound Reject UDP 5001 before Accept UDP; no inbound rules.
-            let a = session(1, "a", 1, 10, None, &["10.77.0.2"], vec![], vec![
-                udp_rule(1, Action::Reject, Some(5001)),
-                udp_rule(2, Action::Accept, None),
-            ]);
-            // B (priority 2): accepts everything outbound and UDP inbound.
-            let b = session(2, "b", 2, 20, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, None)], vec![rule(
+            let a = session(
                 1,
-                Action::Accept,
+                "a",
+                1,
+                10,
                 None,
-                "0.0.0.0/0",
-                "0.0.0.0/0",
+                &["10.77.0.2"],
+                vec![],
+                vec![udp_rule(1, Action::Reject, Some(5001)), udp_rule(2, Action::Accept, None)],
+            );
+            // B (priority 2): accepts everything outbound and UDP inbound.
+            let b = session(
+                2,
+                "b",
+                2,
+                20,
                 None,
-            )]);
+                &["10.77.0.2"],
+                vec![udp_rule(1, Action::Accept, None)],
+                vec![rule(1, Action::Accept, None, "0.0.0.0/0", "0.0.0.0/0", None)],
+            );
             dp.set_sessions(source.host_ifindex, &[b, a]).expect("sessions");
             let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
             udp_send(&source.netns, "192.168.0.161", 40000, 5000, 3);
@@ -280,11 +321,17 @@ fn outbound_rules_reject_shadowing_and_session_priority() {
     assert!(!seen.keys().any(|(_, p)| p == "5001"), "5001 was copied: {seen:?}");
     // Inbound UDP 6000: A has no inbound rules, B accepts -> VNI 20.
     assert_eq!(seen.get(&("20".into(), "6000".into())), Some(&3), "{seen:?}");
-    assert!(seen.keys().all(|(v, p)| (v == "10" && p == "5000") || (v == "20" && (p == "6000" || p.starts_with("proto")))), "{seen:?}");
+    assert!(
+        seen.keys().all(|(v, p)| (v == "10" && p == "5000") || (v == "20" && (p == "6000" || p.starts_with("proto")))),
+        "{seen:?}"
+    );
     assert_eq!((a_out.matched, a_out.rejected, a_out.copied_packets), (3, 3, 3), "{a_out:?}");
     assert_eq!(b_in.copied_packets, 3, "{b_in:?}");
     // B outbound gets only what A's rules do not match (ICMP errors), never UDP.
-    assert_eq!(b_out.copied_packets as usize, seen.iter().filter(|((v, p), _)| v == "20" && p.starts_with("proto")).map(|(_, n)| *n as usize).sum::<usize>());
+    assert_eq!(
+        b_out.copied_packets as usize,
+        seen.iter().filter(|((v, p), _)| v == "20" && p.starts_with("proto")).map(|(_, n)| *n as usize).sum::<usize>()
+    );
     assert_eq!(b_out.copied_packets + b_out.failed(), b_out.matched);
 }
 
@@ -297,22 +344,36 @@ fn ipv6_inside_vxlan_and_gre_encapsulation() {
     let topo = two_pods_and_collector(true, 1500);
     let cfg = config(&topo, Some("10.77.0.1"));
     let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) =
-        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let (source, client, collector) = (
+        topo.pod("ecs-source").expect("pod"),
+        topo.pod("ecs-test").expect("pod"),
+        topo.remote("collector").expect("remote"),
+    );
     let pcap = topo
         .node
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
-            let v6 = session(1, "v6", 1, 6, None, &["10.77.0.2"], vec![rule(
+            let v6 = session(
                 1,
-                Action::Accept,
-                Some(ipproto::UDP),
-                "fd00::161/128",
-                "fd00::/64",
-                Some((7000, 7000)),
-            )], vec![]);
-            let mut gre = session(2, "gre", 2, 77, Some(128), &["10.77.0.2"], vec![udp_rule(1, Action::Accept, Some(7001))], vec![]);
+                "v6",
+                1,
+                6,
+                None,
+                &["10.77.0.2"],
+                vec![rule(1, Action::Accept, Some(ipproto::UDP), "fd00::161/128", "fd00::/64", Some((7000, 7000)))],
+                vec![],
+            );
+            let mut gre = session(
+                2,
+                "gre",
+                2,
+                77,
+                Some(128),
+                &["10.77.0.2"],
+                vec![udp_rule(1, Action::Accept, Some(7001))],
+                vec![],
+            );
             gre.session.encapsulation = Encapsulation::GRE;
             dp.set_sessions(source.host_ifindex, &[v6, gre]).expect("sessions");
             let cap = Capture::start(&collector.netns, "eth0", "udp port 4789 or ip proto 47").expect("capture");
@@ -325,7 +386,8 @@ fn ipv6_inside_vxlan_and_gre_encapsulation() {
             cap.stop().expect("stop")
         })
         .expect("node namespace");
-    let vx = tshark_fields(&pcap, "vxlan", &["vxlan.vni", "ipv6.src", "ipv6.dst", "udp.dstport", "ip.src"]).expect("tshark");
+    let vx =
+        tshark_fields(&pcap, "vxlan", &["vxlan.vni", "ipv6.src", "ipv6.dst", "udp.dstport", "ip.src"]).expect("tshark");
     assert_eq!(vx.len(), 3, "{vx:?}");
     for r in &vx {
         assert_eq!(r[0], "6");
@@ -333,7 +395,8 @@ fn ipv6_inside_vxlan_and_gre_encapsulation() {
         assert_eq!(r[3], "4789,7000", "{r:?}");
         assert_eq!(r[4], "10.77.0.1", "outer source is the configured node IP: {r:?}");
     }
-    let gre = tshark_fields(&pcap, "gre", &["gre.key", "gre.proto", "ip.proto", "ip.src", "ip.dst", "udp.dstport"]).expect("tshark");
+    let gre = tshark_fields(&pcap, "gre", &["gre.key", "gre.proto", "ip.proto", "ip.src", "ip.dst", "udp.dstport"])
+        .expect("tshark");
     assert_eq!(gre.len(), 3, "{gre:?}");
     for r in &gre {
         assert_eq!(r[0], "0x0000004d", "GRE key = VNI 77: {r:?}");
@@ -355,8 +418,11 @@ fn service_target_flows_stick_to_one_endpoint() {
     let topo = two_pods_and_collector(false, 1500);
     let cfg = config(&topo, None);
     let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) =
-        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let (source, client, collector) = (
+        topo.pod("ecs-source").expect("pod"),
+        topo.pod("ecs-test").expect("pod"),
+        topo.remote("collector").expect("remote"),
+    );
     collector.netns.ip(&["addr", "add", "10.77.0.3/24", "dev", "eth0"]).expect("second endpoint");
     let targets = ["10.77.0.2", "10.77.0.3"];
     let pcap = topo
@@ -392,8 +458,9 @@ fn service_target_flows_stick_to_one_endpoint() {
             protocol: ipproto::UDP,
             ports: Some((*sport, 8000)),
         };
-        let want = podmirror_agent::datapath::flow::pick_target(podmirror_agent::datapath::flow::flow_hash(&meta), &ordered)
-            .expect("a target");
+        let want =
+            podmirror_agent::datapath::flow::pick_target(podmirror_agent::datapath::flow::flow_hash(&meta), &ordered)
+                .expect("a target");
         assert!(endpoints.contains(&want.to_string()), "flow {sport}: {endpoints:?} but the hash picks {want}");
         used.extend(endpoints.iter().cloned());
     }
@@ -412,12 +479,16 @@ fn full_length_copies_of_a_tcp_stream_are_never_fragmented() {
     let topo = two_pods_and_collector(false, 1500);
     let cfg = config(&topo, None);
     let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) =
-        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let (source, client, collector) = (
+        topo.pod("ecs-source").expect("pod"),
+        topo.pod("ecs-test").expect("pod"),
+        topo.remote("collector").expect("remote"),
+    );
     // Like a physical NIC without tunnel offload: the kernel segments GSO
     // copies before they leave the node, so the capture sees wire packets.
     let ul = &collector.node_ifname;
-    let _ = topo.node.exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
+    let _ =
+        topo.node.exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
     let bytes = 20_000_000u64;
     // Both hooks: client -> source is the source's inbound (host-veth
     // egress), source -> client its outbound (host-veth ingress); both GSO.
@@ -437,7 +508,8 @@ fn full_length_copies_of_a_tcp_stream_are_never_fragmented() {
                 vec![rule(1, Action::Accept, Some(ipproto::TCP), "192.168.0.230/32", "0.0.0.0/0", Some((5202, 5202)))],
             );
             dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
-            let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789 or (ip[6:2] & 0x3fff != 0)", 96).expect("capture");
+            let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789 or (ip[6:2] & 0x3fff != 0)", 96)
+                .expect("capture");
             let transfer = |server_ns: &testbed::Netns, client_ns: &testbed::Netns, dst: &str, port: u16| -> String {
                 let server = server_ns.spawn(&format!("nc -l {port} | wc -c")).expect("server");
                 std::thread::sleep(Duration::from_millis(300));
@@ -475,11 +547,19 @@ fn full_length_copies_of_a_tcp_stream_are_never_fragmented() {
     assert!(frags.is_empty(), "{} outer IP fragments reached the collector", frags.len());
     let sizes = tshark_fields(&pcap, "vxlan", &["ip.len"]).expect("tshark");
     assert!(sizes.len() as u64 >= c.copied_packets / 2, "too few copies captured: {} of {c:?}", sizes.len());
-    let too_big: Vec<&Vec<String>> =
-        sizes.iter().filter(|r| r[0].split(',').next().and_then(|l| l.parse::<u32>().ok()).is_none_or(|l| l > 1500)).collect();
-    assert!(too_big.is_empty(), "{} copies exceed the 1500-byte underlay MTU, e.g. {:?}", too_big.len(), too_big.first());
+    let too_big: Vec<&Vec<String>> = sizes
+        .iter()
+        .filter(|r| r[0].split(',').next().and_then(|l| l.parse::<u32>().ok()).is_none_or(|l| l > 1500))
+        .collect();
+    assert!(
+        too_big.is_empty(),
+        "{} copies exceed the 1500-byte underlay MTU, e.g. {:?}",
+        too_big.len(),
+        too_big.first()
+    );
     // What reached the collector: inner frame = outer IP length - 36 (IP, UDP, VXLAN).
-    let delivered: u64 = sizes.iter().filter_map(|r| r[0].split(',').next().and_then(|l| l.parse::<u64>().ok())).map(|l| l - 36).sum();
+    let delivered: u64 =
+        sizes.iter().filter_map(|r| r[0].split(',').next().and_then(|l| l.parse::<u64>().ok())).map(|l| l - 36).sum();
     let inner_headers = 66 * (sizes.len() as u64); // each segment repeats Ethernet + IP + TCP headers
     assert!(
         delivered >= (c.copied_bytes as f64 * 0.99) as u64,
@@ -498,8 +578,11 @@ fn live_session_update_under_traffic_never_mixes_versions() {
     let topo = two_pods_and_collector(false, 1500);
     let cfg = config(&topo, None);
     let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) =
-        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let (source, client, collector) = (
+        topo.pod("ecs-source").expect("pod"),
+        topo.pod("ecs-test").expect("pod"),
+        topo.remote("collector").expect("remote"),
+    );
     let (pcap, cx, cy, swaps) = topo
         .node
         .run(|| {
@@ -571,7 +654,16 @@ fn copies_are_never_mirrored_again() {
             dp.attach(target.host_ifindex).expect("attach");
             let all = |p| rule(p, Action::Accept, None, "0.0.0.0/0", "0.0.0.0/0", None);
             let first = session(1, "to-target", 1, 1, None, &["192.168.0.164"], vec![all(1)], vec![all(1)]);
-            let second = session(2, "from-target", 1, 2, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, Some(4789)), all(2)], vec![]);
+            let second = session(
+                2,
+                "from-target",
+                1,
+                2,
+                None,
+                &["10.77.0.2"],
+                vec![udp_rule(1, Action::Accept, Some(4789)), all(2)],
+                vec![],
+            );
             dp.set_sessions(source.host_ifindex, &[first]).expect("sessions");
             dp.set_sessions(target.host_ifindex, &[second]).expect("sessions");
             let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
@@ -722,7 +814,11 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
             let mut dp = Datapath::open(&cfg).expect("reopen");
             assert_eq!(dp.attached(), vec![source.host_ifindex], "clsact filters not adopted");
             let shown = filters("ingress");
-            assert_eq!(shown.lines().filter(|l| l.contains("pm_veth_ingress")).count(), 1, "adoption duplicated the filter:\n{shown}");
+            assert_eq!(
+                shown.lines().filter(|l| l.contains("pm_veth_ingress")).count(),
+                1,
+                "adoption duplicated the filter:\n{shown}"
+            );
             udp_send(&client.netns, "192.168.0.230", 45000, 9200, 2);
             assert_eq!(counters(&dp, 1, Direction::Inbound).copied_packets, 5);
             dp.detach(source.host_ifindex).expect("detach");
@@ -730,7 +826,10 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
             dp.attach(source.host_ifindex).expect("attach again");
             drop(dp);
             Datapath::remove_all(&cfg).expect("remove_all");
-            assert!(!filters("ingress").contains("pm_veth") && !filters("egress").contains("pm_veth"), "remove_all left filters");
+            assert!(
+                !filters("ingress").contains("pm_veth") && !filters("egress").contains("pm_veth"),
+                "remove_all left filters"
+            );
             assert!(!cfg.pin_dir.exists());
         })
         .expect("node namespace");
@@ -746,8 +845,11 @@ fn ipv6_outer_header_to_an_ipv6_collector() {
     let topo = two_pods_and_collector(false, 1500);
     let cfg = config(&topo, None);
     let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) =
-        (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"), topo.remote("collector").expect("remote"));
+    let (source, client, collector) = (
+        topo.pod("ecs-source").expect("pod"),
+        topo.pod("ecs-test").expect("pod"),
+        topo.remote("collector").expect("remote"),
+    );
     topo.node.ip(&["-6", "addr", "add", "fd77::1/64", "dev", &collector.node_ifname, "nodad"]).expect("node v6");
     collector.netns.ip(&["-6", "addr", "add", "fd77::2/64", "dev", "eth0", "nodad"]).expect("collector v6");
     let pcap = topo
@@ -755,7 +857,8 @@ fn ipv6_outer_header_to_an_ipv6_collector() {
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
-            let s = session(1, "v6out", 1, 66, Some(100), &["fd77::2"], vec![udp_rule(1, Action::Accept, None)], vec![]);
+            let s =
+                session(1, "v6out", 1, 66, Some(100), &["fd77::2"], vec![udp_rule(1, Action::Accept, None)], vec![]);
             dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
             let cap = Capture::start(&collector.netns, "eth0", "ip6 and udp port 4789").expect("capture");
             udp_send(&client.netns, "192.168.0.230", 46000, 9300, 3);
@@ -765,7 +868,8 @@ fn ipv6_outer_header_to_an_ipv6_collector() {
             cap.stop().expect("stop")
         })
         .expect("node namespace");
-    let rows = tshark_fields(&pcap, "vxlan", &["ipv6.src", "ipv6.dst", "vxlan.vni", "ip.src", "ip.dst", "udp.dstport"]).expect("tshark");
+    let rows = tshark_fields(&pcap, "vxlan", &["ipv6.src", "ipv6.dst", "vxlan.vni", "ip.src", "ip.dst", "udp.dstport"])
+        .expect("tshark");
     assert_eq!(rows.len(), 3, "{rows:?}");
     for r in &rows {
         assert_eq!((r[0].as_str(), r[1].as_str(), r[2].as_str()), ("fd77::1", "fd77::2", "66"), "{r:?}");

@@ -115,7 +115,12 @@ fn overload(rate: RateCap, cap: f64) {
     let (source, client) = (topo.pod("source").expect("pod"), topo.pod("client").expect("pod"));
     // Packets the pod's interface received (the originals), from its own counters.
     let rx = || -> u64 {
-        source.netns.sh("cat /sys/class/net/eth0/statistics/rx_packets").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+        source
+            .netns
+            .sh("cat /sys/class/net/eth0/statistics/rx_packets")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
     };
     let rx_before = rx();
     let ((sent, elapsed), c) = topo
@@ -135,8 +140,13 @@ fn overload(rate: RateCap, cap: f64) {
     assert!(offered >= 10.0 * cap, "offered only {offered:.0} pps, not a tenfold overload of {cap}");
     let copies = (c.copied_packets + c.failed()) as f64;
     let want = cap * elapsed;
-    eprintln!("rate cap {rate:?} = {cap}/s: offered {offered:.0}/s for {elapsed:.2}s, {copies} copies (want {want:.0})");
-    assert!((copies - want).abs() <= want * 0.10, "{copies} copies in {elapsed:.2}s, cap {cap}/s wants {want:.0}: {c:?}");
+    eprintln!(
+        "rate cap {rate:?} = {cap}/s: offered {offered:.0}/s for {elapsed:.2}s, {copies} copies (want {want:.0})"
+    );
+    assert!(
+        (copies - want).abs() <= want * 0.10,
+        "{copies} copies in {elapsed:.2}s, cap {cap}/s wants {want:.0}: {c:?}"
+    );
     assert_eq!(c.failed(), 0, "{c:?}");
     assert_eq!(c.matched, c.copied_packets + c.skipped_for("rate_limit"), "every Accept copied or skipped: {c:?}");
     assert!(c.matched >= sent * 95 / 100, "the datapath saw {} of {sent}", c.matched);
@@ -256,7 +266,10 @@ fn a_sampled_flow_is_mirrored_whole_both_directions() {
     assert!(!want.is_empty() && want.len() < flows as usize, "the flows chosen must be a strict subset: {want:?}");
     let got: BTreeSet<u16> = copies.keys().copied().collect();
     assert_eq!(got, want, "mirrored flows differ from the sampled ones");
-    assert!(copies.values().all(|n| *n == 4), "a sampled flow must be mirrored whole (2 requests + 2 replies): {copies:?}");
+    assert!(
+        copies.values().all(|n| *n == 4),
+        "a sampled flow must be mirrored whole (2 requests + 2 replies): {copies:?}"
+    );
     let skipped = c_in.skipped_for("flow_sampling") + c_out.skipped_for("flow_sampling");
     assert_eq!(skipped, 4 * (flows as u64 - want.len() as u64), "{c_in:?} {c_out:?}");
     assert_eq!(c_in.copied_packets + c_out.copied_packets, 4 * want.len() as u64);

@@ -127,7 +127,8 @@ fn kube_operator_and_agent_against_a_real_api_server() {
     let topo_ref = &topo;
     topo.node
         .run(|| {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let rt =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
             rt.block_on(scenario(topo_ref, &apiserver, &etcd, &dir, &cfg));
         })
         .expect("node namespace");
@@ -139,7 +140,12 @@ fn control_plane(apiserver: &str, etcd: &str, dir: &Path, identities: &Identitie
     let etcd = Command::new(etcd)
         .args(["--data-dir", &dir.join("etcd").display().to_string()])
         .args(["--listen-client-urls", "http://127.0.0.1:23790", "--advertise-client-urls", "http://127.0.0.1:23790"])
-        .args(["--listen-peer-urls", "http://127.0.0.1:23800", "--initial-advertise-peer-urls", "http://127.0.0.1:23800"])
+        .args([
+            "--listen-peer-urls",
+            "http://127.0.0.1:23800",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:23800",
+        ])
         .args(["--initial-cluster", "default=http://127.0.0.1:23800"])
         .stdout(Stdio::null())
         .stderr(log("etcd.log"))
@@ -194,7 +200,10 @@ impl Identities {
         let account = |component: &str| {
             let workload = objects
                 .iter()
-                .find(|o| ["Deployment", "DaemonSet"].contains(&o.kind.as_str()) && o.label("app.kubernetes.io/component") == Some(component))
+                .find(|o| {
+                    ["Deployment", "DaemonSet"].contains(&o.kind.as_str())
+                        && o.label("app.kubernetes.io/component") == Some(component)
+                })
                 .unwrap_or_else(|| panic!("no workload of component {component} rendered"));
             let sa = workload.pod_spec().and_then(|p| p["serviceAccountName"].as_str()).expect("serviceAccountName");
             format!("system:serviceaccount:{RELEASE_NS}:{sa}")
@@ -266,8 +275,12 @@ async fn pod(client: &Client, ns: &str, name: &str, node: &str, ip: &str, labels
     .await;
     // No kubelet here: the IPs a kubelet would report are patched in.
     Api::<Pod>::namespaced(client.clone(), ns)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": {
-            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})))
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})),
+        )
         .await
         .expect("pod status");
 }
@@ -296,7 +309,8 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let crd: CustomResourceDefinition = serde_yaml::from_str(&fs::read_to_string(&path).expect("read")).expect("CRD yaml");
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&fs::read_to_string(&path).expect("read")).expect("CRD yaml");
         let name = crd.metadata.name.clone().expect("CRD name");
         crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&crd)).await.expect("apply CRD");
         eventually(&format!("CRD {name} established"), 30, async || {
@@ -310,7 +324,11 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     for ns in ["team", "obs", RELEASE_NS] {
         apply(&client, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await;
     }
-    apply(&client, json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "team"}})).await;
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "team"}}),
+    )
+    .await;
     // The operator and the agent get exactly the chart's RBAC.
     for obj in &identities.rbac {
         apply(&client, obj.clone()).await;
@@ -326,35 +344,73 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     pod(&client, "team", "ecs-test", "node-a", "192.168.0.161", json!({"app": "client"})).await;
     pod(&client, "team", "far", "node-b", "10.244.9.9", json!({"app": "source"})).await;
     pod(&client, "obs", "collector-0", "node-a", "192.168.0.164", json!({"app": "collector"})).await;
-    apply(&client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "collector", "namespace": "obs",
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "collector", "namespace": "obs",
         "annotations": {"podmirror.io/allow-mirror-from": "team"}},
-        "spec": {"ports": [{"port": 4789, "protocol": "UDP"}], "selector": {"app": "collector"}}})).await;
-    apply(&client, json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "private", "namespace": "obs"},
-        "spec": {"ports": [{"port": 4789, "protocol": "UDP"}]}})).await;
-    let collector_uid = Api::<Pod>::namespaced(client.clone(), "obs").get("collector-0").await.expect("pod").metadata.uid;
-    apply(&client, json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "spec": {"ports": [{"port": 4789, "protocol": "UDP"}], "selector": {"app": "collector"}}}),
+    )
+    .await;
+    apply(
+        &client,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "private", "namespace": "obs"},
+        "spec": {"ports": [{"port": 4789, "protocol": "UDP"}]}}),
+    )
+    .await;
+    let collector_uid =
+        Api::<Pod>::namespaced(client.clone(), "obs").get("collector-0").await.expect("pod").metadata.uid;
+    apply(
+        &client,
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "collector-1", "namespace": "obs", "labels": {"kubernetes.io/service-name": "collector"}},
         "addressType": "IPv4", "ports": [{"port": 4789, "protocol": "UDP"}],
         "endpoints": [{"addresses": ["192.168.0.164"], "conditions": {"ready": true},
-            "targetRef": {"kind": "Pod", "name": "collector-0", "namespace": "obs", "uid": collector_uid}}]})).await;
-    apply(&client, json!({"apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorFilter",
+            "targetRef": {"kind": "Pod", "name": "collector-0", "namespace": "obs", "uid": collector_uid}}]}),
+    )
+    .await;
+    apply(
+        &client,
+        json!({"apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorFilter",
         "metadata": {"name": "mirror-filter-a", "namespace": "team"},
         "spec": {"inboundRules": [{"priority": 1, "action": "Accept", "protocol": "TCP", "ipFamily": "IPv4",
             "sourceCIDR": "192.168.0.161/32", "destinationCIDR": "192.168.0.230/32",
-            "destinationPorts": {"from": 1234, "to": 1234}}]}})).await;
+            "destinationPorts": {"from": 1234, "to": 1234}}]}}),
+    )
+    .await;
     let session = |name: &str, priority: i32, vni: i32, source: Value, target: Value| {
         json!({"apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorSession", "metadata": {"name": name, "namespace": "team"},
             "spec": {"priority": priority, "vni": vni, "packetLength": 96, "filterRef": {"name": "mirror-filter-a"},
                      "sources": [source], "target": target}})
     };
-    apply(&client, session("mirror-session-a", 1, 1, json!({"podName": "ecs-source"}),
-        json!({"service": {"name": "collector", "namespace": "obs"}}))).await;
+    apply(
+        &client,
+        session(
+            "mirror-session-a",
+            1,
+            1,
+            json!({"podName": "ecs-source"}),
+            json!({"service": {"name": "collector", "namespace": "obs"}}),
+        ),
+    )
+    .await;
     // Creation timestamps have a one-second resolution: make "clash" newer.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    apply(&client, session("clash", 1, 2, json!({"podSelector": {"matchLabels": {"app": "source"}}}),
-        json!({"ip": "10.99.0.1"}))).await;
-    apply(&client, session("no-consent", 2, 3, json!({"podName": "far"}),
-        json!({"service": {"name": "private", "namespace": "obs"}}))).await;
+    apply(
+        &client,
+        session("clash", 1, 2, json!({"podSelector": {"matchLabels": {"app": "source"}}}), json!({"ip": "10.99.0.1"})),
+    )
+    .await;
+    apply(
+        &client,
+        session(
+            "no-consent",
+            2,
+            3,
+            json!({"podName": "far"}),
+            json!({"service": {"name": "private", "namespace": "obs"}}),
+        ),
+    )
+    .await;
 
     // The operator, with its Lease.
     let metrics = Arc::new(Metrics::default());
@@ -372,7 +428,14 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
         target_policy: Default::default(),
         clock: Arc::new(podmirror_operator::clock::SystemClock),
     };
-    let operator = tokio::spawn(controller::run(operator_client, settings, metrics.clone(), Arc::new(AtomicBool::new(false)), rx, None));
+    let operator = tokio::spawn(controller::run(
+        operator_client,
+        settings,
+        metrics.clone(),
+        Arc::new(AtomicBool::new(false)),
+        rx,
+        None,
+    ));
 
     let sessions: Api<MirrorSession> = Api::namespaced(client.clone(), "team");
     let a = eventually("mirror-session-a resolved", 60, async || {
@@ -480,8 +543,17 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     // The agent stops; meanwhile the session leaves node-a (its source is now
     // a pod of node-b). The entry it left behind is withdrawn by the next agent.
     agent.stop();
-    apply(&client, session("mirror-session-a", 1, 1, json!({"podName": "far"}),
-        json!({"service": {"name": "collector", "namespace": "obs"}}))).await;
+    apply(
+        &client,
+        session(
+            "mirror-session-a",
+            1,
+            1,
+            json!({"podName": "far"}),
+            json!({"service": {"name": "collector", "namespace": "obs"}}),
+        ),
+    )
+    .await;
     eventually("mirror-session-a gone from node-a's state", 30, async || {
         let s = states.get("node-a").await.ok()?;
         s.spec.sessions.is_empty().then_some(())
@@ -514,7 +586,8 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     // The refusal was also told as a Warning Event on the session.
     let events: Api<Event> = Api::namespaced(client.clone(), "team");
     let refused = events.list(&Default::default()).await.expect("events").items.into_iter().find(|e| {
-        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("clash") && e.reason.as_deref() == Some("QuotaRefused")
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("clash")
+            && e.reason.as_deref() == Some("QuotaRefused")
     });
     let refused = refused.expect("a QuotaRefused Event on clash");
     assert_eq!(refused.type_.as_deref(), Some("Warning"));

@@ -16,10 +16,7 @@ fn commented_files() -> Vec<PathBuf> {
     let mut files = vec![agent_dir().join("build.rs")];
     for entry in fs::read_dir(agent_dir().join("bpf")).unwrap().flatten() {
         let path = entry.path();
-        if path
-            .extension()
-            .is_some_and(|e| e == "h" || e == "c" || e == "md")
-        {
+        if path.extension().is_some_and(|e| e == "h" || e == "c" || e == "md") {
             files.push(path);
         }
     }
@@ -29,15 +26,9 @@ fn commented_files() -> Vec<PathBuf> {
 /// Does `file` (a module's source) define or re-export `item`?
 fn defines(file: &Path, item: &str) -> bool {
     let text = fs::read_to_string(file).unwrap_or_default();
-    let kinds = [
-        "fn", "mod", "struct", "enum", "const", "static", "type", "trait",
-    ];
-    kinds
-        .iter()
-        .any(|k| text.contains(&format!("{k} {item}")) || text.contains(&format!("{k} {item}<")))
-        || text
-            .lines()
-            .any(|l| l.trim_start().starts_with("pub use") && l.contains(item))
+    let kinds = ["fn", "mod", "struct", "enum", "const", "static", "type", "trait"];
+    kinds.iter().any(|k| text.contains(&format!("{k} {item}")) || text.contains(&format!("{k} {item}<")))
+        || text.lines().any(|l| l.trim_start().starts_with("pub use") && l.contains(item))
 }
 
 /// Resolves `a::b::c` from `src`: modules as files, then at most one item.
@@ -62,30 +53,19 @@ fn resolves(src: &Path, path: &str) -> Result<(), String> {
 /// Rust paths (`crate::module::item`) and this repository's source files
 /// (`src/x.rs`, `tests/x.rs`) named in a comment.
 fn references(text: &str) -> Vec<String> {
-    text.split(|c: char| {
-        !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '/' || c == '.' || c == '-')
-    })
-    .map(|t| t.trim_end_matches(['.', ':']))
-    .filter(|t| {
-        let rust = t.starts_with("podmirror_agent::")
-            || t.starts_with("podmirror_crds::")
-            || t.starts_with("datapath::");
-        // Paths into this repository (other projects' files, such as
-        // aya's test/integration-test/build.rs, are not checked).
-        let ours = [
-            "src/",
-            "tests/",
-            "datapath/",
-            "node-agent/",
-            "crds/",
-            "operator/",
-        ]
-        .iter()
-        .any(|p| t.starts_with(p));
-        rust || (t.ends_with(".rs") && ours)
-    })
-    .map(str::to_owned)
-    .collect()
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '/' || c == '.' || c == '-'))
+        .map(|t| t.trim_end_matches(['.', ':']))
+        .filter(|t| {
+            let rust =
+                t.starts_with("podmirror_agent::") || t.starts_with("podmirror_crds::") || t.starts_with("datapath::");
+            // Paths into this repository (other projects' files, such as
+            // aya's test/integration-test/build.rs, are not checked).
+            let ours =
+                ["src/", "tests/", "datapath/", "node-agent/", "crds/", "operator/"].iter().any(|p| t.starts_with(p));
+            rust || (t.ends_with(".rs") && ours)
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -100,36 +80,19 @@ fn comments_name_rust_items_and_files_that_exist() {
             let outcome = if let Some(path) = reference.strip_prefix("podmirror_crds::") {
                 resolves(&root.join("crds/src"), path)
             } else if reference.contains("::") {
-                resolves(
-                    &agent_dir().join("src"),
-                    reference.trim_start_matches("podmirror_agent::"),
-                )
+                resolves(&agent_dir().join("src"), reference.trim_start_matches("podmirror_agent::"))
             } else {
-                let candidates = [
-                    agent_dir().join(&reference),
-                    agent_dir().join("src").join(&reference),
-                    root.join(&reference),
-                ];
-                if candidates.iter().any(|c| c.exists()) {
-                    Ok(())
-                } else {
-                    Err("no such file".into())
-                }
+                let candidates =
+                    [agent_dir().join(&reference), agent_dir().join("src").join(&reference), root.join(&reference)];
+                if candidates.iter().any(|c| c.exists()) { Ok(()) } else { Err("no such file".into()) }
             };
             if let Err(why) = outcome {
                 broken.push(format!("{}: {reference}: {why}", file.display()));
             }
         }
     }
-    assert!(
-        seen >= 4,
-        "only {seen} references found: the scan is broken"
-    );
-    assert!(
-        broken.is_empty(),
-        "stale references:\n{}",
-        broken.join("\n")
-    );
+    assert!(seen >= 4, "only {seen} references found: the scan is broken");
+    assert!(broken.is_empty(), "stale references:\n{}", broken.join("\n"));
 }
 
 /// The resolver itself: what the stale comments used to say fails.

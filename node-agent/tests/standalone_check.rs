@@ -32,12 +32,7 @@ impl Dir {
     }
 
     fn check(&self) -> (Output, String, String) {
-        let out = Command::new(AGENT)
-            .arg("--standalone")
-            .arg(&self.0)
-            .arg("--check")
-            .output()
-            .unwrap();
+        let out = Command::new(AGENT).arg("--standalone").arg(&self.0).arg("--check").output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         (out, stdout, stderr)
@@ -60,15 +55,8 @@ fn session_name(dir: &Dir) -> String {
 fn check_accepts_the_seed_scenario() {
     let dir = Dir::seed("good");
     let (out, stdout, stderr) = dir.check();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    assert!(
-        stdout.contains(&format!("name: {}", session_name(&dir))),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(stdout.contains(&format!("name: {}", session_name(&dir))), "{stdout}");
     assert!(!stderr.contains("refused"), "{stderr}");
 }
 
@@ -77,21 +65,12 @@ fn check_accepts_the_seed_scenario() {
 #[test]
 fn check_fails_on_a_session_whose_filter_does_not_exist() {
     let dir = Dir::seed("nofilter");
-    dir.edit(
-        "session.yaml",
-        "name: mirror-filter-a",
-        "name: no-such-filter",
-    );
+    dir.edit("session.yaml", "name: mirror-filter-a", "name: no-such-filter");
     let (out, stdout, stderr) = dir.check();
-    assert!(
-        !out.status.success(),
-        "a broken reference must fail --check\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert!(!out.status.success(), "a broken reference must fail --check\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains("refused:")
-            && stderr.contains("spec.filterRef.name")
-            && stderr.contains("no-such-filter"),
+        stderr.contains("refused:") && stderr.contains("spec.filterRef.name") && stderr.contains("no-such-filter"),
         "{stderr}"
     );
     assert!(stderr.contains("1 session(s) refused"), "{stderr}");
@@ -100,24 +79,18 @@ fn check_fails_on_a_session_whose_filter_does_not_exist() {
 #[test]
 fn check_fails_on_a_missing_source_pod_and_on_a_bad_file() {
     let dir = Dir::seed("nopod");
-    dir.edit(
-        "standalone.yaml",
-        "name: ecs-source",
-        "name: renamed-source",
-    );
+    dir.edit("standalone.yaml", "name: ecs-source", "name: renamed-source");
     let (out, _, stderr) = dir.check();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("spec.sources[0].podName") && stderr.contains("ecs-source"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("spec.sources[0].podName") && stderr.contains("ecs-source"), "{stderr}");
 
     let dir = Dir::seed("badfile");
-    fs::write(dir.0.join("broken.yaml"), "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: b}\nspec: {inboundRules: 3}\n").unwrap();
+    fs::write(
+        dir.0.join("broken.yaml"),
+        "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: b}\nspec: {inboundRules: 3}\n",
+    )
+    .unwrap();
     let (out, _, stderr) = dir.check();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("broken.yaml") && stderr.contains("spec.inboundRules"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("broken.yaml") && stderr.contains("spec.inboundRules"), "{stderr}");
 }

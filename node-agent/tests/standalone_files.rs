@@ -117,18 +117,49 @@ fn bad_files_name_the_file_the_object_and_the_field() {
         ("f.yaml", filter("f", "10.0.0.0/33"), "f.yaml: MirrorFilter f: spec.inboundRules[0].destinationCIDR: "),
         ("s.yaml", session("s", 0, 1, "ecs-source"), "s.yaml: MirrorSession s: spec.priority: "),
         ("s.yaml", session("s", 1, 16_777_216, "ecs-source"), "s.yaml: MirrorSession s: spec.vni: "),
-        ("s.yaml", session("s", 1, 1, "ecs-source").replace("packetLength: 96", "packetLength: 10"), "spec.packetLength: "),
-        ("s.yaml", session("s", 1, 1, "ecs-source").replace("vni: 1", "vni: one"), "s.yaml: MirrorSession s: spec.vni: "),
-        ("s.yaml", format!("{}---\n{}", session("s", 1, 1, "ecs-source"), session("s", 2, 2, "ecs-source")), "document 2: MirrorSession s: metadata.name: "),
-        ("standalone.yaml", "pods:\n- {name: a, ips: [1.2.3]}\n".into(), "standalone.yaml: inventory: pods[0].ips[0]: "),
-        ("s.yaml", format!("{}  schedule: {{duration: 10 minutes}}\n", session("s", 1, 1, "ecs-source")), "s.yaml: MirrorSession s: spec.schedule.duration: "),
         (
             "s.yaml",
-            format!("{}  schedule: {{stopTime: '2026-01-01T00:00:00Z', duration: 10m}}\n", session("s", 1, 1, "ecs-source")),
+            session("s", 1, 1, "ecs-source").replace("packetLength: 96", "packetLength: 10"),
+            "spec.packetLength: ",
+        ),
+        (
+            "s.yaml",
+            session("s", 1, 1, "ecs-source").replace("vni: 1", "vni: one"),
+            "s.yaml: MirrorSession s: spec.vni: ",
+        ),
+        (
+            "s.yaml",
+            format!("{}---\n{}", session("s", 1, 1, "ecs-source"), session("s", 2, 2, "ecs-source")),
+            "document 2: MirrorSession s: metadata.name: ",
+        ),
+        (
+            "standalone.yaml",
+            "pods:\n- {name: a, ips: [1.2.3]}\n".into(),
+            "standalone.yaml: inventory: pods[0].ips[0]: ",
+        ),
+        (
+            "s.yaml",
+            format!("{}  schedule: {{duration: 10 minutes}}\n", session("s", 1, 1, "ecs-source")),
             "s.yaml: MirrorSession s: spec.schedule.duration: ",
         ),
-        ("s.yaml", format!("{}  schedule: {{startTime: tomorrow}}\n", session("s", 1, 1, "ecs-source")), "s.yaml: MirrorSession s: spec.schedule.startTime: "),
-        ("s.yaml", format!("{}  rateLimit: {{}}\n", session("s", 1, 1, "ecs-source")), "s.yaml: MirrorSession s: spec.rateLimit: "),
+        (
+            "s.yaml",
+            format!(
+                "{}  schedule: {{stopTime: '2026-01-01T00:00:00Z', duration: 10m}}\n",
+                session("s", 1, 1, "ecs-source")
+            ),
+            "s.yaml: MirrorSession s: spec.schedule.duration: ",
+        ),
+        (
+            "s.yaml",
+            format!("{}  schedule: {{startTime: tomorrow}}\n", session("s", 1, 1, "ecs-source")),
+            "s.yaml: MirrorSession s: spec.schedule.startTime: ",
+        ),
+        (
+            "s.yaml",
+            format!("{}  rateLimit: {{}}\n", session("s", 1, 1, "ecs-source")),
+            "s.yaml: MirrorSession s: spec.rateLimit: ",
+        ),
         (
             "s.yaml",
             format!("{}  flowSampling: {{oneIn: 4, percent: 25}}\n", session("s", 1, 1, "ecs-source")),
@@ -220,8 +251,14 @@ fn quota_and_reference_refusals_touch_only_the_new_session() {
     assert_eq!(names, vec!["a"], "only the accepted session runs");
     let refusals: Vec<String> = resolution.refusals.iter().map(ToString::to_string).collect();
     assert!(refusals.iter().any(|r| r.contains("MirrorSession default/b") && r.contains("VNIClash")), "{refusals:?}");
-    assert!(refusals.iter().any(|r| r.contains("MirrorSession default/c") && r.contains("PriorityClash")), "{refusals:?}");
-    assert!(refusals.iter().any(|r| r.contains("default/d: spec.sources[0].podName") && r.contains("ghost")), "{refusals:?}");
+    assert!(
+        refusals.iter().any(|r| r.contains("MirrorSession default/c") && r.contains("PriorityClash")),
+        "{refusals:?}"
+    );
+    assert!(
+        refusals.iter().any(|r| r.contains("default/d: spec.sources[0].podName") && r.contains("ghost")),
+        "{refusals:?}"
+    );
 
     // Changing the accepted session into a clash is refused; it keeps its VNI.
     dir.write("b.yaml", &session("b", 2, 2, "other"));
@@ -243,7 +280,11 @@ fn cross_namespace_service_needs_consent() {
         &format!("{INVENTORY}services:\n- {{name: col, namespace: mon, addresses: [10.0.0.9]}}\n"),
     );
     dir.write("f.yaml", &filter("f", "192.168.0.230/32"));
-    dir.write("s.yaml", &session("s", 1, 1, "ecs-source").replace("{pod: {name: ecs-target}}", "{service: {name: col, namespace: mon}}"));
+    dir.write(
+        "s.yaml",
+        &session("s", 1, 1, "ecs-source")
+            .replace("{pod: {name: ecs-target}}", "{service: {name: col, namespace: mon}}"),
+    );
     let opts = options(&dir.0);
     let mut config = Config::default();
     config.reload(&opts).unwrap();
@@ -291,15 +332,26 @@ fn an_invalid_pod_selector_refuses_the_session_with_the_reason() {
     let not_in = "[{podSelector: {matchExpressions: [{key: app, operator: NotIn, values: []}]}}]";
     dir.write("s.yaml", &session("s", 1, 1, "x").replace("[{podName: x}]", not_in));
     let exists = "[{podSelector: {matchExpressions: [{key: app, operator: Exists, values: [web]}]}}]";
-    let quiet = session("q", 1, 2, "x").replace("[{podName: x}]", exists).replace("{name: q}", "{name: q, namespace: quiet}");
+    let quiet =
+        session("q", 1, 2, "x").replace("[{podName: x}]", exists).replace("{name: q}", "{name: q, namespace: quiet}");
     dir.write("q.yaml", &quiet);
     let loaded = load_dir(&dir.0).unwrap();
     let resolution = resolve(&loaded, &BTreeMap::new(), "n", QuotaLimits::default()).unwrap();
-    assert!(resolution.node_state.sessions.is_empty() && resolution.node_state.pods.is_empty(), "{:?}", resolution.node_state);
+    assert!(
+        resolution.node_state.sessions.is_empty() && resolution.node_state.pods.is_empty(),
+        "{:?}",
+        resolution.node_state
+    );
     let refusals: Vec<String> = resolution.refusals.iter().map(ToString::to_string).collect();
     let wanted = [
-        ("default/s", "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is NotIn"),
-        ("quiet/q", "spec.sources[0].podSelector.matchExpressions[0].values: must be empty when the operator is Exists"),
+        (
+            "default/s",
+            "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is NotIn",
+        ),
+        (
+            "quiet/q",
+            "spec.sources[0].podSelector.matchExpressions[0].values: must be empty when the operator is Exists",
+        ),
     ];
     for (session, why) in wanted {
         assert!(refusals.iter().any(|r| r.contains(session) && r.contains(why)), "{session}: {why}\n{refusals:#?}");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podmirror_agent::testbed::{self, tshark_fields, Capture, PodSpec, Topology};
+use podmirror_agent::testbed::{self, Capture, PodSpec, Topology, tshark_fields};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.255.1";
@@ -38,8 +38,11 @@ struct Leftovers {
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
-        let _ = agent_command(&self.node_netns, &["--cleanup", "--pin-dir", &self.pin_dir.display().to_string(), "--device-prefix", &self.prefix])
-            .status();
+        let _ = agent_command(
+            &self.node_netns,
+            &["--cleanup", "--pin-dir", &self.pin_dir.display().to_string(), "--device-prefix", &self.prefix],
+        )
+        .status();
         let _ = fs::remove_dir_all(&self.pin_dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -140,7 +143,12 @@ fn standalone_agent_start_update_sigterm_cleanup() {
     let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", topo.tag));
     let dir = std::env::temp_dir().join(format!("{}-standalone", topo.tag));
     fs::create_dir_all(&dir).expect("config dir");
-    let _leftovers = Leftovers { node_netns: topo.node.name.clone(), pin_dir: pin_dir.clone(), prefix: topo.tag.clone(), dir: dir.clone() };
+    let _leftovers = Leftovers {
+        node_netns: topo.node.name.clone(),
+        pin_dir: pin_dir.clone(),
+        prefix: topo.tag.clone(),
+        dir: dir.clone(),
+    };
     write(&dir, "standalone.yaml", INVENTORY);
     write(&dir, "filter.yaml", &filter("192.168.0.230/32"));
     write(&dir, "session.yaml", &session(1));
@@ -150,8 +158,18 @@ fn standalone_agent_start_update_sigterm_cleanup() {
     let child = agent_command(
         &topo.node.name,
         &[
-            "--standalone", &dir.display().to_string(), "--pin-dir", &pin, "--device-prefix", &topo.tag,
-            "--node-ipv4", NODE_IP, "--metrics-addr", "127.0.0.1:9090", "--poll-interval", "200ms",
+            "--standalone",
+            &dir.display().to_string(),
+            "--pin-dir",
+            &pin,
+            "--device-prefix",
+            &topo.tag,
+            "--node-ipv4",
+            NODE_IP,
+            "--metrics-addr",
+            "127.0.0.1:9090",
+            "--poll-interval",
+            "200ms",
         ],
     )
     .stdout(Stdio::null())
@@ -168,7 +186,8 @@ fn standalone_agent_start_update_sigterm_cleanup() {
     assert_eq!(received, "hello\n");
     assert!(!vnis.is_empty(), "no copies captured");
     assert!(vnis.iter().all(|v| v == "1"), "{vnis:?}");
-    let decided = r#"podmirror_matched_packets_total{namespace="default",session="mirror-session-a",direction="inbound"}"#;
+    let decided =
+        r#"podmirror_matched_packets_total{namespace="default",session="mirror-session-a",direction="inbound"}"#;
     wait_for(&topo, "counters published", |m| metric(m, decided).unwrap_or(0.0) >= vnis.len() as f64);
 
     // Update: VNI 2 from now on.
@@ -181,7 +200,8 @@ fn standalone_agent_start_update_sigterm_cleanup() {
     // A bad update is refused; VNI 2 stays in force.
     write(&dir, "filter.yaml", &filter("192.168.0.230/33"));
     wait_for(&topo, "the bad update refused", |m| {
-        metric(m, r#"podmirror_config_reloads_total{result="error"}"#) == Some(1.0) && metric(m, "podmirror_config_valid") == Some(0.0)
+        metric(m, r#"podmirror_config_reloads_total{result="error"}"#) == Some(1.0)
+            && metric(m, "podmirror_config_valid") == Some(0.0)
     });
     let (vnis, _) = exchange(&topo, "after-bad-update");
     assert!(!vnis.is_empty() && vnis.iter().all(|v| v == "2"), "a bad update changed the datapath: {vnis:?}");
@@ -202,8 +222,18 @@ fn standalone_agent_start_update_sigterm_cleanup() {
     let child = agent_command(
         &topo.node.name,
         &[
-            "--standalone", &dir.display().to_string(), "--pin-dir", &pin, "--device-prefix", &topo.tag,
-            "--node-ipv4", NODE_IP, "--metrics-addr", "127.0.0.1:9090", "--poll-interval", "200ms",
+            "--standalone",
+            &dir.display().to_string(),
+            "--pin-dir",
+            &pin,
+            "--device-prefix",
+            &topo.tag,
+            "--node-ipv4",
+            NODE_IP,
+            "--metrics-addr",
+            "127.0.0.1:9090",
+            "--poll-interval",
+            "200ms",
         ],
     )
     .stdout(Stdio::null())
@@ -216,7 +246,10 @@ fn standalone_agent_start_update_sigterm_cleanup() {
     });
     std::thread::sleep(Duration::from_millis(600));
     let (vnis, _) = exchange(&topo, "restart-with-bad-files");
-    assert!(!vnis.is_empty() && vnis.iter().all(|v| v == "2"), "a restart with bad files disturbed mirroring: {vnis:?}");
+    assert!(
+        !vnis.is_empty() && vnis.iter().all(|v| v == "2"),
+        "a restart with bad files disturbed mirroring: {vnis:?}"
+    );
     let mut child = agent.0.take().expect("agent running");
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);

@@ -67,19 +67,9 @@ mod tests {
         let now = t("2026-01-01T00:00:00Z");
         let resync = Duration::from_secs(60);
         assert_eq!(sleep_for(None, now, resync), resync);
-        assert_eq!(
-            sleep_for(Some(t("2026-01-01T00:00:07.5Z")), now, resync),
-            Duration::from_millis(7500)
-        );
-        assert_eq!(
-            sleep_for(Some(t("2026-01-01T01:00:00Z")), now, resync),
-            resync,
-            "far away: resync first"
-        );
-        assert_eq!(
-            sleep_for(Some(t("2025-12-31T23:59:59Z")), now, resync),
-            Duration::ZERO
-        );
+        assert_eq!(sleep_for(Some(t("2026-01-01T00:00:07.5Z")), now, resync), Duration::from_millis(7500));
+        assert_eq!(sleep_for(Some(t("2026-01-01T01:00:00Z")), now, resync), resync, "far away: resync first");
+        assert_eq!(sleep_for(Some(t("2025-12-31T23:59:59Z")), now, resync), Duration::ZERO);
     }
 
     #[test]

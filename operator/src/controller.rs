@@ -44,7 +44,13 @@ pub fn watch_all(client: &Client) -> (Stores, BoxStream<'static, ()>) {
     /// `trim` drops what nothing reads before the store keeps it (`crate::trim`).
     fn reflect<K>(api: Api<K>, trim: fn(&mut K)) -> (Store<K>, BoxStream<'static, ()>)
     where
-        K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
     {
         let (reader, writer) = reflector::store();
         let stream = watcher(api, watcher::Config::default())
@@ -233,7 +239,9 @@ pub async fn execute_all(executor: &Executor, todo: &[Write], metrics: &Metrics)
     let mut node_failed = false;
     for w in todo {
         let kind = match w {
-            Write::SetFinalizers { finalizers, .. } if node_failed && !finalizers.contains(&crate::sync::FINALIZER.to_owned()) => {
+            Write::SetFinalizers { finalizers, .. }
+                if node_failed && !finalizers.contains(&crate::sync::FINALIZER.to_owned()) =>
+            {
                 continue;
             }
             Write::SetFinalizers { .. } => "finalizers",
@@ -277,7 +285,11 @@ mod tests {
 
     #[test]
     fn phases_count_what_was_just_written_over_what_the_object_shows() {
-        let sessions = vec![session("a", Some(SessionPhase::Pending)), session("b", Some(SessionPhase::Active)), session("c", None)];
+        let sessions = vec![
+            session("a", Some(SessionPhase::Pending)),
+            session("b", Some(SessionPhase::Active)),
+            session("c", None),
+        ];
         let todo = vec![Write::ApplySessionStatus {
             namespace: "team".into(),
             name: "a".into(),

@@ -69,15 +69,23 @@ pub enum Standing {
     /// Leading on a lease that, as we last wrote it, runs until `expires`
     /// (the round's start + the lease duration: our renewTime + duration).
     /// `failures` renewals in a row have failed since.
-    Leader { expires: Instant, failures: u32 },
+    Leader {
+        expires: Instant,
+        failures: u32,
+    },
 }
 
 /// What the loop does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    Continue { standing: Standing, sleep: Duration },
+    Continue {
+        standing: Standing,
+        sleep: Duration,
+    },
     /// We led and can no longer claim the lease: stop writing.
-    StepDown { reason: String },
+    StepDown {
+        reason: String,
+    },
 }
 
 /// The first retry after a failed renewal; later ones double, up to the
@@ -95,11 +103,21 @@ pub fn give_up_at(expires: Instant, duration: Duration) -> Instant {
 /// A failed or contested renewal is retried with a short backoff while the
 /// lease we last wrote is still ours; only a lease someone else holds, or
 /// running out of time, ends the leadership.
-pub fn step(standing: Standing, round: Result<&Round, &str>, started: Instant, now: Instant, duration: Duration) -> Step {
+pub fn step(
+    standing: Standing,
+    round: Result<&Round, &str>,
+    started: Instant,
+    now: Instant,
+    duration: Duration,
+) -> Step {
     let period = duration / 3;
     match (standing, round) {
-        (_, Ok(Round::Held)) => Step::Continue { standing: Standing::Leader { expires: started + duration, failures: 0 }, sleep: period },
-        (Standing::Leader { .. }, Ok(Round::HeldBy(holder))) => Step::StepDown { reason: format!("the lease is now held by {holder}") },
+        (_, Ok(Round::Held)) => {
+            Step::Continue { standing: Standing::Leader { expires: started + duration, failures: 0 }, sleep: period }
+        }
+        (Standing::Leader { .. }, Ok(Round::HeldBy(holder))) => {
+            Step::StepDown { reason: format!("the lease is now held by {holder}") }
+        }
         (Standing::Follower, _) => Step::Continue { standing: Standing::Follower, sleep: period },
         (Standing::Leader { expires, failures }, failed) => {
             let why = match failed {
@@ -109,7 +127,9 @@ pub fn step(standing: Standing, round: Result<&Round, &str>, started: Instant, n
             let failures = failures.saturating_add(1);
             let deadline = give_up_at(expires, duration);
             if now >= deadline {
-                return Step::StepDown { reason: format!("{failures} renewals failed until the lease ran out; last: {why}") };
+                return Step::StepDown {
+                    reason: format!("{failures} renewals failed until the lease ran out; last: {why}"),
+                };
             }
             let backoff = FIRST_RETRY.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(period);
             let sleep = backoff.min(deadline - now);
@@ -175,7 +195,10 @@ impl Elector {
                     let left = give_up_at(expires, self.duration).saturating_duration_since(started);
                     match tokio::time::timeout(left, self.round()).await {
                         Ok(outcome) => outcome,
-                        Err(_) => Err(Error::Lease { lease: LEASE_NAME.into(), reason: "no answer before the lease ran out".into() }),
+                        Err(_) => Err(Error::Lease {
+                            lease: LEASE_NAME.into(),
+                            reason: "no answer before the lease ran out".into(),
+                        }),
                     }
                 }
                 Standing::Follower => self.round().await,
@@ -252,14 +275,20 @@ mod tests {
         };
         assert_eq!(leader, Standing::Leader { expires: at(15_000), failures: 0 });
         // The next renewal (5 s later) fails: still the leader, retry soon.
-        let Step::Continue { standing, sleep } = step(leader, Err("reading: 503"), at(5_000), at(5_100), d) else { panic!() };
+        let Step::Continue { standing, sleep } = step(leader, Err("reading: 503"), at(5_000), at(5_100), d) else {
+            panic!()
+        };
         assert_eq!(standing, Standing::Leader { expires: at(15_000), failures: 1 });
         assert_eq!(sleep, FIRST_RETRY);
-        let Step::Continue { standing, sleep } = step(standing, Ok(&Round::Conflict), at(5_300), at(5_400), d) else { panic!() };
+        let Step::Continue { standing, sleep } = step(standing, Ok(&Round::Conflict), at(5_300), at(5_400), d) else {
+            panic!()
+        };
         assert_eq!(standing, Standing::Leader { expires: at(15_000), failures: 2 });
         assert_eq!(sleep, FIRST_RETRY * 2);
         // The retry renews: the lease runs from that round's start.
-        let Step::Continue { standing, sleep } = step(standing, Ok(&Round::Held), at(5_800), at(5_900), d) else { panic!() };
+        let Step::Continue { standing, sleep } = step(standing, Ok(&Round::Held), at(5_800), at(5_900), d) else {
+            panic!()
+        };
         assert_eq!(standing, Standing::Leader { expires: at(20_800), failures: 0 });
         assert_eq!(sleep, Duration::from_secs(5));
     }
@@ -304,7 +333,9 @@ mod tests {
         let t0 = Instant::now();
         let leader = Standing::Leader { expires: t0 + d, failures: 0 };
         let other = Round::HeldBy("b".into());
-        assert!(matches!(step(leader, Ok(&other), t0, t0, d), Step::StepDown { reason } if reason.contains("held by b")));
+        assert!(
+            matches!(step(leader, Ok(&other), t0, t0, d), Step::StepDown { reason } if reason.contains("held by b"))
+        );
         let follower = step(Standing::Follower, Ok(&other), t0, t0, d);
         assert_eq!(follower, Step::Continue { standing: Standing::Follower, sleep: Duration::from_secs(5) });
         let failed = step(Standing::Follower, Err("reading: 503"), t0, t0, d);

@@ -12,10 +12,10 @@ use kube::Api;
 use podmirror_crds::model::quota::QuotaLimits;
 use podmirror_operator::clock::SystemClock;
 use podmirror_operator::controller::{self, Settings};
-use podmirror_operator::plan::cluster::TargetPolicy;
 use podmirror_operator::http::{self, Health};
 use podmirror_operator::leader::Elector;
 use podmirror_operator::metrics::Metrics;
+use podmirror_operator::plan::cluster::TargetPolicy;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -93,8 +93,8 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(if args.log_json { LogFormat::Json } else { args.log_format });
-    let target_policy = TargetPolicy::parse(&args.allowed_target_cidrs)
-        .map_err(|e| anyhow::anyhow!("--allowed-target-cidrs: {e}"))?;
+    let target_policy =
+        TargetPolicy::parse(&args.allowed_target_cidrs).map_err(|e| anyhow::anyhow!("--allowed-target-cidrs: {e}"))?;
     if let Some(Command::UninstallWait { daemonset, namespace, timeout_seconds }) = &args.command {
         let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
         let api: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(client.clone(), namespace);

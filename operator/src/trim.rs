@@ -29,11 +29,14 @@ pub fn pod(p: &mut Pod) {
         Some([(crate::index::ALLOW_MIRROR_FROM.to_owned(), consent)].into())
     });
     meta.owner_references = None;
-    p.spec = p.spec.take().map(|s| PodSpec { node_name: s.node_name, host_network: s.host_network, ..PodSpec::default() });
-    p.status = p
-        .status
-        .take()
-        .map(|s| PodStatus { phase: s.phase, pod_ip: s.pod_ip, pod_ips: s.pod_ips, ..PodStatus::default() });
+    p.spec =
+        p.spec.take().map(|s| PodSpec { node_name: s.node_name, host_network: s.host_network, ..PodSpec::default() });
+    p.status = p.status.take().map(|s| PodStatus {
+        phase: s.phase,
+        pod_ip: s.pod_ip,
+        pod_ips: s.pod_ips,
+        ..PodStatus::default()
+    });
 }
 
 /// Only a Node's name is read (nodes that exist get a MirrorNodeState);
@@ -118,7 +121,11 @@ mod tests {
         assert!(index::pod(&trimmed).is_ok_and(|p| p.deleting));
         // The consent annotation is the one annotation kept.
         let mut consenting = full_pod(false, false);
-        consenting.metadata.annotations.get_or_insert_default().insert(index::ALLOW_MIRROR_FROM.into(), "team-a".into());
+        consenting
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(index::ALLOW_MIRROR_FROM.into(), "team-a".into());
         let mut trimmed = consenting.clone();
         pod(&mut trimmed);
         assert_eq!(index::pod(&trimmed).ok(), index::pod(&consenting).ok());
@@ -137,7 +144,14 @@ mod tests {
         let mut trimmed = full.clone();
         node(&mut trimmed);
         let picture = |n: Node| {
-            let objects = index::Objects { sessions: &[], filters: &[], pods: &[], services: &[], slices: &[], nodes: &[Arc::new(n)] };
+            let objects = index::Objects {
+                sessions: &[],
+                filters: &[],
+                pods: &[],
+                services: &[],
+                slices: &[],
+                nodes: &[Arc::new(n)],
+            };
             index::cluster(&objects).0.nodes
         };
         assert_eq!(picture(trimmed.clone()), picture(full));

@@ -78,13 +78,17 @@ pub async fn mark_sessions(client: &Client) -> anyhow::Result<usize> {
         let Some(status) = session.status.as_ref() else { continue };
         let ns = session.namespace().unwrap_or_default();
         let conditions = uninstalled_conditions(status.conditions.as_deref().unwrap_or_default(), &now);
-        let phase = if status.phase == Some(podmirror_crds::api::SessionPhase::Invalid) { "Invalid" } else { "Pending" };
-        let patch = json!({ "status": { "phase": phase, "conditions": conditions, "nodes": null, "mirroredPackets": null } });
+        let phase =
+            if status.phase == Some(podmirror_crds::api::SessionPhase::Invalid) { "Invalid" } else { "Pending" };
+        let patch =
+            json!({ "status": { "phase": phase, "conditions": conditions, "nodes": null, "mirroredPackets": null } });
         let api: Api<MirrorSession> = Api::namespaced(client.clone(), &ns);
         let params = PatchParams { field_manager: Some("podmirror-operator".into()), ..PatchParams::default() };
         match api.patch_status(&session.name_any(), &params, &Patch::Merge(&patch)).await {
             Ok(_) => marked += 1,
-            Err(e) => tracing::warn!(session = %format!("{ns}/{}", session.name_any()), error = %e, "cannot mark as uninstalled"),
+            Err(e) => {
+                tracing::warn!(session = %format!("{ns}/{}", session.name_any()), error = %e, "cannot mark as uninstalled")
+            }
         }
     }
     Ok(marked)

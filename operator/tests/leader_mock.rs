@@ -22,11 +22,7 @@ type Reply = tower_test::mock::SendResponse<Response<Body>>;
 const PATH: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases/podmirror-operator";
 
 fn status(code: u16) -> Value {
-    let reason = if code == 404 {
-        "NotFound"
-    } else {
-        "InternalError"
-    };
+    let reason = if code == 404 { "NotFound" } else { "InternalError" };
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": format!("mock {code}")})
 }
 
@@ -39,28 +35,17 @@ fn ours() -> Value {
 }
 
 fn reply(send: Reply, code: u16, body: &Value) {
-    send.send_response(
-        Response::builder()
-            .status(code)
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-    );
+    send.send_response(Response::builder().status(code).body(Body::from(serde_json::to_vec(body).unwrap())).unwrap());
 }
 
 /// The next request, which must be `method` on `path`; its body and the
 /// responder.
 async fn next(handle: &mut Handle, method: Method, path: &str) -> (Value, Reply) {
-    let (req, send) = timeout(Duration::from_secs(10), handle.next_request())
-        .await
-        .expect("a request in time")
-        .expect("a request");
+    let (req, send) =
+        timeout(Duration::from_secs(10), handle.next_request()).await.expect("a request in time").expect("a request");
     assert_eq!((req.method(), req.uri().path()), (&method, path));
     let bytes = req.into_body().collect_bytes().await.unwrap();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap()
-    };
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
     (body, send)
 }
 
@@ -79,18 +64,11 @@ async fn a_blip_of_the_api_server_does_not_end_the_leadership_but_a_lasting_outa
     // No lease yet: create it, and lead.
     let (_, send) = next(&mut handle, Method::GET, PATH).await;
     reply(send, 404, &status(404));
-    let (created, send) = next(
-        &mut handle,
-        Method::POST,
-        "/apis/coordination.k8s.io/v1/namespaces/default/leases",
-    )
-    .await;
+    let (created, send) =
+        next(&mut handle, Method::POST, "/apis/coordination.k8s.io/v1/namespaces/default/leases").await;
     assert_eq!(created["spec"]["holderIdentity"], "me");
     reply(send, 201, &created);
-    timeout(Duration::from_secs(5), rx.wait_for(|l| *l))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(Duration::from_secs(5), rx.wait_for(|l| *l)).await.unwrap().unwrap();
 
     // The renewal's write fails, then the retry's read: still the leader.
     let (_, send) = next(&mut handle, Method::GET, PATH).await;
@@ -129,24 +107,15 @@ async fn a_blip_of_the_api_server_does_not_end_the_leadership_but_a_lasting_outa
         failed
     };
     let (failed, result) = tokio::join!(outage, async {
-        let result = timeout(Duration::from_secs(10), run)
-            .await
-            .expect("steps down in time")
-            .unwrap();
+        let result = timeout(Duration::from_secs(10), run).await.expect("steps down in time").unwrap();
         (result, renewed_at.elapsed())
     });
     let (result, after) = result;
     let err = result.unwrap_err().to_string();
-    assert!(
-        err.contains("lost the lease") && err.contains("renewals failed"),
-        "{err}"
-    );
+    assert!(err.contains("lost the lease") && err.contains("renewals failed"), "{err}");
     // It gives up 0.4 s before the 6 s lease runs out; the bound leaves room
     // for a slow round trip of the renewal's read.
-    assert!(
-        after >= Duration::from_millis(4_500),
-        "stepped down {after:?} after renewing a 6 s lease"
-    );
+    assert!(after >= Duration::from_millis(4_500), "stepped down {after:?} after renewing a 6 s lease");
     assert!(failed >= 3, "only {failed} retries before stepping down");
     assert!(!*rx.borrow(), "leadership withdrawn on stepping down");
 }

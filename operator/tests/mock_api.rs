@@ -95,14 +95,21 @@ struct Expect {
     reply: Value,
 }
 
-fn expect(method: Method, path: &str, query: &'static str, body: impl Fn(&Value) + Send + 'static, reply: Value) -> Expect {
+fn expect(
+    method: Method,
+    path: &str,
+    query: &'static str,
+    body: impl Fn(&Value) + Send + 'static,
+    reply: Value,
+) -> Expect {
     Expect { status: 200, method, path: path.to_owned(), query, body: Box::new(body), reply }
 }
 
 /// Serves `script` in order, asserting each request; then asserts nothing more comes.
 async fn serve(mut handle: Handle, script: Vec<Expect>) {
     for (i, e) in script.into_iter().enumerate() {
-        let (req, send) = handle.next_request().await.unwrap_or_else(|| panic!("request {i} ({} {}) never came", e.method, e.path));
+        let (req, send) =
+            handle.next_request().await.unwrap_or_else(|| panic!("request {i} ({} {}) never came", e.method, e.path));
         assert_eq!(req.method(), e.method, "request {i}: method of {}", req.uri());
         assert_eq!(req.uri().path(), e.path, "request {i}: path");
         let q = req.uri().query().unwrap_or_default().to_owned();
@@ -112,7 +119,9 @@ async fn serve(mut handle: Handle, script: Vec<Expect>) {
         let bytes = req.into_body().collect_bytes().await.unwrap();
         let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
         (e.body)(&body);
-        send.send_response(Response::builder().status(e.status).body(Body::from(serde_json::to_vec(&e.reply).unwrap())).unwrap());
+        send.send_response(
+            Response::builder().status(e.status).body(Body::from(serde_json::to_vec(&e.reply).unwrap())).unwrap(),
+        );
     }
     // The client is dropped when the pass is over: anything sent after the
     // script is an unexpected write.
@@ -237,54 +246,108 @@ async fn happy_path_writes_finalizers_node_states_status_and_an_event() {
     let s_reply = as_json(&*w.sessions[0]);
     let f_reply = as_json(&*w.filters[0]);
     let script = vec![
-        expect(Method::PATCH, &format!("{MS}/mirror-session-a"), MANAGED, |b| {
-            assert_eq!(b, &json!({"metadata": {"finalizers": ["podmirror.io/cleanup"], "resourceVersion": "20"}}));
-        }, s_reply.clone()),
-        expect(Method::PATCH, &format!("{MF}/mirror-filter-a"), MANAGED, |b| {
-            assert_eq!(b, &json!({"metadata": {"finalizers": ["podmirror.io/cleanup"], "resourceVersion": "10"}}));
-        }, f_reply.clone()),
-        expect(Method::PATCH, &format!("{MNS}/node-a"), APPLY, |b| {
-            assert_eq!(b["kind"], "MirrorNodeState");
-            assert_eq!(b["metadata"]["name"], "node-a");
-            let spec = &b["spec"];
-            assert_eq!(spec["node"], "node-a");
-            let s = &spec["sessions"][0];
-            assert_eq!((s["name"].as_str(), s["vni"].as_i64(), s["packetLength"].as_i64()), (Some("mirror-session-a"), Some(1), Some(96)));
-            assert_eq!(s["targets"], json!(["192.168.0.12"]));
-            assert_eq!(s["inboundRules"][0]["destinationPorts"], json!({"from": 1234, "to": 1234}));
-            assert_eq!(spec["pods"], json!([{"namespace": "team", "name": "ecs-source", "uid": "uid-ecs-source",
-                "ips": ["192.168.0.230"], "sessions": ["team/mirror-session-a"]}]));
-        }, node_state_reply("node-a")),
-        expect(Method::PATCH, &format!("{MNS}/node-b"), APPLY, |b| {
-            assert_eq!(b["spec"], json!({"node": "node-b", "sessions": [], "pods": []}));
-        }, node_state_reply("node-b")),
-        expect(Method::POST, EVENTS, "", |b| {
-            assert_eq!(b["reason"], "Pending");
-            assert_eq!(b["type"], "Normal");
-            assert_eq!(b["regarding"]["name"], "mirror-session-a");
-            assert_eq!(b["reportingController"], "podmirror-operator");
-        }, event_reply()),
-        expect(Method::PATCH, &format!("{MS}/mirror-session-a/status"), APPLY, |b| {
-            assert_eq!(b["kind"], "MirrorSession");
-            let st = &b["status"];
-            assert_eq!(st["phase"], "Pending");
-            assert_eq!(st["observedGeneration"], 1);
-            assert_eq!(st["acceptedGeneration"], 1);
-            assert_eq!(condition(st, "Accepted")["status"], "True");
-            assert_eq!(condition(st, "FilterResolved")["status"], "True");
-            assert_eq!(condition(st, "TargetResolved")["status"], "True");
-            assert_eq!(condition(st, "SourcesResolved")["status"], "True");
-            assert_eq!(condition(st, "Programmed")["status"], "False");
-            assert_eq!(condition(st, "Programmed")["observedGeneration"], 1);
-            assert_eq!(st["sources"], json!([{"pod": "ecs-source", "node": "node-a", "podIPs": ["192.168.0.230"], "state": "Resolved"}]));
-            assert_eq!(st["target"], json!({"kind": "Pod", "name": "ecs-target", "addresses": ["192.168.0.12"]}));
-            assert!(st.get("nodes").is_none(), "the operator never claims agents' entries");
-        }, s_reply.clone()),
-        expect(Method::PATCH, &format!("{MF}/mirror-filter-a/status"), APPLY, |b| {
-            assert_eq!(b["status"], json!({"sessions": 1, "inboundRuleCount": 1, "outboundRuleCount": 0, "observedGeneration": 1,
+        expect(
+            Method::PATCH,
+            &format!("{MS}/mirror-session-a"),
+            MANAGED,
+            |b| {
+                assert_eq!(b, &json!({"metadata": {"finalizers": ["podmirror.io/cleanup"], "resourceVersion": "20"}}));
+            },
+            s_reply.clone(),
+        ),
+        expect(
+            Method::PATCH,
+            &format!("{MF}/mirror-filter-a"),
+            MANAGED,
+            |b| {
+                assert_eq!(b, &json!({"metadata": {"finalizers": ["podmirror.io/cleanup"], "resourceVersion": "10"}}));
+            },
+            f_reply.clone(),
+        ),
+        expect(
+            Method::PATCH,
+            &format!("{MNS}/node-a"),
+            APPLY,
+            |b| {
+                assert_eq!(b["kind"], "MirrorNodeState");
+                assert_eq!(b["metadata"]["name"], "node-a");
+                let spec = &b["spec"];
+                assert_eq!(spec["node"], "node-a");
+                let s = &spec["sessions"][0];
+                assert_eq!(
+                    (s["name"].as_str(), s["vni"].as_i64(), s["packetLength"].as_i64()),
+                    (Some("mirror-session-a"), Some(1), Some(96))
+                );
+                assert_eq!(s["targets"], json!(["192.168.0.12"]));
+                assert_eq!(s["inboundRules"][0]["destinationPorts"], json!({"from": 1234, "to": 1234}));
+                assert_eq!(
+                    spec["pods"],
+                    json!([{"namespace": "team", "name": "ecs-source", "uid": "uid-ecs-source",
+                "ips": ["192.168.0.230"], "sessions": ["team/mirror-session-a"]}])
+                );
+            },
+            node_state_reply("node-a"),
+        ),
+        expect(
+            Method::PATCH,
+            &format!("{MNS}/node-b"),
+            APPLY,
+            |b| {
+                assert_eq!(b["spec"], json!({"node": "node-b", "sessions": [], "pods": []}));
+            },
+            node_state_reply("node-b"),
+        ),
+        expect(
+            Method::POST,
+            EVENTS,
+            "",
+            |b| {
+                assert_eq!(b["reason"], "Pending");
+                assert_eq!(b["type"], "Normal");
+                assert_eq!(b["regarding"]["name"], "mirror-session-a");
+                assert_eq!(b["reportingController"], "podmirror-operator");
+            },
+            event_reply(),
+        ),
+        expect(
+            Method::PATCH,
+            &format!("{MS}/mirror-session-a/status"),
+            APPLY,
+            |b| {
+                assert_eq!(b["kind"], "MirrorSession");
+                let st = &b["status"];
+                assert_eq!(st["phase"], "Pending");
+                assert_eq!(st["observedGeneration"], 1);
+                assert_eq!(st["acceptedGeneration"], 1);
+                assert_eq!(condition(st, "Accepted")["status"], "True");
+                assert_eq!(condition(st, "FilterResolved")["status"], "True");
+                assert_eq!(condition(st, "TargetResolved")["status"], "True");
+                assert_eq!(condition(st, "SourcesResolved")["status"], "True");
+                assert_eq!(condition(st, "Programmed")["status"], "False");
+                assert_eq!(condition(st, "Programmed")["observedGeneration"], 1);
+                assert_eq!(
+                    st["sources"],
+                    json!([{"pod": "ecs-source", "node": "node-a", "podIPs": ["192.168.0.230"], "state": "Resolved"}])
+                );
+                assert_eq!(st["target"], json!({"kind": "Pod", "name": "ecs-target", "addresses": ["192.168.0.12"]}));
+                assert!(st.get("nodes").is_none(), "the operator never claims agents' entries");
+            },
+            s_reply.clone(),
+        ),
+        expect(
+            Method::PATCH,
+            &format!("{MF}/mirror-filter-a/status"),
+            APPLY,
+            |b| {
+                assert_eq!(
+                    b["status"],
+                    json!({"sessions": 1, "inboundRuleCount": 1, "outboundRuleCount": 0, "observedGeneration": 1,
                 "conditions": [{"type": "Valid", "status": "True", "reason": "RulesValid", "message": "every rule compiles",
-                    "observedGeneration": 1, "lastTransitionTime": "2026-01-03T00:00:00Z"}]}));
-        }, f_reply),
+                    "observedGeneration": 1, "lastTransitionTime": "2026-01-03T00:00:00Z"}]})
+                );
+            },
+            f_reply,
+        ),
     ];
     w.pass(script).await;
 }
@@ -295,7 +358,14 @@ async fn a_refusal_is_a_condition_and_a_warning_event_and_leaves_the_incumbent_a
     w.filters.push(filter(true, false));
     w.sessions.push(session("first", "2026-01-01T00:00:00Z", 1, true, false));
     // Converge the first session without looking at the writes.
-    let objects = Objects { sessions: &w.sessions, filters: &w.filters, pods: &w.pods, services: &[], slices: &[], nodes: &w.nodes };
+    let objects = Objects {
+        sessions: &w.sessions,
+        filters: &w.filters,
+        pods: &w.pods,
+        services: &[],
+        slices: &[],
+        nodes: &w.nodes,
+    };
     let (cluster, _) = index::cluster(&objects);
     let p = plan(&cluster, AcceptedSet::new(), &QuotaLimits::default());
     w.accepted = p.accepted.clone();
@@ -324,25 +394,43 @@ async fn a_refusal_is_a_condition_and_a_warning_event_and_leaves_the_incumbent_a
     w.sessions.push(session("second", "2026-01-02T00:00:00Z", 1, true, false));
     let reply = as_json(&*w.sessions[1]);
     let script = vec![
-        expect(Method::POST, EVENTS, "", |b| {
-            assert_eq!(b["type"], "Warning");
-            assert_eq!(b["reason"], "QuotaRefused");
-            assert_eq!(b["regarding"]["name"], "second");
-            let note = b["note"].as_str().unwrap();
-            assert!(note.starts_with("PriorityClash:") && note.contains("team/first"), "{note}");
-        }, event_reply()),
-        expect(Method::POST, EVENTS, "", |b| {
-            assert_eq!((b["type"].as_str(), b["reason"].as_str()), (Some("Warning"), Some("Invalid")));
-        }, event_reply()),
-        expect(Method::PATCH, &format!("{MS}/second/status"), APPLY, |b| {
-            let st = &b["status"];
-            assert_eq!(st["phase"], "Invalid");
-            let acc = condition(st, "Accepted");
-            assert_eq!((acc["status"].as_str(), acc["reason"].as_str()), (Some("False"), Some("PriorityClash")));
-            let msg = acc["message"].as_str().unwrap();
-            assert!(msg.contains("PriorityClash") && msg.contains("2 > 1"), "{msg}");
-            assert!(st.get("acceptedGeneration").is_none());
-        }, reply),
+        expect(
+            Method::POST,
+            EVENTS,
+            "",
+            |b| {
+                assert_eq!(b["type"], "Warning");
+                assert_eq!(b["reason"], "QuotaRefused");
+                assert_eq!(b["regarding"]["name"], "second");
+                let note = b["note"].as_str().unwrap();
+                assert!(note.starts_with("PriorityClash:") && note.contains("team/first"), "{note}");
+            },
+            event_reply(),
+        ),
+        expect(
+            Method::POST,
+            EVENTS,
+            "",
+            |b| {
+                assert_eq!((b["type"].as_str(), b["reason"].as_str()), (Some("Warning"), Some("Invalid")));
+            },
+            event_reply(),
+        ),
+        expect(
+            Method::PATCH,
+            &format!("{MS}/second/status"),
+            APPLY,
+            |b| {
+                let st = &b["status"];
+                assert_eq!(st["phase"], "Invalid");
+                let acc = condition(st, "Accepted");
+                assert_eq!((acc["status"].as_str(), acc["reason"].as_str()), (Some("False"), Some("PriorityClash")));
+                let msg = acc["message"].as_str().unwrap();
+                assert!(msg.contains("PriorityClash") && msg.contains("2 > 1"), "{msg}");
+                assert!(st.get("acceptedGeneration").is_none());
+            },
+            reply,
+        ),
     ];
     // No node state write: the incumbent's mirroring is exactly as it was.
     w.pass(script).await;
@@ -359,7 +447,14 @@ async fn deletion_removes_the_session_from_its_node_before_releasing_the_finaliz
     let mut live = World::seed();
     live.filters.push(filter(true, false));
     live.sessions.push(session("mirror-session-a", "2026-01-01T00:00:00Z", 1, true, false));
-    let objects = Objects { sessions: &live.sessions, filters: &live.filters, pods: &live.pods, services: &[], slices: &[], nodes: &live.nodes };
+    let objects = Objects {
+        sessions: &live.sessions,
+        filters: &live.filters,
+        pods: &live.pods,
+        services: &[],
+        slices: &[],
+        nodes: &live.nodes,
+    };
     let before = plan(&index::cluster(&objects).0, AcceptedSet::new(), &QuotaLimits::default());
     assert_eq!(before.nodes["node-a"].sessions.len(), 1);
     w.node_states = before.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
@@ -369,13 +464,25 @@ async fn deletion_removes_the_session_from_its_node_before_releasing_the_finaliz
     w.filters[0] = Arc::new(fl);
     let reply = as_json(&*w.sessions[0]);
     let script = vec![
-        expect(Method::PATCH, &format!("{MNS}/node-a"), APPLY, |b| {
-            assert_eq!(b["spec"], json!({"node": "node-a", "sessions": [], "pods": []}));
-        }, node_state_reply("node-a")),
-        expect(Method::PATCH, &format!("{MS}/mirror-session-a"), MANAGED, |b| {
-            // Only our finalizer goes; someone else's stays.
-            assert_eq!(b, &json!({"metadata": {"finalizers": ["example.com/other"], "resourceVersion": "20"}}));
-        }, reply),
+        expect(
+            Method::PATCH,
+            &format!("{MNS}/node-a"),
+            APPLY,
+            |b| {
+                assert_eq!(b["spec"], json!({"node": "node-a", "sessions": [], "pods": []}));
+            },
+            node_state_reply("node-a"),
+        ),
+        expect(
+            Method::PATCH,
+            &format!("{MS}/mirror-session-a"),
+            MANAGED,
+            |b| {
+                // Only our finalizer goes; someone else's stays.
+                assert_eq!(b, &json!({"metadata": {"finalizers": ["example.com/other"], "resourceVersion": "20"}}));
+            },
+            reply,
+        ),
     ];
     w.pass(script).await;
     assert!(w.accepted.is_empty());
@@ -389,14 +496,27 @@ async fn a_failed_node_state_write_keeps_the_finalizer() {
     let mut live = World::seed();
     live.filters.push(filter(true, false));
     live.sessions.push(session("mirror-session-a", "2026-01-01T00:00:00Z", 1, true, false));
-    let objects = Objects { sessions: &live.sessions, filters: &live.filters, pods: &live.pods, services: &[], slices: &[], nodes: &live.nodes };
+    let objects = Objects {
+        sessions: &live.sessions,
+        filters: &live.filters,
+        pods: &live.pods,
+        services: &[],
+        slices: &[],
+        nodes: &live.nodes,
+    };
     let before = plan(&index::cluster(&objects).0, AcceptedSet::new(), &QuotaLimits::default());
     w.node_states = before.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
     let mut fl = (*w.filters[0]).clone();
     fl.status = Some(converged_filter_status(0));
     w.filters[0] = Arc::new(fl);
-    let mut refused = expect(Method::PATCH, &format!("{MNS}/node-a"), APPLY, |_| {}, json!({
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout", "reason": "InternalError", "code": 500}));
+    let mut refused = expect(
+        Method::PATCH,
+        &format!("{MNS}/node-a"),
+        APPLY,
+        |_| {},
+        json!({
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout", "reason": "InternalError", "code": 500}),
+    );
     refused.status = 500;
     // The API server fails the node-state write: no finalizer removal follows
     // (the script ends; any further request fails the pass differently).
@@ -407,7 +527,14 @@ async fn a_failed_node_state_write_keeps_the_finalizer() {
 /// Converges `w`'s session and filter statuses as the operator writes them
 /// (no API involved), so a scenario's pass shows only what it is about.
 fn converge(w: &mut World) {
-    let objects = Objects { sessions: &w.sessions, filters: &w.filters, pods: &w.pods, services: &[], slices: &[], nodes: &w.nodes };
+    let objects = Objects {
+        sessions: &w.sessions,
+        filters: &w.filters,
+        pods: &w.pods,
+        services: &[],
+        slices: &[],
+        nodes: &w.nodes,
+    };
     let (cluster, _) = index::cluster(&objects);
     let p = plan(&cluster, w.accepted.clone(), &QuotaLimits::default());
     w.node_states = p.nodes.iter().map(|(n, spec)| Arc::new(MirrorNodeState::new(n, (**spec).clone()))).collect();
@@ -472,15 +599,24 @@ async fn entries_of_nodes_that_are_gone_are_removed_and_live_ones_stay() {
     converge(&mut w);
     converge(&mut w);
     let reply = as_json(&*w.sessions[0]);
-    let script = vec![expect(Method::PATCH, &format!("{MS}/mirror-session-a/status"), MANAGED, |b| {
-        // Highest index first, each removal guarded by a test of the name.
-        assert_eq!(b, &json!([
-            {"op": "test", "path": "/status/nodes/2/node", "value": "node-d"},
-            {"op": "remove", "path": "/status/nodes/2"},
-            {"op": "test", "path": "/status/nodes/0/node", "value": "node-c"},
-            {"op": "remove", "path": "/status/nodes/0"},
-        ]));
-    }, reply)];
+    let script = vec![expect(
+        Method::PATCH,
+        &format!("{MS}/mirror-session-a/status"),
+        MANAGED,
+        |b| {
+            // Highest index first, each removal guarded by a test of the name.
+            assert_eq!(
+                b,
+                &json!([
+                    {"op": "test", "path": "/status/nodes/2/node", "value": "node-d"},
+                    {"op": "remove", "path": "/status/nodes/2"},
+                    {"op": "test", "path": "/status/nodes/0/node", "value": "node-c"},
+                    {"op": "remove", "path": "/status/nodes/0"},
+                ])
+            );
+        },
+        reply,
+    )];
     w.pass(script).await;
 
     // Without a Node list (unknown), nothing is ever treated as stale: the
@@ -502,16 +638,28 @@ async fn a_filter_whose_rules_do_not_compile_gets_a_warning_event() {
     w.filters[0] = Arc::new(f);
     let reply = as_json(&*w.filters[0]);
     let script = vec![
-        expect(Method::POST, EVENTS, "", |b| {
-            assert_eq!((b["type"].as_str(), b["reason"].as_str()), (Some("Warning"), Some("InvalidRules")));
-            assert_eq!(b["regarding"]["kind"], "MirrorFilter");
-            assert_eq!(b["regarding"]["name"], "mirror-filter-a");
-            let note = b["note"].as_str().unwrap();
-            assert!(note.contains("inboundRules[0]"), "{note}");
-        }, event_reply()),
-        expect(Method::PATCH, &format!("{MF}/mirror-filter-a/status"), APPLY, |b| {
-            assert_eq!(condition(&b["status"], "Valid")["status"], "False");
-        }, reply),
+        expect(
+            Method::POST,
+            EVENTS,
+            "",
+            |b| {
+                assert_eq!((b["type"].as_str(), b["reason"].as_str()), (Some("Warning"), Some("InvalidRules")));
+                assert_eq!(b["regarding"]["kind"], "MirrorFilter");
+                assert_eq!(b["regarding"]["name"], "mirror-filter-a");
+                let note = b["note"].as_str().unwrap();
+                assert!(note.contains("inboundRules[0]"), "{note}");
+            },
+            event_reply(),
+        ),
+        expect(
+            Method::PATCH,
+            &format!("{MF}/mirror-filter-a/status"),
+            APPLY,
+            |b| {
+                assert_eq!(condition(&b["status"], "Valid")["status"], "False");
+            },
+            reply,
+        ),
     ];
     w.pass(script).await;
 }

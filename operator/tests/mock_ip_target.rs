@@ -50,9 +50,8 @@ spec:
 "#;
 
 fn pod(ns: &str, name: &str, ip: &str, consent: Option<&str>) -> Arc<Pod> {
-    let annotations = consent
-        .map(|c| format!(", annotations: {{podmirror.io/allow-mirror-from: \"{c}\"}}"))
-        .unwrap_or_default();
+    let annotations =
+        consent.map(|c| format!(", annotations: {{podmirror.io/allow-mirror-from: \"{c}\"}}")).unwrap_or_default();
     Arc::new(yaml(&format!(
         "metadata: {{name: {name}, namespace: {ns}, uid: uid-{name}{annotations}}}\n\
          spec: {{nodeName: node-a, containers: []}}\nstatus: {{phase: Running, podIP: {ip}}}"
@@ -60,9 +59,8 @@ fn pod(ns: &str, name: &str, ip: &str, consent: Option<&str>) -> Arc<Pod> {
 }
 
 fn service(consent: Option<&str>) -> Arc<Service> {
-    let annotations = consent
-        .map(|c| format!(", annotations: {{podmirror.io/allow-mirror-from: \"{c}\"}}"))
-        .unwrap_or_default();
+    let annotations =
+        consent.map(|c| format!(", annotations: {{podmirror.io/allow-mirror-from: \"{c}\"}}")).unwrap_or_default();
     Arc::new(yaml(&format!(
         "metadata: {{name: collector, namespace: obs{annotations}}}\nspec: {{clusterIP: 10.96.0.40, clusterIPs: [10.96.0.40]}}"
     )))
@@ -79,38 +77,20 @@ async fn pass(
     let sessions = [Arc::new(session.clone())];
     let filters = [Arc::new(filter.clone())];
     let nodes: [Arc<Node>; 1] = [Arc::new(yaml("metadata: {name: node-a}"))];
-    let objects = Objects {
-        sessions: &sessions,
-        filters: &filters,
-        pods,
-        services,
-        slices: &[],
-        nodes: &nodes,
-    };
+    let objects = Objects { sessions: &sessions, filters: &filters, pods, services, slices: &[], nodes: &nodes };
     let (mut cluster, errors) = index::cluster(&objects);
     assert!(errors.is_empty(), "{errors:?}");
     cluster.now = "2026-01-02T00:00:00Z".parse().unwrap();
     cluster.target_policy = TargetPolicy::parse(policy).unwrap();
     let p = plan(&cluster, AcceptedSet::new(), &QuotaLimits::default());
-    let seen = Seen {
-        sessions: vec![&session],
-        filters: vec![&filter],
-        node_states: vec![],
-        nodes: ["node-a"].into(),
-    };
+    let seen = Seen { sessions: vec![&session], filters: vec![&filter], node_states: vec![], nodes: ["node-a"].into() };
     let todo = writes(&p, &seen, &Time(cluster.now));
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let executor = Executor::new(kube::Client::new(svc, "default"), Some("op-0".into()));
     let log: Log = Arc::default();
-    let replies = (
-        serde_json::to_value(&session).unwrap(),
-        serde_json::to_value(&filter).unwrap(),
-    );
+    let replies = (serde_json::to_value(&session).unwrap(), serde_json::to_value(&filter).unwrap());
     let server = tokio::spawn(answer(handle, log.clone(), replies.0, replies.1));
-    assert!(
-        !execute_all(&executor, &todo, &Metrics::default()).await,
-        "a write failed"
-    );
+    assert!(!execute_all(&executor, &todo, &Metrics::default()).await, "a write failed");
     drop(executor);
     server.await.unwrap();
     std::mem::take(&mut *log.lock().unwrap())
@@ -118,18 +98,13 @@ async fn pass(
 
 /// The sessions of node-a's state as written.
 fn node_a_sessions(requests: &[(String, String, Value)]) -> usize {
-    let (_, _, body) = requests
-        .iter()
-        .find(|(_, p, _)| p.ends_with("/mirrornodestates/node-a"))
-        .expect("node-a written");
+    let (_, _, body) =
+        requests.iter().find(|(_, p, _)| p.ends_with("/mirrornodestates/node-a")).expect("node-a written");
     body["spec"]["sessions"].as_array().map_or(0, Vec::len)
 }
 
 fn target(requests: &[(String, String, Value)]) -> (String, String, String) {
-    let c = condition(
-        status_write(requests, "/mirrorsessions/s/status"),
-        "TargetResolved",
-    );
+    let c = condition(status_write(requests, "/mirrorsessions/s/status"), "TargetResolved");
     let text = |k: &str| c[k].as_str().unwrap().to_owned();
     (text("status"), text("reason"), text("message"))
 }
@@ -137,38 +112,18 @@ fn target(requests: &[(String, String, Value)]) -> (String, String, String) {
 #[tokio::test]
 async fn another_namespaces_pod_ip_is_refused_without_the_pods_consent_and_taken_with_it() {
     let web = pod("team", "web", "10.1.0.5", None);
-    let requests = pass(
-        session("10.8.0.9"),
-        &[web.clone(), pod("obs", "sink-0", "10.8.0.9", None)],
-        &[],
-        "",
-    )
-    .await;
+    let requests = pass(session("10.8.0.9"), &[web.clone(), pod("obs", "sink-0", "10.8.0.9", None)], &[], "").await;
     let (status, reason, message) = target(&requests);
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("False", "TargetNotConsented")
-    );
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "TargetNotConsented"));
     assert!(
-        message.contains("10.8.0.9")
-            && message.contains("pod obs/sink-0")
-            && message.contains("namespace team"),
+        message.contains("10.8.0.9") && message.contains("pod obs/sink-0") && message.contains("namespace team"),
         "{message}"
     );
     assert_eq!(node_a_sessions(&requests), 0, "nothing goes to the node");
-    assert_eq!(
-        events(&requests),
-        [("Degraded".to_owned(), "Warning".to_owned())]
-    );
+    assert_eq!(events(&requests), [("Degraded".to_owned(), "Warning".to_owned())]);
 
     // The annotation on the pod (as the collector's pod template would carry it).
-    let requests = pass(
-        session("10.8.0.9"),
-        &[web, pod("obs", "sink-0", "10.8.0.9", Some("team"))],
-        &[],
-        "",
-    )
-    .await;
+    let requests = pass(session("10.8.0.9"), &[web, pod("obs", "sink-0", "10.8.0.9", Some("team"))], &[], "").await;
     assert_eq!(target(&requests).0, "True");
     assert_eq!(node_a_sessions(&requests), 1);
 }
@@ -176,22 +131,10 @@ async fn another_namespaces_pod_ip_is_refused_without_the_pods_consent_and_taken
 #[tokio::test]
 async fn another_namespaces_cluster_ip_needs_the_services_consent() {
     let web = pod("team", "web", "10.1.0.5", None);
-    let requests = pass(
-        session("10.96.0.40"),
-        std::slice::from_ref(&web),
-        &[service(None)],
-        "",
-    )
-    .await;
+    let requests = pass(session("10.96.0.40"), std::slice::from_ref(&web), &[service(None)], "").await;
     let (status, reason, message) = target(&requests);
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("False", "TargetNotConsented")
-    );
-    assert!(
-        message.contains("ClusterIP of service obs/collector"),
-        "{message}"
-    );
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "TargetNotConsented"));
+    assert!(message.contains("ClusterIP of service obs/collector"), "{message}");
     assert_eq!(node_a_sessions(&requests), 0);
     let requests = pass(session("10.96.0.40"), &[web], &[service(Some("*"))], "").await;
     assert_eq!(target(&requests).0, "True");
@@ -200,24 +143,10 @@ async fn another_namespaces_cluster_ip_needs_the_services_consent() {
 #[tokio::test]
 async fn an_address_outside_the_admins_cidrs_is_refused_naming_the_rule() {
     let web = pod("team", "web", "10.1.0.5", None);
-    let requests = pass(
-        session("203.0.113.7"),
-        std::slice::from_ref(&web),
-        &[],
-        "10.0.0.0/8",
-    )
-    .await;
+    let requests = pass(session("203.0.113.7"), std::slice::from_ref(&web), &[], "10.0.0.0/8").await;
     let (status, reason, message) = target(&requests);
-    assert_eq!(
-        (status.as_str(), reason.as_str()),
-        ("False", "TargetIPNotAllowed")
-    );
-    for part in [
-        "203.0.113.7",
-        "session namespace team",
-        "10.0.0.0/8",
-        "--allowed-target-cidrs",
-    ] {
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "TargetIPNotAllowed"));
+    for part in ["203.0.113.7", "session namespace team", "10.0.0.0/8", "--allowed-target-cidrs"] {
         assert!(message.contains(part), "{part:?} missing in {message}");
     }
     assert_eq!(node_a_sessions(&requests), 0);

@@ -86,11 +86,7 @@ impl World {
         assert!(errors.is_empty(), "{errors:?}");
         let now = self.clock.now();
         cluster.now = now;
-        let p = plan(
-            &cluster,
-            std::mem::take(&mut self.accepted),
-            &QuotaLimits::default(),
-        );
+        let p = plan(&cluster, std::mem::take(&mut self.accepted), &QuotaLimits::default());
         let seen = Seen {
             sessions: vec![&self.session],
             filters: vec![&self.filter],
@@ -101,15 +97,10 @@ impl World {
         let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let executor = Executor::new(kube::Client::new(svc, "default"), Some("op-0".into()));
         let log: Log = Arc::default();
-        let (session, filter) = (
-            serde_json::to_value(&self.session).unwrap(),
-            serde_json::to_value(&self.filter).unwrap(),
-        );
+        let (session, filter) =
+            (serde_json::to_value(&self.session).unwrap(), serde_json::to_value(&self.filter).unwrap());
         let server = tokio::spawn(answer(handle, log.clone(), session, filter));
-        assert!(
-            !execute_all(&executor, &todo, &Metrics::default()).await,
-            "a write failed"
-        );
+        assert!(!execute_all(&executor, &todo, &Metrics::default()).await, "a write failed");
         drop(executor);
         server.await.unwrap();
         let requests = std::mem::take(&mut *log.lock().unwrap());
@@ -118,21 +109,16 @@ impl World {
             if path.ends_with("/mirrorfilters/f/status") {
                 self.filter.status = Some(serde_json::from_value(body["status"].clone()).unwrap());
             } else if path.ends_with("/mirrorsessions/debug/status") {
-                self.session.status = Some(
-                    serde_json::from_value::<MirrorSessionStatus>(body["status"].clone()).unwrap(),
-                );
+                self.session.status =
+                    Some(serde_json::from_value::<MirrorSessionStatus>(body["status"].clone()).unwrap());
             } else if path.contains("mirrornodestates/") {
                 let state: MirrorNodeState = serde_json::from_value(body.clone()).unwrap();
-                self.node_states
-                    .retain(|s| s.metadata.name != state.metadata.name);
+                self.node_states.retain(|s| s.metadata.name != state.metadata.name);
                 self.node_states.push(state);
             }
         }
         self.accepted = p.accepted;
-        (
-            requests,
-            sleep_for(p.next_wakeup, self.clock.now(), Duration::from_secs(60)),
-        )
+        (requests, sleep_for(p.next_wakeup, self.clock.now(), Duration::from_secs(60)))
     }
 }
 
@@ -141,10 +127,7 @@ fn status_write(requests: &[(String, String, Value)]) -> &Value {
 }
 
 fn sessions_on_node_a(w: &World) -> usize {
-    w.node_states
-        .iter()
-        .find(|s| s.metadata.name.as_deref() == Some("node-a"))
-        .map_or(0, |s| s.spec.sessions.len())
+    w.node_states.iter().find(|s| s.metadata.name.as_deref() == Some("node-a")).map_or(0, |s| s.spec.sessions.len())
 }
 
 #[tokio::test]
@@ -167,34 +150,18 @@ async fn a_scheduled_session_starts_and_completes_on_the_clock_alone() {
     let st = status_write(&requests);
     assert_eq!(st["phase"], "Scheduled");
     assert_eq!(condition(st, "Completed")["reason"], "NotStarted");
-    assert!(
-        condition(st, "Completed")["message"]
-            .as_str()
-            .unwrap()
-            .contains("2026-01-01T10:00:30Z")
-    );
+    assert!(condition(st, "Completed")["message"].as_str().unwrap().contains("2026-01-01T10:00:30Z"));
     assert_eq!(st["acceptedTime"], "2026-01-01T10:00:00Z");
-    assert_eq!(
-        events(&requests),
-        [("Scheduled".to_owned(), "Normal".to_owned())]
-    );
+    assert_eq!(events(&requests), [("Scheduled".to_owned(), "Normal".to_owned())]);
     assert_eq!(sessions_on_node_a(&w), 0);
-    assert_eq!(
-        sleep,
-        Duration::from_secs(30),
-        "the loop wakes at startTime without any object change"
-    );
+    assert_eq!(sleep, Duration::from_secs(30), "the loop wakes at startTime without any object change");
 
     // At the start: on node-a, Pending; awake at start + 10m (duration from startTime).
     w.clock.set(t("2026-01-01T10:00:30Z"));
     let (requests, sleep) = w.pass().await;
     assert_eq!(sessions_on_node_a(&w), 1);
     assert_eq!(status_write(&requests)["phase"], "Pending");
-    assert_eq!(
-        sleep,
-        Duration::from_secs(60),
-        "the stop is 10 minutes away: the resync comes first"
-    );
+    assert_eq!(sleep, Duration::from_secs(60), "the stop is 10 minutes away: the resync comes first");
     w.clock.set(t("2026-01-01T10:10:00Z"));
     let (_, sleep) = w.pass().await;
     assert_eq!(sleep, Duration::from_secs(30));
@@ -207,15 +174,8 @@ async fn a_scheduled_session_starts_and_completes_on_the_clock_alone() {
     assert_eq!(st["phase"], "Completed");
     assert_eq!(condition(st, "Completed")["status"], "True");
     assert_eq!(condition(st, "Completed")["reason"], "DurationElapsed");
-    assert_eq!(
-        events(&requests),
-        [("SessionCompleted".to_owned(), "Normal".to_owned())]
-    );
-    assert_eq!(
-        sleep,
-        Duration::from_secs(60),
-        "nothing left to wake up for"
-    );
+    assert_eq!(events(&requests), [("SessionCompleted".to_owned(), "Normal".to_owned())]);
+    assert_eq!(sleep, Duration::from_secs(60), "nothing left to wake up for");
 
     // Later passes change nothing: it stays Completed and off the nodes.
     w.clock.set(t("2026-01-01T12:00:00Z"));

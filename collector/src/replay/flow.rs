@@ -6,9 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::http1::{
-    Kind, Message, MessageParser, ParseError, looks_like_tls, starts_request, starts_response,
-};
+use super::http1::{Kind, Message, MessageParser, ParseError, looks_like_tls, starts_request, starts_response};
 use super::pairing::Slot;
 use super::reassembly::{Event, GapReason, Reassembler};
 use crate::frame::Segment;
@@ -122,13 +120,7 @@ impl Flow {
     }
 
     /// Declares holes older than `timeout` lost.
-    pub fn expire_holes(
-        &mut self,
-        now: Instant,
-        timeout: Duration,
-        metrics: &Metrics,
-        out: &mut Vec<Out>,
-    ) {
+    pub fn expire_holes(&mut self, now: Instant, timeout: Duration, metrics: &Metrics, out: &mut Vec<Out>) {
         let mut events = Vec::new();
         self.req.expire_hole(now, timeout, &mut events);
         self.client_events(events, out);

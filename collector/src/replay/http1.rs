@@ -40,10 +40,7 @@ pub struct Head {
 
 impl Head {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
     }
 }
 
@@ -71,20 +68,12 @@ pub struct MessageParser {
 }
 
 fn find_crlf(b: &[u8], from: usize) -> Option<usize> {
-    b.get(from..)?
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map(|p| from + p)
+    b.get(from..)?.windows(2).position(|w| w == b"\r\n").map(|p| from + p)
 }
 
 impl MessageParser {
     pub fn new(kind: Kind, max: usize) -> Self {
-        MessageParser {
-            kind,
-            max,
-            buf: Vec::new(),
-            head: None,
-        }
+        MessageParser { kind, max, buf: Vec::new(), head: None }
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -111,11 +100,7 @@ impl MessageParser {
     pub fn next(&mut self, no_body: bool) -> Result<Option<Message>, ParseError> {
         if self.head.is_none() {
             let Some(parsed) = self.parse_head(no_body)? else {
-                return if self.buf.len() > MAX_HEAD.min(self.max) {
-                    Err(ParseError::TooLarge)
-                } else {
-                    Ok(None)
-                };
+                return if self.buf.len() > MAX_HEAD.min(self.max) { Err(ParseError::TooLarge) } else { Ok(None) };
             };
             self.head = Some(parsed);
         }
@@ -145,10 +130,7 @@ impl MessageParser {
     /// The connection ended: a response framed by the close is now whole.
     pub fn finish(&mut self) -> Option<Message> {
         match self.head.take() {
-            Some((head, Body::UntilClose)) => Some(Message {
-                head,
-                raw: std::mem::take(&mut self.buf),
-            }),
+            Some((head, Body::UntilClose)) => Some(Message { head, raw: std::mem::take(&mut self.buf) }),
             other => {
                 self.head = other;
                 None
@@ -157,11 +139,7 @@ impl MessageParser {
     }
 
     fn check_size(&self) -> Result<Option<Message>, ParseError> {
-        if self.buf.len() > self.max {
-            Err(ParseError::TooLarge)
-        } else {
-            Ok(None)
-        }
+        if self.buf.len() > self.max { Err(ParseError::TooLarge) } else { Ok(None) }
     }
 
     fn parse_head(&self, no_body: bool) -> Result<Option<(Head, Body)>, ParseError> {
@@ -169,9 +147,7 @@ impl MessageParser {
         let (len, mut head) = match self.kind {
             Kind::Request => {
                 let mut req = httparse::Request::new(&mut headers);
-                let httparse::Status::Complete(len) =
-                    req.parse(&self.buf).map_err(|_| ParseError::NotHttp)?
-                else {
+                let httparse::Status::Complete(len) = req.parse(&self.buf).map_err(|_| ParseError::NotHttp)? else {
                     return Ok(None);
                 };
                 let head = Head {
@@ -186,9 +162,7 @@ impl MessageParser {
             }
             Kind::Response => {
                 let mut resp = httparse::Response::new(&mut headers);
-                let httparse::Status::Complete(len) =
-                    resp.parse(&self.buf).map_err(|_| ParseError::NotHttp)?
-                else {
+                let httparse::Status::Complete(len) = resp.parse(&self.buf).map_err(|_| ParseError::NotHttp)? else {
                     return Ok(None);
                 };
                 let head = Head {
@@ -209,15 +183,10 @@ impl MessageParser {
 
     fn framing(&self, head: &Head, no_body: bool, len: usize) -> Result<Body, ParseError> {
         let status = head.status;
-        if self.kind == Kind::Response
-            && (no_body || (100..200).contains(&status) || status == 204 || status == 304)
-        {
+        if self.kind == Kind::Response && (no_body || (100..200).contains(&status) || status == 204 || status == 304) {
             return Ok(Body::Length(0));
         }
-        let mut te = head
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
+        let mut te = head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"));
         if let Some((_, v)) = te.next_back() {
             let last = v.rsplit(|b| *b == b',').next().unwrap_or_default();
             return if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
@@ -229,11 +198,7 @@ impl MessageParser {
             };
         }
         let mut length: Option<usize> = None;
-        for (_, v) in head
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        {
+        for (_, v) in head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
             let n = std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
@@ -252,10 +217,7 @@ impl MessageParser {
 }
 
 fn owned(headers: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
-    headers
-        .iter()
-        .map(|h| (h.name.to_string(), h.value.to_vec()))
-        .collect()
+    headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect()
 }
 
 /// Walks chunks from `*at`; returns the end of the message once the last
@@ -266,11 +228,7 @@ fn scan_chunks(buf: &[u8], at: &mut usize) -> Result<Option<usize>, ParseError> 
             return Ok(None);
         };
         let line = &buf[*at..eol];
-        let size_hex = line
-            .split(|b| *b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
+        let size_hex = line.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
         let size = std::str::from_utf8(size_hex)
             .ok()
             .filter(|s| !s.is_empty() && s.len() <= 15)
@@ -303,17 +261,8 @@ fn scan_chunks(buf: &[u8], at: &mut usize) -> Result<Option<usize>, ParseError> 
 /// Whether a segment starts like a request line: where to resynchronise
 /// after a gap (a body segment starting with these bytes is unlikely).
 pub fn starts_request(data: &[u8]) -> bool {
-    const METHODS: [&[u8]; 9] = [
-        b"GET ",
-        b"POST ",
-        b"PUT ",
-        b"DELETE ",
-        b"HEAD ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"CONNECT ",
-        b"TRACE ",
-    ];
+    const METHODS: [&[u8]; 9] =
+        [b"GET ", b"POST ", b"PUT ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE "];
     METHODS.iter().any(|m| data.starts_with(m))
 }
 
@@ -339,12 +288,10 @@ mod tests {
 
     #[test]
     fn pipelined_requests_with_bodies() {
-        let mut p = req(b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /c");
+        let mut p =
+            req(b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /c");
         let a = p.next(false).expect("ok").expect("first");
-        assert_eq!(
-            (a.head.method.as_str(), a.head.target.as_str()),
-            ("GET", "/a?x=1")
-        );
+        assert_eq!((a.head.method.as_str(), a.head.target.as_str()), ("GET", "/a?x=1"));
         let b = p.next(false).expect("ok").expect("second");
         assert!(b.raw.ends_with(b"\r\n\r\nabc"));
         assert_eq!(p.next(false), Ok(None));
@@ -353,7 +300,8 @@ mod tests {
 
     #[test]
     fn chunked_request_byte_by_byte() {
-        let body = b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nWiki\r\n5\r\npedia\r\n0\r\nT: v\r\n\r\n";
+        let body =
+            b"POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nWiki\r\n5\r\npedia\r\n0\r\nT: v\r\n\r\n";
         let mut p = MessageParser::new(Kind::Request, 1 << 20);
         for (i, b) in body.iter().enumerate() {
             p.push(&[*b]);
@@ -371,10 +319,7 @@ mod tests {
             req(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").next(false),
             Err(ParseError::BadFraming)
         );
-        assert_eq!(
-            req(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").next(false),
-            Err(ParseError::NotHttp)
-        );
+        assert_eq!(req(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").next(false), Err(ParseError::NotHttp));
         let mut small = MessageParser::new(Kind::Request, 100);
         small.push(b"POST / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
         assert_eq!(small.next(false), Err(ParseError::TooLarge));
@@ -387,18 +332,13 @@ mod tests {
     #[test]
     fn responses_head_204_and_until_close() {
         let mut p = MessageParser::new(Kind::Response, 1 << 20);
-        p.push(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nHTTP/1.0 500 X\r\n\r\nbody");
-        assert_eq!(
-            p.next(true).expect("ok").map(|m| m.head.status),
-            Some(200),
-            "HEAD: no body"
+        p.push(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 204 No Content\r\n\r\nHTTP/1.0 500 X\r\n\r\nbody",
         );
+        assert_eq!(p.next(true).expect("ok").map(|m| m.head.status), Some(200), "HEAD: no body");
         assert_eq!(p.next(false).expect("ok").map(|m| m.head.status), Some(204));
         assert_eq!(p.next(false), Ok(None));
-        assert_eq!(
-            p.finish().map(|m| (m.head.status, m.raw.len())),
-            Some((500, 22))
-        );
+        assert_eq!(p.finish().map(|m| (m.head.status, m.raw.len())), Some((500, 22)));
     }
 
     #[test]

@@ -54,18 +54,9 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn new(
-        args: &Args,
-        target: ReplayTarget,
-        metrics: Arc<Metrics>,
-        runtime: tokio::runtime::Handle,
-    ) -> Self {
-        let client = sender::Client::new(
-            target.clone(),
-            args.replay_timeout(),
-            args.replay_max_request_bytes,
-            metrics.clone(),
-        );
+    pub fn new(args: &Args, target: ReplayTarget, metrics: Arc<Metrics>, runtime: tokio::runtime::Handle) -> Self {
+        let client =
+            sender::Client::new(target.clone(), args.replay_timeout(), args.replay_max_request_bytes, metrics.clone());
         let jobs = sender::spawn(client, args.replay_concurrency, args.replay_queue, &runtime);
         Replay {
             target,
@@ -112,11 +103,7 @@ impl Replay {
         } else {
             return;
         };
-        let key = FlowKey {
-            vni: copy.vni,
-            client,
-            server,
-        };
+        let key = FlowKey { vni: copy.vni, client, server };
         let now = Instant::now();
         if !self.flows.contains_key(&key) {
             if self.flows.len() >= self.max_flows {
@@ -166,11 +153,7 @@ impl Replay {
         }
         let head_request = m.head.method == "HEAD";
         let bytes = outgoing(&m, &self.target, self.rewrite_host);
-        match self.jobs.try_send(sender::Job {
-            bytes,
-            head_request,
-            slot,
-        }) {
+        match self.jobs.try_send(sender::Job { bytes, head_request, slot }) {
             Ok(()) => {}
             Err(TrySendError::Full(job) | TrySendError::Closed(job)) => {
                 self.metrics.replayed("backlog", "none");
@@ -202,23 +185,14 @@ impl Replay {
     }
 
     fn evict_idlest(&mut self, reason: &'static str) {
-        if let Some(key) = self
-            .flows
-            .iter()
-            .min_by_key(|(_, f)| f.last_seen)
-            .map(|(k, _)| *k)
-        {
+        if let Some(key) = self.flows.iter().min_by_key(|(_, f)| f.last_seen).map(|(k, _)| *k) {
             self.evict(&key, reason);
         }
     }
 
     fn evict(&mut self, key: &FlowKey, reason: &'static str) {
         if self.flows.get(key).is_some_and(Flow::in_progress) {
-            self.metrics.incomplete(if reason == "idle" {
-                "evicted_idle"
-            } else {
-                "evicted_memory"
-            });
+            self.metrics.incomplete(if reason == "idle" { "evicted_idle" } else { "evicted_memory" });
         }
         self.metrics.evicted(reason);
         self.remove(key);
@@ -249,11 +223,7 @@ pub fn outgoing(m: &Message, target: &ReplayTarget, rewrite_host: bool) -> Vec<u
         return m.raw.clone();
     }
     let h = &m.head;
-    let path = if h.target.starts_with('/') {
-        format!("{}{}", target.prefix, h.target)
-    } else {
-        h.target.clone()
-    };
+    let path = if h.target.starts_with('/') { format!("{}{}", target.prefix, h.target) } else { h.target.clone() };
     let mut out = format!("{} {} HTTP/1.{}\r\n", h.method, path, h.version).into_bytes();
     for (name, value) in &h.headers {
         out.extend_from_slice(name.as_bytes());

@@ -24,11 +24,7 @@ pub struct Slot {
 impl Slot {
     pub fn new(method: &str, target: &str) -> Arc<Slot> {
         let path = target.split('?').next().unwrap_or_default();
-        Arc::new(Slot {
-            method: method.into(),
-            path: path.into(),
-            state: Mutex::default(),
-        })
+        Arc::new(Slot { method: method.into(), path: path.into(), state: Mutex::default() })
     }
 
     pub fn production(&self, status: u16, metrics: &Metrics) {

@@ -104,10 +104,7 @@ impl Reassembler {
 
     /// Declares a hole older than `timeout` lost and delivers what follows.
     pub fn expire_hole(&mut self, now: Instant, timeout: Duration, out: &mut Vec<Event>) {
-        if self
-            .hole_since
-            .is_some_and(|t| now.duration_since(t) >= timeout)
-        {
+        if self.hole_since.is_some_and(|t| now.duration_since(t) >= timeout) {
             self.skip_hole(out);
             self.drain(now, out);
         }
@@ -131,13 +128,7 @@ impl Reassembler {
             Some(p) => data.len() > p.data.len(),
         };
         if better {
-            if let Some(old) = self.pending.insert(
-                off,
-                Pending {
-                    data: data.to_vec(),
-                    declared,
-                },
-            ) {
+            if let Some(old) = self.pending.insert(off, Pending { data: data.to_vec(), declared }) {
                 self.pending_bytes -= old.data.len();
             }
             self.pending_bytes += data.len();
@@ -173,11 +164,7 @@ impl Reassembler {
                 self.next_off = end;
             }
         }
-        if self
-            .pending
-            .first_key_value()
-            .is_none_or(|(k, _)| *k <= self.next_off)
-        {
+        if self.pending.first_key_value().is_none_or(|(k, _)| *k <= self.next_off) {
             self.hole_since = None;
         }
         if self.fin_off.is_some_and(|f| f <= self.next_off) && !self.closed {
@@ -208,14 +195,7 @@ mod tests {
 
     fn seg(seq: u32, flags: u8, payload: &[u8]) -> Segment<'_> {
         let a = SocketAddr::from(([10, 0, 0, 1], 1));
-        Segment {
-            src: a,
-            dst: a,
-            seq,
-            flags,
-            payload,
-            declared_len: payload.len(),
-        }
+        Segment { src: a, dst: a, seq, flags, payload, declared_len: payload.len() }
     }
 
     fn feed(r: &mut Reassembler, segs: &[Segment<'_>]) -> Vec<Event> {
@@ -235,13 +215,7 @@ mod tests {
         let mut r = Reassembler::default();
         let out = feed(
             &mut r,
-            &[
-                seg(99, TCP_SYN, b""),
-                seg(100, 0, b"ab"),
-                seg(104, 0, b"ef"),
-                seg(100, 0, b"ab"),
-                seg(102, 0, b"cd"),
-            ],
+            &[seg(99, TCP_SYN, b""), seg(100, 0, b"ab"), seg(104, 0, b"ef"), seg(100, 0, b"ab"), seg(102, 0, b"cd")],
         );
         assert_eq!(out, [data("ab"), data("cd"), data("ef")]);
         assert_eq!(r.mem(), 0);
@@ -250,29 +224,14 @@ mod tests {
     #[test]
     fn overlapping_retransmission_delivers_only_new_bytes() {
         let mut r = Reassembler::default();
-        let out = feed(
-            &mut r,
-            &[
-                seg(0, TCP_SYN, b""),
-                seg(1, 0, b"abc"),
-                seg(2, 0, b"bcdef"),
-                seg(7, TCP_FIN, b""),
-            ],
-        );
+        let out = feed(&mut r, &[seg(0, TCP_SYN, b""), seg(1, 0, b"abc"), seg(2, 0, b"bcdef"), seg(7, TCP_FIN, b"")]);
         assert_eq!(out, [data("abc"), data("def"), Event::Closed]);
     }
 
     #[test]
     fn sequence_numbers_wrap() {
         let mut r = Reassembler::default();
-        let out = feed(
-            &mut r,
-            &[
-                seg(u32::MAX - 1, TCP_SYN, b""),
-                seg(u32::MAX, 0, b"ab"),
-                seg(1, 0, b"cd"),
-            ],
-        );
+        let out = feed(&mut r, &[seg(u32::MAX - 1, TCP_SYN, b""), seg(u32::MAX, 0, b"ab"), seg(1, 0, b"cd")]);
         assert_eq!(out, [data("ab"), data("cd")]);
     }
 
@@ -282,41 +241,19 @@ mod tests {
         let mut cut = seg(1, 0, b"GET");
         cut.declared_len = 10;
         let out = feed(&mut r, &[seg(0, TCP_SYN, b""), cut, seg(11, 0, b"next")]);
-        assert_eq!(
-            out,
-            [data("GET"), Event::Gap(GapReason::Truncated), data("next")]
-        );
+        assert_eq!(out, [data("GET"), Event::Gap(GapReason::Truncated), data("next")]);
     }
 
     #[test]
     fn a_lost_segment_becomes_a_gap_after_the_timeout() {
         let mut r = Reassembler::default();
         let t0 = Instant::now();
-        let mut out = feed(
-            &mut r,
-            &[
-                seg(0, TCP_SYN, b""),
-                seg(1, 0, b"ab"),
-                seg(5, TCP_FIN, b"ef"),
-            ],
-        );
+        let mut out = feed(&mut r, &[seg(0, TCP_SYN, b""), seg(1, 0, b"ab"), seg(5, TCP_FIN, b"ef")]);
         assert_eq!(out, [data("ab")]);
         r.expire_hole(t0, Duration::from_secs(3600), &mut out);
         assert_eq!(out.len(), 1, "not yet");
-        r.expire_hole(
-            t0 + Duration::from_secs(2),
-            Duration::from_secs(1),
-            &mut out,
-        );
-        assert_eq!(
-            out,
-            [
-                data("ab"),
-                Event::Gap(GapReason::Lost),
-                data("ef"),
-                Event::Closed
-            ]
-        );
+        r.expire_hole(t0 + Duration::from_secs(2), Duration::from_secs(1), &mut out);
+        assert_eq!(out, [data("ab"), Event::Gap(GapReason::Lost), data("ef"), Event::Closed]);
     }
 
     #[test]

@@ -45,12 +45,7 @@ enum SendError {
 }
 
 /// Starts the dispatcher on `runtime`; the returned queue takes jobs.
-pub fn spawn(
-    client: Client,
-    concurrency: usize,
-    queue: usize,
-    runtime: &tokio::runtime::Handle,
-) -> mpsc::Sender<Job> {
+pub fn spawn(client: Client, concurrency: usize, queue: usize, runtime: &tokio::runtime::Handle) -> mpsc::Sender<Job> {
     let (tx, mut rx) = mpsc::channel::<Job>(queue.max(1));
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
     runtime.spawn(async move {
@@ -69,19 +64,8 @@ pub fn spawn(
 }
 
 impl Client {
-    pub fn new(
-        target: ReplayTarget,
-        timeout: Duration,
-        max_response: usize,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Client {
-            target,
-            timeout,
-            max_response,
-            metrics,
-            pool: Arc::default(),
-        }
+    pub fn new(target: ReplayTarget, timeout: Duration, max_response: usize, metrics: Arc<Metrics>) -> Self {
+        Client { target, timeout, max_response, metrics, pool: Arc::default() }
     }
 
     async fn replay(&self, job: Job) {
@@ -89,9 +73,7 @@ impl Client {
         let result = tokio::time::timeout(self.timeout, self.send(&job)).await;
         let status = match result {
             Ok(Ok(status)) => {
-                self.metrics
-                    .replay_latency
-                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.replay_latency.observe(started.elapsed().as_secs_f64());
                 self.metrics.replayed("ok", status_class(status));
                 Some(status)
             }
@@ -112,20 +94,14 @@ impl Client {
     /// meanwhile fails before any response byte, and is retried once on a
     /// new connection.
     async fn send(&self, job: &Job) -> Result<u16, SendError> {
-        let pooled = self
-            .pool
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let pooled = self.pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
         if let Some(conn) = pooled {
             match self.exchange(conn, job).await {
                 Err(SendError::Closed) | Err(SendError::Io(_)) => {}
                 other => return other,
             }
         }
-        let conn =
-            TcpStream::connect((self.target.host.trim_matches(['[', ']']), self.target.port))
-                .await?;
+        let conn = TcpStream::connect((self.target.host.trim_matches(['[', ']']), self.target.port)).await?;
         conn.set_nodelay(true)?;
         self.exchange(conn, job).await
     }
@@ -147,18 +123,12 @@ impl Client {
                     Err(_) => return Err(SendError::BadResponse),
                 }
             };
-            let close = response
-                .head
-                .header("connection")
-                .is_some_and(|v| v.eq_ignore_ascii_case(b"close"))
+            let close = response.head.header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"))
                 || response.head.version == 0
                 || n == 0
                 || parser.in_progress();
             if !close {
-                self.pool
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(conn);
+                self.pool.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
             }
             return Ok(response.head.status);
         }

@@ -36,14 +36,7 @@ impl Tcp {
 
     pub fn handshake(&mut self) -> Vec<Vec<u8>> {
         let syn = build_ipv4_tcp(self.client, self.server, self.cseq, 0, TCP_SYN, b"");
-        let synack = build_ipv4_tcp(
-            self.server,
-            self.client,
-            self.sseq,
-            self.cseq.wrapping_add(1),
-            TCP_SYN,
-            b"",
-        );
+        let synack = build_ipv4_tcp(self.server, self.client, self.sseq, self.cseq.wrapping_add(1), TCP_SYN, b"");
         self.cseq = self.cseq.wrapping_add(1);
         self.sseq = self.sseq.wrapping_add(1);
         let ack = build_ipv4_tcp(self.client, self.server, self.cseq, self.sseq, 0, b"");
@@ -53,14 +46,7 @@ impl Tcp {
     pub fn client_sends(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for chunk in data.chunks(self.mss) {
-            out.push(build_ipv4_tcp(
-                self.client,
-                self.server,
-                self.cseq,
-                self.sseq,
-                0x08,
-                chunk,
-            ));
+            out.push(build_ipv4_tcp(self.client, self.server, self.cseq, self.sseq, 0x08, chunk));
             self.cseq = self.cseq.wrapping_add(chunk.len() as u32);
         }
         out
@@ -69,14 +55,7 @@ impl Tcp {
     pub fn server_sends(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for chunk in data.chunks(self.mss) {
-            out.push(build_ipv4_tcp(
-                self.server,
-                self.client,
-                self.sseq,
-                self.cseq,
-                0x08,
-                chunk,
-            ));
+            out.push(build_ipv4_tcp(self.server, self.client, self.sseq, self.cseq, 0x08, chunk));
             self.sseq = self.sseq.wrapping_add(chunk.len() as u32);
         }
         out
@@ -84,14 +63,7 @@ impl Tcp {
 
     pub fn close(&mut self) -> Vec<Vec<u8>> {
         let a = build_ipv4_tcp(self.client, self.server, self.cseq, self.sseq, TCP_FIN, b"");
-        let b = build_ipv4_tcp(
-            self.server,
-            self.client,
-            self.sseq,
-            self.cseq.wrapping_add(1),
-            TCP_FIN,
-            b"",
-        );
+        let b = build_ipv4_tcp(self.server, self.client, self.sseq, self.cseq.wrapping_add(1), TCP_FIN, b"");
         vec![a, b]
     }
 }
@@ -112,18 +84,10 @@ pub fn send_vxlan(to: SocketAddr, vni: u32, frames: &[Vec<u8>]) {
 
 /// Starts the collector on loopback ports with `extra` flags.
 pub async fn collector(extra: &[&str]) -> podmirror_collector::Running {
-    let mut argv = vec![
-        "podmirror-collector",
-        "--vxlan-listen",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ];
+    let mut argv = vec!["podmirror-collector", "--vxlan-listen", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
     argv.extend_from_slice(extra);
     let args = Args::try_parse_from(argv).expect("valid flags");
-    podmirror_collector::start(&args)
-        .await
-        .expect("collector starts")
+    podmirror_collector::start(&args).await.expect("collector starts")
 }
 
 /// Polls `cond` until it holds or `within` passes; returns whether it held.
@@ -150,10 +114,7 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -171,44 +132,24 @@ pub async fn test_server() -> (SocketAddr, Log) {
     let app = axum::Router::new()
         .fallback(|State(log): State<Log>, req: Request| async move {
             let (parts, body) = req.into_parts();
-            let body = axum::body::to_bytes(body, usize::MAX)
-                .await
-                .map(|b| b.to_vec())
-                .unwrap_or_default();
+            let body = axum::body::to_bytes(body, usize::MAX).await.map(|b| b.to_vec()).unwrap_or_default();
             let headers = parts
                 .headers
                 .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
+                .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                 .collect();
-            let target = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default();
+            let target = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
             let fail = target.starts_with("/fail");
-            log.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Received {
-                    method: parts.method.to_string(),
-                    target,
-                    headers,
-                    body,
-                });
-            if fail {
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                axum::http::StatusCode::OK
-            }
+            log.lock().unwrap_or_else(PoisonError::into_inner).push(Received {
+                method: parts.method.to_string(),
+                target,
+                headers,
+                body,
+            });
+            if fail { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK }
         })
         .with_state(log.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the test server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the test server");
     let addr = listener.local_addr().expect("test server address");
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, log)
@@ -216,16 +157,8 @@ pub async fn test_server() -> (SocketAddr, Log) {
 
 /// A request as a client writes it, with the fields the test server should
 /// see.
-pub fn request(
-    method: &str,
-    target: &str,
-    id: usize,
-    body: &[u8],
-    chunked: bool,
-) -> (Vec<u8>, Received) {
-    let mut head = format!(
-        "{method} {target} HTTP/1.1\r\nHost: prod.example\r\nX-Req-Id: {id}\r\nUser-Agent: t/1\r\n"
-    );
+pub fn request(method: &str, target: &str, id: usize, body: &[u8], chunked: bool) -> (Vec<u8>, Received) {
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: prod.example\r\nX-Req-Id: {id}\r\nUser-Agent: t/1\r\n");
     let mut headers = vec![
         ("host".to_string(), "prod.example".to_string()),
         ("x-req-id".to_string(), id.to_string()),
@@ -249,20 +182,13 @@ pub fn request(
     head.push_str("\r\n");
     let mut wire = head.into_bytes();
     wire.extend(wire_body);
-    let expect = Received {
-        method: method.into(),
-        target: target.into(),
-        headers,
-        body: body.to_vec(),
-    };
+    let expect = Received { method: method.into(), target: target.into(), headers, body: body.to_vec() };
     (wire, expect)
 }
 
 /// A body that differs at every position (so a misplaced byte shows).
 pub fn body(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| b'a' + ((i * 7 + usize::from(seed)) % 26) as u8)
-        .collect()
+    (0..len).map(|i| b'a' + ((i * 7 + usize::from(seed)) % 26) as u8).collect()
 }
 
 /// Sorted, so that two logs compare regardless of arrival order.

@@ -76,11 +76,7 @@ macro_rules! cidr_family_rule {
 /// literal is a type error under strict CEL type checking.
 macro_rules! ports_rule {
     ($field:literal) => {
-        concat!(
-            "!has(self.",
-            $field,
-            ") || self.protocol in ['TCP', 'UDP', 'SCTP'] || self.protocol in [6, 17, 132]"
-        )
+        concat!("!has(self.", $field, ") || self.protocol in ['TCP', 'UDP', 'SCTP'] || self.protocol in [6, 17, 132]")
     };
 }
 
@@ -113,20 +109,12 @@ pub struct FilterRule {
     /// `IPv4` or `IPv6`; both CIDRs must be of this family.
     pub ip_family: IpFamily,
     /// Source prefix, e.g. `192.168.0.161/32`; omitted = any address of the family.
-    #[serde(
-        default,
-        rename = "sourceCIDR",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "sourceCIDR", skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     #[x_kube(validation = Rule::new("isCIDR(self)").message("sourceCIDR must be an IP prefix such as 10.0.0.0/24 or fd00::/64"))]
     pub source_cidr: Option<String>,
     /// Destination prefix; omitted = any address of the family.
-    #[serde(
-        default,
-        rename = "destinationCIDR",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "destinationCIDR", skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     #[x_kube(validation = Rule::new("isCIDR(self)").message("destinationCIDR must be an IP prefix such as 10.0.0.0/24 or fd00::/64"))]
     pub destination_cidr: Option<String>,

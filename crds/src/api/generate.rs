@@ -8,19 +8,12 @@ use super::{MirrorFilter, MirrorNodeState, MirrorSession};
 
 /// Every CRD of the API, in a fixed order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        MirrorFilter::crd(),
-        MirrorSession::crd(),
-        MirrorNodeState::crd(),
-    ]
+    vec![MirrorFilter::crd(), MirrorSession::crd(), MirrorNodeState::crd()]
 }
 
 /// The file a CRD is kept in: `<plural>.<group>.yaml`, i.e. its `metadata.name`.
 pub fn file_name(crd: &CustomResourceDefinition) -> String {
-    format!(
-        "{}.yaml",
-        crd.spec.names.plural.clone() + "." + &crd.spec.group
-    )
+    format!("{}.yaml", crd.spec.names.plural.clone() + "." + &crd.spec.group)
 }
 
 /// `(file name, YAML text)` for every CRD. Output is a pure function of the
@@ -36,5 +29,4 @@ pub fn render_all() -> Result<Vec<(String, String)>, serde_yaml::Error> {
 }
 
 /// The banner of every generated file: where it comes from and how to remake it.
-pub const HEADER: &str =
-    "# Generated from crds/src/api by `make crds` (crdgen). Do not edit by hand.\n";
+pub const HEADER: &str = "# Generated from crds/src/api by `make crds` (crdgen). Do not edit by hand.\n";

@@ -19,17 +19,15 @@ pub mod shaping;
 pub mod status;
 
 pub use filter::{FilterRule, MirrorFilter, MirrorFilterSpec, PortRangeSpec};
-pub use node_state::{
-    MirrorNodeState, MirrorNodeStateSpec, MirrorNodeStateStatus, NodePod, NodeSession,
-};
+pub use node_state::{MirrorNodeState, MirrorNodeStateSpec, MirrorNodeStateStatus, NodePod, NodeSession};
 pub use session::{
-    FilterRef, MirrorSession, MirrorSessionSpec, PodTarget, ServiceTarget, SessionSchedule,
-    SessionSource, SessionTarget,
+    FilterRef, MirrorSession, MirrorSessionSpec, PodTarget, ServiceTarget, SessionSchedule, SessionSource,
+    SessionTarget,
 };
 pub use shaping::{FlowSampling, RateLimit};
 pub use status::{
-    MirrorFilterStatus, MirrorSessionStatus, NodeMirrorStatus, SessionPhase, SourceState,
-    SourceStatus, TargetKind, TargetStatus,
+    MirrorFilterStatus, MirrorSessionStatus, NodeMirrorStatus, SessionPhase, SourceState, SourceStatus, TargetKind,
+    TargetStatus,
 };
 
 /// The API group of every podmirror resource.

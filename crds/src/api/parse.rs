@@ -38,29 +38,16 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<ApiObject>, ModelError> {
 }
 
 /// Deserialize one value into `T`, naming the failing field.
-pub fn from_value<T: DeserializeOwned>(
-    value: serde_yaml::Value,
-    at: &str,
-) -> Result<T, ModelError> {
+pub fn from_value<T: DeserializeOwned>(value: serde_yaml::Value, at: &str) -> Result<T, ModelError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let field = if path == "." {
-            at.to_owned()
-        } else {
-            format!("{at}: {path}")
-        };
+        let field = if path == "." { at.to_owned() } else { format!("{at}: {path}") };
         ModelError::invalid(field, err.into_inner().to_string())
     })
 }
 
 fn typed(value: serde_yaml::Value, at: &str) -> Result<ApiObject, ModelError> {
-    let text_of = |key: &str| {
-        value
-            .get(key)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let text_of = |key: &str| value.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
     let api_version = text_of("apiVersion");
     let kind = text_of("kind");
     let served = format!("{GROUP}/{VERSION}");
@@ -87,13 +74,9 @@ fn typed(value: serde_yaml::Value, at: &str) -> Result<ApiObject, ModelError> {
     })
 }
 
-fn document_value(
-    document: serde_yaml::Deserializer<'_>,
-    at: &str,
-) -> Result<serde_yaml::Value, ModelError> {
+fn document_value(document: serde_yaml::Deserializer<'_>, at: &str) -> Result<serde_yaml::Value, ModelError> {
     use serde::Deserialize;
-    serde_yaml::Value::deserialize(document)
-        .map_err(|err| ModelError::invalid(at, format!("not valid YAML: {err}")))
+    serde_yaml::Value::deserialize(document).map_err(|err| ModelError::invalid(at, format!("not valid YAML: {err}")))
 }
 
 #[cfg(test)]
@@ -107,9 +90,7 @@ mod tests {
         let objects = parse_yaml_documents(text).expect("valid");
         assert_eq!(objects.len(), 2, "the empty trailing document is skipped");
         assert!(matches!(&objects[0], ApiObject::Other { kind, .. } if kind == "Pod"));
-        assert!(
-            matches!(&objects[1], ApiObject::Filter(f) if f.metadata.name.as_deref() == Some("f"))
-        );
+        assert!(matches!(&objects[1], ApiObject::Filter(f) if f.metadata.name.as_deref() == Some("f")));
     }
 
     #[test]
@@ -119,16 +100,11 @@ mod tests {
         let err = parse_yaml_documents(text).expect_err("priority is not a number");
         assert_eq!(err.field(), "document 2: spec.priority", "{err}");
 
-        let err = parse_yaml_documents("apiVersion: podmirror.io/v1\nkind: MirrorFilter\n")
-            .expect_err("version");
+        let err = parse_yaml_documents("apiVersion: podmirror.io/v1\nkind: MirrorFilter\n").expect_err("version");
         assert_eq!(err.field(), "document 1: apiVersion");
-        let err = parse_yaml_documents("apiVersion: podmirror.io/v1alpha1\nkind: MirrorFiltre\n")
-            .expect_err("kind");
+        let err = parse_yaml_documents("apiVersion: podmirror.io/v1alpha1\nkind: MirrorFiltre\n").expect_err("kind");
         assert_eq!(err.field(), "document 1: kind");
         let err = parse_yaml_documents("a: [unclosed").expect_err("syntax");
-        assert!(
-            err.to_string().starts_with("document 1: not valid YAML"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("document 1: not valid YAML"), "{err}");
     }
 }

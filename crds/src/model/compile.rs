@@ -16,13 +16,11 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{
-    FilterRule, MirrorFilter, MirrorFilterSpec, MirrorSession, MirrorSessionSpec, NodeSession,
-    PortRangeSpec, SessionTarget,
+    FilterRule, MirrorFilter, MirrorFilterSpec, MirrorSession, MirrorSessionSpec, NodeSession, PortRangeSpec,
+    SessionTarget,
 };
 use crate::error::ModelError;
-use crate::model::types::{
-    CompiledRule, CompiledSession, IpFamily, PortRange, SessionKey, ipproto,
-};
+use crate::model::types::{CompiledRule, CompiledSession, IpFamily, PortRange, SessionKey, ipproto};
 
 /// Rules per direction of one filter (docs/quotas.md, not raisable).
 pub const MAX_RULES_PER_DIRECTION: usize = 10;
@@ -52,27 +50,18 @@ pub const PROTOCOL_NAMES: [(&str, Option<u8>); 6] = [
 ///
 /// `field_prefix` is the list's path, e.g. `spec.inboundRules`; errors name
 /// `<field_prefix>[i].<field>`. The result is sorted by priority.
-pub fn compile_rules(
-    list: &[FilterRule],
-    field_prefix: &str,
-) -> Result<Vec<CompiledRule>, ModelError> {
+pub fn compile_rules(list: &[FilterRule], field_prefix: &str) -> Result<Vec<CompiledRule>, ModelError> {
     if list.len() > MAX_RULES_PER_DIRECTION {
         return Err(ModelError::invalid(
             field_prefix,
-            format!(
-                "{} rules, at most {MAX_RULES_PER_DIRECTION} are allowed",
-                list.len()
-            ),
+            format!("{} rules, at most {MAX_RULES_PER_DIRECTION} are allowed", list.len()),
         ));
     }
     let mut compiled = Vec::with_capacity(list.len());
     for (index, rule) in list.iter().enumerate() {
         let field = format!("{field_prefix}[{index}]");
         let rule = compile_rule(rule, &field)?;
-        if let Some(first) = compiled
-            .iter()
-            .position(|c: &CompiledRule| c.priority == rule.priority)
-        {
+        if let Some(first) = compiled.iter().position(|c: &CompiledRule| c.priority == rule.priority) {
             return Err(ModelError::invalid(
                 format!("{field}.priority"),
                 format!(
@@ -89,33 +78,14 @@ pub fn compile_rules(
 
 /// Compile one rule; `field` is its path, e.g. `spec.inboundRules[2]`.
 pub fn compile_rule(rule: &FilterRule, field: &str) -> Result<CompiledRule, ModelError> {
-    let priority = ranged(
-        rule.priority.into(),
-        PRIORITY_RANGE,
-        &format!("{field}.priority"),
-    )?;
+    let priority = ranged(rule.priority.into(), PRIORITY_RANGE, &format!("{field}.priority"))?;
     let protocol = parse_protocol(&rule.protocol, &format!("{field}.protocol"))?;
     let family = rule.ip_family;
-    let source = parse_cidr(
-        rule.source_cidr.as_deref(),
-        family,
-        &format!("{field}.sourceCIDR"),
-    )?;
-    let destination = parse_cidr(
-        rule.destination_cidr.as_deref(),
-        family,
-        &format!("{field}.destinationCIDR"),
-    )?;
-    let source_ports = port_range(
-        rule.source_ports.as_ref(),
-        protocol,
-        &format!("{field}.sourcePorts"),
-    )?;
-    let destination_ports = port_range(
-        rule.destination_ports.as_ref(),
-        protocol,
-        &format!("{field}.destinationPorts"),
-    )?;
+    let source = parse_cidr(rule.source_cidr.as_deref(), family, &format!("{field}.sourceCIDR"))?;
+    let destination = parse_cidr(rule.destination_cidr.as_deref(), family, &format!("{field}.destinationCIDR"))?;
+    let source_ports = port_range(rule.source_ports.as_ref(), protocol, &format!("{field}.sourcePorts"))?;
+    let destination_ports =
+        port_range(rule.destination_ports.as_ref(), protocol, &format!("{field}.destinationPorts"))?;
     if let Some(description) = &rule.description
         && description.chars().count() > MAX_DESCRIPTION_LEN
     {
@@ -137,9 +107,7 @@ pub fn compile_rule(rule: &FilterRule, field: &str) -> Result<CompiledRule, Mode
 }
 
 /// Both rule lists of a filter, checked and compiled: `(inbound, outbound)`.
-pub fn compile_filter(
-    spec: &MirrorFilterSpec,
-) -> Result<(Vec<CompiledRule>, Vec<CompiledRule>), ModelError> {
+pub fn compile_filter(spec: &MirrorFilterSpec) -> Result<(Vec<CompiledRule>, Vec<CompiledRule>), ModelError> {
     Ok((
         compile_rules(&spec.inbound_rules, "spec.inboundRules")?,
         compile_rules(&spec.outbound_rules, "spec.outboundRules")?,
@@ -155,15 +123,11 @@ pub fn parse_protocol(protocol: &IntOrString, field: &str) -> Result<Option<u8>,
     let bad = |shown: String| {
         ModelError::invalid(
             field,
-            format!(
-                "{shown} is not TCP, UDP, ICMP, ICMPv6, SCTP, All or an IP protocol number 0..=255"
-            ),
+            format!("{shown} is not TCP, UDP, ICMP, ICMPv6, SCTP, All or an IP protocol number 0..=255"),
         )
     };
     match protocol {
-        IntOrString::Int(number) => u8::try_from(*number)
-            .map(Some)
-            .map_err(|_| bad(number.to_string())),
+        IntOrString::Int(number) => u8::try_from(*number).map(Some).map_err(|_| bad(number.to_string())),
         IntOrString::String(text) => PROTOCOL_NAMES
             .iter()
             .find(|(name, _)| name == text)
@@ -181,27 +145,16 @@ fn parse_cidr(text: Option<&str>, family: IpFamily, field: &str) -> Result<IpNet
         return Ok(family.any_net());
     };
     let net = match IpNet::from_str(text) {
-        Ok(net)
-            if text.len() <= MAX_CIDR_LEN && !text.contains('%') && !is_v4_mapped(&net.addr()) =>
-        {
-            net
-        }
+        Ok(net) if text.len() <= MAX_CIDR_LEN && !text.contains('%') && !is_v4_mapped(&net.addr()) => net,
         _ => {
-            return Err(ModelError::invalid(
-                field,
-                format!("{text} is not a valid {} prefix", family_name(family)),
-            ));
+            return Err(ModelError::invalid(field, format!("{text} is not a valid {} prefix", family_name(family))));
         }
     };
     let actual = IpFamily::of(&net.addr());
     if actual != family {
         return Err(ModelError::invalid(
             field,
-            format!(
-                "{text} is an {} prefix but the rule's ipFamily is {}",
-                family_name(actual),
-                family_name(family)
-            ),
+            format!("{text} is an {} prefix but the rule's ipFamily is {}", family_name(actual), family_name(family)),
         ));
     }
     Ok(net.trunc())
@@ -224,10 +177,7 @@ fn port_range(
     let from = ranged(spec.from.into(), PORT_RANGE, &format!("{field}.from"))?;
     let to = ranged(spec.to.into(), PORT_RANGE, &format!("{field}.to"))?;
     if from > to {
-        return Err(ModelError::invalid(
-            field,
-            format!("from {from} is greater than to {to}"),
-        ));
+        return Err(ModelError::invalid(field, format!("from {from} is greater than to {to}")));
     }
     Ok(Some(PortRange { from, to }))
 }
@@ -239,18 +189,12 @@ pub fn validate_session_spec(spec: &MirrorSessionSpec) -> Result<(), ModelError>
     check_flow_sampling(spec.flow_sampling.as_ref(), "spec")?;
     non_empty_name(&spec.filter_ref.name, 253, "spec.filterRef.name")?;
     if spec.sources.is_empty() {
-        return Err(ModelError::invalid(
-            "spec.sources",
-            "at least one source (podName or podSelector) is required",
-        ));
+        return Err(ModelError::invalid("spec.sources", "at least one source (podName or podSelector) is required"));
     }
     if spec.sources.len() > MAX_SOURCE_ENTRIES {
         return Err(ModelError::invalid(
             "spec.sources",
-            format!(
-                "{} entries, at most {MAX_SOURCE_ENTRIES} are allowed",
-                spec.sources.len()
-            ),
+            format!("{} entries, at most {MAX_SOURCE_ENTRIES} are allowed", spec.sources.len()),
         ));
     }
     for (index, source) in spec.sources.iter().enumerate() {
@@ -259,10 +203,7 @@ pub fn validate_session_spec(spec: &MirrorSessionSpec) -> Result<(), ModelError>
             (Some(name), None) => non_empty_name(name, 253, &format!("{field}.podName"))?,
             (None, Some(_)) => {}
             _ => {
-                return Err(ModelError::invalid(
-                    field,
-                    "needs exactly one of podName or podSelector",
-                ));
+                return Err(ModelError::invalid(field, "needs exactly one of podName or podSelector"));
             }
         }
     }
@@ -284,10 +225,7 @@ fn validate_target(target: &SessionTarget) -> Result<(), ModelError> {
         }
         (None, Some(pod), None) => non_empty_name(&pod.name, 253, "spec.target.pod.name"),
         (None, None, Some(ip)) => parse_ip(ip, "spec.target.ip").map(|_| ()),
-        _ => Err(ModelError::invalid(
-            "spec.target",
-            "needs exactly one of service, pod or ip",
-        )),
+        _ => Err(ModelError::invalid("spec.target", "needs exactly one of service, pod or ip")),
     }
 }
 
@@ -307,19 +245,12 @@ pub fn compile_session(
         .name
         .clone()
         .ok_or_else(|| ModelError::invalid("metadata.name", "a MirrorSession needs a name"))?;
-    let namespace = session
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".to_owned());
+    let namespace = session.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned());
     let filter_name = filter.metadata.name.as_deref().unwrap_or_default();
     if filter_name != session.spec.filter_ref.name {
         return Err(ModelError::invalid(
             "spec.filterRef.name",
-            format!(
-                "refers to filter {:?}, but filter {filter_name:?} was given",
-                session.spec.filter_ref.name
-            ),
+            format!("refers to filter {:?}, but filter {filter_name:?} was given", session.spec.filter_ref.name),
         ));
     }
     let (inbound, outbound) = compile_filter(&filter.spec)?;
@@ -369,14 +300,8 @@ pub fn compile_node_session(node_session: &NodeSession) -> Result<CompiledSessio
         targets,
         rate_limit: check_rate_limit(node_session.rate_limit.as_ref(), &prefix)?,
         flow_sampling: check_flow_sampling(node_session.flow_sampling.as_ref(), &prefix)?,
-        inbound: compile_rules(
-            &node_session.inbound_rules,
-            &format!("{prefix}.inboundRules"),
-        )?,
-        outbound: compile_rules(
-            &node_session.outbound_rules,
-            &format!("{prefix}.outboundRules"),
-        )?,
+        inbound: compile_rules(&node_session.inbound_rules, &format!("{prefix}.inboundRules"))?,
+        outbound: compile_rules(&node_session.outbound_rules, &format!("{prefix}.outboundRules"))?,
     })
 }
 
@@ -408,39 +333,20 @@ impl SessionParams {
 
     fn check(&self, prefix: &str) -> Result<CheckedParams, ModelError> {
         Ok(CheckedParams {
-            priority: ranged(
-                self.priority.into(),
-                PRIORITY_RANGE,
-                &format!("{prefix}.priority"),
-            )?,
+            priority: ranged(self.priority.into(), PRIORITY_RANGE, &format!("{prefix}.priority"))?,
             vni: ranged(self.vni.into(), VNI_RANGE, &format!("{prefix}.vni"))?,
             packet_length: self
                 .packet_length
-                .map(|len| {
-                    ranged(
-                        len.into(),
-                        PACKET_LENGTH_RANGE,
-                        &format!("{prefix}.packetLength"),
-                    )
-                })
+                .map(|len| ranged(len.into(), PACKET_LENGTH_RANGE, &format!("{prefix}.packetLength")))
                 .transpose()?,
-            target_port: ranged(
-                self.target_port.into(),
-                PORT_RANGE,
-                &format!("{prefix}.targetPort"),
-            )?,
+            target_port: ranged(self.target_port.into(), PORT_RANGE, &format!("{prefix}.targetPort"))?,
         })
     }
 }
 
 /// `value` if it lies in the inclusive `range`, narrowed to `T`.
-fn ranged<T: TryFrom<i64>>(
-    value: i64,
-    (low, high): (i64, i64),
-    field: &str,
-) -> Result<T, ModelError> {
-    let out_of_range =
-        || ModelError::invalid(field, format!("{value} is out of range {low}..={high}"));
+fn ranged<T: TryFrom<i64>>(value: i64, (low, high): (i64, i64), field: &str) -> Result<T, ModelError> {
+    let out_of_range = || ModelError::invalid(field, format!("{value} is out of range {low}..={high}"));
     if !(low..=high).contains(&value) {
         return Err(out_of_range());
     }
@@ -452,10 +358,7 @@ fn non_empty_name(name: &str, max_len: usize, field: &str) -> Result<(), ModelEr
         return Err(ModelError::invalid(field, "must not be empty"));
     }
     if name.len() > max_len {
-        return Err(ModelError::invalid(
-            field,
-            format!("at most {max_len} characters"),
-        ));
+        return Err(ModelError::invalid(field, format!("at most {max_len} characters")));
     }
     Ok(())
 }
@@ -464,10 +367,7 @@ fn non_empty_name(name: &str, max_len: usize, field: &str) -> Result<(), ModelEr
 fn parse_ip(text: &str, field: &str) -> Result<IpAddr, ModelError> {
     match IpAddr::from_str(text) {
         Ok(addr) if !is_v4_mapped(&addr) => Ok(addr),
-        _ => Err(ModelError::invalid(
-            field,
-            format!("{text:?} is not an IPv4 or IPv6 address"),
-        )),
+        _ => Err(ModelError::invalid(field, format!("{text:?} is not an IPv4 or IPv6 address"))),
     }
 }
 
@@ -514,22 +414,11 @@ mod tests {
         early.source_cidr = Some("10.1.2.3/8".to_owned());
         early.destination_ports = Some(PortRangeSpec { from: 53, to: 53 });
         let compiled = compile_rules(&[late, early], "spec.inboundRules").expect("valid");
-        assert_eq!(
-            compiled.iter().map(|r| r.priority).collect::<Vec<_>>(),
-            [2, 7]
-        );
+        assert_eq!(compiled.iter().map(|r| r.priority).collect::<Vec<_>>(), [2, 7]);
         let (udp, all) = (&compiled[0], &compiled[1]);
         assert_eq!(udp.protocol, Some(ipproto::UDP));
-        assert_eq!(
-            udp.source,
-            "10.0.0.0/8".parse::<IpNet>().expect("net"),
-            "host bits cleared"
-        );
-        assert_eq!(
-            udp.destination,
-            "0.0.0.0/0".parse::<IpNet>().expect("net"),
-            "omitted = family's /0"
-        );
+        assert_eq!(udp.source, "10.0.0.0/8".parse::<IpNet>().expect("net"), "host bits cleared");
+        assert_eq!(udp.destination, "0.0.0.0/0".parse::<IpNet>().expect("net"), "omitted = family's /0");
         assert_eq!(udp.source_ports, None);
         assert_eq!(udp.destination_ports, Some(PortRange { from: 53, to: 53 }));
         assert_eq!(all.protocol, None, "All = any protocol");
@@ -572,37 +461,22 @@ mod tests {
     fn errors_name_the_exact_field() {
         let mut bad_cidr = rule(1, name("TCP"));
         bad_cidr.destination_cidr = Some("10.0.0.0/33".to_owned());
-        let err = compile_rules(
-            &[rule(2, name("TCP")), rule(3, name("TCP")), bad_cidr],
-            "spec.inboundRules",
-        )
-        .expect_err("bad CIDR");
-        assert_eq!(
-            err.to_string(),
-            "spec.inboundRules[2].destinationCIDR: 10.0.0.0/33 is not a valid IPv4 prefix"
-        );
+        let err = compile_rules(&[rule(2, name("TCP")), rule(3, name("TCP")), bad_cidr], "spec.inboundRules")
+            .expect_err("bad CIDR");
+        assert_eq!(err.to_string(), "spec.inboundRules[2].destinationCIDR: 10.0.0.0/33 is not a valid IPv4 prefix");
 
         let mut icmp_ports = rule(1, name("ICMP"));
         icmp_ports.source_ports = Some(PortRangeSpec { from: 1, to: 2 });
         let err = compile_rules(&[icmp_ports], "spec.outboundRules").expect_err("ports on ICMP");
         assert_eq!(err.field(), "spec.outboundRules[0].sourcePorts");
 
-        let err = compile_rules(&[rule(4, name("TCP")), rule(4, name("UDP"))], "x")
-            .expect_err("duplicate");
+        let err = compile_rules(&[rule(4, name("TCP")), rule(4, name("UDP"))], "x").expect_err("duplicate");
         assert_eq!(err.field(), "x[1].priority");
         assert!(err.to_string().contains("already used by x[0]"), "{err}");
 
         let eleven: Vec<_> = (1..=11).map(|p| rule(p, name("TCP"))).collect();
-        assert_eq!(
-            compile_rules(&eleven, "spec.inboundRules")
-                .expect_err("too many")
-                .field(),
-            "spec.inboundRules"
-        );
-        assert_eq!(
-            compile_rules(&eleven[..10], "spec.inboundRules").map(|r| r.len()),
-            Ok(10)
-        );
+        assert_eq!(compile_rules(&eleven, "spec.inboundRules").expect_err("too many").field(), "spec.inboundRules");
+        assert_eq!(compile_rules(&eleven[..10], "spec.inboundRules").map(|r| r.len()), Ok(10));
     }
 
     fn node_session() -> NodeSession {
@@ -630,21 +504,10 @@ mod tests {
         let compiled = compile_node_session(&node_session()).expect("valid");
         assert_eq!(compiled.key, SessionKey::new("default", "mirror-session-a"));
         assert_eq!(
-            (
-                compiled.priority,
-                compiled.vni,
-                compiled.packet_length,
-                compiled.target_port
-            ),
+            (compiled.priority, compiled.vni, compiled.packet_length, compiled.target_port),
             (1, 1, Some(96), 4789)
         );
-        assert_eq!(
-            compiled.targets,
-            vec![
-                IpAddr::from([10, 244, 1, 7]),
-                "fd00::7".parse::<IpAddr>().expect("ip")
-            ]
-        );
+        assert_eq!(compiled.targets, vec![IpAddr::from([10, 244, 1, 7]), "fd00::7".parse::<IpAddr>().expect("ip")]);
         assert_eq!(compiled.inbound.len(), 1);
         assert!(compiled.outbound.is_empty());
     }
@@ -659,10 +522,7 @@ mod tests {
         );
         let mut bad = node_session();
         bad.vni = 1 << 24;
-        assert_eq!(
-            compile_node_session(&bad).expect_err("bad vni").field(),
-            "sessions[default/mirror-session-a].vni"
-        );
+        assert_eq!(compile_node_session(&bad).expect_err("bad vni").field(), "sessions[default/mirror-session-a].vni");
         let mut bad = node_session();
         bad.packet_length = Some(10_000);
         assert_eq!(
@@ -685,19 +545,9 @@ mod tests {
                 vni: 77,
                 packet_length: None,
                 enabled: false,
-                filter_ref: FilterRef {
-                    name: filter_name.into(),
-                },
-                sources: vec![SessionSource {
-                    pod_name: Some("ecs-source".into()),
-                    pod_selector: None,
-                }],
-                target: SessionTarget {
-                    pod: Some(PodTarget {
-                        name: "ecs-target".into(),
-                    }),
-                    ..Default::default()
-                },
+                filter_ref: FilterRef { name: filter_name.into() },
+                sources: vec![SessionSource { pod_name: Some("ecs-source".into()), pod_selector: None }],
+                target: SessionTarget { pod: Some(PodTarget { name: "ecs-target".into() }), ..Default::default() },
                 encapsulation: Encapsulation::GRE,
                 target_port: 4789,
                 schedule: None,
@@ -721,21 +571,11 @@ mod tests {
         let targets = [IpAddr::from([10, 0, 0, 9])];
         let compiled = compile_session(&session("f"), &filter, &targets).expect("valid");
         assert_eq!(compiled.key, SessionKey::new("team-a", "mirror-session-a"));
-        assert_eq!(
-            (compiled.priority, compiled.vni, compiled.enabled),
-            (5, 77, false)
-        );
+        assert_eq!((compiled.priority, compiled.vni, compiled.enabled), (5, 77, false));
         assert_eq!(compiled.encapsulation, Encapsulation::GRE);
         assert_eq!(compiled.packet_length, None);
         assert_eq!(compiled.targets, targets);
-        assert_eq!(
-            compiled
-                .outbound
-                .iter()
-                .map(|r| r.priority)
-                .collect::<Vec<_>>(),
-            [1, 3]
-        );
+        assert_eq!(compiled.outbound.iter().map(|r| r.priority).collect::<Vec<_>>(), [1, 3]);
 
         let err = compile_session(&session("other"), &filter, &targets).expect_err("wrong filter");
         assert_eq!(err.field(), "spec.filterRef.name");

@@ -3,9 +3,7 @@
 //! This is the reference the eBPF datapath is tested against (the differential
 //! test in `node-agent`), so it stays obvious rather than fast.
 
-use super::types::{
-    CompiledRule, CompiledSession, Direction, IpFamily, PacketMeta, PortRange, Verdict,
-};
+use super::types::{CompiledRule, CompiledSession, Direction, IpFamily, PacketMeta, PortRange, Verdict};
 use crate::model::types::Action;
 
 /// Decide one packet seen on one source pod in one direction.
@@ -14,11 +12,7 @@ use crate::model::types::Action;
 /// walked by session priority (then key, for a total order), disabled ones
 /// skipped; in each, the rules of `direction` are walked in rule priority
 /// order, and the first rule that matches decides for the packet as a whole.
-pub fn evaluate<'a>(
-    sessions: &'a [CompiledSession],
-    packet: &PacketMeta,
-    direction: Direction,
-) -> Verdict<'a> {
+pub fn evaluate<'a>(sessions: &'a [CompiledSession], packet: &PacketMeta, direction: Direction) -> Verdict<'a> {
     let mut ordered: Vec<&CompiledSession> = sessions.iter().filter(|s| s.enabled).collect();
     ordered.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.key.cmp(&b.key)));
     for session in ordered {
@@ -26,14 +20,8 @@ pub fn evaluate<'a>(
         rules.sort_by_key(|r| r.priority);
         if let Some(rule) = rules.into_iter().find(|r| rule_matches(r, packet)) {
             return match rule.action {
-                Action::Accept => Verdict::Copy {
-                    session,
-                    rule_priority: rule.priority,
-                },
-                Action::Reject => Verdict::Rejected {
-                    session,
-                    rule_priority: rule.priority,
-                },
+                Action::Accept => Verdict::Copy { session, rule_priority: rule.priority },
+                Action::Reject => Verdict::Rejected { session, rule_priority: rule.priority },
             };
         }
     }
@@ -42,9 +30,7 @@ pub fn evaluate<'a>(
 
 /// Does `rule` match `packet`? Family, protocol, both CIDRs, both port ranges.
 pub fn rule_matches(rule: &CompiledRule, packet: &PacketMeta) -> bool {
-    if IpFamily::of(&packet.source) != rule.family
-        || IpFamily::of(&packet.destination) != rule.family
-    {
+    if IpFamily::of(&packet.source) != rule.family || IpFamily::of(&packet.destination) != rule.family {
         return false;
     }
     if rule.protocol.is_some_and(|p| p != packet.protocol) {

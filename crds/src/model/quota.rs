@@ -124,26 +124,17 @@ impl ResolvedTarget {
         endpoint_pods: impl IntoIterator<Item = PodId>,
     ) -> Self {
         ResolvedTarget {
-            id: TargetId::Service {
-                namespace: namespace.into(),
-                name: name.into(),
-            },
+            id: TargetId::Service { namespace: namespace.into(), name: name.into() },
             pods: endpoint_pods.into_iter().collect(),
         }
     }
 
     pub fn pod(pod: PodId) -> Self {
-        ResolvedTarget {
-            id: TargetId::Pod(pod.clone()),
-            pods: PodSet::from([pod]),
-        }
+        ResolvedTarget { id: TargetId::Pod(pod.clone()), pods: PodSet::from([pod]) }
     }
 
     pub fn ip(ip: IpAddr) -> Self {
-        ResolvedTarget {
-            id: TargetId::Ip(ip),
-            pods: PodSet::new(),
-        }
+        ResolvedTarget { id: TargetId::Ip(ip), pods: PodSet::new() }
     }
 }
 
@@ -204,10 +195,7 @@ pub struct FilterKey {
 
 impl FilterKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        FilterKey {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        FilterKey { namespace: namespace.into(), name: name.into() }
     }
 }
 
@@ -350,10 +338,8 @@ pub fn evaluate_quotas(input: &QuotaInput) -> QuotaReport {
     // Incumbents keep their place unconditionally: their last accepted facts
     // were admitted once, and nothing another session does may undo that
     // (not even a limit lowered since, which only stops new admissions).
-    let mut incumbents: Vec<(&SessionQuotaInput, &SessionQuotaFacts)> = sessions
-        .iter()
-        .filter_map(|s| s.last_accepted.as_ref().map(|last| (*s, last)))
-        .collect();
+    let mut incumbents: Vec<(&SessionQuotaInput, &SessionQuotaFacts)> =
+        sessions.iter().filter_map(|s| s.last_accepted.as_ref().map(|last| (*s, last))).collect();
     incumbents.sort_by(|(a, _), (b, _)| admission_order(a, b));
     for (session, last) in &incumbents {
         placed.insert(&session.key, last);
@@ -403,17 +389,11 @@ fn apply_changes<'a>(
         }
         if !progress || refused.is_empty() {
             for (session, _, refusal) in refused {
-                verdicts.insert(
-                    session.key.clone(),
-                    QuotaVerdict::RefusedChange(refusal.into_change()),
-                );
+                verdicts.insert(session.key.clone(), QuotaVerdict::RefusedChange(refusal.into_change()));
             }
             return;
         }
-        pending = refused
-            .into_iter()
-            .map(|(session, last, _)| (session, last))
-            .collect();
+        pending = refused.into_iter().map(|(session, last, _)| (session, last)).collect();
     }
 }
 
@@ -424,11 +404,8 @@ fn admit_newcomers<'a>(
     verdicts: &mut BTreeMap<SessionKey, QuotaVerdict>,
     input: &QuotaInput,
 ) {
-    let mut newcomers: Vec<&SessionQuotaInput> = sessions
-        .iter()
-        .copied()
-        .filter(|s| s.last_accepted.is_none())
-        .collect();
+    let mut newcomers: Vec<&SessionQuotaInput> =
+        sessions.iter().copied().filter(|s| s.last_accepted.is_none()).collect();
     newcomers.sort_by(|a, b| admission_order(a, b));
     for session in newcomers {
         match check(&session.key, &session.current, placed, input, true) {
@@ -487,17 +464,11 @@ impl<'a> Placement<'a> {
         self.total += 1;
         for pod in &facts.sources {
             self.by_source.entry(pod.uid()).or_default().insert(key);
-            self.by_source_priority
-                .entry((pod.uid(), facts.priority))
-                .or_default()
-                .insert(key);
+            self.by_source_priority.entry((pod.uid(), facts.priority)).or_default().insert(key);
         }
         for target in &facts.targets {
             *self.by_target.entry(&target.id).or_default() += 1;
-            self.by_target_vni
-                .entry((&target.id, facts.vni))
-                .or_default()
-                .insert(key);
+            self.by_target_vni.entry((&target.id, facts.vni)).or_default().insert(key);
             for pod in &target.pods {
                 self.by_target_pod.entry(pod.uid()).or_default().insert(key);
             }
@@ -511,11 +482,7 @@ impl<'a> Placement<'a> {
         self.total = self.total.saturating_sub(1);
         for pod in &facts.sources {
             remove_holder(&mut self.by_source, &pod.uid(), key);
-            remove_holder(
-                &mut self.by_source_priority,
-                &(pod.uid(), facts.priority),
-                key,
-            );
+            remove_holder(&mut self.by_source_priority, &(pod.uid(), facts.priority), key);
         }
         for target in &facts.targets {
             decrement(&mut self.by_target, &&target.id);
@@ -533,24 +500,15 @@ impl<'a> Placement<'a> {
         self.by_source.get(uid).map_or(0, BTreeSet::len)
     }
 
-    fn first_holder<K: Ord>(
-        map: &BTreeMap<K, BTreeSet<&'a SessionKey>>,
-        slot: &K,
-    ) -> Option<SessionKey> {
-        map.get(slot)
-            .and_then(|holders| holders.first())
-            .map(|k| (*k).clone())
+    fn first_holder<K: Ord>(map: &BTreeMap<K, BTreeSet<&'a SessionKey>>, slot: &K) -> Option<SessionKey> {
+        map.get(slot).and_then(|holders| holders.first()).map(|k| (*k).clone())
     }
 }
 
 /// A session's filters as cluster-wide keys, each once (a filter named twice
 /// is still one use of it).
 fn distinct_filters(key: &SessionKey, facts: &SessionQuotaFacts) -> BTreeSet<FilterKey> {
-    facts
-        .filters
-        .iter()
-        .map(|f| FilterKey::new(key.namespace.clone(), f.clone()))
-        .collect()
+    facts.filters.iter().map(|f| FilterKey::new(key.namespace.clone(), f.clone())).collect()
 }
 
 fn remove_holder<K: Ord, V: Ord>(map: &mut BTreeMap<K, BTreeSet<V>>, slot: &K, holder: V) {
@@ -572,27 +530,12 @@ fn decrement<K: Ord>(map: &mut BTreeMap<K, usize>, slot: &K) {
 }
 
 impl QuotaRefusal {
-    fn new(
-        quota: Quota,
-        limit: usize,
-        would_be: usize,
-        conflicts_with: Option<SessionKey>,
-        message: String,
-    ) -> Self {
-        QuotaRefusal {
-            quota,
-            limit,
-            would_be,
-            conflicts_with,
-            message,
-        }
+    fn new(quota: Quota, limit: usize, would_be: usize, conflicts_with: Option<SessionKey>, message: String) -> Self {
+        QuotaRefusal { quota, limit, would_be, conflicts_with, message }
     }
 
     fn into_change(mut self) -> Self {
-        self.message = format!(
-            "change refused, the session keeps mirroring as last accepted: {}",
-            self.message
-        );
+        self.message = format!("change refused, the session keeps mirroring as last accepted: {}", self.message);
         self
     }
 }
@@ -619,9 +562,7 @@ fn check(
             limit,
             would_be,
             None,
-            format!(
-                "sessions per cluster: admitting it would make {would_be} sessions, the limit is {limit}"
-            ),
+            format!("sessions per cluster: admitting it would make {would_be} sessions, the limit is {limit}"),
         ));
     }
     Ok(())
@@ -629,11 +570,7 @@ fn check(
 
 /// Limits on the session alone: filters, targets, rules, sources, and a
 /// session that would mirror into one of its own sources.
-fn check_own_shape(
-    key: &SessionKey,
-    facts: &SessionQuotaFacts,
-    input: &QuotaInput,
-) -> Result<(), QuotaRefusal> {
+fn check_own_shape(key: &SessionKey, facts: &SessionQuotaFacts, input: &QuotaInput) -> Result<(), QuotaRefusal> {
     let filters = facts.filters.len();
     if filters > FILTERS_PER_SESSION {
         return Err(QuotaRefusal::new(
@@ -641,9 +578,7 @@ fn check_own_shape(
             FILTERS_PER_SESSION,
             filters,
             None,
-            format!(
-                "filters per session: it names {filters} filters, the limit is {FILTERS_PER_SESSION}"
-            ),
+            format!("filters per session: it names {filters} filters, the limit is {FILTERS_PER_SESSION}"),
         ));
     }
     let targets = facts.targets.len();
@@ -653,9 +588,7 @@ fn check_own_shape(
             TARGETS_PER_SESSION,
             targets,
             None,
-            format!(
-                "targets per session: it names {targets} targets, the limit is {TARGETS_PER_SESSION}"
-            ),
+            format!("targets per session: it names {targets} targets, the limit is {TARGETS_PER_SESSION}"),
         ));
     }
     for filter in distinct_filters(key, facts) {
@@ -672,9 +605,7 @@ fn check_own_shape(
                     RULES_PER_DIRECTION,
                     rules,
                     None,
-                    format!(
-                        "rules per filter: {filter} has {rules} {list} rules, the limit is {RULES_PER_DIRECTION}"
-                    ),
+                    format!("rules per filter: {filter} has {rules} {list} rules, the limit is {RULES_PER_DIRECTION}"),
                 ));
             }
         }
@@ -690,20 +621,14 @@ fn check_own_shape(
             format!("sources per session: it resolves to {sources} pods, the limit is {limit}"),
         ));
     }
-    let own_target = facts
-        .targets
-        .iter()
-        .flat_map(|t| &t.pods)
-        .find(|pod| facts.sources.contains(pod));
+    let own_target = facts.targets.iter().flat_map(|t| &t.pods).find(|pod| facts.sources.contains(pod));
     if let Some(pod) = own_target {
         return Err(QuotaRefusal::new(
             Quota::SourceIsTarget,
             0,
             1,
             None,
-            format!(
-                "a source may not be a target: {pod} is both a source and the target of this session"
-            ),
+            format!("a source may not be a target: {pod} is both a source and the target of this session"),
         ));
     }
     Ok(())
@@ -718,9 +643,7 @@ fn check_sources(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<()
                 0,
                 1,
                 Some(other.clone()),
-                format!(
-                    "a source may not be a target: {pod} already receives the copies of session {other}"
-                ),
+                format!("a source may not be a target: {pod} already receives the copies of session {other}"),
             ));
         }
         let would_be = placed.source_sessions(pod.uid()) + 1;
@@ -735,10 +658,7 @@ fn check_sources(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<()
                 ),
             ));
         }
-        if let Some(other) = Placement::first_holder(
-            &placed.by_source_priority,
-            &(pod.uid(), facts.priority),
-        ) {
+        if let Some(other) = Placement::first_holder(&placed.by_source_priority, &(pod.uid(), facts.priority)) {
             return Err(QuotaRefusal::new(
                 Quota::PriorityClash,
                 1,
@@ -785,9 +705,7 @@ fn check_targets(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<()
                 ),
             ));
         }
-        if let Some(other) =
-            Placement::first_holder(&placed.by_target_vni, &(&target.id, facts.vni))
-        {
+        if let Some(other) = Placement::first_holder(&placed.by_target_vni, &(&target.id, facts.vni)) {
             return Err(QuotaRefusal::new(
                 Quota::VniClash,
                 1,
@@ -804,11 +722,7 @@ fn check_targets(facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<()
 }
 
 /// Per filter: at most 1000 sessions use it.
-fn check_filters(
-    key: &SessionKey,
-    facts: &SessionQuotaFacts,
-    placed: &Placement<'_>,
-) -> Result<(), QuotaRefusal> {
+fn check_filters(key: &SessionKey, facts: &SessionQuotaFacts, placed: &Placement<'_>) -> Result<(), QuotaRefusal> {
     for filter in distinct_filters(key, facts) {
         let would_be = placed.by_filter.get(&filter).copied().unwrap_or(0) + 1;
         if would_be > SESSIONS_PER_FILTER {

@@ -17,10 +17,7 @@ const MAX_DURATION_LEN: usize = 32;
 /// and this function accept exactly the same texts.
 pub fn parse_duration(text: &str, field: &str) -> Result<SignedDuration, ModelError> {
     let bad = |why: &str| {
-        ModelError::invalid(
-            field,
-            format!("{text:?} {why}; write hours, minutes and seconds such as 10m or 1h30m"),
-        )
+        ModelError::invalid(field, format!("{text:?} {why}; write hours, minutes and seconds such as 10m or 1h30m"))
     };
     if text.len() < 2 || text.len() > MAX_DURATION_LEN {
         return Err(bad(&format!("must be 2 to {MAX_DURATION_LEN} characters")));
@@ -43,10 +40,7 @@ pub fn parse_duration(text: &str, field: &str) -> Result<SignedDuration, ModelEr
             return Err(bad("is not a duration"));
         }
         let n: i64 = digits.parse().map_err(|_| bad("is too long"))?;
-        seconds = n
-            .checked_mul(scale)
-            .and_then(|v| seconds.checked_add(v))
-            .ok_or_else(|| bad("is too long"))?;
+        seconds = n.checked_mul(scale).and_then(|v| seconds.checked_add(v)).ok_or_else(|| bad("is too long"))?;
         digits.clear();
         last_unit = rank;
     }
@@ -130,11 +124,7 @@ impl Window {
     /// The next moment after `now` at which [`Window::at`] changes, if any:
     /// when the operator must wake up without any object having changed.
     pub fn next_boundary(&self, now: Timestamp) -> Option<Timestamp> {
-        [self.start, self.stop]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t > now)
-            .min()
+        [self.start, self.stop].into_iter().flatten().filter(|t| *t > now).min()
     }
 }
 
@@ -154,20 +144,8 @@ mod tests {
         assert_eq!(ok("1h30m"), Ok(5400));
         assert_eq!(ok("2h0m5s"), Ok(7205));
         assert_eq!(ok("90s"), Ok(90));
-        for bad in [
-            "",
-            "m",
-            "10",
-            "0s",
-            "0h0m",
-            "1m1h",
-            "10x",
-            "1.5h",
-            "-1m",
-            "1h1h",
-            "10 m",
-            "99999999999999999999h",
-        ] {
+        for bad in ["", "m", "10", "0s", "0h0m", "1m1h", "10x", "1.5h", "-1m", "1h1h", "10 m", "99999999999999999999h"]
+        {
             let err = parse_duration(bad, "spec.schedule.duration").expect_err(bad);
             assert_eq!(err.field(), "spec.schedule.duration", "{bad}: {err}");
         }
@@ -181,82 +159,37 @@ mod tests {
             duration: Some("1h".into()),
             ..Default::default()
         };
-        assert_eq!(
-            validate_schedule(&both, "spec.schedule")
-                .expect_err("both")
-                .field(),
-            "spec.schedule.duration"
-        );
+        assert_eq!(validate_schedule(&both, "spec.schedule").expect_err("both").field(), "spec.schedule.duration");
         let backwards = SessionSchedule {
             start_time: time("2026-01-01T01:00:00Z"),
             stop_time: time("2026-01-01T01:00:00Z"),
             duration: None,
         };
         assert_eq!(
-            validate_schedule(&backwards, "spec.schedule")
-                .expect_err("equal")
-                .field(),
+            validate_schedule(&backwards, "spec.schedule").expect_err("equal").field(),
             "spec.schedule.stopTime"
         );
-        let ok = SessionSchedule {
-            start_time: time("2026-01-01T01:00:00Z"),
-            stop_time: None,
-            duration: Some("10m".into()),
-        };
+        let ok =
+            SessionSchedule { start_time: time("2026-01-01T01:00:00Z"), stop_time: None, duration: Some("10m".into()) };
         assert_eq!(validate_schedule(&ok, "spec.schedule"), Ok(()));
     }
 
     #[test]
     fn the_window_counts_a_duration_from_start_else_from_acceptance() {
         let accepted = t("2026-01-01T00:00:00Z");
-        let d = SessionSchedule {
-            duration: Some("10m".into()),
-            ..Default::default()
-        };
+        let d = SessionSchedule { duration: Some("10m".into()), ..Default::default() };
         let w = Window::of(&d, Some(accepted));
-        assert_eq!(
-            w,
-            Window {
-                start: None,
-                stop: Some(t("2026-01-01T00:10:00Z"))
-            }
-        );
-        assert_eq!(
-            Window::of(&d, None),
-            Window::default(),
-            "not accepted yet: no stop known"
-        );
+        assert_eq!(w, Window { start: None, stop: Some(t("2026-01-01T00:10:00Z")) });
+        assert_eq!(Window::of(&d, None), Window::default(), "not accepted yet: no stop known");
 
-        let from_start = SessionSchedule {
-            start_time: Some(Time(t("2026-01-01T02:00:00Z"))),
-            ..d.clone()
-        };
+        let from_start = SessionSchedule { start_time: Some(Time(t("2026-01-01T02:00:00Z"))), ..d.clone() };
         let w = Window::of(&from_start, Some(accepted));
         assert_eq!(w.stop, Some(t("2026-01-01T02:10:00Z")));
-        assert_eq!(
-            w.at(t("2026-01-01T01:59:59Z")),
-            WindowState::NotStarted {
-                starts: t("2026-01-01T02:00:00Z")
-            }
-        );
-        assert_eq!(
-            w.at(t("2026-01-01T02:00:00Z")),
-            WindowState::Running { stops: w.stop }
-        );
-        assert_eq!(
-            w.at(t("2026-01-01T02:10:00Z")),
-            WindowState::Ended {
-                stopped: t("2026-01-01T02:10:00Z")
-            }
-        );
-        assert_eq!(
-            w.next_boundary(t("2026-01-01T01:00:00Z")),
-            Some(t("2026-01-01T02:00:00Z"))
-        );
-        assert_eq!(
-            w.next_boundary(t("2026-01-01T02:00:00Z")),
-            Some(t("2026-01-01T02:10:00Z"))
-        );
+        assert_eq!(w.at(t("2026-01-01T01:59:59Z")), WindowState::NotStarted { starts: t("2026-01-01T02:00:00Z") });
+        assert_eq!(w.at(t("2026-01-01T02:00:00Z")), WindowState::Running { stops: w.stop });
+        assert_eq!(w.at(t("2026-01-01T02:10:00Z")), WindowState::Ended { stopped: t("2026-01-01T02:10:00Z") });
+        assert_eq!(w.next_boundary(t("2026-01-01T01:00:00Z")), Some(t("2026-01-01T02:00:00Z")));
+        assert_eq!(w.next_boundary(t("2026-01-01T02:00:00Z")), Some(t("2026-01-01T02:10:00Z")));
         assert_eq!(w.next_boundary(t("2026-01-01T02:10:00Z")), None);
     }
 }

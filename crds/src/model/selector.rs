@@ -79,18 +79,13 @@ impl Selector {
                 }
             });
         }
-        Ok(Selector {
-            match_labels,
-            expressions,
-        })
+        Ok(Selector { match_labels, expressions })
     }
 
     /// Does the selector select a pod with `labels`? All of `matchLabels`
     /// and all expressions must hold (the empty selector selects all).
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
             && self.expressions.iter().all(|e| match e {
                 SelectorExpr::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
                 SelectorExpr::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
@@ -111,9 +106,7 @@ fn check_key(key: &str, field: &str) -> Result<(), ModelError> {
     if let Some(prefix) = prefix
         && (prefix.is_empty() || prefix.len() > 253 || !is_dns_subdomain(prefix))
     {
-        return bad(
-            "the prefix must be a DNS subdomain (lowercase, at most 253 characters)".into(),
-        );
+        return bad("the prefix must be a DNS subdomain (lowercase, at most 253 characters)".into());
     }
     if name.is_empty() {
         return bad("the name part must not be empty".into());
@@ -129,10 +122,7 @@ fn check_value(value: &str, field: &str) -> Result<(), ModelError> {
     if value.is_empty() || is_label_name(value) {
         Ok(())
     } else {
-        Err(ModelError::invalid(
-            field,
-            format!("value {value:?}: {NAME_RULE}"),
-        ))
+        Err(ModelError::invalid(field, format!("value {value:?}: {NAME_RULE}")))
     }
 }
 

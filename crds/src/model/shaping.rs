@@ -4,8 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::shaping::{
-    BYTES_PER_SECOND_RANGE, FlowSampling, ONE_IN_RANGE, PACKETS_PER_SECOND_RANGE, PERCENT_RANGE,
-    RateLimit,
+    BYTES_PER_SECOND_RANGE, FlowSampling, ONE_IN_RANGE, PACKETS_PER_SECOND_RANGE, PERCENT_RANGE, RateLimit,
 };
 use crate::error::ModelError;
 

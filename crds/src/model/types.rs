@@ -133,10 +133,7 @@ pub struct SessionKey {
 
 impl SessionKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        SessionKey {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        SessionKey { namespace: namespace.into(), name: name.into() }
     }
 }
 
@@ -201,13 +198,7 @@ pub enum Verdict<'a> {
     /// No rule of any enabled session matched: nothing is copied.
     NoMatch,
     /// The first matching rule was a Reject: nothing is copied.
-    Rejected {
-        session: &'a CompiledSession,
-        rule_priority: u16,
-    },
+    Rejected { session: &'a CompiledSession, rule_priority: u16 },
     /// The first matching rule was an Accept: one copy goes to this session.
-    Copy {
-        session: &'a CompiledSession,
-        rule_priority: u16,
-    },
+    Copy { session: &'a CompiledSession, rule_priority: u16 },
 }

@@ -8,8 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use podmirror_crds::model::{
-    Action, CompiledRule, CompiledSession, Encapsulation, IpFamily, PacketMeta, PortRange,
-    SessionKey, Verdict, ipproto,
+    Action, CompiledRule, CompiledSession, Encapsulation, IpFamily, PacketMeta, PortRange, SessionKey, Verdict, ipproto,
 };
 
 pub fn addr(s: &str) -> IpAddr {
@@ -66,12 +65,7 @@ impl RuleExt for CompiledRule {
 }
 
 /// An enabled VXLAN session in namespace `default` sending to 10.9.9.9.
-pub fn session(
-    name: &str,
-    priority: u16,
-    inbound: Vec<CompiledRule>,
-    outbound: Vec<CompiledRule>,
-) -> CompiledSession {
+pub fn session(name: &str, priority: u16, inbound: Vec<CompiledRule>, outbound: Vec<CompiledRule>) -> CompiledSession {
     CompiledSession {
         key: SessionKey::new("default", name),
         priority,
@@ -90,12 +84,7 @@ pub fn session(
 
 /// A TCP/UDP/SCTP packet with its ports.
 pub fn l4(protocol: u8, src: &str, sport: u16, dst: &str, dport: u16) -> PacketMeta {
-    PacketMeta {
-        source: addr(src),
-        destination: addr(dst),
-        protocol,
-        ports: Some((sport, dport)),
-    }
+    PacketMeta { source: addr(src), destination: addr(dst), protocol, ports: Some((sport, dport)) }
 }
 
 pub fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> PacketMeta {
@@ -104,12 +93,7 @@ pub fn tcp(src: &str, sport: u16, dst: &str, dport: u16) -> PacketMeta {
 
 /// A packet without ports: ICMP, another protocol, or a non-first fragment.
 pub fn portless(protocol: u8, src: &str, dst: &str) -> PacketMeta {
-    PacketMeta {
-        source: addr(src),
-        destination: addr(dst),
-        protocol,
-        ports: None,
-    }
+    PacketMeta { source: addr(src), destination: addr(dst), protocol, ports: None }
 }
 
 /// What a verdict says, without the borrowed session: (outcome, session
@@ -124,13 +108,7 @@ pub enum Outcome {
 pub fn outcome(v: Verdict<'_>) -> Outcome {
     match v {
         Verdict::NoMatch => Outcome::NoMatch,
-        Verdict::Rejected {
-            session,
-            rule_priority,
-        } => Outcome::Rejected(session.key.name.clone(), rule_priority),
-        Verdict::Copy {
-            session,
-            rule_priority,
-        } => Outcome::Copy(session.key.name.clone(), rule_priority),
+        Verdict::Rejected { session, rule_priority } => Outcome::Rejected(session.key.name.clone(), rule_priority),
+        Verdict::Copy { session, rule_priority } => Outcome::Copy(session.key.name.clone(), rule_priority),
     }
 }

@@ -18,29 +18,20 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use kube::core::cel::{
-    ScopeContext, Validator, WarningKind, analyze_rule, apply_defaults, compile_schema,
-};
+use kube::core::cel::{ScopeContext, Validator, WarningKind, analyze_rule, apply_defaults, compile_schema};
 use serde_json::Value;
 
 /// The `openAPIV3Schema` of every checked-in CRD, by kind.
 pub fn checked_in_schemas() -> BTreeMap<String, Value> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut schemas = BTreeMap::new();
-    for file in [
-        "mirrorfilters.podmirror.io.yaml",
-        "mirrorsessions.podmirror.io.yaml",
-        "mirrornodestates.podmirror.io.yaml",
-    ] {
+    for file in
+        ["mirrorfilters.podmirror.io.yaml", "mirrorsessions.podmirror.io.yaml", "mirrornodestates.podmirror.io.yaml"]
+    {
         let path = dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let crd: Value = serde_yaml::from_str(&text)
-            .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
-        let kind = crd["spec"]["names"]["kind"]
-            .as_str()
-            .expect("CRD has spec.names.kind")
-            .to_owned();
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let crd: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+        let kind = crd["spec"]["names"]["kind"].as_str().expect("CRD has spec.names.kind").to_owned();
         let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
         assert!(schema.is_object(), "{file} has no openAPIV3Schema");
         schemas.insert(kind, schema);
@@ -61,11 +52,7 @@ pub fn api_server_errors(schema: &Value, object: &Value) -> Vec<String> {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 /// The OpenAPI value validations the API server applies to a structural schema.
@@ -76,10 +63,7 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         }
         return;
     }
-    let int_or_string = schema
-        .get("x-kubernetes-int-or-string")
-        .and_then(Value::as_bool)
-        == Some(true);
+    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
     let type_ok = match schema.get("type").and_then(Value::as_str) {
         _ if int_or_string => value.is_i64() || value.is_u64() || value.is_string(),
         Some("object") => value.is_object(),
@@ -91,30 +75,27 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         _ => true,
     };
     if !type_ok {
-        errors.push(format!(
-            "{path}: Invalid value: {value}: must be of type {}",
-            schema["type"]
-        ));
+        errors.push(format!("{path}: Invalid value: {value}: must be of type {}", schema["type"]));
         return;
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
-        errors.push(format!(
-            "{path}: Unsupported value: {value}: supported values: {}",
-            Value::Array(allowed.clone())
-        ));
+        errors.push(format!("{path}: Unsupported value: {value}: supported values: {}", Value::Array(allowed.clone())));
     }
     if let Some(number) = value.as_f64().filter(|_| value.is_number()) {
         if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
             && number < min
         {
-            errors.push(format!("{path}: Invalid value: {value}: {path} in body should be greater than or equal to {min}"));
+            errors.push(format!(
+                "{path}: Invalid value: {value}: {path} in body should be greater than or equal to {min}"
+            ));
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
             && number > max
         {
-            errors.push(format!("{path}: Invalid value: {value}: {path} in body should be less than or equal to {max}"));
+            errors
+                .push(format!("{path}: Invalid value: {value}: {path} in body should be less than or equal to {max}"));
         }
     }
     if let Some(text) = value.as_str() {
@@ -122,9 +103,7 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         if schema.get("format").and_then(Value::as_str) == Some("date-time")
             && text.parse::<k8s_openapi::jiff::Timestamp>().is_err()
         {
-            errors.push(format!(
-                "{path}: Invalid value: {value}: {path} in body must be of type date-time"
-            ));
+            errors.push(format!("{path}: Invalid value: {value}: {path} in body must be of type date-time"));
         }
         if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
             let regex = regex::Regex::new(pattern).unwrap_or_else(|e| panic!("{path}: bad pattern {pattern}: {e}"));
@@ -136,16 +115,12 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
             && len < min
         {
-            errors.push(format!(
-                "{path}: Invalid value: {value}: {path} in body should be at least {min} chars long"
-            ));
+            errors.push(format!("{path}: Invalid value: {value}: {path} in body should be at least {min} chars long"));
         }
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
             && len > max
         {
-            errors.push(format!(
-                "{path}: Too long: may not be more than {max} bytes"
-            ));
+            errors.push(format!("{path}: Too long: may not be more than {max} bytes"));
         }
     }
     if let Some(items) = value.as_array() {
@@ -153,16 +128,12 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
             && len < min
         {
-            errors.push(format!(
-                "{path}: Invalid value: {len}: {path} in body should have at least {min} items"
-            ));
+            errors.push(format!("{path}: Invalid value: {len}: {path} in body should have at least {min} items"));
         }
         if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
             && len > max
         {
-            errors.push(format!(
-                "{path}: Too many: {len}: must have at most {max} items"
-            ));
+            errors.push(format!("{path}: Too many: {len}: must have at most {max} items"));
         }
         if let Some(item_schema) = schema.get("items") {
             for (index, item) in items.iter().enumerate() {
@@ -171,12 +142,7 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         }
     }
     if let Some(object) = value.as_object() {
-        for required in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
             let key = required.as_str().unwrap_or_default();
             if !object.contains_key(key) {
                 errors.push(format!("{}: Required value", join(path, key)));
@@ -185,9 +151,7 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
         let properties = schema.get("properties").and_then(Value::as_object);
         for (key, child) in object {
             // Unknown fields are pruned by the API server, not rejected.
-            let child_schema = properties
-                .and_then(|p| p.get(key))
-                .or_else(|| schema.get("additionalProperties"));
+            let child_schema = properties.and_then(|p| p.get(key)).or_else(|| schema.get("additionalProperties"));
             if let Some(child_schema) = child_schema.filter(|s| s.is_object()) {
                 openapi_errors(child_schema, child, &join(path, key), errors);
             }
@@ -197,10 +161,7 @@ fn openapi_errors(schema: &Value, value: &Value, path: &str, errors: &mut Vec<St
 
 /// Every CEL rule in `schema` with the path of the node that carries it.
 pub fn cel_rules(schema: &Value, path: &str, out: &mut Vec<(String, Value)>) {
-    if let Some(rules) = schema
-        .get("x-kubernetes-validations")
-        .and_then(Value::as_array)
-    {
+    if let Some(rules) = schema.get("x-kubernetes-validations").and_then(Value::as_array) {
         for rule in rules {
             out.push((path.to_owned(), rule.clone()));
         }
@@ -225,10 +186,7 @@ pub fn cel_rules(schema: &Value, path: &str, out: &mut Vec<(String, Value)>) {
 pub fn cel_cost_warnings(schema: &Value) -> Vec<String> {
     let mut warnings = Vec::new();
     walk_nodes(schema, "", &mut |node, path| {
-        let Some(rules) = node
-            .get("x-kubernetes-validations")
-            .and_then(Value::as_array)
-        else {
+        let Some(rules) = node.get("x-kubernetes-validations").and_then(Value::as_array) else {
             return;
         };
         let compiled = compile_schema(node);

@@ -18,9 +18,7 @@ const TEST_NS: &str = "podmirror-e2e";
 const PIN_DIR: &str = "/sys/fs/bpf/podmirror";
 const DEVICE_PREFIX: &str = "pm";
 const PACKET_LENGTH: usize = 96;
-const TCPDUMP: &[&str] = &[
-    "tcpdump", "-nne", "-l", "-A", "-p", "-i", "eth0", "udp", "port", "4789",
-];
+const TCPDUMP: &[&str] = &["tcpdump", "-nne", "-l", "-A", "-p", "-i", "eth0", "udp", "port", "4789"];
 
 struct Tools {
     kubectl: PathBuf,
@@ -42,10 +40,9 @@ enum Target {
 
 fn target() -> Result<Target> {
     match (std::env::var_os("PODMIRROR_E2E_IMAGE"), std::env::var_os("KUBECONFIG")) {
-        (Some(image), Some(kubeconfig)) => Ok(Target::Existing {
-            kubeconfig: PathBuf::from(kubeconfig),
-            image: image.to_string_lossy().into_owned(),
-        }),
+        (Some(image), Some(kubeconfig)) => {
+            Ok(Target::Existing { kubeconfig: PathBuf::from(kubeconfig), image: image.to_string_lossy().into_owned() })
+        }
         (Some(_), None) => bail!("PODMIRROR_E2E_IMAGE is set: also set KUBECONFIG to the cluster to test"),
         (None, _) => Ok(Target::Kind),
     }
@@ -65,7 +62,8 @@ fn preflight(target: &Target) -> Result<Tools> {
     if matches!(target, Target::Kind) {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            missing.push("root: the uninstall check runs the host's bpftool in each kind node's network namespace".into());
+            missing
+                .push("root: the uninstall check runs the host's bpftool in each kind node's network namespace".into());
         }
         for tool in ["bpftool", "nsenter"] {
             if tools::on_path(tool).is_none() {
@@ -74,17 +72,9 @@ fn preflight(target: &Target) -> Result<Tools> {
         }
     }
     if !missing.is_empty() {
-        bail!(
-            "prerequisites missing, nothing was run:\n  - {}",
-            missing.join("\n  - ")
-        );
+        bail!("prerequisites missing, nothing was run:\n  - {}", missing.join("\n  - "));
     }
-    Ok(Tools {
-        kubectl: kubectl?,
-        helm: helm?,
-        docker: docker.transpose()?,
-        kind: kind.transpose()?,
-    })
+    Ok(Tools { kubectl: kubectl?, helm: helm?, docker: docker.transpose()?, kind: kind.transpose()? })
 }
 
 /// `registry/podmirror:tag` as the chart's `image.repository` and `image.tag`.
@@ -103,9 +93,7 @@ fn step(title: &str) {
 fn main() -> ExitCode {
     match run() {
         Ok(()) => {
-            eprintln!(
-                "\ne2e: PASSED (seed scenario, cross-node, Service target, quota refusal, clean uninstall)"
-            );
+            eprintln!("\ne2e: PASSED (seed scenario, cross-node, Service target, quota refusal, clean uninstall)");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -129,7 +117,8 @@ fn run() -> Result<()> {
             let name = format!("pm-e2e-{}", std::process::id());
             let cluster = Cluster::create(kind, &name, &root.join("e2e/kind/cluster.yaml"))?;
             cluster.load_image(IMAGE)?;
-            let sets = vec!["image.repository=podmirror".to_string(), "image.tag=e2e".into(), "image.pullPolicy=Never".into()];
+            let sets =
+                vec!["image.repository=podmirror".to_string(), "image.tag=e2e".into(), "image.pullPolicy=Never".into()];
             let kubeconfig = cluster.kubeconfig.clone();
             (Some(cluster), kubeconfig, sets)
         }
@@ -140,10 +129,7 @@ fn run() -> Result<()> {
             (None, kubeconfig.clone(), sets)
         }
     };
-    let kubectl = Kubectl {
-        bin: t.kubectl.clone(),
-        kubeconfig: kubeconfig_path.clone(),
-    };
+    let kubectl = Kubectl { bin: t.kubectl.clone(), kubeconfig: kubeconfig_path.clone() };
     let nodes: Vec<String> = match &cluster {
         Some(c) => c.nodes()?,
         None => kubectl
@@ -155,7 +141,14 @@ fn run() -> Result<()> {
     let workers: Vec<String> = match &cluster {
         Some(_) => nodes.iter().filter(|n| !n.contains("control-plane")).cloned().collect(),
         None => kubectl
-            .run(&["get", "nodes", "-l", "!node-role.kubernetes.io/control-plane", "-o", "jsonpath={.items[*].metadata.name}"])?
+            .run(&[
+                "get",
+                "nodes",
+                "-l",
+                "!node-role.kubernetes.io/control-plane",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ])?
             .split_whitespace()
             .map(String::from)
             .collect(),
@@ -180,17 +173,14 @@ fn run() -> Result<()> {
     step("install the chart");
     let kubeconfig = format!("--kubeconfig={}", kubeconfig_path.display());
     let chart = chart_dir().display().to_string();
-    let mut install: Vec<&str> = vec!["install", "podmirror", &chart, "-n", SYSTEM_NS, "--create-namespace", &kubeconfig];
+    let mut install: Vec<&str> =
+        vec!["install", "podmirror", &chart, "-n", SYSTEM_NS, "--create-namespace", &kubeconfig];
     for set in &image_sets {
         install.extend(["--set", set.as_str()]);
     }
     install.extend(["--wait", "--timeout", "5m"]);
     cmd::run_visible(&t.helm, &install)?;
-    let agents = kubectl.jsonpath(
-        SYSTEM_NS,
-        "daemonset/podmirror-agent",
-        "{.status.numberReady}",
-    )?;
+    let agents = kubectl.jsonpath(SYSTEM_NS, "daemonset/podmirror-agent", "{.status.numberReady}")?;
     ensure!(
         agents == nodes.len().to_string(),
         "{agents} agents ready on {} nodes (control plane included)",
@@ -203,42 +193,19 @@ fn run() -> Result<()> {
     )?;
     ensure!(privileged != "true", "the agent must run unprivileged, it runs privileged: {privileged}");
     kubectl.run(&["create", "namespace", TEST_NS])?;
-    let tools_image = std::env::var("PODMIRROR_E2E_TOOLS_IMAGE")
-        .unwrap_or_else(|_| "nicolaka/netshoot:v0.13".into());
-    let ctx = Ctx {
-        kubectl: &kubectl,
-        namespace: TEST_NS.into(),
-        tools_image,
-    };
+    let tools_image = std::env::var("PODMIRROR_E2E_TOOLS_IMAGE").unwrap_or_else(|_| "nicolaka/netshoot:v0.13".into());
+    let ctx = Ctx { kubectl: &kubectl, namespace: TEST_NS.into(), tools_image };
 
     step(
         "seed scenario (docs/concepts.md) from examples/seed-scenario/: ecs-test -> ecs-source:1234, copies to ecs-target, vni 1",
     );
-    seed_from_examples(&Ctx {
-        kubectl: &kubectl,
-        namespace: "default".into(),
-        tools_image: ctx.tools_image.clone(),
-    })?;
+    seed_from_examples(&Ctx { kubectl: &kubectl, namespace: "default".into(), tools_image: ctx.tools_image.clone() })?;
 
     step("source and target on the same node, vni 4");
-    seed(
-        &ctx,
-        "y",
-        "mirror-session-y",
-        "mirror-filter-y",
-        4,
-        (w1, w1),
-    )?;
+    seed(&ctx, "y", "mirror-session-y", "mirror-filter-y", 4, (w1, w1))?;
 
     step("source and target on different nodes, vni 2");
-    seed(
-        &ctx,
-        "x",
-        "mirror-session-x",
-        "mirror-filter-x",
-        2,
-        (w1, w2),
-    )?;
+    seed(&ctx, "x", "mirror-session-x", "mirror-filter-x", 2, (w1, w2))?;
 
     step("Service target with two collector replicas, vni 3");
     service_target(&ctx, w1, w2)?;
@@ -272,7 +239,9 @@ fn run() -> Result<()> {
         }
         ensure!(dirty.is_empty(), "left behind after helm uninstall:\n{}", dirty.join("\n"));
     } else {
-        eprintln!("e2e: not a kind cluster: the nodes' kernels are not inspected; the cleanup hook's success is what Helm reported");
+        eprintln!(
+            "e2e: not a kind cluster: the nodes' kernels are not inspected; the cleanup hook's success is what Helm reported"
+        );
     }
     let hooks = kubectl.run(&["get", "daemonsets,jobs", "-n", SYSTEM_NS, "-o", "name"])?;
     ensure!(hooks.trim().is_empty(), "uninstall hook objects left: {hooks}");
@@ -313,9 +282,7 @@ fn seed_from_examples(ctx: &Ctx<'_>) -> Result<()> {
         "--timeout=180s",
     ])?;
     let ip_of = |pod: &str| -> Result<IpAddr> {
-        let ip = ctx
-            .kubectl
-            .jsonpath(&ctx.namespace, &format!("pod/{pod}"), "{.status.podIP}")?;
+        let ip = ctx.kubectl.jsonpath(&ctx.namespace, &format!("pod/{pod}"), "{.status.podIP}")?;
         ip.parse().with_context(|| format!("{pod}: podIP `{ip}`"))
     };
     let (client_ip, source_ip) = (ip_of("ecs-test")?, ip_of("ecs-source")?);
@@ -338,56 +305,21 @@ fn seed_from_examples(ctx: &Ctx<'_>) -> Result<()> {
     let long = "x".repeat(200);
     let payloads = ["hello", "12345"];
     let capture = "/tmp/podmirror-e2e.cap";
-    eventually(
-        "mirror-session-a: copies at ecs-target",
-        Duration::from_secs(90),
-        || {
-            let start = format!(
-                "(timeout 20 tcpdump -nne -l -A -p -i eth0 udp port 4789 > {capture} 2>&1 &); sleep 2"
-            );
-            ctx.kubectl.run(&[
-                "exec",
-                "-n",
-                &ctx.namespace,
-                "ecs-target",
-                "--",
-                "sh",
-                "-c",
-                &start,
-            ])?;
-            ctx.send_lines("ecs-test", source_ip, &[payloads[0], payloads[1], &long])?;
-            let text = ctx.kubectl.run(&[
-                "exec",
-                "-n",
-                &ctx.namespace,
-                "ecs-target",
-                "--",
-                "cat",
-                capture,
-            ])?;
-            let with_payload = tcpdump::parse(&text);
-            let collector = tcpdump::parse(&ctx.logs("ecs-target")?);
-            Ok(scenario::check_seed_copies(
-                &with_payload,
-                1,
-                client_ip,
-                source_ip,
-                &payloads,
-                PACKET_LENGTH,
-            )
+    eventually("mirror-session-a: copies at ecs-target", Duration::from_secs(90), || {
+        let start = format!("(timeout 20 tcpdump -nne -l -A -p -i eth0 udp port 4789 > {capture} 2>&1 &); sleep 2");
+        ctx.kubectl.run(&["exec", "-n", &ctx.namespace, "ecs-target", "--", "sh", "-c", &start])?;
+        ctx.send_lines("ecs-test", source_ip, &[payloads[0], payloads[1], &long])?;
+        let text = ctx.kubectl.run(&["exec", "-n", &ctx.namespace, "ecs-target", "--", "cat", capture])?;
+        let with_payload = tcpdump::parse(&text);
+        let collector = tcpdump::parse(&ctx.logs("ecs-target")?);
+        Ok(scenario::check_seed_copies(&with_payload, 1, client_ip, source_ip, &payloads, PACKET_LENGTH)
             .and_then(|()| scenario::check_cut_to(&with_payload, 1, PACKET_LENGTH))
             .and_then(|()| scenario::check_outer_source(&with_payload, 1, node_ip))
-            .and_then(|()| {
-                scenario::check_seed_copies(&collector, 1, client_ip, source_ip, &[], PACKET_LENGTH)
-            }))
-        },
-    )?;
+            .and_then(|()| scenario::check_seed_copies(&collector, 1, client_ip, source_ip, &[], PACKET_LENGTH)))
+    })?;
     let printed = ctx.logs("ecs-source")?;
     for p in payloads {
-        ensure!(
-            printed.contains(p),
-            "ecs-source did not print `{p}`: the original traffic was disturbed:\n{printed}"
-        );
+        ensure!(printed.contains(p), "ecs-source did not print `{p}`: the original traffic was disturbed:\n{printed}");
     }
     eprintln!("e2e: mirror-session-a (examples/seed-scenario): ok");
     Ok(())
@@ -425,48 +357,24 @@ fn seed(
 
     let long = "x".repeat(200);
     let payloads = ["hello", "12345"];
-    eventually(
-        &format!("{session}: copies at {target}"),
-        Duration::from_secs(90),
-        || {
-            ctx.send_lines(&client, source_ip, &[payloads[0], payloads[1], &long])?;
-            let copies = tcpdump::parse(&ctx.logs(&target)?);
-            Ok(scenario::check_seed_copies(
-                &copies,
-                vni,
-                client_ip,
-                source_ip,
-                &payloads,
-                PACKET_LENGTH,
-            )
+    eventually(&format!("{session}: copies at {target}"), Duration::from_secs(90), || {
+        ctx.send_lines(&client, source_ip, &[payloads[0], payloads[1], &long])?;
+        let copies = tcpdump::parse(&ctx.logs(&target)?);
+        Ok(scenario::check_seed_copies(&copies, vni, client_ip, source_ip, &payloads, PACKET_LENGTH)
             .and_then(|()| scenario::check_cut_to(&copies, vni, PACKET_LENGTH)))
-        },
-    )?;
+    })?;
     let printed = ctx.logs(&source)?;
     for p in payloads {
-        ensure!(
-            printed.contains(p),
-            "{source} did not print `{p}`: the original traffic was disturbed:\n{printed}"
-        );
+        ensure!(printed.contains(p), "{source} did not print `{p}`: the original traffic was disturbed:\n{printed}");
     }
     eprintln!("e2e: {session}: ok (vni {vni}, {source_node} -> {target_node})");
     Ok(())
 }
 
 fn service_target(ctx: &Ctx<'_>, source_node: &str, client_node: &str) -> Result<()> {
-    let yaml = scenario::render(
-        &scenario::template("collector-service.yaml")?,
-        &[("image", &ctx.tools_image)],
-    )?;
+    let yaml = scenario::render(&scenario::template("collector-service.yaml")?, &[("image", &ctx.tools_image)])?;
     ctx.kubectl.apply(&ctx.namespace, &yaml)?;
-    ctx.kubectl.run(&[
-        "rollout",
-        "status",
-        "-n",
-        &ctx.namespace,
-        "deployment/collector",
-        "--timeout=180s",
-    ])?;
+    ctx.kubectl.run(&["rollout", "status", "-n", &ctx.namespace, "deployment/collector", "--timeout=180s"])?;
     let source_ip = ctx.pod("svc-source", "source", source_node, &["nc", "-lk", "1234"])?;
     let client_ip = ctx.pod("svc-test", "client", client_node, &["sleep", "infinity"])?;
     ctx.session(&SessionParams {
@@ -482,51 +390,26 @@ fn service_target(ctx: &Ctx<'_>, source_node: &str, client_node: &str) -> Result
     ctx.wait_phase("mirror-session-svc", "Active")?;
 
     let replicas = || -> Result<Vec<String>, podmirror_e2e::E2eError> {
-        let names = ctx.kubectl.run(&[
-            "get",
-            "pods",
-            "-n",
-            &ctx.namespace,
-            "-l",
-            "app=collector",
-            "-o",
-            "name",
-        ])?;
+        let names = ctx.kubectl.run(&["get", "pods", "-n", &ctx.namespace, "-l", "app=collector", "-o", "name"])?;
         Ok(names.lines().map(String::from).collect())
     };
     let captures = || -> Result<Vec<Vec<tcpdump::Copy>>, podmirror_e2e::E2eError> {
-        replicas()?
-            .iter()
-            .map(|p| Ok(tcpdump::parse(&ctx.logs(p)?)))
-            .collect()
+        replicas()?.iter().map(|p| Ok(tcpdump::parse(&ctx.logs(p)?))).collect()
     };
     // First make sure the session is programmed, then send the flows that count.
-    eventually(
-        "svc: first copy reaches a collector",
-        Duration::from_secs(90),
-        || {
-            ctx.send_lines("svc-test", source_ip, &["probe"])?;
-            let seen = captures()?.iter().flatten().any(|c| c.vni == Some(3));
-            Ok(if seen {
-                Ok(())
-            } else {
-                Err("no vni 3 copy yet".to_string())
-            })
-        },
-    )?;
+    eventually("svc: first copy reaches a collector", Duration::from_secs(90), || {
+        ctx.send_lines("svc-test", source_ip, &["probe"])?;
+        let seen = captures()?.iter().flatten().any(|c| c.vni == Some(3));
+        Ok(if seen { Ok(()) } else { Err("no vni 3 copy yet".to_string()) })
+    })?;
     const FLOWS: usize = 8;
     for i in 0..FLOWS {
         ctx.send_lines("svc-test", source_ip, &[&format!("flow-{i}")])?;
     }
-    eventually(
-        "svc: every flow on exactly one replica",
-        Duration::from_secs(60),
-        || Ok(scenario::check_flows_split(&captures()?, 3, FLOWS + 1)),
-    )?;
-    let per_replica: Vec<usize> = captures()?
-        .iter()
-        .map(|c| c.iter().filter(|c| c.vni == Some(3)).count())
-        .collect();
+    eventually("svc: every flow on exactly one replica", Duration::from_secs(60), || {
+        Ok(scenario::check_flows_split(&captures()?, 3, FLOWS + 1))
+    })?;
+    let per_replica: Vec<usize> = captures()?.iter().map(|c| c.iter().filter(|c| c.vni == Some(3)).count()).collect();
     eprintln!("e2e: Service target: ok, copies per replica {per_replica:?}");
     Ok(())
 }
@@ -535,18 +418,10 @@ fn quota(ctx: &Ctx<'_>, node: &str) -> Result<()> {
     let source_ip = ctx.pod("q-source", "source", node, &["nc", "-lk", "1234"])?;
     let client_ip: IpAddr = source_ip; // the filter content does not matter here
     let accepted = |s: &str| -> Result<(), podmirror_e2e::E2eError> {
-        eventually(
-            &format!("{s} Accepted=True"),
-            Duration::from_secs(120),
-            || {
-                let (status, reason, message) = ctx.condition(s, "Accepted")?;
-                Ok(if status == "True" {
-                    Ok(())
-                } else {
-                    Err(format!("Accepted={status} {reason}: {message}"))
-                })
-            },
-        )
+        eventually(&format!("{s} Accepted=True"), Duration::from_secs(120), || {
+            let (status, reason, message) = ctx.condition(s, "Accepted")?;
+            Ok(if status == "True" { Ok(()) } else { Err(format!("Accepted={status} {reason}: {message}")) })
+        })
     };
     let params = |session: &'static str, i: u32| SessionParams {
         session,
@@ -565,11 +440,7 @@ fn quota(ctx: &Ctx<'_>, node: &str) -> Result<()> {
     ctx.session(&params("q4", 4))?;
     let message = eventually("q4 refused", Duration::from_secs(120), || {
         let (status, reason, message) = ctx.condition("q4", "Accepted")?;
-        Ok(if status == "False" {
-            Ok(format!("{reason}: {message}"))
-        } else {
-            Err(format!("Accepted=`{status}`"))
-        })
+        Ok(if status == "False" { Ok(format!("{reason}: {message}")) } else { Err(format!("Accepted=`{status}`")) })
     })?;
     ensure!(
         message.contains('3') && message.to_lowercase().contains("session"),
@@ -588,7 +459,10 @@ mod tests {
 
     #[test]
     fn images_split_into_repository_and_tag() {
-        assert_eq!(split_image("registry.local:5000/pm/podmirror:v1").ok(), Some(("registry.local:5000/pm/podmirror", "v1")));
+        assert_eq!(
+            split_image("registry.local:5000/pm/podmirror:v1").ok(),
+            Some(("registry.local:5000/pm/podmirror", "v1"))
+        );
         assert_eq!(split_image("podmirror:e2e").ok(), Some(("podmirror", "e2e")));
         assert!(split_image("registry.local:5000/podmirror").is_err(), "a registry port is no tag");
     }

@@ -54,16 +54,18 @@ pub fn effective_capabilities(container: &Container<'_>) -> Result<BTreeSet<Stri
 fn environment(container: &Container<'_>, launch: &Launch) -> Result<Vec<Json>, E2eError> {
     let mut env = vec![json!("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")];
     for e in container.value.get("env").and_then(Value::as_sequence).into_iter().flatten() {
-        let name = e.get("name").and_then(Value::as_str).ok_or_else(|| bad(container.name(), "env entry without name"))?;
+        let name =
+            e.get("name").and_then(Value::as_str).ok_or_else(|| bad(container.name(), "env entry without name"))?;
         let value = match (e.get("value").and_then(Value::as_str), container.env_field_ref(name)) {
             (Some(v), _) => v.to_string(),
-            (None, Some(field)) => launch
-                .field_values
-                .iter()
-                .find(|(f, _)| f == field)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| bad(container.name(), format!("no value given for the Downward API field {field}")))?,
-            (None, None) => return Err(bad(container.name(), format!("env {name}: only values and fieldRefs are supported"))),
+            (None, Some(field)) => {
+                launch.field_values.iter().find(|(f, _)| f == field).map(|(_, v)| v.clone()).ok_or_else(|| {
+                    bad(container.name(), format!("no value given for the Downward API field {field}"))
+                })?
+            }
+            (None, None) => {
+                return Err(bad(container.name(), format!("env {name}: only values and fieldRefs are supported")));
+            }
         };
         env.push(json!(format!("{name}={value}")));
     }
@@ -75,7 +77,8 @@ fn volume_mounts(container: &Container<'_>, pod_spec: &Value) -> Result<Vec<Json
     let mut mounts = Vec::new();
     for m in container.value.get("volumeMounts").and_then(Value::as_sequence).into_iter().flatten() {
         let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
-        let dest = m.get("mountPath").and_then(Value::as_str).ok_or_else(|| bad(name, "volumeMount without mountPath"))?;
+        let dest =
+            m.get("mountPath").and_then(Value::as_str).ok_or_else(|| bad(name, "volumeMount without mountPath"))?;
         let volume = pod_spec
             .get("volumes")
             .and_then(Value::as_sequence)
@@ -88,7 +91,8 @@ fn volume_mounts(container: &Container<'_>, pod_spec: &Value) -> Result<Vec<Json
             .and_then(|h| h.get("path"))
             .and_then(Value::as_str)
             .ok_or_else(|| bad(name, "only hostPath volumes are supported"))?;
-        let mut options = vec!["rbind", if m.get("readOnly").and_then(Value::as_bool) == Some(true) { "ro" } else { "rw" }];
+        let mut options =
+            vec!["rbind", if m.get("readOnly").and_then(Value::as_bool) == Some(true) { "ro" } else { "rw" }];
         options.push(match m.get("mountPropagation").and_then(Value::as_str) {
             Some("HostToContainer") => "rslave",
             Some("Bidirectional") => "rshared",
@@ -142,7 +146,8 @@ pub fn write_bundle(
     process["env"] = json!(environment(container, launch)?);
     process["cwd"] = json!("/");
     process["user"] = json!({ "uid": uid, "gid": security.get("runAsGroup").and_then(Value::as_u64).unwrap_or(0) });
-    process["noNewPrivileges"] = json!(security.get("allowPrivilegeEscalation").and_then(Value::as_bool) == Some(false));
+    process["noNewPrivileges"] =
+        json!(security.get("allowPrivilegeEscalation").and_then(Value::as_bool) == Some(false));
     let cap_list: Vec<&String> = caps.iter().collect();
     process["capabilities"] = json!({ "bounding": cap_list, "effective": cap_list, "permitted": cap_list });
     // runc spec lowers RLIMIT_NOFILE; kubelet leaves rlimits to the node.
@@ -171,7 +176,9 @@ pub fn write_bundle(
         mounts.push(json!({ "destination": d, "type": "bind", "source": d, "options": ["rbind", "ro"] }));
     }
     let program_dir = Path::new(program).parent().and_then(Path::to_str).unwrap_or("/usr/local/bin");
-    mounts.push(json!({ "destination": program_dir, "type": "bind", "source": launch.binary_dir, "options": ["rbind", "ro"] }));
+    mounts.push(
+        json!({ "destination": program_dir, "type": "bind", "source": launch.binary_dir, "options": ["rbind", "ro"] }),
+    );
     mounts.extend(volume_mounts(container, pod_spec)?);
     for (host, dest) in &launch.extra_mounts {
         mounts.push(json!({ "destination": dest, "type": "bind", "source": host, "options": ["rbind", "ro"] }));

@@ -108,8 +108,8 @@ pub fn oci_profile(profile: &Value, caps: &BTreeSet<String>) -> Value {
 pub fn runtime_default(path: &Path, caps: &BTreeSet<String>) -> Result<Value, E2eError> {
     let io = |source| E2eError::Io { path: PathBuf::from(path), source };
     let text = std::fs::read_to_string(path).map_err(io)?;
-    let profile: Value = serde_json::from_str(&text)
-        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    let profile: Value =
+        serde_json::from_str(&text).map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     Ok(oci_profile(&profile, caps))
 }
 

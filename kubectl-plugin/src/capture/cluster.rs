@@ -41,44 +41,30 @@ impl Collector {
     /// namespace always; others when listed (comma-separated) or `*`.
     pub fn allows(&self, namespace: &str) -> bool {
         namespace == self.namespace
-            || self.allow_mirror_from.as_deref().is_some_and(|value| {
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .any(|item| item == "*" || item == namespace)
-            })
+            || self
+                .allow_mirror_from
+                .as_deref()
+                .is_some_and(|value| value.split(',').map(str::trim).any(|item| item == "*" || item == namespace))
     }
 }
 
 pub async fn find_collector(client: &Client, namespace: &str) -> Result<Collector, PluginError> {
-    let call = Call {
-        verb: "list",
-        resource: "services",
-        namespace,
-        name: None,
-    };
+    let call = Call { verb: "list", resource: "services", namespace, name: None };
     let services = Api::<Service>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().labels(COLLECTOR_LABEL))
         .await
         .map_err(|e| call.error(e))?;
-    let service = services
-        .items
-        .into_iter()
-        .next()
-        .ok_or_else(|| PluginError::NoCollector {
-            namespace: namespace.to_owned(),
-            label: COLLECTOR_LABEL.to_owned(),
-        })?;
+    let service = services.items.into_iter().next().ok_or_else(|| PluginError::NoCollector {
+        namespace: namespace.to_owned(),
+        label: COLLECTOR_LABEL.to_owned(),
+    })?;
     let name = service.metadata.name.clone().unwrap_or_default();
     let unusable = |reason: &str| PluginError::CollectorUnusable {
         namespace: namespace.to_owned(),
         name: name.clone(),
         reason: reason.to_owned(),
     };
-    let spec = service
-        .spec
-        .as_ref()
-        .ok_or_else(|| unusable("it has no spec"))?;
+    let spec = service.spec.as_ref().ok_or_else(|| unusable("it has no spec"))?;
     let port = spec
         .ports
         .iter()
@@ -96,156 +82,78 @@ pub async fn find_collector(client: &Client, namespace: &str) -> Result<Collecto
     if selector.is_empty() {
         return Err(unusable("it has no pod selector to port-forward to"));
     }
-    let allow_mirror_from = service
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ALLOW_MIRROR_FROM))
-        .cloned();
-    Ok(Collector {
-        namespace: namespace.to_owned(),
-        service: name,
-        http_port,
-        selector,
-        allow_mirror_from,
-    })
+    let allow_mirror_from = service.metadata.annotations.as_ref().and_then(|a| a.get(ALLOW_MIRROR_FROM)).cloned();
+    Ok(Collector { namespace: namespace.to_owned(), service: name, http_port, selector, allow_mirror_from })
 }
 
 /// The pods to capture: the named one must exist, a selector must match one.
-pub async fn capture_pods(
-    client: &Client,
-    namespace: &str,
-    pods: &Pods,
-) -> Result<Vec<PodInfo>, PluginError> {
+pub async fn capture_pods(client: &Client, namespace: &str, pods: &Pods) -> Result<Vec<PodInfo>, PluginError> {
     let api = Api::<Pod>::namespaced(client.clone(), namespace);
     match pods {
         Pods::Named(name) => {
-            let call = Call {
-                verb: "get",
-                resource: "pods",
-                namespace,
-                name: Some(name),
-            };
+            let call = Call { verb: "get", resource: "pods", namespace, name: Some(name) };
             let pod = api.get(name).await.map_err(|e| call.error(e))?;
             Ok(vec![pod_info_of(&pod, namespace)])
         }
         Pods::Selected(labels) => {
             let selector = selector_text(labels);
-            let call = Call {
-                verb: "list",
-                resource: "pods",
-                namespace,
-                name: None,
-            };
-            let list = api
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(|e| call.error(e))?;
+            let call = Call { verb: "list", resource: "pods", namespace, name: None };
+            let list = api.list(&ListParams::default().labels(&selector)).await.map_err(|e| call.error(e))?;
             if list.items.is_empty() {
-                return Err(PluginError::NoPodSelected {
-                    namespace: namespace.to_owned(),
-                    selector,
-                });
+                return Err(PluginError::NoPodSelected { namespace: namespace.to_owned(), selector });
             }
-            Ok(list
-                .items
-                .iter()
-                .map(|p| pod_info_of(p, namespace))
-                .collect())
+            Ok(list.items.iter().map(|p| pod_info_of(p, namespace)).collect())
         }
     }
 }
 
 pub fn selector_text(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 /// The sessions whose VNIs and priorities a new one must not repeat:
 /// cluster-wide when allowed (VNIs are unique per target, and the collector
 /// is shared), else those of the namespace.
-pub async fn existing_sessions(
-    client: &Client,
-    namespace: &str,
-) -> Result<Vec<MirrorSession>, PluginError> {
-    let all = Api::<MirrorSession>::all(client.clone())
-        .list(&ListParams::default())
-        .await;
+pub async fn existing_sessions(client: &Client, namespace: &str) -> Result<Vec<MirrorSession>, PluginError> {
+    let all = Api::<MirrorSession>::all(client.clone()).list(&ListParams::default()).await;
     match all {
         Ok(list) => Ok(list.items),
         Err(kube::Error::Api(status)) if status.code == 403 => {
-            let call = Call {
-                verb: "list",
-                resource: SESSIONS,
-                namespace,
-                name: None,
-            };
+            let call = Call { verb: "list", resource: SESSIONS, namespace, name: None };
             Api::<MirrorSession>::namespaced(client.clone(), namespace)
                 .list(&ListParams::default())
                 .await
                 .map(|l| l.items)
                 .map_err(|e| call.error(e))
         }
-        Err(e) => Err(Call {
-            verb: "list",
-            resource: SESSIONS,
-            namespace: "(all namespaces)",
-            name: None,
-        }
-        .error(e)),
+        Err(e) => Err(Call { verb: "list", resource: SESSIONS, namespace: "(all namespaces)", name: None }.error(e)),
     }
 }
 
-fn dynamic_api<K: kube::Resource<DynamicType = ()>>(
-    client: &Client,
-    namespace: &str,
-) -> Api<DynamicObject> {
+fn dynamic_api<K: kube::Resource<DynamicType = ()>>(client: &Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &ApiResource::erase::<K>(&()))
 }
 
 fn resource_of(kind: &str) -> &'static str {
-    if kind == "MirrorFilter" {
-        FILTERS
-    } else {
-        SESSIONS
-    }
+    if kind == "MirrorFilter" { FILTERS } else { SESSIONS }
 }
 
 /// Create one object built by `objects.rs`.
 pub async fn create(client: &Client, namespace: &str, object: &Value) -> Result<(), PluginError> {
-    let kind = object
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let call = Call {
-        verb: "create",
-        resource: resource_of(kind),
-        namespace,
-        name: None,
-    };
-    let typed: DynamicObject = serde_json::from_value(object.clone())
-        .map_err(|e| PluginError::bad(kind, e.to_string()))?;
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let call = Call { verb: "create", resource: resource_of(kind), namespace, name: None };
+    let typed: DynamicObject =
+        serde_json::from_value(object.clone()).map_err(|e| PluginError::bad(kind, e.to_string()))?;
     let api = if kind == "MirrorFilter" {
         dynamic_api::<MirrorFilter>(client, namespace)
     } else {
         dynamic_api::<MirrorSession>(client, namespace)
     };
-    api.create(&PostParams::default(), &typed)
-        .await
-        .map(|_| ())
-        .map_err(|e| call.error(e))
+    api.create(&PostParams::default(), &typed).await.map(|_| ()).map_err(|e| call.error(e))
 }
 
 /// Delete what a capture created; an object already gone is fine.
-pub async fn delete(
-    client: &Client,
-    namespace: &str,
-    kind: &str,
-    name: &str,
-) -> Result<(), PluginError> {
+pub async fn delete(client: &Client, namespace: &str, kind: &str, name: &str) -> Result<(), PluginError> {
     let api = if kind == "MirrorFilter" {
         dynamic_api::<MirrorFilter>(client, namespace)
     } else {
@@ -254,13 +162,7 @@ pub async fn delete(
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(Call {
-            verb: "delete",
-            resource: resource_of(kind),
-            namespace,
-            name: Some(name),
-        }
-        .error(e)),
+        Err(e) => Err(Call { verb: "delete", resource: resource_of(kind), namespace, name: Some(name) }.error(e)),
     }
 }
 
@@ -274,12 +176,7 @@ pub async fn wait_accepted(
     timeout: Duration,
 ) -> Result<(), PluginError> {
     let api = dynamic_api::<MirrorSession>(client, namespace);
-    let call = Call {
-        verb: "get",
-        resource: SESSIONS,
-        namespace,
-        name: Some(name),
-    };
+    let call = Call { verb: "get", resource: SESSIONS, namespace, name: Some(name) };
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let object = api.get(name).await.map_err(|e| call.error(e))?;
@@ -287,17 +184,9 @@ pub async fn wait_accepted(
             .data
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .and_then(|c| {
-                c.iter()
-                    .find(|c| c.get("type").and_then(Value::as_str) == Some("Accepted"))
-            });
+            .and_then(|c| c.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Accepted")));
         if let Some(c) = accepted {
-            let text = |key: &str| {
-                c.get(key)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            };
+            let text = |key: &str| c.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
             if text("status") == "True" {
                 return Ok(());
             }

@@ -25,21 +25,13 @@ impl Drop for Forwarded {
 }
 
 impl AsyncRead for Forwarded {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Forwarded {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -56,12 +48,7 @@ impl AsyncWrite for Forwarded {
 pub async fn open(client: Client, collector: Collector) -> Result<Forwarded, PluginError> {
     let namespace = collector.namespace.as_str();
     let api = Api::<Pod>::namespaced(client, namespace);
-    let list_call = Call {
-        verb: "list",
-        resource: "pods",
-        namespace,
-        name: None,
-    };
+    let list_call = Call { verb: "list", resource: "pods", namespace, name: None };
     let pods = api
         .list(&ListParams::default().labels(&selector_text(&collector.selector)))
         .await
@@ -74,19 +61,10 @@ pub async fn open(client: Client, collector: Collector) -> Result<Forwarded, Plu
         .ok_or_else(|| PluginError::CollectorUnusable {
             namespace: namespace.to_owned(),
             name: collector.service.clone(),
-            reason: "no running collector pod behind it (kubectl get pods -n podmirror-system)"
-                .to_owned(),
+            reason: "no running collector pod behind it (kubectl get pods -n podmirror-system)".to_owned(),
         })?;
-    let call = Call {
-        verb: "create",
-        resource: "pods/portforward",
-        namespace,
-        name: Some(&running),
-    };
-    let mut forwarder = api
-        .portforward(&running, &[collector.http_port])
-        .await
-        .map_err(|e| call.error(e))?;
+    let call = Call { verb: "create", resource: "pods/portforward", namespace, name: Some(&running) };
+    let mut forwarder = api.portforward(&running, &[collector.http_port]).await.map_err(|e| call.error(e))?;
     let stream = forwarder
         .take_stream(collector.http_port)
         .ok_or_else(|| PluginError::Stream(format!("port-forward to {running} gave no stream")))?;

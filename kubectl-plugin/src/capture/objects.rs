@@ -59,9 +59,7 @@ pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, PluginErro
             .ok_or_else(|| {
                 PluginError::bad(
                     "-l",
-                    format!(
-                        "{part:?}: only key=value terms are supported (a session's matchLabels)"
-                    ),
+                    format!("{part:?}: only key=value terms are supported (a session's matchLabels)"),
                 )
             })?;
         labels.insert(key.trim().to_owned(), value.trim().to_owned());
@@ -74,12 +72,7 @@ pub fn parse_selector(text: &str) -> Result<BTreeMap<String, String>, PluginErro
 
 /// `90s`, `5m`, `1h`, `1h30m`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, PluginError> {
-    let bad = || {
-        PluginError::bad(
-            "--duration",
-            format!("{text:?} is not a duration like 90s, 5m or 1h"),
-        )
-    };
+    let bad = || PluginError::bad("--duration", format!("{text:?} is not a duration like 90s, 5m or 1h"));
     let mut total = 0u64;
     let mut digits = String::new();
     for c in text.trim().chars() {
@@ -118,10 +111,7 @@ pub fn free_vni(used: &BTreeSet<i64>) -> Result<u32, PluginError> {
 pub fn free_priority(requested: Option<u16>, used: &BTreeSet<i64>) -> Result<u16, PluginError> {
     if let Some(p) = requested {
         if !(1..=LOWEST_PRIORITY).contains(&p) {
-            return Err(PluginError::bad(
-                "--priority",
-                format!("{p} is out of range 1..=32766"),
-            ));
+            return Err(PluginError::bad("--priority", format!("{p} is out of range 1..=32766")));
         }
         if used.contains(&i64::from(p)) {
             return Err(PluginError::bad(
@@ -261,10 +251,7 @@ mod tests {
             assert!(err.starts_with("-l: "), "{bad}: {err}");
         }
         assert_eq!(parse_duration("5m").expect("5m"), Duration::from_secs(300));
-        assert_eq!(
-            parse_duration("1h30m").expect("1h30m"),
-            Duration::from_secs(5400)
-        );
+        assert_eq!(parse_duration("1h30m").expect("1h30m"), Duration::from_secs(5400));
         assert_eq!(parse_duration("45").expect("45"), Duration::from_secs(45));
         for bad in ["0s", "5d", "m", "-1m"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
@@ -295,13 +282,11 @@ mod tests {
         assert_eq!(session["spec"]["packetLength"], 128);
         assert_eq!(session["spec"]["schedule"], json!({"duration": "90s"}));
         // The model accepts what we build (the API server's rules, client side).
-        let typed: podmirror_crds::api::MirrorFilter =
-            serde_json::from_value(filter).expect("a MirrorFilter");
+        let typed: podmirror_crds::api::MirrorFilter = serde_json::from_value(filter).expect("a MirrorFilter");
         podmirror_crds::model::compile::compile_filter(&typed.spec).expect("valid rules");
         let mut spec = session["spec"].clone();
         spec.as_object_mut().expect("object").remove("schedule");
-        let spec: podmirror_crds::api::MirrorSessionSpec =
-            serde_json::from_value(spec).expect("a MirrorSessionSpec");
+        let spec: podmirror_crds::api::MirrorSessionSpec = serde_json::from_value(spec).expect("a MirrorSessionSpec");
         podmirror_crds::model::compile::validate_session_spec(&spec).expect("valid session");
     }
 
@@ -315,8 +300,7 @@ mod tests {
         let filter = filter_object(&p).expect("udp");
         let rules = filter["spec"]["outboundRules"].as_array().expect("rules");
         assert_eq!(rules.len(), 4);
-        let typed: podmirror_crds::api::MirrorFilter =
-            serde_json::from_value(filter).expect("a MirrorFilter");
+        let typed: podmirror_crds::api::MirrorFilter = serde_json::from_value(filter).expect("a MirrorFilter");
         podmirror_crds::model::compile::compile_filter(&typed.spec).expect("valid rules");
     }
 }

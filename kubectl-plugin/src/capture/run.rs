@@ -118,15 +118,9 @@ where
     );
     let written = AtomicU64::new(0);
     let flow = async {
-        cluster::wait_accepted(
-            client,
-            namespace,
-            &plan.name,
-            request.poll,
-            request.accept_timeout,
-        )
-        .await
-        .map_err(|e| with_holders(e, &plan, &pods, &collector, &sessions))?;
+        cluster::wait_accepted(client, namespace, &plan.name, request.poll, request.accept_timeout)
+            .await
+            .map_err(|e| with_holders(e, &plan, &pods, &collector, &sessions))?;
         let io = connect(collector.clone()).await?;
         stream::stream_pcap(io, plan.vni, out, target, &written).await
     };
@@ -141,12 +135,7 @@ where
     cleanup(client, &plan, true).await;
     let ended = outcome?;
     let bytes = written.load(Ordering::Relaxed);
-    Ok(CaptureReport {
-        session: format!("{namespace}/{}", plan.name),
-        vni: plan.vni,
-        bytes,
-        ended,
-    })
+    Ok(CaptureReport { session: format!("{namespace}/{}", plan.name), vni: plan.vni, bytes, ended })
 }
 
 /// Delete the session (when created) and the filter. Failures are reported
@@ -179,16 +168,11 @@ pub fn plan(
     if let Some(n) = request.snaplen
         && !(64..=9216).contains(&n)
     {
-        return Err(PluginError::bad(
-            "--snaplen",
-            format!("{n} is out of range 64..=9216"),
-        ));
+        return Err(PluginError::bad("--snaplen", format!("{n} is out of range 64..=9216")));
     }
     let vnis: BTreeSet<i64> = sessions.iter().map(|s| i64::from(s.spec.vni)).collect();
     let vni = objects::free_vni(&vnis)?;
-    let priorities: BTreeSet<i64> = pod_sessions(request, pods, sessions)
-        .map(|s| i64::from(s.spec.priority))
-        .collect();
+    let priorities: BTreeSet<i64> = pod_sessions(request, pods, sessions).map(|s| i64::from(s.spec.priority)).collect();
     let priority = objects::free_priority(request.priority, &priorities)?;
     Ok(CapturePlan {
         name: format!("podmirror-capture-{vni}"),
@@ -213,9 +197,9 @@ fn pod_sessions<'a>(
     pods: &'a [PodInfo],
     sessions: &'a [MirrorSession],
 ) -> impl Iterator<Item = &'a MirrorSession> {
-    sessions.iter().filter(move |s| {
-        namespace_of(s) == request.namespace && pods.iter().any(|p| selects(s, p).unwrap_or(false))
-    })
+    sessions
+        .iter()
+        .filter(move |s| namespace_of(s) == request.namespace && pods.iter().any(|p| selects(s, p).unwrap_or(false)))
 }
 
 /// Name, in a refusal, the sessions that hold the quota's places.
@@ -226,22 +210,14 @@ fn with_holders(
     collector: &Collector,
     sessions: &[MirrorSession],
 ) -> PluginError {
-    let PluginError::Refused {
-        session,
-        reason,
-        message,
-        ..
-    } = error
-    else {
+    let PluginError::Refused { session, reason, message, .. } = error else {
         return error;
     };
-    let on_pod = |s: &MirrorSession| {
-        namespace_of(s) == plan.namespace && pods.iter().any(|p| selects(s, p).unwrap_or(false))
-    };
+    let on_pod =
+        |s: &MirrorSession| namespace_of(s) == plan.namespace && pods.iter().any(|p| selects(s, p).unwrap_or(false));
     let on_collector = |s: &MirrorSession| {
         s.spec.target.service.as_ref().is_some_and(|t| {
-            t.name == collector.service
-                && t.namespace.clone().unwrap_or_else(|| namespace_of(s)) == collector.namespace
+            t.name == collector.service && t.namespace.clone().unwrap_or_else(|| namespace_of(s)) == collector.namespace
         })
     };
     let holds: &dyn Fn(&MirrorSession) -> bool = match reason.as_str() {
@@ -254,12 +230,7 @@ fn with_holders(
         .filter(|s| holds(s) && s.metadata.name.as_deref() != Some(plan.name.as_str()))
         .map(|s| key_of(s).to_string())
         .collect();
-    PluginError::Refused {
-        session,
-        reason,
-        message,
-        holders,
-    }
+    PluginError::Refused { session, reason, message, holders }
 }
 
 fn describe(pods: &Pods) -> String {
@@ -275,24 +246,16 @@ pub async fn from_cli(kube: &KubeFlags, args: &CaptureArgs) -> Result<(), Plugin
         (Some(name), None) => Pods::Named(name.clone()),
         (None, Some(selector)) => Pods::Selected(objects::parse_selector(selector)?),
         _ => {
-            return Err(PluginError::bad(
-                "POD/-l",
-                "give a pod name or -l SELECTOR, not both",
-            ));
+            return Err(PluginError::bad("POD/-l", "give a pod name or -l SELECTOR, not both"));
         }
     };
-    let (client, default_ns) =
-        live::client(kube.kubeconfig.as_deref(), kube.context.as_deref()).await?;
+    let (client, default_ns) = live::client(kube.kubeconfig.as_deref(), kube.context.as_deref()).await?;
     let request = CaptureRequest {
         namespace: kube.namespace.clone().unwrap_or(default_ns),
         pods,
         inbound: args.inbound,
         outbound: args.outbound,
-        protocol: args
-            .proto
-            .as_deref()
-            .map(packet::parse_protocol)
-            .transpose()?,
+        protocol: args.proto.as_deref().map(packet::parse_protocol).transpose()?,
         port: args.port,
         duration: objects::parse_duration(&args.duration)?,
         priority: args.priority,
@@ -312,22 +275,11 @@ pub async fn from_cli(kube: &KubeFlags, args: &CaptureArgs) -> Result<(), Plugin
         ));
     }
     let report = if args.write == "-" {
-        capture(
-            &client,
-            &request,
-            connect,
-            stop,
-            &mut tokio::io::stdout(),
-            "stdout",
-        )
-        .await?
+        capture(&client, &request, connect, stop, &mut tokio::io::stdout(), "stdout").await?
     } else {
         let mut file = tokio::fs::File::create(&args.write)
             .await
-            .map_err(|source| PluginError::Output {
-                target: args.write.clone(),
-                source,
-            })?;
+            .map_err(|source| PluginError::Output { target: args.write.clone(), source })?;
         capture(&client, &request, connect, stop, &mut file, &args.write).await?
     };
     let why = match report.ended {
@@ -336,9 +288,6 @@ pub async fn from_cli(kube: &KubeFlags, args: &CaptureArgs) -> Result<(), Plugin
         Ended::DurationOver => "--duration is over",
         Ended::Interrupted => "interrupted",
     };
-    eprintln!(
-        "stopped ({why}); session {} deleted; {} bytes of pcap written",
-        report.session, report.bytes
-    );
+    eprintln!("stopped ({why}); session {} deleted; {} bytes of pcap written", report.session, report.bytes);
     Ok(())
 }

@@ -29,11 +29,9 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
 {
-    let failed =
-        |what: &str, e: &dyn std::fmt::Display| PluginError::Stream(format!("{what}: {e}"));
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| failed("HTTP handshake", &e))?;
+    let failed = |what: &str, e: &dyn std::fmt::Display| PluginError::Stream(format!("{what}: {e}"));
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| failed("HTTP handshake", &e))?;
     // The connection is driven beside the request; it ends with the body.
     tokio::spawn(async move {
         let _ = connection.await;
@@ -43,37 +41,22 @@ where
         .header(http::header::ACCEPT, PCAP_CONTENT_TYPE)
         .body(Empty::<Bytes>::new())
         .map_err(|e| failed("request", &e))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| failed("GET /stream", &e))?;
+    let response = sender.send_request(request).await.map_err(|e| failed("GET /stream", &e))?;
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type =
+        response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let mut body = response.into_body();
     if !status.is_success() {
-        let text = body
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
-            .unwrap_or_default();
-        return Err(PluginError::Stream(format!(
-            "GET /stream?vni={vni} answered {status}: {text}"
-        )));
+        let text =
+            body.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned()).unwrap_or_default();
+        return Err(PluginError::Stream(format!("GET /stream?vni={vni} answered {status}: {text}")));
     }
     if !content_type.starts_with(PCAP_CONTENT_TYPE) {
         return Err(PluginError::Stream(format!(
             "GET /stream?vni={vni} answered {content_type:?}, not {PCAP_CONTENT_TYPE} (is this the podmirror collector?)"
         )));
     }
-    let output = |source| PluginError::Output {
-        target: target.to_owned(),
-        source,
-    };
+    let output = |source| PluginError::Output { target: target.to_owned(), source };
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| failed("reading the stream", &e))?;
         if let Ok(data) = frame.into_data() {

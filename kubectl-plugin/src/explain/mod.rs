@@ -50,7 +50,10 @@ pub enum SkipReason {
     Disabled,
     /// `spec.schedule` has not started yet, or has ended (phase `Scheduled` / `Completed`).
     OutsideSchedule(String),
-    Refused { reason: String, message: String },
+    Refused {
+        reason: String,
+        message: String,
+    },
     NotYetAccepted,
     FilterMissing(String),
     Invalid(String),
@@ -136,10 +139,7 @@ pub fn explain(
         .pods
         .iter()
         .find(|p| p.namespace == namespace && p.name == pod_name)
-        .ok_or_else(|| PluginError::PodNotFound {
-            namespace: namespace.to_owned(),
-            name: pod_name.to_owned(),
-        })?;
+        .ok_or_else(|| PluginError::PodNotFound { namespace: namespace.to_owned(), name: pod_name.to_owned() })?;
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();
     for session in &snapshot.sessions {
@@ -148,43 +148,24 @@ pub fn explain(
         }
         match candidate(snapshot, session, pod) {
             Ok(c) => candidates.push(c),
-            Err(reason) => skipped.push(Skipped {
-                key: key_of(session),
-                reason,
-            }),
+            Err(reason) => skipped.push(Skipped { key: key_of(session), reason }),
         }
     }
     let compiled: Vec<CompiledSession> = candidates.iter().map(|c| c.compiled.clone()).collect();
     let decision = decide(evaluate(&compiled, &packet, direction));
-    candidates.sort_by(|a, b| {
-        (a.compiled.priority, &a.compiled.key).cmp(&(b.compiled.priority, &b.compiled.key))
-    });
+    candidates.sort_by(|a, b| (a.compiled.priority, &a.compiled.key).cmp(&(b.compiled.priority, &b.compiled.key)));
     let sessions = traces(&candidates, &decision, &packet, direction);
     skipped.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(Explanation {
-        pod: pod.clone(),
-        direction,
-        packet,
-        decision,
-        sessions,
-        skipped,
-    })
+    Ok(Explanation { pod: pod.clone(), direction, packet, decision, sessions, skipped })
 }
 
 fn decide(verdict: Verdict<'_>) -> Decision {
     match verdict {
         Verdict::NoMatch => Decision::NoMatch,
-        Verdict::Rejected {
-            session,
-            rule_priority,
-        } => Decision::Rejected {
-            session: session.key.clone(),
-            rule: rule_priority,
-        },
-        Verdict::Copy {
-            session,
-            rule_priority,
-        } => Decision::Copied {
+        Verdict::Rejected { session, rule_priority } => {
+            Decision::Rejected { session: session.key.clone(), rule: rule_priority }
+        }
+        Verdict::Copy { session, rule_priority } => Decision::Copied {
             session: session.key.clone(),
             rule: rule_priority,
             vni: session.vni,
@@ -208,11 +189,7 @@ fn outside_schedule(session: &MirrorSession) -> Option<String> {
 }
 
 /// Is `session` one of the pod's mirroring sessions? If not, why not.
-fn candidate<'a>(
-    snapshot: &'a Snapshot,
-    session: &MirrorSession,
-    pod: &PodInfo,
-) -> Result<Candidate<'a>, SkipReason> {
+fn candidate<'a>(snapshot: &'a Snapshot, session: &MirrorSession, pod: &PodInfo) -> Result<Candidate<'a>, SkipReason> {
     if !selects(session, pod)? {
         return Err(SkipReason::NotSelecting);
     }
@@ -240,18 +217,11 @@ fn candidate<'a>(
     let filter = snapshot
         .filters
         .iter()
-        .find(|f| {
-            f.metadata.name.as_ref() == Some(filter_name) && filter_namespace(f) == pod.namespace
-        })
+        .find(|f| f.metadata.name.as_ref() == Some(filter_name) && filter_namespace(f) == pod.namespace)
         .ok_or_else(|| SkipReason::FilterMissing(filter_name.clone()))?;
     let targets = target_addresses(session);
-    let compiled = compile_session(session, filter, &targets)
-        .map_err(|e| SkipReason::Invalid(e.to_string()))?;
-    Ok(Candidate {
-        compiled,
-        filter,
-        note,
-    })
+    let compiled = compile_session(session, filter, &targets).map_err(|e| SkipReason::Invalid(e.to_string()))?;
+    Ok(Candidate { compiled, filter, note })
 }
 
 /// The trace of every candidate: rules up to the deciding one are matched
@@ -264,9 +234,7 @@ fn traces(
 ) -> Vec<SessionTrace> {
     let decided = match decision {
         Decision::NoMatch => None,
-        Decision::Rejected { session, rule } | Decision::Copied { session, rule, .. } => {
-            Some((session, *rule))
-        }
+        Decision::Rejected { session, rule } | Decision::Copied { session, rule, .. } => Some((session, *rule)),
     };
     let mut reached = true;
     candidates
@@ -284,9 +252,7 @@ fn traces(
                         reached = false;
                         RuleOutcome::Matched
                     } else {
-                        trace::mismatch(rule, packet)
-                            .map(RuleOutcome::Missed)
-                            .unwrap_or(RuleOutcome::Matched)
+                        trace::mismatch(rule, packet).map(RuleOutcome::Missed).unwrap_or(RuleOutcome::Matched)
                     };
                     RuleTrace {
                         priority: rule.priority,
@@ -313,55 +279,30 @@ fn descriptions(filter: &MirrorFilter, direction: Direction) -> BTreeMap<u16, St
         Direction::Inbound => &filter.spec.inbound_rules,
         Direction::Outbound => &filter.spec.outbound_rules,
     };
-    rules
-        .iter()
-        .filter_map(|r| Some((u16::try_from(r.priority).ok()?, r.description.clone()?)))
-        .collect()
+    rules.iter().filter_map(|r| Some((u16::try_from(r.priority).ok()?, r.description.clone()?))).collect()
 }
 
 /// The addresses the operator resolved (status), else an IP target's own
 /// address (files have no status); for the report only.
 fn target_addresses(session: &MirrorSession) -> Vec<IpAddr> {
-    let resolved = session
-        .status
-        .as_ref()
-        .and_then(|s| s.target.as_ref())
-        .and_then(|t| t.addresses.as_ref());
+    let resolved = session.status.as_ref().and_then(|s| s.target.as_ref()).and_then(|t| t.addresses.as_ref());
     match resolved {
         Some(list) => list.iter().filter_map(|a| a.parse().ok()).collect(),
-        None => session
-            .spec
-            .target
-            .ip
-            .as_deref()
-            .and_then(|ip| ip.parse().ok())
-            .into_iter()
-            .collect(),
+        None => session.spec.target.ip.as_deref().and_then(|ip| ip.parse().ok()).into_iter().collect(),
     }
 }
 
 /// A session without a namespace (a file) is in `default`, as kubectl would put it.
 pub fn namespace_of(session: &MirrorSession) -> String {
-    session
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".to_owned())
+    session.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned())
 }
 
 fn filter_namespace(filter: &MirrorFilter) -> String {
-    filter
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".to_owned())
+    filter.metadata.namespace.clone().unwrap_or_else(|| "default".to_owned())
 }
 
 pub fn key_of(session: &MirrorSession) -> SessionKey {
-    SessionKey::new(
-        namespace_of(session),
-        session.metadata.name.clone().unwrap_or_default(),
-    )
+    SessionKey::new(namespace_of(session), session.metadata.name.clone().unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -81,10 +81,8 @@ pub fn load_dir(dir: &Path) -> Result<Snapshot, PluginError> {
             inventory_pods(&path, &text, &mut pods)?;
             continue;
         }
-        let objects = parse_yaml_documents(&text).map_err(|e| PluginError::File {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let objects =
+            parse_yaml_documents(&text).map_err(|e| PluginError::File { path: path.clone(), reason: e.to_string() })?;
         for object in objects {
             match object {
                 ApiObject::Filter(f) => snapshot.filters.push(*f),
@@ -99,10 +97,7 @@ pub fn load_dir(dir: &Path) -> Result<Snapshot, PluginError> {
 }
 
 fn file_error(path: &Path, e: std::io::Error) -> PluginError {
-    PluginError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
+    PluginError::File { path: path.to_path_buf(), reason: e.to_string() }
 }
 
 fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
@@ -110,43 +105,24 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-        .filter(|p| {
-            !p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-        })
+        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
         .filter(|p| p.is_file())
         .collect();
     files.sort();
     Ok(files)
 }
 
-fn entry(
-    pods: &mut BTreeMap<(String, String), PodInfo>,
-    namespace: Option<String>,
-    name: String,
-) -> &mut PodInfo {
+fn entry(pods: &mut BTreeMap<(String, String), PodInfo>, namespace: Option<String>, name: String) -> &mut PodInfo {
     let namespace = namespace.unwrap_or_else(|| "default".to_owned());
-    pods.entry((namespace.clone(), name.clone()))
-        .or_insert_with(|| PodInfo {
-            namespace,
-            name,
-            ..PodInfo::default()
-        })
+    pods.entry((namespace.clone(), name.clone())).or_insert_with(|| PodInfo { namespace, name, ..PodInfo::default() })
 }
 
-fn inventory_pods(
-    path: &Path,
-    text: &str,
-    pods: &mut BTreeMap<(String, String), PodInfo>,
-) -> Result<(), PluginError> {
+fn inventory_pods(path: &Path, text: &str, pods: &mut BTreeMap<(String, String), PodInfo>) -> Result<(), PluginError> {
     let inventory: Inventory = if text.trim().is_empty() {
         Inventory::default()
     } else {
-        serde_yaml::from_str(text).map_err(|e| PluginError::File {
-            path: path.to_path_buf(),
-            reason: format!("inventory: {e}"),
-        })?
+        serde_yaml::from_str(text)
+            .map_err(|e| PluginError::File { path: path.to_path_buf(), reason: format!("inventory: {e}") })?
     };
     for (index, pod) in inventory.pods.into_iter().enumerate() {
         let ips = pod
@@ -156,9 +132,7 @@ fn inventory_pods(
             .map(|(i, ip)| {
                 ip.trim().parse::<IpAddr>().map_err(|_| PluginError::File {
                     path: path.to_path_buf(),
-                    reason: format!(
-                        "inventory: pods[{index}].ips[{i}]: {ip:?} is not an IP address"
-                    ),
+                    reason: format!("inventory: pods[{index}].ips[{i}]: {ip:?} is not an IP address"),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -185,7 +159,6 @@ fn kubernetes_pods(text: &str, pods: &mut BTreeMap<(String, String), PodInfo>) {
         let info = entry(pods, doc.metadata.namespace, name);
         info.labels.extend(doc.metadata.labels);
         let ips = doc.status.map(|s| s.pod_ips).unwrap_or_default();
-        info.ips
-            .extend(ips.iter().filter_map(|i| i.ip.parse::<IpAddr>().ok()));
+        info.ips.extend(ips.iter().filter_map(|i| i.ip.parse::<IpAddr>().ok()));
     }
 }

@@ -47,59 +47,37 @@ pub fn render(e: &Explanation) -> String {
 fn decision(d: &Decision, direction: Direction) -> String {
     let list = direction_list(direction);
     match d {
-        Decision::NoMatch => {
-            "NOT COPIED: no rule of any enabled session of this pod matches".to_owned()
-        }
+        Decision::NoMatch => "NOT COPIED: no rule of any enabled session of this pod matches".to_owned(),
         Decision::Rejected { session, rule } => format!(
             "NOT COPIED: session {} ({list} rule priority {rule}, Reject) decides, and nothing after it is looked at",
             session.name
         ),
-        Decision::Copied {
-            session,
-            rule,
-            vni,
-            encapsulation,
-            packet_length,
-            targets,
-        } => {
+        Decision::Copied { session, rule, vni, encapsulation, packet_length, targets } => {
             let wrap = match encapsulation {
                 Encapsulation::VXLAN => "VXLAN vni",
                 Encapsulation::GRE => "GRE key",
                 Encapsulation::Geneve => "Geneve vni",
                 Encapsulation::ERSPAN => "ERSPAN session of vni",
             };
-            let cut = packet_length
-                .map(|n| format!(", cut to {n} bytes"))
-                .unwrap_or_default();
+            let cut = packet_length.map(|n| format!(", cut to {n} bytes")).unwrap_or_default();
             let to = if targets.is_empty() {
                 String::new()
             } else {
                 let list: Vec<String> = targets.iter().map(ToString::to_string).collect();
                 format!(" to {}", list.join(", "))
             };
-            format!(
-                "COPIED by session {} ({list} rule priority {rule}, Accept): {wrap} {vni}{cut}{to}",
-                session.name
-            )
+            format!("COPIED by session {} ({list} rule priority {rule}, Accept): {wrap} {vni}{cut}{to}", session.name)
         }
     }
 }
 
 fn session(out: &mut String, index: usize, s: &SessionTrace, direction: Direction) {
-    let _ = writeln!(
-        out,
-        "  {index}. {} (priority {}, filter {})",
-        s.key.name, s.priority, s.filter
-    );
+    let _ = writeln!(out, "  {index}. {} (priority {}, filter {})", s.key.name, s.priority, s.filter);
     if let Some(note) = &s.note {
         let _ = writeln!(out, "       note: {note}");
     }
     if s.rules.is_empty() {
-        let _ = writeln!(
-            out,
-            "       no {} rules: falls through to the next session",
-            direction_list(direction)
-        );
+        let _ = writeln!(out, "       no {} rules: falls through to the next session", direction_list(direction));
     }
     for r in &s.rules {
         let action = match r.action {
@@ -111,11 +89,7 @@ fn session(out: &mut String, index: usize, s: &SessionTrace, direction: Directio
             RuleOutcome::Missed(why) => format!("no: {why}"),
             RuleOutcome::NotReached => "not looked at (decided earlier)".to_owned(),
         };
-        let _ = writeln!(
-            out,
-            "       rule {:<5} {action:<6} {:<50} {outcome}",
-            r.priority, r.summary
-        );
+        let _ = writeln!(out, "       rule {:<5} {action:<6} {:<50} {outcome}", r.priority, r.summary);
         if let Some(text) = &r.description {
             let _ = writeln!(out, "                    # {text}");
         }
@@ -129,9 +103,7 @@ fn skip_reason(reason: &SkipReason) -> String {
         SkipReason::Disabled => "disabled (spec.enabled: false)".to_owned(),
         SkipReason::OutsideSchedule(why) => format!("not mirroring now: {why}"),
         SkipReason::Refused { reason, message } => format!("refused ({reason}): {message}"),
-        SkipReason::NotYetAccepted => {
-            "not yet accepted by the operator (no Accepted condition)".to_owned()
-        }
+        SkipReason::NotYetAccepted => "not yet accepted by the operator (no Accepted condition)".to_owned(),
         SkipReason::FilterMissing(name) => format!("its MirrorFilter {name} does not exist"),
         SkipReason::Invalid(message) => format!("invalid: {message}"),
     }

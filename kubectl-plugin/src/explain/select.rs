@@ -14,9 +14,8 @@ pub fn selects(session: &MirrorSession, pod: &PodInfo) -> Result<bool, SkipReaso
             return Ok(true);
         }
         if let Some(selector) = &source.pod_selector {
-            let selector = Selector::try_from(selector.clone()).map_err(|e| {
-                SkipReason::Invalid(format!("spec.sources[{index}].podSelector: {e}"))
-            })?;
+            let selector = Selector::try_from(selector.clone())
+                .map_err(|e| SkipReason::Invalid(format!("spec.sources[{index}].podSelector: {e}")))?;
             if selector.matches(&pod.labels) {
                 return Ok(true);
             }
@@ -58,22 +57,14 @@ pub const ACCEPTED: &str = "Accepted";
 /// Read from `status.conditions[type=Accepted]` and `acceptedGeneration`.
 pub fn admission(session: &MirrorSession, live: bool) -> Admission {
     let status = session.status.as_ref();
-    let condition = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == ACCEPTED));
+    let condition = status.and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == ACCEPTED));
     match condition {
         None if live => Admission::Pending,
         None => Admission::Accepted,
         Some(c) if c.status == "True" => Admission::Accepted,
         Some(c) => match status.and_then(|s| s.accepted_generation) {
-            Some(kept) => Admission::RefusedChange {
-                kept,
-                message: c.message.clone(),
-            },
-            None => Admission::Refused {
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            },
+            Some(kept) => Admission::RefusedChange { kept, message: c.message.clone() },
+            None => Admission::Refused { reason: c.reason.clone(), message: c.message.clone() },
         },
     }
 }

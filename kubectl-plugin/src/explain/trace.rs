@@ -15,31 +15,18 @@ pub fn mismatch(rule: &CompiledRule, packet: &PacketMeta) -> Option<String> {
     }
     let family = IpFamily::of(&packet.source);
     if family != rule.family || IpFamily::of(&packet.destination) != rule.family {
-        return Some(format!(
-            "an {:?} rule, the packet is {family:?}",
-            rule.family
-        ));
+        return Some(format!("an {:?} rule, the packet is {family:?}", rule.family));
     }
     if let Some(protocol) = rule.protocol
         && protocol != packet.protocol
     {
-        return Some(format!(
-            "protocol {}, the packet is {}",
-            protocol_name(protocol),
-            protocol_name(packet.protocol)
-        ));
+        return Some(format!("protocol {}, the packet is {}", protocol_name(protocol), protocol_name(packet.protocol)));
     }
     if !rule.source.contains(&packet.source) {
-        return Some(format!(
-            "source {} is not in {}",
-            packet.source, rule.source
-        ));
+        return Some(format!("source {} is not in {}", packet.source, rule.source));
     }
     if !rule.destination.contains(&packet.destination) {
-        return Some(format!(
-            "destination {} is not in {}",
-            packet.destination, rule.destination
-        ));
+        return Some(format!("destination {} is not in {}", packet.destination, rule.destination));
     }
     let ports = packet.ports;
     port_mismatch("source", rule.source_ports, ports.map(|(s, _)| s))
@@ -51,37 +38,20 @@ fn port_mismatch(side: &str, range: Option<PortRange>, port: Option<u16>) -> Opt
     let range = range?;
     match port {
         Some(port) if range.contains(port) => None,
-        Some(port) => Some(format!(
-            "{side} port {port} is not in {}",
-            range_text(range)
-        )),
-        None => Some(format!(
-            "the packet has no ports and the rule needs {side} ports {}",
-            range_text(range)
-        )),
+        Some(port) => Some(format!("{side} port {port} is not in {}", range_text(range))),
+        None => Some(format!("the packet has no ports and the rule needs {side} ports {}", range_text(range))),
     }
 }
 
 fn range_text(range: PortRange) -> String {
-    if range.from == range.to {
-        range.from.to_string()
-    } else {
-        format!("{}-{}", range.from, range.to)
-    }
+    if range.from == range.to { range.from.to_string() } else { format!("{}-{}", range.from, range.to) }
 }
 
 /// One line for a rule: `TCP 192.168.0.161/32 -> 192.168.0.230/32 port 1234`.
 pub fn summary(rule: &CompiledRule) -> String {
-    let protocol = rule
-        .protocol
-        .map(protocol_name)
-        .unwrap_or_else(|| "all protocols".to_owned());
+    let protocol = rule.protocol.map(protocol_name).unwrap_or_else(|| "all protocols".to_owned());
     let side = |net: &ipnet::IpNet, ports: Option<PortRange>| {
-        let net = if net.prefix_len() == 0 {
-            format!("any {:?}", rule.family)
-        } else {
-            net.to_string()
-        };
+        let net = if net.prefix_len() == 0 { format!("any {:?}", rule.family) } else { net.to_string() };
         match ports {
             Some(range) => format!("{net} port {}", range_text(range)),
             None => net,

@@ -55,12 +55,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn pcap(chunks: Vec<Vec<u8>>, then: Then) -> Reply {
-        Reply {
-            status: "200 OK",
-            content_type: "application/vnd.tcpdump.pcap",
-            chunks,
-            then,
-        }
+        Reply { status: "200 OK", content_type: "application/vnd.tcpdump.pcap", chunks, then }
     }
 }
 

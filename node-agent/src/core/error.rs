@@ -54,5 +54,9 @@ pub enum AgentError {
 
     /// An I/O error at an edge (metrics server, signals).
     #[error("{context}: {source}")]
-    Io { context: String, #[source] source: std::io::Error },
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

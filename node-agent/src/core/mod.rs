@@ -22,5 +22,5 @@ pub use error::AgentError;
 pub use ids::SessionIds;
 pub use node_state::desired_from_node_state;
 pub use ops::{DatapathOps, SessionCounters, SessionSlot};
-pub use plan::{plan, Step};
+pub use plan::{Step, plan};
 pub use reconciler::{ApplyReport, InterfaceFailure, Reconciler};

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use podmirror_crds::api::{MirrorNodeStateSpec, NodePod};
-use podmirror_crds::model::compile::compile_node_session;
 use podmirror_crds::model::CompiledSession;
+use podmirror_crds::model::compile::compile_node_session;
 
 use super::desired::{DesiredPod, DesiredState, PodKey};
 use super::error::AgentError;
@@ -61,7 +61,9 @@ pub fn desired_from_node_state(
         let pod_sessions: Vec<CompiledSession> =
             pod.sessions.iter().filter_map(|name| sessions.get(name).cloned()).collect();
         for name in &pod.sessions {
-            if !sessions.contains_key(name) && !spec.sessions.iter().any(|s| format!("{}/{}", s.namespace, s.name) == *name) {
+            if !sessions.contains_key(name)
+                && !spec.sessions.iter().any(|s| format!("{}/{}", s.namespace, s.name) == *name)
+            {
                 errors.push(AgentError::Config {
                     object: format!("MirrorNodeState {}", spec.node),
                     field: format!("pods[{index}].sessions"),

@@ -9,7 +9,7 @@ use super::desired::{DesiredPod, DesiredState, PodKey};
 use super::error::AgentError;
 use super::ids::SessionIds;
 use super::ops::{DatapathOps, SessionCounters, SessionSlot};
-use super::plan::{plan, Step};
+use super::plan::{Step, plan};
 use crate::datapath::abi::PM_MAX_ENDPOINTS;
 use crate::datapath::maglev;
 
@@ -144,10 +144,9 @@ impl<D: DatapathOps> Reconciler<D> {
                 (Ok(()), Step::Attach(_)) => {}
                 (Err((op, message)), _) => {
                     failed.insert(ifindex);
-                    report.failures.push(InterfaceFailure {
-                        ifindex,
-                        error: AgentError::Datapath { op, ifindex, message },
-                    });
+                    report
+                        .failures
+                        .push(InterfaceFailure { ifindex, error: AgentError::Datapath { op, ifindex, message } });
                 }
             }
         }
@@ -225,15 +224,10 @@ impl<D: DatapathOps> Reconciler<D> {
     /// The datapath counters labelled by session key instead of id. Ids the
     /// core no longer knows (a session removed since) are dropped.
     pub fn counters(&self) -> Result<BTreeMap<(SessionKey, Direction), SessionCounters>, AgentError> {
-        let raw = self
-            .ops
-            .counters()
-            .map_err(|e| AgentError::DatapathGlobal { op: "counters", message: e.to_string() })?;
+        let raw =
+            self.ops.counters().map_err(|e| AgentError::DatapathGlobal { op: "counters", message: e.to_string() })?;
         let names = self.ids.snapshot();
-        Ok(raw
-            .into_iter()
-            .filter_map(|((id, dir), c)| names.get(&id).map(|key| ((key.clone(), dir), c)))
-            .collect())
+        Ok(raw.into_iter().filter_map(|((id, dir), c)| names.get(&id).map(|key| ((key.clone(), dir), c))).collect())
     }
 }
 
@@ -336,7 +330,9 @@ mod tests {
     fn a_session_with_too_many_endpoints_is_refused_alone() {
         let mut r = Reconciler::new(FakeDatapath::default());
         let mut big = session("big", 2, true);
-        big.targets = (0..=PM_MAX_ENDPOINTS as u32).map(|i| std::net::IpAddr::V4(0x0a00_0000u32.wrapping_add(i).into())).collect();
+        big.targets = (0..=PM_MAX_ENDPOINTS as u32)
+            .map(|i| std::net::IpAddr::V4(0x0a00_0000u32.wrapping_add(i).into()))
+            .collect();
         let forty = {
             let mut s = session("forty", 3, true);
             s.targets = (0..40u32).map(|i| std::net::IpAddr::V4((0x0a00_0000 + i).into())).collect();
@@ -366,7 +362,8 @@ mod tests {
     #[test]
     fn priority_clash_is_refused_with_both_names() {
         let mut r = Reconciler::new(FakeDatapath::default());
-        let report = r.apply(&DesiredState { pods: vec![pod("p", 5, vec![session("x", 1, true), session("y", 1, true)])] });
+        let report =
+            r.apply(&DesiredState { pods: vec![pod("p", 5, vec![session("x", 1, true), session("y", 1, true)])] });
         let msg = report.refused[0].to_string();
         assert!(msg.contains("ns/x") && msg.contains("ns/y") && msg.contains("priority 1"), "{msg}");
         assert!(r.ops().attached.is_empty());
@@ -375,8 +372,9 @@ mod tests {
     #[test]
     fn interface_clash_refuses_the_second_pod() {
         let mut r = Reconciler::new(FakeDatapath::default());
-        let report =
-            r.apply(&DesiredState { pods: vec![pod("a", 5, vec![session("s", 1, true)]), pod("b", 5, vec![session("t", 1, true)])] });
+        let report = r.apply(&DesiredState {
+            pods: vec![pod("a", 5, vec![session("s", 1, true)]), pod("b", 5, vec![session("t", 1, true)])],
+        });
         assert_eq!(report.refused.len(), 1);
         assert!(report.refused[0].to_string().contains("ns/b"), "{}", report.refused[0]);
         assert_eq!(names(&r.ops().sessions[&5]), vec!["s"]);
@@ -387,8 +385,9 @@ mod tests {
         let mut fake = FakeDatapath::default();
         fake.fail_on.insert(5);
         let mut r = Reconciler::new(fake);
-        let desired =
-            DesiredState { pods: vec![pod("a", 5, vec![session("s", 1, true)]), pod("b", 6, vec![session("s", 1, true)])] };
+        let desired = DesiredState {
+            pods: vec![pod("a", 5, vec![session("s", 1, true)]), pod("b", 6, vec![session("s", 1, true)])],
+        };
         let report = r.apply(&desired);
         assert_eq!(report.failures.len(), 1);
         assert_eq!(report.failures[0].ifindex, 5);
@@ -406,7 +405,9 @@ mod tests {
     #[test]
     fn removed_pods_and_disabled_only_pods_are_detached_and_counters_follow_keys() {
         let mut r = Reconciler::new(FakeDatapath::default());
-        r.apply(&DesiredState { pods: vec![pod("a", 5, vec![session("s", 1, true)]), pod("b", 6, vec![session("t", 1, true)])] });
+        r.apply(&DesiredState {
+            pods: vec![pod("a", 5, vec![session("s", 1, true)]), pod("b", 6, vec![session("t", 1, true)])],
+        });
         let counters = r.counters().unwrap();
         assert!(counters.contains_key(&(SessionKey::new("ns", "t"), Direction::Inbound)));
         let report = r.apply(&DesiredState { pods: vec![pod("a", 5, vec![session("s", 1, false)])] });

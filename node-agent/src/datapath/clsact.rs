@@ -87,7 +87,11 @@ pub fn attach(
         Ok(()) => {}
         // Already there (ours, the other hook's, or a CNI's): share it. The
         // kernel says EEXIST with the extack "Exclusivity flag on".
-        Err(e) if { let t = e.to_string(); t.contains("Exclusivity") || t.contains("exists") } => {}
+        Err(e)
+            if {
+                let t = e.to_string();
+                t.contains("Exclusivity") || t.contains("exists")
+            } => {}
         Err(e) => return Err(err(format!("clsact qdisc: {e}"))),
     }
     let id = prog
@@ -99,7 +103,8 @@ pub fn attach(
     std::mem::forget(link);
     let path = dir.join(format!("{PREFIX}{ifindex}-{}-{priority}-{handle}", hook_name(hook)));
     if let Err(e) = prog.pin(&path) {
-        let _ = SchedClassifierLink::attached(&ifname, hook, priority, TcHandle::from(handle), None).map(|l| l.detach());
+        let _ =
+            SchedClassifierLink::attached(&ifname, hook, priority, TcHandle::from(handle), None).map(|l| l.detach());
         return Err(err(format!("record {}: {e}", path.display())));
     }
     Ok(path)
@@ -110,7 +115,8 @@ pub fn remove(path: &Path) {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(rec) = parse(&name)
         && let Ok(ifname) = netlink::ifname(rec.ifindex)
-        && let Ok(link) = SchedClassifierLink::attached(&ifname, rec.hook, rec.priority, TcHandle::from(rec.handle), None)
+        && let Ok(link) =
+            SchedClassifierLink::attached(&ifname, rec.hook, rec.priority, TcHandle::from(rec.handle), None)
     {
         let _ = link.detach();
     }

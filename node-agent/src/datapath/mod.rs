@@ -195,10 +195,8 @@ impl Datapath {
     }
 
     fn open_in(cfg: &DatapathConfig) -> Result<Self, DatapathError> {
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&cfg.pin_dir)
-            .load(OBJECT)
-            .map_err(DatapathError::load)?;
+        let mut ebpf =
+            EbpfLoader::new().default_map_pin_directory(&cfg.pin_dir).load(OBJECT).map_err(DatapathError::load)?;
         for name in [PROG_INGRESS, PROG_EGRESS, PROG_COPY, PROG_TEST] {
             let prog = classifier(&mut ebpf, name)?;
             prog.load().map_err(DatapathError::load)?;
@@ -224,7 +222,14 @@ impl Datapath {
         let mut config_map: Array<&mut MapData, PmConfig> = map_mut(&mut ebpf, MAP_CONFIG)?;
         config_map.set(0, config, 0).map_err(|source| DatapathError::Map { map: MAP_CONFIG, source })?;
 
-        let mut dp = Datapath { cfg: cfg.clone(), ebpf, copy_ifindex, veths: BTreeMap::new(), generation: 0, attach_mode: AttachMode::Auto };
+        let mut dp = Datapath {
+            cfg: cfg.clone(),
+            ebpf,
+            copy_ifindex,
+            veths: BTreeMap::new(),
+            generation: 0,
+            attach_mode: AttachMode::Auto,
+        };
         dp.adopt_veths()?;
         Ok(dp)
     }
@@ -300,8 +305,9 @@ impl Datapath {
         match self.attach_mode {
             AttachMode::Tcx => true,
             AttachMode::Clsact => false,
-            AttachMode::Auto => aya::util::KernelVersion::current()
-                .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)),
+            AttachMode::Auto => {
+                aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+            }
         }
     }
 
@@ -337,13 +343,15 @@ impl Datapath {
             reason: format!("{what}: {e}"),
         })?;
         {
-            let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> = map_mut(&mut self.ebpf, MAP_COUNTERS)?;
+            let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> =
+                map_mut(&mut self.ebpf, MAP_COUNTERS)?;
             for id in &ids {
                 for d in [PM_DIR_INBOUND, PM_DIR_OUTBOUND] {
                     let key = PmCounterKey { session_id: *id, direction: d };
                     if counters.get(&key, 0).is_err() {
-                        let zeros = PerCpuValues::try_from(vec![PmCounters::default(); nr_cpus])
-                            .map_err(|e| DatapathError::Invalid { field: "possible CPUs".into(), reason: e.to_string() })?;
+                        let zeros = PerCpuValues::try_from(vec![PmCounters::default(); nr_cpus]).map_err(|e| {
+                            DatapathError::Invalid { field: "possible CPUs".into(), reason: e.to_string() }
+                        })?;
                         // BPF_NOEXIST: a packet may have created it meanwhile.
                         let _ = counters.insert(key, zeros, BPF_NOEXIST);
                     }
@@ -472,7 +480,8 @@ impl Datapath {
             Err(e) if is_not_found(&e) => {}
             Err(source) => return Err(DatapathError::Map { map: MAP_RATES, source }),
         }
-        let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> = map_mut(&mut self.ebpf, MAP_COUNTERS)?;
+        let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> =
+            map_mut(&mut self.ebpf, MAP_COUNTERS)?;
         for d in [PM_DIR_INBOUND, PM_DIR_OUTBOUND] {
             match counters.remove(&PmCounterKey { session_id, direction: d }) {
                 Ok(()) => {}
@@ -491,7 +500,12 @@ impl Datapath {
     /// Run the veth programs' decision on `frame` with BPF_PROG_TEST_RUN,
     /// as if seen on `ifindex` in `direction`; nothing is copied. For the
     /// differential test and diagnostics.
-    pub fn test_decide(&mut self, ifindex: u32, direction: Direction, frame: &[u8]) -> Result<PmDecision, DatapathError> {
+    pub fn test_decide(
+        &mut self,
+        ifindex: u32,
+        direction: Direction,
+        frame: &[u8],
+    ) -> Result<PmDecision, DatapathError> {
         // struct __sk_buff up to the end of cb[5]; cb[0] = direction, cb[1] = ifindex.
         let mut ctx = [0u8; 68];
         ctx[48..52].copy_from_slice(&direction_code(direction).to_ne_bytes());
@@ -569,10 +583,9 @@ fn is_not_found(e: &aya::maps::MapError) -> bool {
 }
 
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, DatapathError> {
-    let prog = ebpf.program_mut(name).ok_or(DatapathError::Program {
-        program: name,
-        source: aya::programs::ProgramError::UnexpectedProgramType,
-    })?;
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(DatapathError::Program { program: name, source: aya::programs::ProgramError::UnexpectedProgramType })?;
     prog.try_into().map_err(|source| DatapathError::Program { program: name, source })
 }
 
@@ -580,10 +593,9 @@ fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, DatapathE
 where
     T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
 {
-    let map = ebpf.map_mut(name).ok_or(DatapathError::Map {
-        map: name,
-        source: aya::maps::MapError::InvalidName { name: name.into() },
-    })?;
+    let map = ebpf
+        .map_mut(name)
+        .ok_or(DatapathError::Map { map: name, source: aya::maps::MapError::InvalidName { name: name.into() } })?;
     T::try_from(map).map_err(|source| DatapathError::Map { map: name, source })
 }
 
@@ -622,13 +634,16 @@ fn attach_or_adopt(
 }
 
 /// Pin the link and let go of its fd: from here on the pin alone keeps it.
-fn pin_link(prog: &mut SchedClassifier, id: aya::programs::tc::SchedClassifierLinkId, pin: &Path) -> Result<PathBuf, String> {
+fn pin_link(
+    prog: &mut SchedClassifier,
+    id: aya::programs::tc::SchedClassifierLinkId,
+    pin: &Path,
+) -> Result<PathBuf, String> {
     let link = prog.take_link(id).map_err(|e| e.to_string())?;
     let fd: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| e.to_string())?;
     fd.pin(pin).map_err(|e| format!("pin {}: {e}", pin.display()))?;
     Ok(pin.to_path_buf())
 }
-
 
 #[cfg(test)]
 mod tests {

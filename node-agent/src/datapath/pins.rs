@@ -18,7 +18,8 @@ fn pin_err(path: &Path, reason: impl std::fmt::Display) -> DatapathError {
 /// Create `dir` and check that it lives on a bpffs (else pins would fail
 /// later with a less helpful error).
 pub fn ensure_bpffs_dir(dir: &Path) -> Result<(), DatapathError> {
-    fs::create_dir_all(dir).map_err(|e| pin_err(dir, format!("cannot create: {e} (is bpffs mounted at /sys/fs/bpf?)")))?;
+    fs::create_dir_all(dir)
+        .map_err(|e| pin_err(dir, format!("cannot create: {e} (is bpffs mounted at /sys/fs/bpf?)")))?;
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| pin_err(dir, e))?;
     // SAFETY: zeroed statfs is a valid out-parameter; c is NUL-terminated.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
@@ -42,7 +43,9 @@ pub fn pinned_veths(dir: &Path) -> Result<Vec<u32>, DatapathError> {
     for entry in fs::read_dir(dir).map_err(|e| pin_err(dir, e))? {
         let entry = entry.map_err(|e| pin_err(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("link-").or_else(|| name.strip_prefix(super::clsact::PREFIX)) else { continue };
+        let Some(rest) = name.strip_prefix("link-").or_else(|| name.strip_prefix(super::clsact::PREFIX)) else {
+            continue;
+        };
         let Some((idx, _hook)) = rest.split_once('-') else { continue };
         if let Ok(i) = idx.parse::<u32>()
             && !out.contains(&i)
@@ -74,10 +77,8 @@ pub fn replace_program_pin(dir: &Path, name: &str, prog: &mut SchedClassifier) -
 
 /// Remove every pin under `dir` (links first), then `dir` itself.
 pub fn remove_everything(dir: &Path) -> Result<(), DatapathError> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|e| pin_err(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut entries: Vec<PathBuf> =
+        fs::read_dir(dir).map_err(|e| pin_err(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
     let is = |p: &Path, prefix: &str| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix));
     entries.sort_by_key(|p| !(is(p, "link-") || is(p, super::clsact::PREFIX)));
     for path in entries {

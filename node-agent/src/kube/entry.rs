@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use ::kube::Client;
 
-use super::run::{run, Options};
+use super::run::{Options, run};
 use crate::core::{AgentError, Reconciler};
 use crate::datapath::{Datapath, DatapathConfig};
 use crate::metrics::Metrics;

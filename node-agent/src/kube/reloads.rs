@@ -37,10 +37,7 @@ mod tests {
     use super::*;
 
     fn spec(sessions: usize) -> MirrorNodeStateSpec {
-        let mut spec = MirrorNodeStateSpec {
-            node: "node-a".into(),
-            ..MirrorNodeStateSpec::default()
-        };
+        let mut spec = MirrorNodeStateSpec { node: "node-a".into(), ..MirrorNodeStateSpec::default() };
         spec.sessions = (0..sessions)
             .map(|i| podmirror_crds::api::NodeSession {
                 namespace: "team".into(),
@@ -69,24 +66,12 @@ mod tests {
         for _ in 0..5 {
             r.applied(&spec(0), 0);
         }
-        assert_eq!(
-            (r.ok, r.failed),
-            (1, 0),
-            "retries of one state are one reload"
-        );
+        assert_eq!((r.ok, r.failed), (1, 0), "retries of one state are one reload");
         r.applied(&spec(1), 1);
         r.applied(&spec(1), 1);
-        assert_eq!(
-            (r.ok, r.failed),
-            (1, 1),
-            "a state with a failing session is one error"
-        );
+        assert_eq!((r.ok, r.failed), (1, 1), "a state with a failing session is one error");
         r.applied(&spec(2), 0);
         r.applied(&spec(0), 0);
-        assert_eq!(
-            (r.ok, r.failed),
-            (3, 1),
-            "going back to an earlier state is a new reload"
-        );
+        assert_eq!((r.ok, r.failed), (3, 1), "going back to an earlier state is a new reload");
     }
 }

@@ -3,13 +3,13 @@
 //! `status.nodes` by `node`, so each agent owns exactly its own entry and
 //! never touches the operator's fields or other nodes' entries.
 
-use ::kube::api::{Api, Patch, PatchParams};
 use ::kube::Client;
+use ::kube::api::{Api, Patch, PatchParams};
 use std::collections::BTreeSet;
 
 use podmirror_crds::api::{MirrorNodeState, MirrorSession, NodeMirrorStatus};
 use podmirror_crds::model::SessionKey;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::core::AgentError;
 
@@ -29,7 +29,12 @@ pub fn body(entry: Option<&NodeMirrorStatus>) -> Value {
     })
 }
 
-pub async fn apply(client: &Client, node: &str, key: &SessionKey, entry: Option<&NodeMirrorStatus>) -> Result<(), AgentError> {
+pub async fn apply(
+    client: &Client,
+    node: &str,
+    key: &SessionKey,
+    entry: Option<&NodeMirrorStatus>,
+) -> Result<(), AgentError> {
     let api = Api::<MirrorSession>::namespaced(client.clone(), &key.namespace);
     let pp = PatchParams::apply(&field_manager(node)).force();
     match api.patch_status(&key.name, &pp, &Patch::Apply(body(entry))).await {
@@ -89,7 +94,10 @@ mod tests {
             error: None,
         };
         let b = body(Some(&e));
-        assert_eq!(b["status"], json!({"nodes": [{"node": "node-a", "programmedGeneration": 4, "programmedInterfaces": ["pmv1"], "mirroredPackets": 3}]}));
+        assert_eq!(
+            b["status"],
+            json!({"nodes": [{"node": "node-a", "programmedGeneration": 4, "programmedInterfaces": ["pmv1"], "mirroredPackets": 3}]})
+        );
         assert!(b["status"].get("phase").is_none() && b["status"].get("conditions").is_none());
         assert_eq!(body(None)["status"], json!({"nodes": []}));
         assert_eq!(field_manager("node-a"), "podmirror-agent/node-a");

@@ -4,19 +4,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use ::kube::Client;
+use ::kube::api::Api;
+use ::kube::runtime::{WatchStreamExt, reflector, watcher};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use ::kube::api::Api;
-use ::kube::runtime::{reflector, watcher, WatchStreamExt};
-use ::kube::Client;
 use podmirror_crds::api::{MirrorNodeState, MirrorNodeStateSpec, NodeMirrorStatus, NodePod};
 use podmirror_crds::model::SessionKey;
 use tokio::sync::Notify;
 
 use super::reloads::Reloads;
 use super::report;
-use super::status::{due, entries, record_before, recorded_as_written, Observed};
-use crate::core::{desired_from_node_state, AgentError, DatapathOps, PodKey, Reconciler};
+use super::status::{Observed, due, entries, record_before, recorded_as_written};
+use crate::core::{AgentError, DatapathOps, PodKey, Reconciler, desired_from_node_state};
 use crate::ifdiscovery;
 use crate::metrics::{Metrics, Snapshot};
 
@@ -120,7 +120,12 @@ pub fn reconcile_once<D: DatapathOps>(
 /// Brings the record of sessions holding our entry (`status.reportedSessions`)
 /// to `wanted`; returns false when that write failed (it is retried on the
 /// next round, and entries not yet recorded wait for it).
-async fn update_record(client: &Client, node: &str, recorded: &mut BTreeSet<SessionKey>, wanted: BTreeSet<SessionKey>) -> bool {
+async fn update_record(
+    client: &Client,
+    node: &str,
+    recorded: &mut BTreeSet<SessionKey>,
+    wanted: BTreeSet<SessionKey>,
+) -> bool {
     if wanted == *recorded {
         return true;
     }

@@ -30,7 +30,12 @@ pub struct Observed {
 
 /// The entry of every session the node state lists. The timestamp is left
 /// out of comparisons (see [`changed`]).
-pub fn entries(node: &str, spec: &MirrorNodeStateSpec, seen: &Observed, now: &Time) -> BTreeMap<SessionKey, NodeMirrorStatus> {
+pub fn entries(
+    node: &str,
+    spec: &MirrorNodeStateSpec,
+    seen: &Observed,
+    now: &Time,
+) -> BTreeMap<SessionKey, NodeMirrorStatus> {
     let mut out = BTreeMap::new();
     for s in &spec.sessions {
         let key = SessionKey::new(s.namespace.clone(), s.name.clone());
@@ -43,12 +48,16 @@ pub fn entries(node: &str, spec: &MirrorNodeStateSpec, seen: &Observed, now: &Ti
             .collect();
         // A disabled session is in no datapath on purpose: no interfaces, no error.
         let mut interfaces: Vec<String> = if s.enabled {
-            pods.iter().filter(|p| seen.programmed.contains(*p)).filter_map(|p| seen.interfaces.get(p).cloned()).collect()
+            pods.iter()
+                .filter(|p| seen.programmed.contains(*p))
+                .filter_map(|p| seen.interfaces.get(p).cloned())
+                .collect()
         } else {
             Vec::new()
         };
         interfaces.sort();
-        let mut errors: Vec<String> = pods.iter().filter_map(|p| seen.pod_errors.get(p).map(|e| format!("{p}: {e}"))).collect();
+        let mut errors: Vec<String> =
+            pods.iter().filter_map(|p| seen.pod_errors.get(p).map(|e| format!("{p}: {e}"))).collect();
         if let Some(e) = seen.session_errors.get(&key) {
             errors.insert(0, e.clone());
         }
@@ -157,7 +166,10 @@ pub fn recorded_as_written(node: &str, recorded: &[String]) -> BTreeMap<SessionK
 /// The record to hold before `todo` is written: what is recorded plus every
 /// session about to get an entry (write-ahead, so a crash between the two
 /// writes never leaves an entry nobody knows to withdraw).
-pub fn record_before(recorded: &BTreeSet<SessionKey>, todo: &[(SessionKey, Option<NodeMirrorStatus>)]) -> BTreeSet<SessionKey> {
+pub fn record_before(
+    recorded: &BTreeSet<SessionKey>,
+    todo: &[(SessionKey, Option<NodeMirrorStatus>)],
+) -> BTreeSet<SessionKey> {
     let mut out = recorded.clone();
     out.extend(todo.iter().filter(|(_, e)| e.is_some()).map(|(k, _)| k.clone()));
     out
@@ -231,7 +243,10 @@ mod tests {
         let s = &e[&SessionKey::new("team", "s")];
         assert_eq!(s.node, "node-a");
         assert_eq!(s.programmed_interfaces, Some(vec!["pmv-a".to_owned()]));
-        assert_eq!((s.mirrored_packets, s.mirrored_bytes, s.truncated, s.dropped), (Some(6), Some(560), Some(1), Some(2)));
+        assert_eq!(
+            (s.mirrored_packets, s.mirrored_bytes, s.truncated, s.dropped),
+            (Some(6), Some(560), Some(1), Some(2))
+        );
         assert_eq!(s.skipped, Some(4), "rate-limited copies only");
         assert_eq!(s.error.as_deref(), Some("team/b: no host interface yet"));
         assert_eq!(s.programmed_generation, Some(1), "the generation of the NodeSession just programmed");
@@ -311,7 +326,10 @@ mod tests {
     fn sessions_are_recorded_before_their_entries_are_written() {
         let recorded: BTreeSet<SessionKey> = [SessionKey::new("team", "old")].into();
         let todo = vec![
-            (SessionKey::new("team", "new"), Some(recorded_as_written("n", &["team/new".into()]).into_values().next().expect("one placeholder"))),
+            (
+                SessionKey::new("team", "new"),
+                Some(recorded_as_written("n", &["team/new".into()]).into_values().next().expect("one placeholder")),
+            ),
             (SessionKey::new("team", "old"), None),
         ];
         let r = record_before(&recorded, &todo);

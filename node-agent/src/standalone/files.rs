@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use podmirror_crds::api::{MirrorFilter, MirrorSession};
 use serde::Deserialize;
 
-use super::inventory::{parse_inventory, CheckedInventory, INVENTORY_FILE};
+use super::inventory::{CheckedInventory, INVENTORY_FILE, parse_inventory};
 use crate::core::AgentError;
 
 /// An object and where it came from, for messages.
@@ -79,13 +79,12 @@ pub fn parse_objects(path: &Path, text: &str, into: &mut Loaded) -> Result<(), A
             field,
             message,
         };
-        let value = serde_yaml::Value::deserialize(de)
-            .map_err(|e| here("YAML", "(document)".into(), e.to_string()))?;
+        let value = serde_yaml::Value::deserialize(de).map_err(|e| here("YAML", "(document)".into(), e.to_string()))?;
         if value.is_null() {
             continue; // an empty document, e.g. a trailing `---`
         }
-        let meta: TypeMeta =
-            serde_yaml::from_value(value.clone()).map_err(|e| here("object", field_of(&e.to_string()), e.to_string()))?;
+        let meta: TypeMeta = serde_yaml::from_value(value.clone())
+            .map_err(|e| here("object", field_of(&e.to_string()), e.to_string()))?;
         let name = value
             .get("metadata")
             .and_then(|m| m.get("name"))
@@ -99,18 +98,24 @@ pub fn parse_objects(path: &Path, text: &str, into: &mut Loaded) -> Result<(), A
             continue;
         }
         if meta.api_version != "podmirror.io/v1alpha1" {
-            return Err(here(&object, "apiVersion".into(), format!("{:?} is not served; use podmirror.io/v1alpha1", meta.api_version)));
+            return Err(here(
+                &object,
+                "apiVersion".into(),
+                format!("{:?} is not served; use podmirror.io/v1alpha1", meta.api_version),
+            ));
         }
         if name == "<unnamed>" {
             return Err(here(&object, "metadata.name".into(), "is required".into()));
         }
         match meta.kind.as_str() {
             "MirrorFilter" => {
-                let object_v: MirrorFilter = typed(&value).map_err(|e| here(&object, field_of(&e), without_field(&e)))?;
+                let object_v: MirrorFilter =
+                    typed(&value).map_err(|e| here(&object, field_of(&e), without_field(&e)))?;
                 into.filters.push(Sourced { path: path.to_path_buf(), document, object: object_v });
             }
             "MirrorSession" => {
-                let object_v: MirrorSession = typed(&value).map_err(|e| here(&object, field_of(&e), without_field(&e)))?;
+                let object_v: MirrorSession =
+                    typed(&value).map_err(|e| here(&object, field_of(&e), without_field(&e)))?;
                 into.sessions.push(Sourced { path: path.to_path_buf(), document, object: object_v });
             }
             other => {
@@ -204,16 +209,21 @@ mod tests {
 
     #[test]
     fn type_errors_name_file_document_object_and_field() {
-        let text = format!("{FILTER}---\napiVersion: podmirror.io/v1alpha1\nkind: MirrorSession\nmetadata: {{name: s}}\nspec: {{priority: one}}\n");
+        let text = format!(
+            "{FILTER}---\napiVersion: podmirror.io/v1alpha1\nkind: MirrorSession\nmetadata: {{name: s}}\nspec: {{priority: one}}\n"
+        );
         let msg = parse(&text).unwrap_err().to_string();
         assert!(msg.starts_with("dir/x.yaml: document 2: MirrorSession s: spec.priority: "), "{msg}");
     }
 
     #[test]
     fn unknown_podmirror_kind_and_version_are_refused() {
-        let msg = parse("apiVersion: podmirror.io/v1alpha1\nkind: MirrorThing\nmetadata: {name: t}\n").unwrap_err().to_string();
+        let msg = parse("apiVersion: podmirror.io/v1alpha1\nkind: MirrorThing\nmetadata: {name: t}\n")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("MirrorThing t: kind:"), "{msg}");
-        let msg = parse("apiVersion: podmirror.io/v9\nkind: MirrorFilter\nmetadata: {name: t}\n").unwrap_err().to_string();
+        let msg =
+            parse("apiVersion: podmirror.io/v9\nkind: MirrorFilter\nmetadata: {name: t}\n").unwrap_err().to_string();
         assert!(msg.contains("apiVersion") && msg.contains("v9"), "{msg}");
         let msg = parse("apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nspec: {}\n").unwrap_err().to_string();
         assert!(msg.contains("metadata.name"), "{msg}");

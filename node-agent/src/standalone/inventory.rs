@@ -87,7 +87,9 @@ fn parse_ips(path: &Path, field: &str, ips: &[String]) -> Result<Vec<IpAddr>, Ag
     ips.iter()
         .enumerate()
         .map(|(i, ip)| {
-            ip.trim().parse().map_err(|_| invalid(path, format!("{field}[{i}]"), format!("{ip:?} is not an IP address")))
+            ip.trim()
+                .parse()
+                .map_err(|_| invalid(path, format!("{field}[{i}]"), format!("{ip:?} is not an IP address")))
         })
         .collect()
 }
@@ -124,7 +126,11 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, Agen
     for pod in out.pods.values() {
         for ip in &pod.ips {
             if let Some(other) = seen_ips.insert(*ip, pod.key.clone()) {
-                return Err(invalid(path, "pods".into(), format!("IP {ip} is claimed by both {other} and {}", pod.key)));
+                return Err(invalid(
+                    path,
+                    "pods".into(),
+                    format!("IP {ip} is claimed by both {other} and {}", pod.key),
+                ));
             }
         }
     }

@@ -53,6 +53,6 @@ pub mod resolve;
 pub mod run;
 pub mod schedule;
 
-pub use files::{load_dir, parse_objects, Loaded, Sourced};
-pub use inventory::{Inventory, INVENTORY_FILE};
-pub use resolve::{resolve, Accepted, Resolution};
+pub use files::{Loaded, Sourced, load_dir, parse_objects};
+pub use inventory::{INVENTORY_FILE, Inventory};
+pub use resolve::{Accepted, Resolution, resolve};

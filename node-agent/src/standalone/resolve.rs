@@ -12,15 +12,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use podmirror_crds::ModelError;
 use podmirror_crds::api::{MirrorFilter, MirrorNodeStateSpec, MirrorSession, NodePod, NodeSession, SessionSchedule};
+use podmirror_crds::model::SessionKey;
 use podmirror_crds::model::compile::{compile_filter, compile_node_session, validate_session_spec};
 use podmirror_crds::model::quota::{
-    evaluate_quotas, FilterKey, PodId, QuotaInput, QuotaLimits, QuotaVerdict, ResolvedTarget, RuleCounts,
-    SessionQuotaFacts, SessionQuotaInput,
+    FilterKey, PodId, QuotaInput, QuotaLimits, QuotaVerdict, ResolvedTarget, RuleCounts, SessionQuotaFacts,
+    SessionQuotaInput, evaluate_quotas,
 };
 use podmirror_crds::model::selector::Selector;
-use podmirror_crds::model::SessionKey;
-use podmirror_crds::ModelError;
 
 use super::files::{Loaded, Sourced};
 use super::inventory::CheckedInventory;
@@ -60,7 +60,11 @@ fn object_error<T>(sourced: &Sourced<T>, kind: &str, name: &str, error: ModelErr
     let ModelError::Invalid { field, reason } = error;
     AgentError::Invalid {
         path: sourced.path.clone(),
-        object: if sourced.document == 0 { format!("{kind} {name}") } else { format!("document {}: {kind} {name}", sourced.document + 1) },
+        object: if sourced.document == 0 {
+            format!("{kind} {name}")
+        } else {
+            format!("document {}: {kind} {name}", sourced.document + 1)
+        },
         field,
         message: reason,
     }
@@ -211,7 +215,11 @@ fn candidate(
     let spec = &session.spec;
     let filter_key = FilterKey::new(key.namespace.clone(), spec.filter_ref.name.clone());
     let filter = filters.get(&filter_key).ok_or_else(|| {
-        refusal(key, "spec.filterRef.name", format!("no MirrorFilter {}/{} in the directory", key.namespace, spec.filter_ref.name))
+        refusal(
+            key,
+            "spec.filterRef.name",
+            format!("no MirrorFilter {}/{} in the directory", key.namespace, spec.filter_ref.name),
+        )
     })?;
 
     let mut sources: BTreeSet<PodKey> = BTreeSet::new();
@@ -219,7 +227,11 @@ fn candidate(
         if let Some(name) = &source.pod_name {
             let pod = PodKey::new(key.namespace.clone(), name.clone());
             if !inventory.pods.contains_key(&pod) {
-                return Err(refusal(key, &format!("spec.sources[{index}].podName"), format!("no pod {pod} in standalone.yaml")));
+                return Err(refusal(
+                    key,
+                    &format!("spec.sources[{index}].podName"),
+                    format!("no pod {pod} in standalone.yaml"),
+                ));
             }
             sources.insert(pod);
         } else if let Some(selector) = &source.pod_selector {
@@ -282,12 +294,17 @@ fn resolve_target(
     if let Some(service) = &target.service {
         let namespace = service.namespace.clone().unwrap_or_else(|| key.namespace.clone());
         let entry = inventory.services.get(&(namespace.clone(), service.name.clone())).ok_or_else(|| {
-            refusal(key, "spec.target.service.name", format!("no service {namespace}/{} in standalone.yaml", service.name))
+            refusal(
+                key,
+                "spec.target.service.name",
+                format!("no service {namespace}/{} in standalone.yaml", service.name),
+            )
         })?;
         if namespace != key.namespace {
-            let allowed = entry.annotations.get(ALLOW_MIRROR_FROM).is_some_and(|list| {
-                list.split(',').map(str::trim).any(|ns| ns == "*" || ns == key.namespace)
-            });
+            let allowed = entry
+                .annotations
+                .get(ALLOW_MIRROR_FROM)
+                .is_some_and(|list| list.split(',').map(str::trim).any(|ns| ns == "*" || ns == key.namespace));
             if !allowed {
                 return Err(refusal(
                     key,
@@ -300,10 +317,17 @@ fn resolve_target(
             }
         }
         if entry.addresses.is_empty() {
-            return Err(refusal(key, "spec.target.service", format!("service {namespace}/{} has no addresses", service.name)));
+            return Err(refusal(
+                key,
+                "spec.target.service",
+                format!("service {namespace}/{} has no addresses", service.name),
+            ));
         }
         let endpoint_pods = entry.endpoints.iter().map(|n| pod_id(&PodKey::new(namespace.clone(), n.clone())));
-        return Ok((ResolvedTarget::service(namespace.clone(), service.name.clone(), endpoint_pods), entry.addresses.clone()));
+        return Ok((
+            ResolvedTarget::service(namespace.clone(), service.name.clone(), endpoint_pods),
+            entry.addresses.clone(),
+        ));
     }
     if let Some(pod) = &target.pod {
         let pod_key = PodKey::new(key.namespace.clone(), pod.name.clone());
@@ -311,15 +335,14 @@ fn resolve_target(
             .pods
             .get(&pod_key)
             .ok_or_else(|| refusal(key, "spec.target.pod.name", format!("no pod {pod_key} in standalone.yaml")))?;
-        let ip = entry
-            .ips
-            .first()
-            .copied()
-            .ok_or_else(|| refusal(key, "spec.target.pod.name", format!("pod {pod_key} has no IP in standalone.yaml")))?;
+        let ip = entry.ips.first().copied().ok_or_else(|| {
+            refusal(key, "spec.target.pod.name", format!("pod {pod_key} has no IP in standalone.yaml"))
+        })?;
         return Ok((ResolvedTarget::pod(pod_id(&pod_key)), vec![ip]));
     }
     if let Some(ip) = &target.ip {
-        let ip: IpAddr = ip.parse().map_err(|_| refusal(key, "spec.target.ip", format!("{ip:?} is not an IP address")))?;
+        let ip: IpAddr =
+            ip.parse().map_err(|_| refusal(key, "spec.target.ip", format!("{ip:?} is not an IP address")))?;
         // A collector IP that is one of our pods is that pod, for the
         // "a source may not be a target" rule.
         let owner = inventory.pods.values().find(|p| p.ips.contains(&ip)).map(|p| pod_id(&p.key));

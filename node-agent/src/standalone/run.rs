@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use podmirror_crds::api::NodePod;
-use podmirror_crds::model::quota::QuotaLimits;
 use podmirror_crds::model::SessionKey;
+use podmirror_crds::model::quota::QuotaLimits;
 
 use k8s_openapi::jiff::Timestamp;
 
 use super::files::{fingerprint, load_dir};
+use super::resolve::{Accepted, Resolution, resolve};
 use super::schedule;
-use super::resolve::{resolve, Accepted, Resolution};
-use crate::core::{desired_from_node_state, AgentError, DatapathOps, DesiredState, PodKey, Reconciler};
+use crate::core::{AgentError, DatapathOps, DesiredState, PodKey, Reconciler, desired_from_node_state};
 use crate::ifdiscovery::{self, HostInterface};
 use crate::metrics::{Metrics, Snapshot};
 
@@ -111,7 +111,8 @@ pub type KnownInterfaces = BTreeMap<PodKey, HostInterface>;
 pub fn desired(config: &Config, known: &mut KnownInterfaces) -> Option<(DesiredState, Vec<AgentError>)> {
     let resolution = config.current.as_ref()?;
     let mut finder = ifdiscovery::Finder::new();
-    let state = schedule::in_window(&resolution.node_state, &resolution.schedules, &config.accepted_at, Timestamp::now());
+    let state =
+        schedule::in_window(&resolution.node_state, &resolution.schedules, &config.accepted_at, Timestamp::now());
     Some(desired_from_node_state(&state, |pod| {
         let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
         match discover(&mut finder, pod, &resolution.interfaces) {
@@ -227,15 +228,28 @@ mod tests {
     fn no_desired_state_before_a_good_load_and_a_failed_reload_keeps_it() {
         let dir = std::env::temp_dir().join(format!("pmsa-run-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("bad.yaml"), "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: f}\nspec: {inboundRules: 3}\n").unwrap();
-        let opts = Options { dir: dir.clone(), node_name: "n".into(), poll_interval: Duration::from_secs(1), limits: QuotaLimits::default() };
+        std::fs::write(
+            dir.join("bad.yaml"),
+            "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: f}\nspec: {inboundRules: 3}\n",
+        )
+        .unwrap();
+        let opts = Options {
+            dir: dir.clone(),
+            node_name: "n".into(),
+            poll_interval: Duration::from_secs(1),
+            limits: QuotaLimits::default(),
+        };
         let mut config = Config::default();
         let mut known = KnownInterfaces::new();
         assert!(desired(&config, &mut known).is_none(), "nothing loaded: the datapath must be left alone");
         let err = config.reload_if_changed(&opts).unwrap().unwrap_err().to_string();
         assert!(err.contains("bad.yaml") && err.contains("spec.inboundRules"), "{err}");
         assert!(desired(&config, &mut known).is_none(), "a failed first load must not produce an empty desired state");
-        std::fs::write(dir.join("bad.yaml"), "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: f}\nspec: {}\n").unwrap();
+        std::fs::write(
+            dir.join("bad.yaml"),
+            "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: f}\nspec: {}\n",
+        )
+        .unwrap();
         assert!(matches!(config.reload_if_changed(&opts), Some(Ok(()))));
         let (state, errors) = desired(&config, &mut known).unwrap();
         assert!(state.pods.is_empty() && errors.is_empty(), "a filter alone mirrors nothing");

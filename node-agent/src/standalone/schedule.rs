@@ -26,10 +26,7 @@ pub fn in_window(
         .map(|s| SessionKey::new(s.namespace.clone(), s.name.clone()))
         .filter(|key| {
             schedules.get(key).is_some_and(|sch| {
-                !matches!(
-                    Window::of(sch, accepted_at.get(key).copied()).at(now),
-                    WindowState::Running { .. }
-                )
+                !matches!(Window::of(sch, accepted_at.get(key).copied()).at(now), WindowState::Running { .. })
             })
         })
         .map(|key| key.to_string())
@@ -38,8 +35,7 @@ pub fn in_window(
         return state.clone();
     }
     let mut out = state.clone();
-    out.sessions
-        .retain(|s| !outside.contains(&format!("{}/{}", s.namespace, s.name)));
+    out.sessions.retain(|s| !outside.contains(&format!("{}/{}", s.namespace, s.name)));
     for pod in &mut out.pods {
         pod.sessions.retain(|s| !outside.contains(s));
     }
@@ -99,10 +95,7 @@ mod tests {
         MirrorNodeStateSpec {
             node: "n".into(),
             sessions: vec![session("always"), session("timed")],
-            pods: vec![
-                pod("a", &["default/always", "default/timed"]),
-                pod("b", &["default/timed"]),
-            ],
+            pods: vec![pod("a", &["default/always", "default/timed"]), pod("b", &["default/timed"])],
         }
     }
 
@@ -119,89 +112,30 @@ mod tests {
         )]
         .into();
         let accepted_at = BTreeMap::new();
-        let names = |s: &MirrorNodeStateSpec| {
-            (
-                s.sessions
-                    .iter()
-                    .map(|x| x.name.clone())
-                    .collect::<Vec<_>>(),
-                s.pods.len(),
-            )
-        };
+        let names =
+            |s: &MirrorNodeStateSpec| (s.sessions.iter().map(|x| x.name.clone()).collect::<Vec<_>>(), s.pods.len());
 
-        let before = in_window(
-            &state(),
-            &schedules,
-            &accepted_at,
-            t("2026-01-01T09:59:59Z"),
-        );
-        assert_eq!(
-            names(&before),
-            (vec!["always".to_owned()], 1),
-            "pod b has no session left"
-        );
+        let before = in_window(&state(), &schedules, &accepted_at, t("2026-01-01T09:59:59Z"));
+        assert_eq!(names(&before), (vec!["always".to_owned()], 1), "pod b has no session left");
         assert_eq!(before.pods[0].sessions, ["default/always"]);
-        let inside = in_window(
-            &state(),
-            &schedules,
-            &accepted_at,
-            t("2026-01-01T10:05:00Z"),
-        );
+        let inside = in_window(&state(), &schedules, &accepted_at, t("2026-01-01T10:05:00Z"));
         assert_eq!(inside, state());
-        let after = in_window(
-            &state(),
-            &schedules,
-            &accepted_at,
-            t("2026-01-01T10:10:00Z"),
-        );
+        let after = in_window(&state(), &schedules, &accepted_at, t("2026-01-01T10:10:00Z"));
         assert_eq!(names(&after), (vec!["always".to_owned()], 1));
     }
 
     #[test]
     fn a_duration_counts_from_the_first_acceptance_of_this_process() {
         let timed = SessionKey::new("default", "timed");
-        let schedules: BTreeMap<SessionKey, SessionSchedule> = [(
-            timed.clone(),
-            SessionSchedule {
-                duration: Some("1m".into()),
-                ..Default::default()
-            },
-        )]
-        .into();
+        let schedules: BTreeMap<SessionKey, SessionSchedule> =
+            [(timed.clone(), SessionSchedule { duration: Some("1m".into()), ..Default::default() })].into();
         let mut accepted_at = BTreeMap::new();
         note_acceptance(&mut accepted_at, [&timed], t("2026-01-01T10:00:00Z"));
         note_acceptance(&mut accepted_at, [&timed], t("2026-01-01T10:00:30Z"));
-        assert_eq!(
-            accepted_at[&timed],
-            t("2026-01-01T10:00:00Z"),
-            "a reload does not restart it"
-        );
-        assert_eq!(
-            in_window(
-                &state(),
-                &schedules,
-                &accepted_at,
-                t("2026-01-01T10:00:59Z")
-            )
-            .sessions
-            .len(),
-            2
-        );
-        assert_eq!(
-            in_window(
-                &state(),
-                &schedules,
-                &accepted_at,
-                t("2026-01-01T10:01:00Z")
-            )
-            .sessions
-            .len(),
-            1
-        );
+        assert_eq!(accepted_at[&timed], t("2026-01-01T10:00:00Z"), "a reload does not restart it");
+        assert_eq!(in_window(&state(), &schedules, &accepted_at, t("2026-01-01T10:00:59Z")).sessions.len(), 2);
+        assert_eq!(in_window(&state(), &schedules, &accepted_at, t("2026-01-01T10:01:00Z")).sessions.len(), 1);
         note_acceptance(&mut accepted_at, [], t("2026-01-01T10:02:00Z"));
-        assert!(
-            accepted_at.is_empty(),
-            "a session removed from the files is forgotten"
-        );
+        assert!(accepted_at.is_empty(), "a session removed from the files is forgotten");
     }
 }

@@ -38,7 +38,9 @@ impl Capture {
         let base = format!("/tmp/{}", unique_name("pmcap"));
         let path = format!("{base}.pcap");
         let log = format!("{base}.log");
-        let script = format!("exec tcpdump --immediate-mode -B 16384 -i {ifname} -n -s {snaplen} -U -w {path} '{filter}' 2>{log}");
+        let script = format!(
+            "exec tcpdump --immediate-mode -B 16384 -i {ifname} -n -s {snaplen} -U -w {path} '{filter}' 2>{log}"
+        );
         let process = netns.spawn(&script)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -71,13 +73,33 @@ impl Capture {
 /// are joined with ','.
 pub fn tshark_fields(pcap: &Pcap, display_filter: &str, fields: &[&str]) -> Result<Vec<Vec<String>>> {
     let mut cmd = Command::new("tshark");
-    cmd.args(["-n", "-r", &pcap.path, "-Y", display_filter, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]);
+    cmd.args([
+        "-n",
+        "-r",
+        &pcap.path,
+        "-Y",
+        display_filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=\t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]);
     for f in fields {
         cmd.args(["-e", f]);
     }
-    let out = cmd.stderr(Stdio::piped()).output().map_err(|e| TestbedError::Command { command: "tshark".into(), detail: e.to_string() })?;
+    let out = cmd
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| TestbedError::Command { command: "tshark".into(), detail: e.to_string() })?;
     if !out.status.success() {
-        return Err(TestbedError::Command { command: format!("{cmd:?}"), detail: String::from_utf8_lossy(&out.stderr).into_owned() });
+        return Err(TestbedError::Command {
+            command: format!("{cmd:?}"),
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()

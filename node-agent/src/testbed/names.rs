@@ -20,7 +20,10 @@ pub fn in_ci() -> bool {
 /// Print a loud `SKIPPED: <test>: <why>` that shows even for a passing test.
 pub fn announce_skip(test: &str, why: &str) {
     // Straight to the stderr fd: libtest captures eprintln! of passing tests.
-    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("\n!!!!!!!!\nSKIPPED: {test}: {why}\n!!!!!!!!\n").as_bytes());
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("\n!!!!!!!!\nSKIPPED: {test}: {why}\n!!!!!!!!\n").as_bytes(),
+    );
 }
 
 /// Gate for tests that need root (namespaces, eBPF). Off root: prints a loud
@@ -31,7 +34,10 @@ pub fn require_root(test: &str) -> bool {
     let euid = unsafe { libc::geteuid() };
     let why = if euid != 0 {
         Some("needs root (network namespaces and eBPF)".to_string())
-    } else if !std::path::Path::new("/usr/sbin/ip").exists() && !std::path::Path::new("/sbin/ip").exists() && !std::path::Path::new("/usr/bin/ip").exists() {
+    } else if !std::path::Path::new("/usr/sbin/ip").exists()
+        && !std::path::Path::new("/sbin/ip").exists()
+        && !std::path::Path::new("/usr/bin/ip").exists()
+    {
         Some("needs iproute2 (`ip`)".to_string())
     } else {
         None

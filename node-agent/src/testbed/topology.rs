@@ -86,7 +86,9 @@ impl Topology {
         let ns = Netns::create(&format!("{}-{}", self.tag, spec.name))?;
         let host = self.next_ifname('h');
         let mtu = spec.mtu.to_string();
-        self.node.ip(&["link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns.name, "mtu", &mtu])?;
+        self.node.ip(&[
+            "link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns.name, "mtu", &mtu,
+        ])?;
         self.node.sysctl(&format!("net.ipv4.conf.{host}.proxy_arp=1"))?;
         // Answer proxy ARP at once (the default delays up to 0.8 s).
         self.node.sysctl(&format!("net.ipv4.neigh.{host}.proxy_delay=0"))?;
@@ -104,7 +106,14 @@ impl Topology {
             self.node.ip(&["-6", "route", "add", &format!("{v6}/128"), "dev", &host])?;
         }
         let host_ifindex = self.node.ifindex(&host)?;
-        self.pods.push(Pod { name: spec.name, host_ifname: host, host_ifindex, ipv4: spec.ipv4, ipv6: spec.ipv6, netns: ns });
+        self.pods.push(Pod {
+            name: spec.name,
+            host_ifname: host,
+            host_ifindex,
+            ipv4: spec.ipv4,
+            ipv6: spec.ipv6,
+            netns: ns,
+        });
         Ok(self.pods.len() - 1)
     }
 
@@ -122,7 +131,9 @@ impl Topology {
         let ns = Netns::create(&format!("{}-{}", self.tag, spec.name))?;
         let host = self.next_ifname('b');
         let mtu = spec.mtu.to_string();
-        self.node.ip(&["link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns.name, "mtu", &mtu])?;
+        self.node.ip(&[
+            "link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", "eth0", "netns", &ns.name, "mtu", &mtu,
+        ])?;
         self.node.ip(&["link", "set", &host, "master", &bridge, "up"])?;
         ns.ip(&["link", "set", "lo", "up"])?;
         ns.ip(&["link", "set", "eth0", "up"])?;
@@ -132,7 +143,14 @@ impl Topology {
             ns.ip(&["route", "add", "default", "via", gateway])?;
         }
         let host_ifindex = self.node.ifindex(&host)?;
-        self.pods.push(Pod { name: spec.name, host_ifname: host, host_ifindex, ipv4: spec.ipv4, ipv6: None, netns: ns });
+        self.pods.push(Pod {
+            name: spec.name,
+            host_ifname: host,
+            host_ifindex,
+            ipv4: spec.ipv4,
+            ipv6: None,
+            netns: ns,
+        });
         Ok(self.pods.len() - 1)
     }
 
@@ -142,7 +160,9 @@ impl Topology {
         let ns = Netns::create(&format!("{}-{name}", self.tag))?;
         let ul = self.next_ifname('u');
         let m = mtu.to_string();
-        self.node.ip(&["link", "add", &ul, "mtu", &m, "type", "veth", "peer", "name", "eth0", "netns", &ns.name, "mtu", &m])?;
+        self.node.ip(&[
+            "link", "add", &ul, "mtu", &m, "type", "veth", "peer", "name", "eth0", "netns", &ns.name, "mtu", &m,
+        ])?;
         self.node.ip(&["addr", "add", &format!("{node_ip}/24"), "dev", &ul])?;
         self.node.ip(&["link", "set", &ul, "up"])?;
         ns.ip(&["addr", "add", &format!("{ip_addr}/24"), "dev", "eth0"])?;

@@ -17,8 +17,8 @@ use podmirror_crds::model::quota::PodId;
 
 use crate::error::Error;
 use crate::plan::cluster::{
-    Consent, EndpointInfo, FilterInfo, NodeReport, ObjKey, PodInfo, Selector, ServiceInfo, SessionInfo,
-    SourceRef, TargetRef,
+    Consent, EndpointInfo, FilterInfo, NodeReport, ObjKey, PodInfo, Selector, ServiceInfo, SessionInfo, SourceRef,
+    TargetRef,
 };
 
 /// The tenant-consent annotation on a target Service (see the README).
@@ -27,18 +27,23 @@ pub const ALLOW_MIRROR_FROM: &str = "podmirror.io/allow-mirror-from";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 fn ns_name<K: kube::Resource>(obj: &K, kind: &'static str) -> Result<(String, String), Error> {
-    let name = obj.meta().name.clone().ok_or(Error::MissingField { kind, object: "?".into(), field: "metadata.name" })?;
-    let ns = obj
-        .meta()
-        .namespace
-        .clone()
-        .ok_or_else(|| Error::MissingField { kind, object: name.clone(), field: "metadata.namespace" })?;
+    let name =
+        obj.meta().name.clone().ok_or(Error::MissingField { kind, object: "?".into(), field: "metadata.name" })?;
+    let ns = obj.meta().namespace.clone().ok_or_else(|| Error::MissingField {
+        kind,
+        object: name.clone(),
+        field: "metadata.namespace",
+    })?;
     Ok((ns, name))
 }
 
 pub fn pod(p: &Pod) -> Result<PodInfo, Error> {
     let (namespace, name) = ns_name(p, "Pod")?;
-    let uid = p.uid().ok_or_else(|| Error::MissingField { kind: "Pod", object: format!("{namespace}/{name}"), field: "metadata.uid" })?;
+    let uid = p.uid().ok_or_else(|| Error::MissingField {
+        kind: "Pod",
+        object: format!("{namespace}/{name}"),
+        field: "metadata.uid",
+    })?;
     let spec = p.spec.as_ref();
     let status = p.status.as_ref();
     let mut ips: Vec<IpAddr> = status
@@ -116,9 +121,11 @@ pub fn filter(f: &MirrorFilter) -> Result<FilterInfo, Error> {
 
 pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
     let (namespace, name) = ns_name(s, "MirrorSession")?;
-    let uid = s
-        .uid()
-        .ok_or_else(|| Error::MissingField { kind: "MirrorSession", object: format!("{namespace}/{name}"), field: "metadata.uid" })?;
+    let uid = s.uid().ok_or_else(|| Error::MissingField {
+        kind: "MirrorSession",
+        object: format!("{namespace}/{name}"),
+        field: "metadata.uid",
+    })?;
     let spec = &s.spec;
     let mut invalid = validate_session_spec(spec).err().map(|e| e.to_string());
     let mut sources = Vec::with_capacity(spec.sources.len());

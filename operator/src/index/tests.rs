@@ -52,7 +52,8 @@ endpoints:
 
 #[test]
 fn service_consent_annotation() {
-    let s: Service = yaml("metadata: {name: collector, namespace: obs, annotations: {podmirror.io/allow-mirror-from: 'team, qa'}}");
+    let s: Service =
+        yaml("metadata: {name: collector, namespace: obs, annotations: {podmirror.io/allow-mirror-from: 'team, qa'}}");
     let info = service(&s).unwrap();
     assert!(info.consent.allows("obs", "qa"));
     assert!(!info.consent.allows("obs", "other"));
@@ -91,9 +92,18 @@ status:
 #[test]
 fn a_selector_kubernetes_refuses_refuses_the_session() {
     let cases = [
-        ("{key: app, operator: NotIn, values: []}", "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is NotIn"),
-        ("{key: app, operator: In}", "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is In"),
-        ("{key: app, operator: Exists, values: [x]}", "spec.sources[0].podSelector.matchExpressions[0].values: must be empty when the operator is Exists"),
+        (
+            "{key: app, operator: NotIn, values: []}",
+            "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is NotIn",
+        ),
+        (
+            "{key: app, operator: In}",
+            "spec.sources[0].podSelector.matchExpressions[0].values: must not be empty when the operator is In",
+        ),
+        (
+            "{key: app, operator: Exists, values: [x]}",
+            "spec.sources[0].podSelector.matchExpressions[0].values: must be empty when the operator is Exists",
+        ),
     ];
     for (expr, wanted) in cases {
         let s: MirrorSession = yaml(&format!(

@@ -256,7 +256,8 @@ impl Cluster {
     /// Ready endpoints of a Service, deduplicated and sorted by address
     /// (stable output, so an unchanged Service never rewrites node state).
     pub fn service_endpoints(&self, key: &ObjKey) -> Vec<&EndpointInfo> {
-        let mut v: Vec<&EndpointInfo> = self.endpoints.get(key).into_iter().flat_map(|m| m.values().flatten()).collect();
+        let mut v: Vec<&EndpointInfo> =
+            self.endpoints.get(key).into_iter().flat_map(|m| m.values().flatten()).collect();
         v.sort_by_key(|e| e.ip);
         v.dedup_by(|a, b| a.ip == b.ip);
         v
@@ -285,7 +286,8 @@ mod tests {
     fn target_policy_allows_any_address_when_empty_else_only_its_cidrs() {
         let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
         assert!(TargetPolicy::default().allows(ip("203.0.113.7")));
-        let p = TargetPolicy { allowed_cidrs: vec!["10.0.0.0/8".parse().expect("net"), "fd00::/8".parse().expect("net")] };
+        let p =
+            TargetPolicy { allowed_cidrs: vec!["10.0.0.0/8".parse().expect("net"), "fd00::/8".parse().expect("net")] };
         assert!(p.allows(ip("10.200.0.1")) && p.allows(ip("fd00::1")));
         assert!(!p.allows(ip("11.0.0.1")) && !p.allows(ip("2001:db8::1")));
         assert_eq!(TargetPolicy::parse(" 10.1.2.3/8 , fd00::/8,"), Ok(p));

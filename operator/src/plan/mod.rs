@@ -19,8 +19,8 @@ use podmirror_crds::api::{MirrorNodeStateSpec, NodeSession};
 use podmirror_crds::model::SessionKey;
 use podmirror_crds::model::compile::compile_node_session;
 use podmirror_crds::model::quota::{
-    FilterKey, PodId, QuotaInput, ResolvedTarget, QuotaLimits, QuotaRefusal, QuotaVerdict, RuleCounts, SessionQuotaFacts,
-    SessionQuotaInput, evaluate_quotas,
+    FilterKey, PodId, QuotaInput, QuotaLimits, QuotaRefusal, QuotaVerdict, ResolvedTarget, RuleCounts,
+    SessionQuotaFacts, SessionQuotaInput, evaluate_quotas,
 };
 use podmirror_crds::model::schedule::{Window, WindowState};
 
@@ -52,12 +52,20 @@ pub enum Admission {
     Accepted,
     /// A quota refused the current spec; `kept` is the generation that keeps
     /// mirroring instead (a refused change of an accepted session).
-    Refused { refusal: Box<QuotaRefusal>, kept: Option<i64> },
+    Refused {
+        refusal: Box<QuotaRefusal>,
+        kept: Option<i64>,
+    },
     /// The spec or its filter does not validate.
-    Invalid { problem: Box<Problem>, kept: Option<i64> },
+    Invalid {
+        problem: Box<Problem>,
+        kept: Option<i64>,
+    },
     /// `spec.schedule` has ended: the session is out of the quota evaluation
     /// (it holds no place) and is never programmed again.
-    Ended { stopped: Timestamp },
+    Ended {
+        stopped: Timestamp,
+    },
 }
 
 impl Admission {
@@ -193,9 +201,7 @@ pub fn plan(cluster: &Cluster, previous: AcceptedSet, limits: &QuotaLimits) -> P
         let last = c.last_session.zip(last_facts).map(|(session, facts)| Accepted { session, facts, since });
         let (admission, state) = match (&c.valid, report.verdict(&key), current) {
             (Err(problem), _, _) => (Admission::Invalid { problem: Box::new(problem.clone()), kept }, last),
-            (Ok(()), _, _) if c.ended.is_some() => {
-                (Admission::Ended { stopped: c.ended.unwrap_or(cluster.now) }, None)
-            }
+            (Ok(()), _, _) if c.ended.is_some() => (Admission::Ended { stopped: c.ended.unwrap_or(cluster.now) }, None),
             (Ok(()), Some(QuotaVerdict::Accepted), Some(facts)) => {
                 let since = since.or(Some(cluster.now));
                 (Admission::Accepted, Some(Accepted { session: c.session, facts, since }))

@@ -146,7 +146,9 @@ pub fn resolve(
             Err(Problem::new("FilterDeleting", format!("spec.filterRef: MirrorFilter {filter_key} is being deleted")))
         }
         Some(_) => Ok(filter_key),
-        None => Err(Problem::new("FilterNotFound", format!("spec.filterRef: MirrorFilter {filter_key} does not exist"))),
+        None => {
+            Err(Problem::new("FilterNotFound", format!("spec.filterRef: MirrorFilter {filter_key} does not exist")))
+        }
     };
     let (sources, sources_problem) = resolve_sources(cluster, ns, &session.sources, shared);
     let (quota_target, target) = resolve_target(cluster, by_ip, ns, session.target.as_ref());
@@ -231,7 +233,9 @@ fn resolve_target(
                 t.pods.extend(by_ip.get(&ip).map(|p| pod_id(p)));
                 (Some(t), Ok(vec![ip]))
             }
-            Err(_) => (None, Err(Problem::new("InvalidTarget", format!("spec.target.ip: {text:?} is not an IP address")))),
+            Err(_) => {
+                (None, Err(Problem::new("InvalidTarget", format!("spec.target.ip: {text:?} is not an IP address"))))
+            }
         },
         Some(TargetRef::Pod { name }) => {
             let key = ObjKey::new(ns, name.clone());
@@ -247,7 +251,10 @@ fn resolve_target(
         Some(TargetRef::Service { namespace, name }) => {
             let key = ObjKey::new(namespace.clone(), name.clone());
             let Some(svc) = cluster.services.get(&key) else {
-                return (None, Err(Problem::new("TargetNotFound", format!("spec.target.service: service {key} not found"))));
+                return (
+                    None,
+                    Err(Problem::new("TargetNotFound", format!("spec.target.service: service {key} not found"))),
+                );
             };
             if !svc.consent.allows(&svc.namespace, ns) {
                 return (
@@ -268,7 +275,10 @@ fn resolve_target(
                 endpoints.iter().filter_map(|e| e.pod.clone().or_else(|| by_ip.get(&e.ip).map(|p| pod_id(p)))),
             );
             if endpoints.is_empty() {
-                let p = Problem::new("NoReadyEndpoints", format!("spec.target.service: service {key} has no ready endpoints"));
+                let p = Problem::new(
+                    "NoReadyEndpoints",
+                    format!("spec.target.service: service {key} has no ready endpoints"),
+                );
                 (Some(quota), Err(p))
             } else {
                 (Some(quota), Ok(endpoints.iter().map(|e| e.ip).collect()))

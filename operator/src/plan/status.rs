@@ -106,7 +106,12 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
 }
 
 /// The operator's part of a session status.
-pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condition], now: &Time) -> MirrorSessionStatus {
+pub fn session_status(
+    info: &SessionInfo,
+    plan: &SessionPlan,
+    previous: &[Condition],
+    now: &Time,
+) -> MirrorSessionStatus {
     let r = &plan.resolution;
     let accepted = match &plan.admission {
         Admission::Accepted => Cond {
@@ -161,7 +166,8 @@ pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condit
         Some(p) => Cond { type_: SOURCES_RESOLVED, ok: false, reason: p.reason, message: p.message.clone() },
     };
     let prog = programmed(info, plan);
-    let programmed = cond_from(PROGRAMMED, prog.as_ref().map(|_| "Programmed"), "programmed on every source node".into());
+    let programmed =
+        cond_from(PROGRAMMED, prog.as_ref().map(|_| "Programmed"), "programmed on every source node".into());
 
     let refused_outright = matches!(plan.admission, Admission::Refused { .. } | Admission::Invalid { .. })
         && plan.admission.kept().is_none();
@@ -211,11 +217,15 @@ pub fn session_status(info: &SessionInfo, plan: &SessionPlan, previous: &[Condit
 fn completed_condition(schedule: &podmirror_crds::api::SessionSchedule, window: Option<WindowState>) -> Cond {
     let (ok, reason, message) = match window {
         Some(WindowState::NotStarted { starts }) => (false, "NotStarted", format!("mirroring starts at {starts}")),
-        Some(WindowState::Running { stops: Some(stops) }) => (false, "Running", format!("mirroring runs until {stops}")),
+        Some(WindowState::Running { stops: Some(stops) }) => {
+            (false, "Running", format!("mirroring runs until {stops}"))
+        }
         Some(WindowState::Running { stops: None }) if schedule.duration.is_some() => {
             (false, "NotAccepted", "the duration counts from the session's first acceptance".to_owned())
         }
-        Some(WindowState::Running { stops: None }) | None => (false, "Running", "mirroring runs with no stop".to_owned()),
+        Some(WindowState::Running { stops: None }) | None => {
+            (false, "Running", "mirroring runs with no stop".to_owned())
+        }
         Some(WindowState::Ended { stopped }) => {
             let reason = if schedule.stop_time.is_some() { "StopTimeReached" } else { "DurationElapsed" };
             (true, reason, format!("mirroring ended at {stopped}"))

@@ -11,9 +11,9 @@ use podmirror_crds::api::{FilterRule, SessionPhase};
 use podmirror_crds::model::{Action, Encapsulation, IpFamily, SessionKey};
 
 use super::cluster::*;
-use podmirror_crds::model::quota::QuotaLimits as Limits;
 use super::status::session_status;
 use super::*;
+use podmirror_crds::model::quota::QuotaLimits as Limits;
 
 pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -47,7 +47,15 @@ pub(super) fn pod(ns: &str, name: &str, node: &str, addr: &str, app: &str) -> Po
     }
 }
 
-pub(super) fn session(ns: &str, name: &str, created: &str, priority: i64, vni: i64, sources: Vec<SourceRef>, target: TargetRef) -> SessionInfo {
+pub(super) fn session(
+    ns: &str,
+    name: &str,
+    created: &str,
+    priority: i64,
+    vni: i64,
+    sources: Vec<SourceRef>,
+    target: TargetRef,
+) -> SessionInfo {
     SessionInfo {
         key: SessionKey::new(ns, name),
         uid: format!("uid-ms-{ns}-{name}"),
@@ -97,7 +105,14 @@ pub(super) fn seed_cluster() -> Cluster {
     c.add_pod(pod("team", "ecs-target", "node-b", "192.168.0.12", "collector"));
     c.filters.insert(
         ObjKey::new("team", "mirror-filter-a"),
-        FilterInfo { namespace: "team".into(), name: "mirror-filter-a".into(), inbound: vec![rule(1)], outbound: vec![], invalid: None, deleting: false },
+        FilterInfo {
+            namespace: "team".into(),
+            name: "mirror-filter-a".into(),
+            inbound: vec![rule(1)],
+            outbound: vec![],
+            invalid: None,
+            deleting: false,
+        },
     );
     c
 }
@@ -110,14 +125,28 @@ pub(super) fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
-pub(super) fn cond<'a>(st: &'a podmirror_crds::api::MirrorSessionStatus, t: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+pub(super) fn cond<'a>(
+    st: &'a podmirror_crds::api::MirrorSessionStatus,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     st.conditions.as_ref().and_then(|v| v.iter().find(|c| c.type_ == t)).unwrap()
 }
 
 #[test]
 fn seed_session_resolves_and_lands_on_the_source_node_only() {
     let mut c = seed_cluster();
-    add(&mut c, session("team", "mirror-session-a", "t1", 1, 1, by_name("ecs-source"), TargetRef::Pod { name: "ecs-target".into() }));
+    add(
+        &mut c,
+        session(
+            "team",
+            "mirror-session-a",
+            "t1",
+            1,
+            1,
+            by_name("ecs-source"),
+            TargetRef::Pod { name: "ecs-target".into() },
+        ),
+    );
     let p = plan(&c, AcceptedSet::new(), &Limits::default());
     let sp = &p.sessions[&SessionKey::new("team", "mirror-session-a")];
     assert_eq!(sp.admission, Admission::Accepted);
@@ -143,7 +172,15 @@ fn seed_session_resolves_and_lands_on_the_source_node_only() {
 #[test]
 fn rate_limit_and_flow_sampling_reach_the_node_state() {
     let mut c = seed_cluster();
-    let mut s = session("team", "mirror-session-a", "t1", 1, 1, by_name("ecs-source"), TargetRef::Pod { name: "ecs-target".into() });
+    let mut s = session(
+        "team",
+        "mirror-session-a",
+        "t1",
+        1,
+        1,
+        by_name("ecs-source"),
+        TargetRef::Pod { name: "ecs-target".into() },
+    );
     s.rate_limit = Some(podmirror_crds::api::RateLimit { packets_per_second: Some(500), bytes_per_second: None });
     s.flow_sampling = Some(podmirror_crds::api::FlowSampling { one_in: Some(4), percent: None });
     add(&mut c, s);
@@ -166,10 +203,11 @@ fn status_goes_pending_then_active_when_the_node_reports() {
     assert_eq!(cond(&st, "Programmed").reason, "WaitingForNodes");
     assert_eq!(cond(&st, "Programmed").observed_generation, Some(1));
 
-    c.sessions.get_mut(&key).unwrap().node_reports.insert(
-        "node-a".into(),
-        NodeReport { generation: Some(1), programmed_pods: 1, error: None },
-    );
+    c.sessions
+        .get_mut(&key)
+        .unwrap()
+        .node_reports
+        .insert("node-a".into(), NodeReport { generation: Some(1), programmed_pods: 1, error: None });
     let p = plan(&c, p.accepted.clone(), &Limits::default());
     let st2 = session_status(&c.sessions[&key], &p.sessions[&key], st.conditions.as_deref().unwrap(), &now());
     assert_eq!(st2.phase, Some(SessionPhase::Active));
@@ -184,10 +222,26 @@ fn missing_filter_and_unconsented_service_are_named() {
     let mut c = seed_cluster();
     c.services.insert(
         ObjKey::new("obs", "collector"),
-        ServiceInfo { namespace: "obs".into(), name: "collector".into(), consent: Consent::OwnNamespace, cluster_ips: vec![] },
+        ServiceInfo {
+            namespace: "obs".into(),
+            name: "collector".into(),
+            consent: Consent::OwnNamespace,
+            cluster_ips: vec![],
+        },
     );
-    c.endpoints.insert(ObjKey::new("obs", "collector"), [("s1".to_owned(), vec![EndpointInfo { ip: ip("10.9.0.1"), pod: None }])].into());
-    let mut s = session("team", "s", "t1", 1, 1, by_name("ecs-source"), TargetRef::Service { namespace: "obs".into(), name: "collector".into() });
+    c.endpoints.insert(
+        ObjKey::new("obs", "collector"),
+        [("s1".to_owned(), vec![EndpointInfo { ip: ip("10.9.0.1"), pod: None }])].into(),
+    );
+    let mut s = session(
+        "team",
+        "s",
+        "t1",
+        1,
+        1,
+        by_name("ecs-source"),
+        TargetRef::Service { namespace: "obs".into(), name: "collector".into() },
+    );
     s.filter_ref = "nope".into();
     add(&mut c, s);
     let key = SessionKey::new("team", "s");
@@ -213,15 +267,22 @@ fn sources_stay_in_the_session_namespace() {
     c.add_pod(pod("other", "foreign", "node-a", "10.1.1.1", "src"));
     add(&mut c, session("team", "s", "t1", 1, 1, by_app("src"), TargetRef::Ip("10.50.0.1".into())));
     let p = plan(&c, AcceptedSet::new(), &Limits::default());
-    let names: Vec<&str> = p.sessions[&SessionKey::new("team", "s")].resolution.sources.iter().map(|s| s.pod.name()).collect();
+    let names: Vec<&str> =
+        p.sessions[&SessionKey::new("team", "s")].resolution.sources.iter().map(|s| s.pod.name()).collect();
     assert_eq!(names, vec!["ecs-source"]);
 }
 
 #[test]
 fn newer_session_is_refused_on_a_priority_clash_and_the_older_keeps_running() {
     let mut c = seed_cluster();
-    add(&mut c, session("team", "old", "2026-01-01T00:00:00Z", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
-    add(&mut c, session("team", "new", "2026-01-02T00:00:00Z", 1, 2, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
+    add(
+        &mut c,
+        session("team", "old", "2026-01-01T00:00:00Z", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())),
+    );
+    add(
+        &mut c,
+        session("team", "new", "2026-01-02T00:00:00Z", 1, 2, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())),
+    );
     let p = plan(&c, AcceptedSet::new(), &Limits::default());
     assert_eq!(p.sessions[&SessionKey::new("team", "old")].admission, Admission::Accepted);
     match &p.sessions[&SessionKey::new("team", "new")].admission {
@@ -231,7 +292,12 @@ fn newer_session_is_refused_on_a_priority_clash_and_the_older_keeps_running() {
         }
         other => panic!("expected refusal, got {other:?}"),
     }
-    let st = session_status(&c.sessions[&SessionKey::new("team", "new")], &p.sessions[&SessionKey::new("team", "new")], &[], &now());
+    let st = session_status(
+        &c.sessions[&SessionKey::new("team", "new")],
+        &p.sessions[&SessionKey::new("team", "new")],
+        &[],
+        &now(),
+    );
     assert_eq!(st.phase, Some(SessionPhase::Invalid));
     assert_eq!(cond(&st, "Accepted").reason, "PriorityClash");
     // Programmed says the refusal is why, not the (resolved) filter and target.
@@ -248,9 +314,31 @@ fn an_accepted_session_is_never_displaced_by_an_older_newcomer() {
     // "old" is accepted first; then a session with an *earlier* creation time
     // appears (clock skew, restore): it is new, so it is the one refused.
     let mut c = seed_cluster();
-    add(&mut c, session("team", "running", "2026-01-02T00:00:00Z", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
+    add(
+        &mut c,
+        session(
+            "team",
+            "running",
+            "2026-01-02T00:00:00Z",
+            1,
+            1,
+            by_name("ecs-source"),
+            TargetRef::Ip("10.50.0.1".into()),
+        ),
+    );
     let p1 = plan(&c, AcceptedSet::new(), &Limits::default());
-    add(&mut c, session("team", "restored", "2026-01-01T00:00:00Z", 1, 1, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
+    add(
+        &mut c,
+        session(
+            "team",
+            "restored",
+            "2026-01-01T00:00:00Z",
+            1,
+            1,
+            by_name("ecs-source"),
+            TargetRef::Ip("10.50.0.1".into()),
+        ),
+    );
     let p2 = plan(&c, p1.accepted.clone(), &Limits::default());
     assert_eq!(p2.sessions[&SessionKey::new("team", "running")].admission, Admission::Accepted);
     assert!(matches!(p2.sessions[&SessionKey::new("team", "restored")].admission, Admission::Refused { .. }));
@@ -287,7 +375,10 @@ fn a_refused_change_keeps_the_last_accepted_state_on_the_nodes() {
     let st = session_status(&c.sessions[&key], &p2.sessions[&key], &[], &now());
     assert_eq!(st.phase, Some(SessionPhase::Degraded));
     let msg = &cond(&st, "Accepted").message;
-    assert!(msg.contains("SourcesPerSession") && msg.contains("11 > 10") && msg.contains("generation 1 keeps"), "{msg}");
+    assert!(
+        msg.contains("SourcesPerSession") && msg.contains("11 > 10") && msg.contains("generation 1 keeps"),
+        "{msg}"
+    );
 
     // Raising the operator setting accepts the change.
     let p3 = plan(&c, p2.accepted.clone(), &Limits { sources_per_session: 20, ..Limits::default() });
@@ -311,10 +402,22 @@ fn vni_clash_per_target_and_target_capacity() {
     let mut c = seed_cluster();
     for i in 0..11 {
         c.add_pod(pod("team", &format!("p{i}"), "node-a", &format!("10.3.0.{}", i + 1), "x"));
-        add(&mut c, session("team", &format!("s{i:02}"), &format!("t{i:02}"), 1, i, by_name(&format!("p{i}")), TargetRef::Ip("10.50.0.9".into())));
+        add(
+            &mut c,
+            session(
+                "team",
+                &format!("s{i:02}"),
+                &format!("t{i:02}"),
+                1,
+                i,
+                by_name(&format!("p{i}")),
+                TargetRef::Ip("10.50.0.9".into()),
+            ),
+        );
     }
     let p = plan(&c, AcceptedSet::new(), &Limits::default());
-    let refused: Vec<String> = p.sessions.iter().filter(|(_, s)| s.admission != Admission::Accepted).map(|(k, _)| k.name.clone()).collect();
+    let refused: Vec<String> =
+        p.sessions.iter().filter(|(_, s)| s.admission != Admission::Accepted).map(|(k, _)| k.name.clone()).collect();
     assert_eq!(refused, vec!["s10".to_owned()]);
 }
 
@@ -322,7 +425,18 @@ fn vni_clash_per_target_and_target_capacity() {
 fn three_sessions_per_pod_and_source_may_not_be_target() {
     let mut c = seed_cluster();
     for i in 1..=4 {
-        add(&mut c, session("team", &format!("s{i}"), &format!("t{i}"), i, i, by_name("ecs-source"), TargetRef::Ip("10.50.0.1".into())));
+        add(
+            &mut c,
+            session(
+                "team",
+                &format!("s{i}"),
+                &format!("t{i}"),
+                i,
+                i,
+                by_name("ecs-source"),
+                TargetRef::Ip("10.50.0.1".into()),
+            ),
+        );
     }
     add(&mut c, session("team", "loop", "t9", 9, 9, by_name("ecs-test"), TargetRef::Pod { name: "ecs-source".into() }));
     let p = plan(&c, AcceptedSet::new(), &Limits::default());
@@ -385,7 +499,11 @@ fn recovery_from_node_states_keeps_the_accepted_generation() {
     assert_eq!(recovered[&key].facts.sources.len(), 1);
     let p2 = plan(&c, recovered.clone(), &Limits::default());
     assert_eq!(p2.nodes["node-a"].sessions[0].generation, 1, "generation 1 keeps mirroring");
-    assert!(matches!(p2.sessions[&key].admission, Admission::Invalid { kept: Some(1), .. }), "{:?}", p2.sessions[&key].admission);
+    assert!(
+        matches!(p2.sessions[&key].admission, Admission::Invalid { kept: Some(1), .. }),
+        "{:?}",
+        p2.sessions[&key].admission
+    );
 }
 
 #[test]
@@ -400,7 +518,11 @@ fn an_invalid_filter_refuses_its_sessions_and_says_so_on_the_filter() {
     match &p.sessions[&key].admission {
         Admission::Invalid { problem, kept: None } => {
             assert_eq!(problem.reason, "InvalidFilter");
-            assert!(problem.message.contains("MirrorFilter team/mirror-filter-a: spec.inboundRules[0].destinationCIDR"), "{}", problem.message);
+            assert!(
+                problem.message.contains("MirrorFilter team/mirror-filter-a: spec.inboundRules[0].destinationCIDR"),
+                "{}",
+                problem.message
+            );
         }
         other => panic!("expected Invalid, got {other:?}"),
     }

@@ -33,7 +33,9 @@ fn a_pod_ip_of_another_namespace_needs_the_pods_consent() {
     let key = with_ip_target(&mut c, "10.8.0.5");
     let (status, reason, message, programmed) = outcome(&c, &key);
     assert_eq!((status.as_str(), reason.as_str()), ("False", "TargetNotConsented"));
-    for part in ["spec.target.ip", "10.8.0.5", "pod obs/collector-0", "namespace obs", "from namespace team", "on the pod"] {
+    for part in
+        ["spec.target.ip", "10.8.0.5", "pod obs/collector-0", "namespace obs", "from namespace team", "on the pod"]
+    {
         assert!(message.contains(part), "{part:?} missing in {message}");
     }
     assert!(!programmed, "nothing may be sent to an unconsenting pod");
@@ -75,7 +77,9 @@ fn a_cluster_ip_of_another_namespace_needs_the_services_consent() {
     let key = with_ip_target(&mut c, "fd00:96::40");
     let (status, reason, message, programmed) = outcome(&c, &key);
     assert_eq!((status.as_str(), reason.as_str(), programmed), ("False", "TargetNotConsented", false));
-    for part in ["fd00:96::40", "ClusterIP of service obs/collector", "namespace obs", "from namespace team", "on the service"] {
+    for part in
+        ["fd00:96::40", "ClusterIP of service obs/collector", "namespace obs", "from namespace team", "on the service"]
+    {
         assert!(message.contains(part), "{part:?} missing in {message}");
     }
     c.services.get_mut(&super::cluster::ObjKey::new("obs", "collector")).unwrap().consent = Consent::Any;
@@ -89,7 +93,9 @@ fn the_admins_cidrs_bound_every_ip_target_and_the_refusal_names_them() {
     let key = with_ip_target(&mut c, "203.0.113.9");
     let (status, reason, message, programmed) = outcome(&c, &key);
     assert_eq!((status.as_str(), reason.as_str(), programmed), ("False", "TargetIPNotAllowed", false));
-    for part in ["spec.target.ip", "203.0.113.9", "session namespace team", "10.0.0.0/8, fd00::/8", "--allowed-target-cidrs"] {
+    for part in
+        ["spec.target.ip", "203.0.113.9", "session namespace team", "10.0.0.0/8, fd00::/8", "--allowed-target-cidrs"]
+    {
         assert!(message.contains(part), "{part:?} missing in {message}");
     }
     // Even the session's own pods are bound by the CIDRs (ecs-target is 192.168.0.12).

@@ -48,7 +48,15 @@ fn a_node_still_on_an_older_generation_keeps_programmed_false_and_is_named() {
 #[test]
 fn an_entry_without_a_generation_or_with_an_old_error_is_not_programmed() {
     let mut c = seed_cluster();
-    let mut s = session("team", "s", "t1", 1, 1, super::tests::by_name("ecs-source"), TargetRef::Pod { name: "ecs-target".into() });
+    let mut s = session(
+        "team",
+        "s",
+        "t1",
+        1,
+        1,
+        super::tests::by_name("ecs-source"),
+        TargetRef::Pod { name: "ecs-target".into() },
+    );
     s.generation = 3;
     // An agent that reports no generation (an older agent) never counts.
     s.node_reports.insert("node-a".into(), report(None, 1));

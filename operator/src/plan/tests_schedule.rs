@@ -61,18 +61,26 @@ fn a_session_is_programmed_only_between_start_and_stop() {
     let st = status(&c, &p, &key);
     assert_eq!(st.phase, Some(SessionPhase::Scheduled));
     assert_eq!(cond(&st, "Programmed").reason, "NotStarted");
-    assert!(cond(&st, "Programmed").message.contains("starts at 2026-01-01T10:00:00Z"), "{:?}", cond(&st, "Programmed"));
-    assert_eq!((cond(&st, "Completed").status.as_str(), cond(&st, "Completed").reason.as_str()), ("False", "NotStarted"));
+    assert!(
+        cond(&st, "Programmed").message.contains("starts at 2026-01-01T10:00:00Z"),
+        "{:?}",
+        cond(&st, "Programmed")
+    );
+    assert_eq!(
+        (cond(&st, "Completed").status.as_str(), cond(&st, "Completed").reason.as_str()),
+        ("False", "NotStarted")
+    );
 
     // At the start: on the node; Pending until node-a reports, then Active.
     let p = pass(&mut c, "2026-01-01T10:00:00Z", p.accepted, &limits);
     assert!(on_node_a(&p));
     assert_eq!(p.next_wakeup, Some(t("2026-01-01T10:30:00Z")));
     assert_eq!(status(&c, &p, &key).phase, Some(SessionPhase::Pending));
-    c.sessions.get_mut(&key).unwrap().node_reports.insert(
-        "node-a".into(),
-        NodeReport { generation: Some(1), programmed_pods: 1, error: None },
-    );
+    c.sessions
+        .get_mut(&key)
+        .unwrap()
+        .node_reports
+        .insert("node-a".into(), NodeReport { generation: Some(1), programmed_pods: 1, error: None });
     let p = pass(&mut c, "2026-01-01T10:29:59Z", p.accepted, &limits);
     let st = status(&c, &p, &key);
     assert_eq!(st.phase, Some(SessionPhase::Active));

@@ -4,9 +4,9 @@
 //! `podmirror-operator` (forced: the operator is the only owner of these
 //! fields; agents own `status.nodes[]` entries, which it never sends).
 
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::Client;
 use podmirror_crds::api::{MirrorFilter, MirrorNodeState, MirrorSession};
 use serde_json::json;
 
@@ -113,9 +113,17 @@ impl Executor {
                 let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))
                     .map_err(|source| Error::Serialize { what: "a JSON patch", source })?;
                 Api::<MirrorSession>::namespaced(self.client.clone(), namespace)
-                    .patch_status(name, &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }, &Patch::<()>::Json(patch))
+                    .patch_status(
+                        name,
+                        &PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() },
+                        &Patch::<()>::Json(patch),
+                    )
                     .await
-                    .map_err(kube_err("removing entries of gone nodes from", "MirrorSession", format!("{namespace}/{name}")))?;
+                    .map_err(kube_err(
+                        "removing entries of gone nodes from",
+                        "MirrorSession",
+                        format!("{namespace}/{name}"),
+                    ))?;
             }
             Write::Event { regarding, warning, reason, note } => {
                 let ev = Event {
@@ -125,7 +133,8 @@ impl Executor {
                     action: "Reconcile".into(),
                     secondary: None,
                 };
-                let kind = if regarding.kind.as_deref() == Some("MirrorFilter") { "MirrorFilter" } else { "MirrorSession" };
+                let kind =
+                    if regarding.kind.as_deref() == Some("MirrorFilter") { "MirrorFilter" } else { "MirrorSession" };
                 self.recorder.publish(&ev, regarding).await.map_err(kube_err(
                     "publishing an event on",
                     kind,

@@ -34,16 +34,44 @@ pub enum Kind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
     /// Merge patch of `metadata.finalizers`, guarded by `resourceVersion`.
-    SetFinalizers { kind: Kind, namespace: String, name: String, finalizers: Vec<String>, resource_version: Option<String> },
-    ApplyNodeState { name: String, spec: std::sync::Arc<MirrorNodeStateSpec> },
-    DeleteNodeState { name: String },
-    ApplySessionStatus { namespace: String, name: String, status: MirrorSessionStatus },
-    ApplyFilterStatus { namespace: String, name: String, status: MirrorFilterStatus },
+    SetFinalizers {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        finalizers: Vec<String>,
+        resource_version: Option<String>,
+    },
+    ApplyNodeState {
+        name: String,
+        spec: std::sync::Arc<MirrorNodeStateSpec>,
+    },
+    DeleteNodeState {
+        name: String,
+    },
+    ApplySessionStatus {
+        namespace: String,
+        name: String,
+        status: MirrorSessionStatus,
+    },
+    ApplyFilterStatus {
+        namespace: String,
+        name: String,
+        status: MirrorFilterStatus,
+    },
     /// Removes agents' `status.nodes[]` entries of nodes that no longer
     /// exist (their agents are gone and cannot withdraw them). A JSON patch
     /// of `(index, node)` pairs, each guarded by a `test` of the node name.
-    RemoveNodeEntries { namespace: String, name: String, entries: Vec<(usize, String)> },
-    Event { regarding: ObjectReference, warning: bool, reason: String, note: String },
+    RemoveNodeEntries {
+        namespace: String,
+        name: String,
+        entries: Vec<(usize, String)>,
+    },
+    Event {
+        regarding: ObjectReference,
+        warning: bool,
+        reason: String,
+        note: String,
+    },
 }
 
 /// The objects as the watches last saw them.
@@ -78,10 +106,8 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
         let current = s.status.clone().unwrap_or_default();
         let previous = current.conditions.clone().unwrap_or_default();
         let mut desired = session_status(&info, sp, &previous, now);
-        desired.mirrored_packets = current
-            .nodes
-            .as_ref()
-            .map(|n| n.iter().filter_map(|e| e.mirrored_packets).sum::<i64>());
+        desired.mirrored_packets =
+            current.nodes.as_ref().map(|n| n.iter().filter_map(|e| e.mirrored_packets).sum::<i64>());
         let stale = stale_node_entries(&current, seen, plan);
         if !stale.is_empty() {
             statuses.push(Write::RemoveNodeEntries {
@@ -173,11 +199,19 @@ fn set_finalizers<K: Resource>(kind: Kind, obj: &K, add: bool) -> Write {
 }
 
 /// An Event on each phase transition, and on each new refusal reason.
-fn events(s: &MirrorSession, current: &MirrorSessionStatus, desired: &MirrorSessionStatus, sp: &crate::plan::SessionPlan) -> Vec<Write> {
+fn events(
+    s: &MirrorSession,
+    current: &MirrorSessionStatus,
+    desired: &MirrorSessionStatus,
+    sp: &crate::plan::SessionPlan,
+) -> Vec<Write> {
     let regarding = s.object_ref(&());
     let mut out = Vec::new();
     let accepted = |st: &MirrorSessionStatus| {
-        st.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == ACCEPTED)).map(|c| (c.status.clone(), c.reason.clone()))
+        st.conditions
+            .as_ref()
+            .and_then(|c| c.iter().find(|c| c.type_ == ACCEPTED))
+            .map(|c| (c.status.clone(), c.reason.clone()))
     };
     if accepted(current) != accepted(desired)
         && let Admission::Refused { refusal, .. } = &sp.admission
@@ -215,7 +249,10 @@ fn events(s: &MirrorSession, current: &MirrorSessionStatus, desired: &MirrorSess
 /// and when it turns True again.
 fn filter_event(f: &MirrorFilter, current: &MirrorFilterStatus, desired: &MirrorFilterStatus) -> Option<Write> {
     let valid = |st: &MirrorFilterStatus| {
-        st.conditions.as_ref().and_then(|c| c.iter().find(|c| c.type_ == VALID)).map(|c| (c.status.clone(), c.message.clone()))
+        st.conditions
+            .as_ref()
+            .and_then(|c| c.iter().find(|c| c.type_ == VALID))
+            .map(|c| (c.status.clone(), c.message.clone()))
     };
     let (before, (now, message)) = (valid(current), valid(desired)?);
     if before.as_ref().map(|b| &b.0) == Some(&now) || (before.is_none() && now == "True") {
@@ -226,7 +263,11 @@ fn filter_event(f: &MirrorFilter, current: &MirrorFilterStatus, desired: &Mirror
         regarding: f.object_ref(&()),
         warning,
         reason: if warning { "InvalidRules".into() } else { "RulesValid".into() },
-        note: truncate(if warning { format!("the filter's rules do not compile: {message}") } else { "every rule compiles again".into() }),
+        note: truncate(if warning {
+            format!("the filter's rules do not compile: {message}")
+        } else {
+            "every rule compiles again".into()
+        }),
     })
 }
 

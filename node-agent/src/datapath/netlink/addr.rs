@@ -52,9 +52,8 @@ pub fn addresses_in(socket: &Socket, netnsid: i32) -> io::Result<Vec<InterfaceAd
         attr::push(&mut body, IFA_TARGET_NETNSID, &netnsid.to_ne_bytes());
         let what = format!("RTM_GETADDR dump of namespace id {netnsid}");
         match socket.dump(libc::RTM_GETADDR, &body, &what) {
-            Ok(messages) => {
-                out.extend(messages.iter().filter(|m| m.kind == libc::RTM_NEWADDR).filter_map(|m| parse_addr(&m.payload)))
-            }
+            Ok(messages) => out
+                .extend(messages.iter().filter(|m| m.kind == libc::RTM_NEWADDR).filter_map(|m| parse_addr(&m.payload))),
             // A kernel without IPv6 has nothing to dump for it.
             Err(e) if family == libc::AF_INET6 && super::socket::errno_of(&e) == Some(libc::EAFNOSUPPORT) => {}
             Err(e) => return Err(e),

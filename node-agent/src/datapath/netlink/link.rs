@@ -6,7 +6,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 
 use super::attr;
-use super::socket::{errno_of, Socket};
+use super::socket::{Socket, errno_of};
 use crate::datapath::error::DatapathError;
 
 const IFLA_IFNAME: u16 = 3;
@@ -30,7 +30,10 @@ pub fn ifname(ifindex: u32) -> Result<String, DatapathError> {
     // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
     let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
     if p.is_null() {
-        return Err(DatapathError::Interface { ifindex, reason: format!("no such interface: {}", io::Error::last_os_error()) });
+        return Err(DatapathError::Interface {
+            ifindex,
+            reason: format!("no such interface: {}", io::Error::last_os_error()),
+        });
     }
     // SAFETY: on success buf holds a NUL-terminated name.
     let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
@@ -114,7 +117,9 @@ fn set_ipv4_forwarding(socket: &Socket, index: u32) -> io::Result<()> {
     let mut body = ifinfomsg(index as i32, 0);
     attr::push_nested(&mut body, IFLA_AF_SPEC, |spec| {
         attr::push_nested(spec, libc::AF_INET as u16, |inet| {
-            attr::push_nested(inet, IFLA_INET_CONF, |conf| attr::push(conf, IPV4_DEVCONF_FORWARDING, &1u32.to_ne_bytes()))
+            attr::push_nested(inet, IFLA_INET_CONF, |conf| {
+                attr::push(conf, IPV4_DEVCONF_FORWARDING, &1u32.to_ne_bytes())
+            })
         })
     });
     socket.request(libc::RTM_NEWLINK, 0, &body, "IFLA_INET_CONF forwarding")

@@ -42,7 +42,13 @@ fn next_seq() -> u32 {
 fn set_int_opt(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: `value` outlives the call and its size is passed.
     let rc = unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, name, (&value as *const libc::c_int).cast(), size_of::<libc::c_int>() as u32)
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        )
     };
     if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
@@ -108,13 +114,18 @@ impl Socket {
         if n < 0 {
             let e = io::Error::last_os_error();
             return Err(match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                    io::Error::new(io::ErrorKind::TimedOut, format!("no reply from the kernel within {:?}", self.timeout))
-                }
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no reply from the kernel within {:?}", self.timeout),
+                ),
                 _ => e,
             });
         }
-        Ok(split(&buf[..n as usize]).into_iter().filter(|m| m.seq == seq).map(|m| (m.kind, m.flags, m.payload)).collect())
+        Ok(split(&buf[..n as usize])
+            .into_iter()
+            .filter(|m| m.seq == seq)
+            .map(|m| (m.kind, m.flags, m.payload))
+            .collect())
     }
 
     /// Sends a request and waits for its ACK; a kernel error comes back as
