@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use podmirror_crds::model::SessionKey;
 
+use super::PodKey;
+
 /// Errors of the agent core, the standalone mode and interface discovery.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -19,7 +21,7 @@ pub enum AgentError {
     /// The datapath holds at most this many sessions per interface (docs/quotas.md:
     /// sessions per source pod).
     #[error("pod {pod}: {count} sessions include it, at most {max} are allowed per source pod")]
-    TooManySessions { pod: String, count: usize, max: usize },
+    TooManySessions { pod: PodKey, count: usize, max: usize },
 
     /// A session's target has more endpoints than the datapath's table
     /// holds; only this session is left out, the pod's others still run.
@@ -28,11 +30,11 @@ pub enum AgentError {
 
     /// Two pods of the desired state resolved to the same host interface.
     #[error("pod {pod}: host interface ifindex {ifindex} is already used by pod {other}")]
-    InterfaceClash { pod: String, other: String, ifindex: u32 },
+    InterfaceClash { pod: PodKey, other: PodKey, ifindex: u32 },
 
     /// Two sessions of one pod share a priority (docs/quotas.md: unique per source pod).
     #[error("pod {pod}: sessions {first} and {second} share priority {priority}")]
-    PriorityClash { pod: String, first: SessionKey, second: SessionKey, priority: u16 },
+    PriorityClash { pod: PodKey, first: Box<SessionKey>, second: Box<SessionKey>, priority: u16 },
 
     /// A standalone file could not be read.
     #[error("{}: {message}", path.display())]
@@ -42,6 +44,11 @@ pub enum AgentError {
     /// path of the offending field inside the document.
     #[error("{}: {object}: {field}: {message}", path.display())]
     Invalid { path: PathBuf, object: String, field: String, message: String },
+
+    /// A session of a node's desired state that does not compile here; the
+    /// pods' other sessions still run.
+    #[error("MirrorNodeState {node}: {field}: {message}")]
+    SessionConfig { node: String, session: SessionKey, field: String, message: String },
 
     /// A cross-object check of the standalone configuration failed (quotas,
     /// references between files).

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use podmirror_crds::api::{MirrorNodeStateSpec, NodePod};
-use podmirror_crds::model::CompiledSession;
 use podmirror_crds::model::compile::compile_node_session;
+use podmirror_crds::model::{CompiledSession, SessionKey};
 
 use super::desired::{DesiredPod, DesiredState, PodKey};
 use super::error::AgentError;
@@ -28,8 +28,9 @@ pub fn desired_from_node_state(
             Ok(compiled) => {
                 sessions.insert(format!("{}/{}", node_session.namespace, node_session.name), compiled);
             }
-            Err(error) => errors.push(AgentError::Config {
-                object: format!("MirrorNodeState {}", spec.node),
+            Err(error) => errors.push(AgentError::SessionConfig {
+                node: spec.node.clone(),
+                session: SessionKey::new(node_session.namespace.clone(), node_session.name.clone()),
                 field: error.field().to_string(),
                 message: error.to_string(),
             }),

@@ -83,8 +83,8 @@ impl<D: DatapathOps> Reconciler<D> {
         for pod in pods {
             if let Some(other) = wanted.get(&pod.ifindex) {
                 report.refused.push(AgentError::InterfaceClash {
-                    pod: pod.pod.to_string(),
-                    other: other.pod.to_string(),
+                    pod: pod.pod.clone(),
+                    other: other.pod.clone(),
                     ifindex: pod.ifindex,
                 });
                 refused_pods.insert(pod.pod.clone());
@@ -180,7 +180,7 @@ impl<D: DatapathOps> Reconciler<D> {
     fn slots_for(&mut self, pod: &DesiredPod) -> Result<(Vec<SessionSlot>, Vec<AgentError>), AgentError> {
         if pod.sessions.len() > MAX_SESSIONS_PER_POD {
             return Err(AgentError::TooManySessions {
-                pod: pod.pod.to_string(),
+                pod: pod.pod.clone(),
                 count: pod.sessions.len(),
                 max: MAX_SESSIONS_PER_POD,
             });
@@ -190,9 +190,9 @@ impl<D: DatapathOps> Reconciler<D> {
         for pair in sessions.windows(2) {
             if pair[0].priority == pair[1].priority {
                 return Err(AgentError::PriorityClash {
-                    pod: pod.pod.to_string(),
-                    first: pair[0].key.clone(),
-                    second: pair[1].key.clone(),
+                    pod: pod.pod.clone(),
+                    first: Box::new(pair[0].key.clone()),
+                    second: Box::new(pair[1].key.clone()),
                     priority: pair[0].priority,
                 });
             }

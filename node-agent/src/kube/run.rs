@@ -51,11 +51,6 @@ fn discover(finder: &mut ifdiscovery::Finder, pod: &NodePod, seen: &mut Observed
     }
 }
 
-/// `"ns/name"` back to a pod key (the core's errors name pods that way).
-fn pod_key(text: &str) -> Option<PodKey> {
-    text.split_once('/').map(|(ns, name)| PodKey::new(ns, name))
-}
-
 /// One reconcile of `spec`: the datapath brought to it, and what was seen.
 pub fn reconcile_once<D: DatapathOps>(
     spec: &MirrorNodeStateSpec,
@@ -68,18 +63,11 @@ pub fn reconcile_once<D: DatapathOps>(
     for e in errors {
         problems += 1;
         match &e {
-            AgentError::Config { field, .. } => {
+            AgentError::SessionConfig { session, .. } => {
                 seen.config_errors += 1;
-                // `sessions[ns/name].field`: a session that does not compile here.
-                let key = field
-                    .strip_prefix("sessions[")
-                    .and_then(|r| r.split_once(']'))
-                    .and_then(|(k, _)| k.split_once('/'))
-                    .map(|(ns, n)| SessionKey::new(ns, n));
-                if let Some(key) = key {
-                    seen.session_errors.insert(key, e.to_string());
-                }
+                seen.session_errors.insert(session.clone(), e.to_string());
             }
+            AgentError::Config { .. } => seen.config_errors += 1,
             AgentError::Discovery { .. } => {} // recorded by `discover`
             _ => tracing::warn!(error = %e, "node state"),
         }
@@ -91,7 +79,7 @@ pub fn reconcile_once<D: DatapathOps>(
         let pod = match e {
             AgentError::TooManySessions { pod, .. }
             | AgentError::PriorityClash { pod, .. }
-            | AgentError::InterfaceClash { pod, .. } => pod_key(pod),
+            | AgentError::InterfaceClash { pod, .. } => Some(pod.clone()),
             _ => None,
         };
         if let Some(pod) = pod {
