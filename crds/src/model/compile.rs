@@ -22,8 +22,9 @@ use crate::api::{
 use crate::error::ModelError;
 use crate::model::types::{CompiledRule, CompiledSession, IpFamily, PortRange, SessionKey, ipproto};
 
-/// Rules per direction of one filter (docs/quotas.md, not raisable).
-pub const MAX_RULES_PER_DIRECTION: usize = 10;
+/// Rules per direction of one filter (docs/quotas.md, not raisable); the
+/// one number lives with the other quotas.
+pub const MAX_RULES_PER_DIRECTION: usize = crate::model::quota::RULES_PER_DIRECTION;
 /// Entries of `spec.sources` (each a name or a selector; the quota on
 /// resolved pods is the operator's business).
 pub const MAX_SOURCE_ENTRIES: usize = 100;

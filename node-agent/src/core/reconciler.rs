@@ -13,8 +13,9 @@ use super::plan::{Step, plan};
 use crate::datapath::abi::PM_MAX_ENDPOINTS;
 use crate::datapath::maglev;
 
-/// docs/quotas.md: sessions per source pod (not raisable); also the datapath's slot count.
-pub const MAX_SESSIONS_PER_POD: usize = 3;
+/// docs/quotas.md: sessions per source pod (not raisable), from the model's
+/// quotas; the datapath's slot count (`PM_MAX_SESSIONS`) is tied to it.
+pub const MAX_SESSIONS_PER_POD: usize = podmirror_crds::model::quota::SESSIONS_PER_SOURCE_POD;
 
 /// A datapath call that failed during a reconcile.
 #[derive(Debug)]

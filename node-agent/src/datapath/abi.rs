@@ -7,8 +7,10 @@
 
 // Names follow the C header on purpose: grep finds both sides.
 
-pub const PM_MAX_SESSIONS: usize = 3;
-pub const PM_MAX_RULES: usize = 10;
+/// Slots per interface: the quota of sessions per source pod.
+pub const PM_MAX_SESSIONS: usize = podmirror_crds::model::quota::SESSIONS_PER_SOURCE_POD;
+/// Rules per direction: the quota of rules per filter direction.
+pub const PM_MAX_RULES: usize = podmirror_crds::model::quota::RULES_PER_DIRECTION;
 /// Endpoints of one session's target (a Service's ready endpoints).
 pub const PM_MAX_ENDPOINTS: usize = 1024;
 /// Slots of a session's Maglev lookup table (prime, >= 16 per endpoint).
@@ -233,6 +235,65 @@ unsafe impl aya::Pod for PmDecision {}
 mod tests {
     use super::*;
     use std::mem::{offset_of, size_of};
+
+    /// `#define PM_NAME value` of bpf/pm_abi.h (decimal or `(1 << n)`).
+    fn c_defines() -> std::collections::BTreeMap<String, u64> {
+        include_str!("../../bpf/pm_abi.h")
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix("#define ")?;
+                let (name, value) = rest.split_once(char::is_whitespace)?;
+                let value = value.split("/*").next()?.trim();
+                let value = match value.strip_prefix("(1 <<") {
+                    Some(shift) => 1u64 << shift.trim_end_matches(')').trim().parse::<u32>().ok()?,
+                    None => value.parse().ok()?,
+                };
+                let name = name.to_string();
+                Some((name, value))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_constant_of_the_c_abi_has_the_rust_value() {
+        let rust: &[(&str, u64)] = &[
+            ("PM_MAX_SESSIONS", PM_MAX_SESSIONS as u64),
+            ("PM_MAX_RULES", PM_MAX_RULES as u64),
+            ("PM_MAX_ENDPOINTS", PM_MAX_ENDPOINTS as u64),
+            ("PM_LUT_SIZE", PM_LUT_SIZE as u64),
+            ("PM_DIR_INBOUND", PM_DIR_INBOUND.into()),
+            ("PM_DIR_OUTBOUND", PM_DIR_OUTBOUND.into()),
+            ("PM_FAMILY_IPV4", PM_FAMILY_IPV4.into()),
+            ("PM_FAMILY_IPV6", PM_FAMILY_IPV6.into()),
+            ("PM_ACTION_ACCEPT", PM_ACTION_ACCEPT.into()),
+            ("PM_ACTION_REJECT", PM_ACTION_REJECT.into()),
+            ("PM_RULE_ANY_PROTO", PM_RULE_ANY_PROTO.into()),
+            ("PM_RULE_SPORTS", PM_RULE_SPORTS.into()),
+            ("PM_RULE_DPORTS", PM_RULE_DPORTS.into()),
+            ("PM_SESS_SAMPLE", PM_SESS_SAMPLE.into()),
+            ("PM_SESS_RATE", PM_SESS_RATE.into()),
+            ("PM_SKIP_MAX", PM_SKIP_MAX as u64),
+            ("PM_ENCAP_VXLAN", PM_ENCAP_VXLAN.into()),
+            ("PM_ENCAP_GRE", PM_ENCAP_GRE.into()),
+            ("PM_ENCAP_GENEVE", PM_ENCAP_GENEVE.into()),
+            ("PM_ENCAP_ERSPAN", PM_ENCAP_ERSPAN.into()),
+            ("PM_FAIL_MAX", PM_FAIL_MAX as u64),
+            ("PM_VERDICT_NOT_IP", PM_VERDICT_NOT_IP.into()),
+            ("PM_VERDICT_NO_MATCH", PM_VERDICT_NO_MATCH.into()),
+            ("PM_VERDICT_COPY", PM_VERDICT_COPY.into()),
+            ("PM_VERDICT_REJECT", PM_VERDICT_REJECT.into()),
+            ("PM_VERDICT_UNSAMPLED", PM_VERDICT_UNSAMPLED.into()),
+        ];
+        let c = c_defines();
+        for (name, value) in rust {
+            assert_eq!(c.get(*name), Some(value), "{name}: bpf/pm_abi.h and datapath/abi.rs disagree");
+        }
+        // The failure and skip reasons are indexes into the Rust name tables.
+        let fails = c.keys().filter(|k| k.starts_with("PM_FAIL_") && *k != "PM_FAIL_MAX").count();
+        assert_eq!(fails, PM_FAIL_MAX, "one name in PM_FAIL_REASONS per PM_FAIL_* reason");
+        let skips = c.keys().filter(|k| k.starts_with("PM_SKIP_") && *k != "PM_SKIP_MAX").count();
+        assert_eq!(skips, PM_SKIP_MAX, "one name in PM_SKIP_REASONS per PM_SKIP_* reason");
+    }
 
     // The expected numbers are the C layout of bpf/pm_abi.h (x86_64 and
     // bpf agree: natural alignment, no packing).
