@@ -6,4 +6,3 @@ pub mod ifdiscovery;
 pub mod kube;
 pub mod metrics;
 pub mod standalone;
-pub mod testbed;

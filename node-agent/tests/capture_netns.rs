@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use podmirror_agent::testbed::{self, PodSpec, Topology};
+use podmirror_testkit::{self as testbed, PodSpec, Topology};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.253.1";

@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::result_large_err)]
 
 use podmirror_agent::ifdiscovery::{self, Finder};
-use podmirror_agent::testbed::{self, Netns, PodSpec, Topology};
+use podmirror_testkit::{self as testbed, Netns, PodSpec, Topology};
 
 /// A pod namespace whose `eth0` is the peer of `host` in the node namespace.
 fn pair(topo: &Topology, pod: &Netns, host: &str) {

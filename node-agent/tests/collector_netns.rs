@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use podmirror_agent::testbed::{self, PodSpec, Topology};
+use podmirror_testkit::{self as testbed, PodSpec, Topology};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.254.1";

@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 use podmirror_agent::datapath::flow::{flow_hash, outer_source_port};
 use podmirror_agent::datapath::maglev::EndpointTable;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
-use podmirror_agent::testbed::{self, Topology};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PacketMeta, PortRange, SessionKey,
     Verdict, evaluate, ipproto,
 };
+use podmirror_testkit::{self as testbed, Topology};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

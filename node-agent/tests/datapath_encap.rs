@@ -9,10 +9,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, SessionCounters};
-use podmirror_agent::testbed::{self, Capture, Pcap, PodSpec, Topology, tshark_fields};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey, ipproto,
 };
+use podmirror_testkit::{self as testbed, Capture, Pcap, PodSpec, Topology, tshark_fields};
 
 struct Cleanup(DatapathConfig);
 

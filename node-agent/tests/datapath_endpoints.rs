@@ -12,10 +12,10 @@ use podmirror_agent::datapath::abi::{PM_VERDICT_COPY, PmDecision};
 use podmirror_agent::datapath::flow::flow_hash;
 use podmirror_agent::datapath::maglev::EndpointTable;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
-use podmirror_agent::testbed::{self, Topology};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PacketMeta, SessionKey, ipproto,
 };
+use podmirror_testkit::{self as testbed, Topology};
 
 const FAKE_IFINDEX: u32 = 4243;
 

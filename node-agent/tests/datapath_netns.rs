@@ -8,10 +8,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, SessionCounters};
-use podmirror_agent::testbed::{self, Capture, PodSpec, Topology, tcpdump_text, tshark_fields};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
 };
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tcpdump_text, tshark_fields};
 
 /// Removes the datapath's pins and devices even when a test fails (the
 /// topology's namespaces go with its own drop).

@@ -12,11 +12,11 @@ use std::time::Duration;
 use podmirror_agent::datapath::abi::{PM_VERDICT_COPY, PM_VERDICT_UNSAMPLED};
 use podmirror_agent::datapath::flow::flow_hash;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
-use podmirror_agent::testbed::{self, Capture, PodSpec, Topology, tshark_fields};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, FlowShare, IpFamily, PacketMeta, RateCap,
     SessionKey, ipproto,
 };
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_fields};
 
 struct Cleanup(DatapathConfig);
 

@@ -45,12 +45,12 @@ use podmirror_agent::core::Reconciler;
 use podmirror_agent::datapath::{Datapath, DatapathConfig};
 use podmirror_agent::kube as agent_kube;
 use podmirror_agent::metrics::Metrics as AgentMetrics;
-use podmirror_agent::testbed::{self, Capture, PodSpec, Topology, tshark_fields};
 use podmirror_crds::api::{MirrorNodeState, MirrorSession};
 use podmirror_crds::model::quota::QuotaLimits;
 use podmirror_operator::controller::{self, Settings};
 use podmirror_operator::leader::Elector;
 use podmirror_operator::metrics::Metrics;
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_fields};
 use serde_json::{Value, json};
 
 const NODE_IP: &str = "172.31.254.1";

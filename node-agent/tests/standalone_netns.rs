@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podmirror_agent::testbed::{self, Capture, PodSpec, Topology, tshark_fields};
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_fields};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.255.1";

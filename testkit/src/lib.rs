@@ -1,4 +1,5 @@
-//! A network-namespace test harness: real namespaces, veths, addresses,
+//! podmirror's dev-only test harness (never linked into a shipped binary):
+//! a network-namespace test bed: real namespaces, veths, addresses,
 //! routes, a "node" namespace, packet capture and decoding, all cleaned up
 //! on drop. Shared by the datapath tests, the agent's standalone/demo tests
 //! and benchmarks, and the operator's netns scenarios.
@@ -8,7 +9,7 @@
 //! process id and a counter (`unique_name`), so concurrent tests never clash.
 //!
 //! ```no_run
-//! use podmirror_agent::testbed::{self, Capture, PodSpec, Topology, tshark_fields};
+//! use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_fields};
 //! if !testbed::require_root("my_test") { return; }
 //! let mut topo = Topology::new("pmdp").expect("topology");
 //! topo.add_pod(PodSpec::v4("ecs-test", "192.168.0.161")).expect("pod");
