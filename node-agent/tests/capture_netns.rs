@@ -7,45 +7,18 @@
 //! Prints `SKIPPED:` off root and fails under `CI=true` when it cannot run.
 
 use std::fs;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use podmirror_testkit::{self as testbed, PodSpec, Topology};
+use podmirror_testkit::{self as testbed, PodSpec, StandaloneAgent, Topology};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.253.1";
 const TEST: &str = "the_plugins_stream_client_captures_a_pods_traffic_from_the_collector";
-
-/// The agent and its leftovers, removed even when the test fails.
-struct Agent {
-    child: Option<Child>,
-    node_netns: String,
-    pin_dir: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let pin = self.pin_dir.display().to_string();
-        let _ = agent(&self.node_netns, &["--cleanup", "--pin-dir", &pin, "--device-prefix", "pmcap"]).status();
-        let _ = fs::remove_dir_all(&self.pin_dir);
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn agent(node_netns: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{node_netns}")).arg(AGENT).args(args);
-    cmd
-}
 
 #[test]
 fn the_plugins_stream_client_captures_a_pods_traffic_from_the_collector() {
@@ -80,19 +53,9 @@ fn the_plugins_stream_client_captures_a_pods_traffic_from_the_collector() {
         fs::copy(examples.join(f), dir.join(f)).expect("copy the seed example");
     }
     let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", topo.tag));
-    let (pin, d) = (pin_dir.display().to_string(), dir.display().to_string());
-    let child = agent(
-        &topo.node.name,
-        &["--standalone", &d, "--pin-dir", &pin, "--device-prefix", "pmcap", "--node-ipv4", NODE_IP]
-            .into_iter()
-            .chain(["--metrics-addr", "127.0.0.1:9092", "--poll-interval", "200ms"])
-            .collect::<Vec<_>>(),
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .expect("start the agent");
-    let _agent = Agent { child: Some(child), node_netns: topo.node.name.clone(), pin_dir, dir };
+    let extra = ["--node-ipv4", NODE_IP, "--metrics-addr", "127.0.0.1:9092", "--poll-interval", "200ms"];
+    let _agent = StandaloneAgent::start(Path::new(AGENT), &topo.node.name, &dir, &pin_dir, "pmcap", &extra)
+        .expect("start the agent");
     let programmed = r#"podmirror_programmed_interfaces{namespace="default",session="mirror-session-a"} 1"#;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !topo.node.sh("curl -s http://127.0.0.1:9092/metrics").unwrap_or_default().contains(programmed) {

@@ -7,12 +7,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use podmirror_testkit::{self as testbed, PodSpec, Topology};
+use podmirror_testkit::{self as testbed, PodSpec, StandaloneAgent, Topology};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.254.1";
@@ -31,35 +30,6 @@ const SESSION: &str = "apiVersion: podmirror.io/v1alpha1\nkind: MirrorSession\nm
 /// Method, target, headers (in order), body.
 type Request = (String, String, Vec<(String, String)>, Vec<u8>);
 type Log = Arc<Mutex<Vec<Request>>>;
-
-/// The agent and its leftovers, cleaned up even when the test fails.
-struct Agent {
-    child: Option<Child>,
-    node_netns: String,
-    pin_dir: PathBuf,
-    prefix: String,
-    dir: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let pin = self.pin_dir.display().to_string();
-        let _ = agent_command(&self.node_netns, &["--cleanup", "--pin-dir", &pin, "--device-prefix", &self.prefix])
-            .status();
-        let _ = fs::remove_dir_all(&self.pin_dir);
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn agent_command(node_netns: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/run/netns/{node_netns}")).arg(AGENT).args(args);
-    cmd
-}
 
 /// A real HTTP/1.1 server (hyper) on `addr` recording every request.
 async fn recording_server(addr: &str) -> Log {
@@ -148,30 +118,9 @@ fn curl_traffic_mirrored_by_the_agent_is_replayed_whole_by_the_collector() {
     write(&dir, "filter.yaml", FILTER);
     write(&dir, "session.yaml", SESSION);
     let pin_dir = PathBuf::from(format!("/sys/fs/bpf/{}", topo.tag));
-    let (pin, d) = (pin_dir.display().to_string(), dir.display().to_string());
-    let child = agent_command(
-        &topo.node.name,
-        &[
-            "--standalone",
-            &d,
-            "--pin-dir",
-            &pin,
-            "--device-prefix",
-            &topo.tag,
-            "--node-ipv4",
-            NODE_IP,
-            "--metrics-addr",
-            "127.0.0.1:9091",
-            "--poll-interval",
-            "200ms",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .expect("start the agent");
-    let _agent =
-        Agent { child: Some(child), node_netns: topo.node.name.clone(), pin_dir, prefix: topo.tag.clone(), dir };
+    let extra = ["--node-ipv4", NODE_IP, "--metrics-addr", "127.0.0.1:9091", "--poll-interval", "200ms"];
+    let _agent = StandaloneAgent::start(Path::new(AGENT), &topo.node.name, &dir, &pin_dir, &topo.tag, &extra)
+        .expect("start the agent");
     let programmed = r#"podmirror_programmed_interfaces{namespace="default",session="shadow"} 1"#;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !topo.node.sh("curl -s http://127.0.0.1:9091/metrics").unwrap_or_default().contains(programmed) {

@@ -30,11 +30,13 @@
 //! commands in it), `topology` (node + pods + remote hosts), `capture`
 //! (tcpdump/tshark).
 
+mod agent;
 mod capture;
 mod names;
 mod netns;
 mod topology;
 
+pub use agent::{StandaloneAgent, agent_command};
 pub use capture::{Capture, Pcap, tcpdump_text, tshark_fields};
 pub use names::{announce_skip, in_ci, require_root, unique_name};
 pub use netns::{Netns, Process};
