@@ -19,10 +19,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-die() { printf '\033[31mdemo: %s\033[0m\n' "$*" >&2; exit 1; }
-
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, eBPF). Try: sudo make demo"
+TAG="pmrp$$"
+NODE_IP=172.31.253.1
+# shellcheck source=scripts/demo-lib.sh
+. "$ROOT/scripts/demo-lib.sh"
 
 # --- build what we need -----------------------------------------------------
 PROFILE="${PODMIRROR_PROFILE:-release}"
@@ -39,51 +39,17 @@ COLLECTOR="${PODMIRROR_COLLECTOR:-$BIN_DIR/podmirror-collector}"
 [ -x "$COLLECTOR" ] || die "no collector binary at $COLLECTOR"
 for tool in ip curl python3 nsenter tshark; do command -v "$tool" >/dev/null || die "$tool is missing"; done
 
-# --- names unique to this run, and their removal ----------------------------
-TAG="pmrp$$"
-NODE="$TAG-node"; TEST="$TAG-ecs-test"; SRC="$TAG-ecs-source"; TGT="$TAG-ecs-target"; SHADOW="$TAG-ecs-shadow"
-PIN_DIR="/sys/fs/bpf/$TAG"
-NODE_IP=172.31.253.1
-WORK="$(mktemp -d /tmp/podmirror-demo-003.XXXXXX)"
-PIDS=()
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if ip netns list | grep -qw "$NODE"; then
-    nsenter --net="/run/netns/$NODE" "$AGENT" --cleanup --pin-dir "$PIN_DIR" --device-prefix "$TAG" >/dev/null 2>&1 || true
-  fi
-  for ns in "$TEST" "$SRC" "$TGT" "$SHADOW" "$NODE"; do ip netns del "$ns" 2>/dev/null || true; done
-  rm -rf "$PIN_DIR" "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+TEST="$TAG-ecs-test"; SRC="$TAG-ecs-source"; TGT="$TAG-ecs-target"; SHADOW="$TAG-ecs-shadow"
 
 # --- the topology -----------------------------------------------------------
 say "creating the seed 003 scenario on network namespaces ($TAG-*)"
-ip netns add "$NODE"
-ip netns exec "$NODE" ip link set lo up
-ip netns exec "$NODE" sysctl -qw net.ipv4.ip_forward=1
-ip netns exec "$NODE" ip addr add "$NODE_IP/32" dev lo
+make_node
 i=0
+# Pod MTU 1450, as overlay CNIs set it: room for the 50 bytes of VXLAN, so
+# that copies of large segments are re-segmented whole, never cut.
 for pod in "$TEST:192.168.0.161" "$SRC:192.168.0.230" "$TGT:192.168.0.164" "$SHADOW:192.168.0.170"; do
-  ns="${pod%%:*}"; addr="${pod##*:}"; host="${TAG}h$i"; i=$((i + 1))
-  ip netns add "$ns"
-  ip netns exec "$ns" ip link set lo up
-  ip netns exec "$NODE" ip link add "$host" type veth peer name eth0 netns "$ns"
-  ip netns exec "$NODE" sysctl -qw "net.ipv4.conf.$host.proxy_arp=1"
-  ip netns exec "$NODE" sysctl -qw "net.ipv4.neigh.$host.proxy_delay=0"
-  # Pod MTU 1450, as overlay CNIs set it: room for the 50 bytes of VXLAN, so
-  # that copies of large segments are re-segmented whole, never cut.
-  ip netns exec "$NODE" ip link set "$host" mtu 1450 up
-  ip netns exec "$ns" ip link set eth0 mtu 1450 up
-  ip netns exec "$ns" ip addr add "$addr/32" dev eth0
-  ip netns exec "$ns" ip route add default dev eth0
-  ip netns exec "$NODE" ip route add "$addr/32" dev "$host"
-  printf '  %-22s %-15s host veth %s\n' "${ns#"$TAG-"}" "$addr" "$host"
+  make_pod "${pod%%:*}" "${pod##*:}" "${TAG}h$i" 1450
+  i=$((i + 1))
 done
 
 # --- production and test: the same program ----------------------------------

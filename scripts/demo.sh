@@ -15,10 +15,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-die() { printf '\033[31mdemo: %s\033[0m\n' "$*" >&2; exit 1; }
-
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, eBPF). Try: sudo make demo"
+TAG="pmsa$$"
+NODE_IP=172.31.255.1
+# shellcheck source=scripts/demo-lib.sh
+. "$ROOT/scripts/demo-lib.sh"
 
 # --- build what we need -----------------------------------------------------
 if [ -z "${PODMIRROR_AGENT:-}" ]; then
@@ -36,53 +36,15 @@ AGENT="$PODMIRROR_AGENT"
 [ -x "$AGENT" ] || die "no agent binary at $AGENT"
 for tool in ip nc tcpdump nsenter; do command -v "$tool" >/dev/null || die "$tool is missing (scripts/install-deps.sh installs it)"; done
 
-# --- names unique to this run, and their removal ----------------------------
-TAG="pmsa$$"
-NODE="$TAG-node"; TEST="$TAG-ecs-test"; SRC="$TAG-ecs-source"; TGT="$TAG-ecs-target"
-PIN_DIR="/sys/fs/bpf/$TAG"
-NODE_IP=172.31.255.1
-WORK="$(mktemp -d /tmp/podmirror-demo.XXXXXX)"
-PIDS=()
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if ip netns list | grep -qw "$NODE"; then
-    nsenter --net="/run/netns/$NODE" "$AGENT" --cleanup --pin-dir "$PIN_DIR" --device-prefix "$TAG" >/dev/null 2>&1 || true
-  fi
-  for ns in "$TEST" "$SRC" "$TGT" "$NODE"; do ip netns del "$ns" 2>/dev/null || true; done
-  rm -rf "$PIN_DIR" "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+TEST="$TAG-ecs-test"; SRC="$TAG-ecs-source"; TGT="$TAG-ecs-target"
 
 # --- the topology -----------------------------------------------------------
 say "creating the seed scenario on network namespaces ($TAG-*)"
-ip netns add "$NODE"
-ip netns exec "$NODE" ip link set lo up
-ip netns exec "$NODE" sysctl -qw net.ipv4.ip_forward=1
-# The node's own address: the outer source of the copies.
-ip netns exec "$NODE" ip addr add "$NODE_IP/32" dev lo
+make_node
 i=0
 for pod in "$TEST:192.168.0.161" "$SRC:192.168.0.230" "$TGT:192.168.0.164"; do
-  ns="${pod%%:*}"; addr="${pod##*:}"; host="${TAG}h$i"; i=$((i + 1))
-  ip netns add "$ns"
-  ip netns exec "$ns" ip link set lo up
-  # A routed CNI in miniature: a veth per pod, a /32 route on the node,
-  # proxy ARP on the host side (the shape Calico uses).
-  ip netns exec "$NODE" ip link add "$host" type veth peer name eth0 netns "$ns"
-  ip netns exec "$NODE" sysctl -qw "net.ipv4.conf.$host.proxy_arp=1"
-  # Answer proxy ARP at once (the default delays it up to 0.8 s).
-  ip netns exec "$NODE" sysctl -qw "net.ipv4.neigh.$host.proxy_delay=0"
-  ip netns exec "$NODE" ip link set "$host" up
-  ip netns exec "$ns" ip link set eth0 up
-  ip netns exec "$ns" ip addr add "$addr/32" dev eth0
-  ip netns exec "$ns" ip route add default dev eth0
-  ip netns exec "$NODE" ip route add "$addr/32" dev "$host"
-  printf '  %-22s %-15s host veth %s\n' "${ns#"$TAG-"}" "$addr" "$host"
+  make_pod "${pod%%:*}" "${pod##*:}" "${TAG}h$i" 1500
+  i=$((i + 1))
 done
 
 # --- the agent --------------------------------------------------------------
