@@ -32,6 +32,7 @@
 
 mod agent;
 mod capture;
+pub mod fixtures;
 mod names;
 mod netns;
 mod topology;

@@ -98,21 +98,11 @@ mod tests {
 
     fn node_session(name: &str, vni: i32) -> NodeSession {
         NodeSession {
-            namespace: "default".into(),
-            name: name.into(),
-            uid: String::new(),
-            generation: 1,
-            priority: 1,
-            enabled: true,
             vni,
             packet_length: Some(96),
-            encapsulation: Default::default(),
-            target_port: 4789,
-            rate_limit: None,
-            flow_sampling: None,
             targets: vec!["192.168.0.164".into()],
             inbound_rules: vec![rule_yaml(1)],
-            outbound_rules: vec![],
+            ..podmirror_testkit::fixtures::node_session("default", name)
         }
     }
 

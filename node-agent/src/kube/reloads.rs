@@ -40,21 +40,8 @@ mod tests {
         let mut spec = MirrorNodeStateSpec { node: "node-a".into(), ..MirrorNodeStateSpec::default() };
         spec.sessions = (0..sessions)
             .map(|i| podmirror_crds::api::NodeSession {
-                namespace: "team".into(),
-                name: format!("s{i}"),
                 uid: format!("u{i}"),
-                generation: 1,
-                priority: 1,
-                enabled: true,
-                vni: 1,
-                packet_length: None,
-                encapsulation: Default::default(),
-                target_port: 4789,
-                targets: vec!["10.9.0.1".into()],
-                inbound_rules: vec![],
-                outbound_rules: vec![],
-                rate_limit: None,
-                flow_sampling: None,
+                ..podmirror_testkit::fixtures::node_session("team", &format!("s{i}"))
             })
             .collect();
         spec

@@ -182,21 +182,9 @@ mod tests {
 
     fn spec() -> MirrorNodeStateSpec {
         let session = |name: &str, enabled: bool| NodeSession {
-            namespace: "team".into(),
-            name: name.into(),
             uid: format!("u-{name}"),
-            generation: 1,
-            priority: 1,
             enabled,
-            vni: 1,
-            packet_length: None,
-            encapsulation: Default::default(),
-            target_port: 4789,
-            rate_limit: None,
-            flow_sampling: None,
-            targets: vec!["10.9.0.1".into()],
-            inbound_rules: vec![],
-            outbound_rules: vec![],
+            ..podmirror_testkit::fixtures::node_session("team", name)
         };
         MirrorNodeStateSpec {
             node: "node-a".into(),

@@ -61,30 +61,14 @@ pub fn note_acceptance<'a>(
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use podmirror_crds::api::{NodePod, NodeSession};
+    use podmirror_crds::api::NodePod;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     fn state() -> MirrorNodeStateSpec {
-        let session = |name: &str| NodeSession {
-            namespace: "default".into(),
-            name: name.into(),
-            uid: String::new(),
-            generation: 1,
-            priority: 1,
-            enabled: true,
-            vni: 1,
-            packet_length: None,
-            encapsulation: Default::default(),
-            target_port: 4789,
-            targets: vec!["10.9.0.1".into()],
-            inbound_rules: vec![],
-            outbound_rules: vec![],
-            rate_limit: None,
-            flow_sampling: None,
-        };
+        let session = |name: &str| podmirror_testkit::fixtures::node_session("default", name);
         let pod = |name: &str, sessions: &[&str]| NodePod {
             namespace: "default".into(),
             name: name.into(),
