@@ -62,16 +62,7 @@ fn paced_send(to: SocketAddr, stream: &[Vec<u8>], rate: u64) -> Duration {
         }
         let mut iovs: Vec<libc::iovec> =
             chunk.iter().map(|d| libc::iovec { iov_base: d.as_ptr() as *mut _, iov_len: d.len() }).collect();
-        let mut hdrs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: plain data; zero is an empty header.
-                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
+        let mut hdrs = podmirror_collector::input::mmsg_headers(&mut iovs);
         let mut sent = 0;
         while sent < hdrs.len() {
             // SAFETY: the headers point at live iovecs over live buffers.

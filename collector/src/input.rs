@@ -100,15 +100,11 @@ pub fn spawn_receiver(socket: Socket, kind: Kind, dispatch: Dispatch, stop: Arc<
         .unwrap_or_else(|e| panic!("cannot start the {name} thread: {e}"))
 }
 
-/// Datagrams one `recvmmsg` call may return.
-pub const BATCH: usize = 32;
-
-fn receive_loop(socket: &Socket, kind: Kind, dispatch: &Dispatch, stop: &AtomicBool) {
-    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
-    let mut iovs: Vec<libc::iovec> =
-        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
-    let mut hdrs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
+/// One `mmsghdr` per iovec, each naming just that buffer: the batch
+/// `recvmmsg`/`sendmmsg` take. The headers point into `iovs`, which must
+/// outlive them and not move.
+pub fn mmsg_headers(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
         .map(|iov| {
             // SAFETY: mmsghdr is plain data; all-zero is a valid empty header.
             let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -116,7 +112,17 @@ fn receive_loop(socket: &Socket, kind: Kind, dispatch: &Dispatch, stop: &AtomicB
             h.msg_hdr.msg_iovlen = 1;
             h
         })
-        .collect();
+        .collect()
+}
+
+/// Datagrams one `recvmmsg` call may return.
+pub const BATCH: usize = 32;
+
+fn receive_loop(socket: &Socket, kind: Kind, dispatch: &Dispatch, stop: &AtomicBool) {
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; RECV_BUF]).collect();
+    let mut iovs: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+    let mut hdrs = mmsg_headers(&mut iovs);
     let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: hdrs point at iovs, which point at bufs; none of them is
