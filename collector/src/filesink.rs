@@ -105,9 +105,11 @@ impl FileSink {
         let Some(o) = self.open.get_mut(&copy.vni) else {
             return Ok(());
         };
-        let record = pcap::record(copy.at, &copy.frame);
-        o.out.write_all(&record).map_err(|source| FileSinkError::Io { path: o.path.clone(), source })?;
-        o.bytes += record.len() as u64;
+        let (header, kept) = pcap::record_parts(copy.at, &copy.frame);
+        let io = |source| FileSinkError::Io { path: o.path.clone(), source };
+        o.out.write_all(&header).map_err(io)?;
+        o.out.write_all(kept).map_err(io)?;
+        o.bytes += (header.len() + kept.len()) as u64;
         Ok(())
     }
 
