@@ -40,11 +40,7 @@ text="$(
   echo "# podmirror-collector benchmark"
   echo
   echo "Command: \`bench/collector/run.sh $*\` (root). Run: $started, ${took}s, kernel $(uname -r), $(nproc) CPUs (shared: expect noise)."
-  echo "Copies on loopback in a network namespace, sent by $(printf '%s ' "$@" | grep -o -- '--sender-threads [0-9]*' || echo '--sender-threads 2') threads"
-  echo "with sendmmsg over 16 source ports (pre-built datagrams, 2 of 3 with a 1448-byte TCP payload). Each trial starts the"
-  echo "receiver afresh, sends, waits until its files stop growing, stops it with SIGINT and counts the pcap records in"
-  echo "its files on tmpfs: lost = datagrams the kernel accepted from the sender - records written. Receivers alternate"
-  echo "rate by rate; a rate is kept when a trial loses nothing; a receiver stops at its first rate lost in every trial."
+  echo "Copies on loopback in a network namespace, to the kernel VXLAN device (tcpdump) or the collector's socket."
   echo
   echo "$report"
 )"

@@ -167,8 +167,10 @@ fn zero_loss(opts: &Opts, setup: &Setup, pool: &Pool, rows: &mut Vec<String>) ->
 fn summary(ps: &[Progress]) -> String {
     let (t, c) = (&ps[0], &ps[1]);
     let ratio = if t.best > 0 { format!("{:.2}x", c.best as f64 / t.best as f64) } else { "n/a".into() };
-    let fate = |p: &Progress| {
-        if p.out { "lost copies at the next rate" } else { "lost nothing at any rate (the sender was the limit)" }
+    let fate = |p: &Progress| match (p.out, p.best) {
+        (true, 0) => "lost copies at every rate tried",
+        (true, _) => "lost copies at the next rate",
+        (false, _) => "lost nothing at any rate (the sender was the limit)",
     };
     format!(
         "Highest achieved rate kept with zero loss: tcpdump {} pps, collector {} pps ({ratio}; goal >= 1.5x). \
@@ -177,6 +179,28 @@ fn summary(ps: &[Progress]) -> String {
         c.best,
         fate(t),
         fate(c)
+    )
+}
+
+/// How the capture part ran, for the report.
+fn method(o: &Opts) -> String {
+    let pin = |cpus: String| if cpus.is_empty() { "not pinned".to_string() } else { format!("on CPUs {cpus}") };
+    let sender_cpus = o.sender_cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    format!(
+        "Sender: {} threads ({}), sendmmsg of pre-built VXLAN datagrams{} over {GROUPS} outer source ports \
+         (2 of 3 with a 1448-byte TCP payload, 1 with 200 bytes). Receivers {}, each started afresh per trial \
+         with its default buffers (tcpdump: libpcap's ring; the collector: its --recv-buffer-bytes per socket \
+         and --vxlan-workers sockets). After sending, a trial waits until the receiver's files stop growing, \
+         stops it with SIGINT and counts the pcap records in its files on tmpfs: lost = datagrams the kernel \
+         accepted from the sender - records written. {} s of copies per trial, up to {} trials per rate; the \
+         receivers alternate rate by rate; a rate is kept when a trial loses nothing; a receiver stops at its \
+         first rate lost in every trial.",
+        o.sender_threads,
+        pin(sender_cpus),
+        if o.no_gso { "" } else { " (runs of equal-sized datagrams as one UDP GSO send)" },
+        pin(o.receiver_cpus.clone()),
+        o.step_secs,
+        o.trials
     )
 }
 
@@ -197,6 +221,7 @@ async fn main() {
     eprintln!("  replay: 100 connections x {} POSTs", opts.replay_posts);
     let replay_row = replay::run(100, opts.replay_posts, 100_000, &sender).await;
 
+    println!("{}\n", method(&opts));
     println!(
         "| receiver | offered pps | achieved pps | sent | kept | lost |\n| --- | ---: | ---: | ---: | ---: | ---: |"
     );
