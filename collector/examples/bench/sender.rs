@@ -130,12 +130,16 @@ fn runs(group: &[Vec<u8>], gso: bool) -> Vec<Run> {
     out
 }
 
+/// What the headers of one socket point at: its runs, their iovecs and
+/// their control buffers.
+type Backing = (Vec<Run>, Box<[libc::iovec]>, Box<[[u64; 4]]>);
+
 /// One thread's sockets with their runs, as ready-made `mmsghdr`s.
 struct Lane {
     fds: Vec<i32>,
     /// Per socket: runs, iovecs and control buffers the headers point at
     /// (heap data that stays put while the headers live).
-    _keep: Vec<(Vec<Run>, Box<[libc::iovec]>, Box<[[u64; 4]]>)>,
+    _keep: Vec<Backing>,
     hdrs: Vec<Vec<libc::mmsghdr>>,
     /// Per socket and message: datagrams it carries.
     counts: Vec<Vec<usize>>,
