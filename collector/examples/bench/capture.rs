@@ -47,6 +47,8 @@ const COLLECTOR_PORT: u16 = 4790;
 pub struct Trial {
     pub sent: Sent,
     pub kept: u64,
+    /// Drops the kernel reports on the receiver's path (see `trial`).
+    pub reported: u64,
 }
 
 impl Trial {
@@ -113,18 +115,25 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Waits until the receiver has written what it received (its output stops
-/// growing), then stops it the way a user would (SIGINT) and waits.
+/// How long a receiver's output must stay the same size before it counts
+/// as done. Longer than libpcap's TPACKET_V3 block timeout (tcpdump's 1 s
+/// read timeout): a partly filled block reaches tcpdump only when it
+/// retires, so stopping tcpdump earlier would lose its last copies.
+const SETTLED: Duration = Duration::from_millis(1500);
+
+/// Waits until the receiver has written what it received (its output
+/// stops growing), then stops it the way a user would (SIGINT) and waits.
 fn finish(mut child: Child, out: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut last = u64::MAX;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut last, mut since) = (u64::MAX, Instant::now());
     while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
         let now = dir_bytes(out);
-        if now == last {
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= SETTLED {
             break;
         }
-        last = now;
     }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -195,17 +204,18 @@ pub fn trial(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64) -> 
     finish(child, &out);
     let said = rest.join().unwrap_or_default();
     let after = kernel_drops(&setup.dev);
-    eprintln!(
-        "    kernel: {} dropped by {}, {} UDP receive-buffer overflows",
-        after.0 - before.0,
-        setup.dev,
-        after.1 - before.1
-    );
-    // tcpdump's own account of its losses, for the progress lines.
-    if let Some(l) = said.lines().find(|l| l.contains("dropped by kernel")) {
-        eprintln!("    tcpdump: {l}");
-    }
+    // The receiver's own account of its losses, a cross-check of the
+    // counts: tcpdump prints "N packets dropped by kernel" (its ring full);
+    // the collector's losses are its sockets' receive-buffer overflows.
+    let reported = match r {
+        Receiver::Tcpdump => said
+            .lines()
+            .find(|l| l.contains("dropped by kernel"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0),
+        Receiver::Collector => after.1 - before.1,
+    } + (after.0 - before.0);
     let kept = count_records(&out);
     let _ = std::fs::remove_dir_all(&out);
-    Trial { sent, kept }
+    Trial { sent, kept, reported }
 }

@@ -107,11 +107,12 @@ fn best_of(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64, trial
     for _ in 0..trials.max(1) {
         let t = trial(setup, r, pool, count, rate);
         eprintln!(
-            "  {:<10} {rate:>8} pps offered: {:>8.0} achieved, {} sent, {} lost",
+            "  {:<10} {rate:>8} pps offered: {:>8.0} achieved, {} sent, {} lost ({} reported by the kernel)",
             format!("{r:?}"),
             t.sent.rate(),
             t.sent.datagrams,
-            t.lost()
+            t.lost(),
+            t.reported
         );
         if best.is_none_or(|b| (t.lost(), t.sent.took) < (b.lost(), b.sent.took)) {
             best = Some(t);
@@ -140,11 +141,12 @@ fn zero_loss(opts: &Opts, setup: &Setup, pool: &Pool, rows: &mut Vec<String>) ->
             let t = best_of(setup, p.r, pool, count, rate, opts.trials);
             let achieved = t.sent.rate();
             rows.push(format!(
-                "| {} | {rate} | {achieved:.0} | {} | {} | {} |",
+                "| {} | {rate} | {achieved:.0} | {} | {} | {} | {} |",
                 p.r.name(),
                 t.sent.datagrams,
                 t.kept,
-                t.lost()
+                t.lost(),
+                t.reported
             ));
             // What counts is the rate the sender achieved: on a shared
             // machine it may fall short of the offered one.
@@ -223,7 +225,7 @@ async fn main() {
 
     println!("{}\n", method(&opts));
     println!(
-        "| receiver | offered pps | achieved pps | sent | kept | lost |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+        "| receiver | offered pps | achieved pps | sent | kept | lost | kernel-reported drops |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for r in &rows {
         println!("{r}");
