@@ -91,6 +91,7 @@ async fn rotation_by_size_and_age_keeps_the_limits() {
     }
     let written: usize = frames.iter().map(|f| 16 + f.len()).sum();
     assert!(rotated as usize >= written / 20_000, "{rotated} rotations for {written} bytes");
+    let _ = std::fs::remove_dir_all(&dir);
 
     // By age: a file older than --files-max-age-secs is closed.
     let dir = temp_dir("age");
