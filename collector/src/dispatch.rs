@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::decode::{Decoded, DropReason};
 use crate::metrics::{Metrics, VniLabels};
@@ -23,6 +23,10 @@ pub struct Copy {
     pub at: SystemTime,
     pub frame: Bytes,
 }
+
+/// Bytes allocated at once for the frames of a batch (a batch of full-size
+/// copies fits in one or two).
+const BATCH_STORE: usize = 64 << 10;
 
 /// Copies handed to a sink at once.
 pub type Batch = Vec<Copy>;
@@ -106,6 +110,9 @@ impl Dispatch {
     pub fn accept_batch<'a>(&self, input: &'static str, batch: impl Iterator<Item = Result<Decoded<'a>, DropReason>>) {
         let at = SystemTime::now();
         let mut copies: Batch = Vec::new();
+        // One allocation for the whole batch: each copy's frame is a slice
+        // of it (the receive buffers are reused, so the frames must move).
+        let mut store = BytesMut::new();
         // (vni, packets, bytes) of this batch: one label lookup per VNI.
         let mut per_vni: Vec<(u32, u64, u64)> = Vec::new();
         for decoded in batch {
@@ -127,7 +134,11 @@ impl Dispatch {
                 }
                 None => per_vni.push((d.vni, 1, d.frame.len() as u64)),
             }
-            let copy = Copy { vni: d.vni, at, frame: Bytes::copy_from_slice(d.frame) };
+            if store.capacity() < d.frame.len() {
+                store.reserve(BATCH_STORE.max(d.frame.len()));
+            }
+            store.extend_from_slice(d.frame);
+            let copy = Copy { vni: d.vni, at, frame: store.split().freeze() };
             self.stream.publish(&copy);
             copies.push(copy);
         }

@@ -4,7 +4,7 @@
 //! runs on its own thread behind a bounded queue (see `dispatch`), so a slow
 //! disk costs counted drops, never a stalled receiver.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -41,7 +41,8 @@ pub struct FileSink {
     dir: PathBuf,
     limits: FileLimits,
     metrics: Arc<Metrics>,
-    open: HashMap<u32, Open>,
+    /// Open files by VNI (a few: a B-tree finds them in a few compares).
+    open: BTreeMap<u32, Open>,
     seq: u64,
 }
 
@@ -62,39 +63,46 @@ fn age_key(name: &str) -> Option<(String, u64)> {
 impl FileSink {
     pub fn new(dir: &Path, limits: FileLimits, metrics: Arc<Metrics>) -> Result<Self, FileSinkError> {
         fs::create_dir_all(dir).map_err(|source| FileSinkError::Io { path: dir.to_path_buf(), source })?;
-        Ok(FileSink { dir: dir.to_path_buf(), limits, metrics, open: HashMap::new(), seq: 0 })
+        Ok(FileSink { dir: dir.to_path_buf(), limits, metrics, open: BTreeMap::new(), seq: 0 })
     }
 
     /// Writes copies until the queue's senders are gone, then closes files.
     pub fn run(mut self, queue: SinkReceiver) {
         loop {
             match queue.recv_timeout(Duration::from_millis(200)) {
-                Ok(batch) => batch.iter().for_each(|c| self.write_logged(c)),
+                Ok(batch) => self.write_batch(&batch),
                 Err(RecvTimeoutError::Timeout) => self.close_aged(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             // Drain what is queued, then flush once: readers see whole records.
             while let Some(batch) = queue.try_recv() {
-                batch.iter().for_each(|c| self.write_logged(c));
+                self.write_batch(&batch);
             }
             self.flush();
         }
         self.flush();
     }
 
-    fn write_logged(&mut self, copy: &Copy) {
-        if let Err(e) = self.write(copy) {
+    /// Writes a batch; file ages are checked against one clock reading per
+    /// batch (a batch spans microseconds).
+    fn write_batch(&mut self, batch: &[Copy]) {
+        let now = Instant::now();
+        batch.iter().for_each(|c| self.write_logged(c, now));
+    }
+
+    fn write_logged(&mut self, copy: &Copy, now: Instant) {
+        if let Err(e) = self.write(copy, now) {
             self.metrics.dropped("file");
             tracing::warn!(error = %e, "file sink: copy not written");
             self.open.remove(&copy.vni);
         }
     }
 
-    fn write(&mut self, copy: &Copy) -> Result<(), FileSinkError> {
+    fn write(&mut self, copy: &Copy, now: Instant) -> Result<(), FileSinkError> {
         let record_len = (pcap::RECORD_HEADER_LEN + copy.frame.len()) as u64;
         let rotate = self.open.get(&copy.vni).is_some_and(|o| {
             let full = o.bytes > pcap::FILE_HEADER_LEN as u64 && o.bytes + record_len > self.limits.max_file_bytes;
-            full || o.opened.elapsed() >= self.limits.max_age
+            full || now.saturating_duration_since(o.opened) >= self.limits.max_age
         });
         if rotate {
             self.close(copy.vni);
@@ -105,9 +113,11 @@ impl FileSink {
         let Some(o) = self.open.get_mut(&copy.vni) else {
             return Ok(());
         };
-        let record = pcap::record(copy.at, &copy.frame);
-        o.out.write_all(&record).map_err(|source| FileSinkError::Io { path: o.path.clone(), source })?;
-        o.bytes += record.len() as u64;
+        let (header, kept) = pcap::record_parts(copy.at, &copy.frame);
+        let io = |source| FileSinkError::Io { path: o.path.clone(), source };
+        o.out.write_all(&header).map_err(io)?;
+        o.out.write_all(kept).map_err(io)?;
+        o.bytes += (header.len() + kept.len()) as u64;
         Ok(())
     }
 

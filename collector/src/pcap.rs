@@ -25,17 +25,27 @@ pub fn file_header() -> [u8; FILE_HEADER_LEN] {
     h
 }
 
-/// Appends one record (header and frame) to `out`.
-pub fn push_record(out: &mut Vec<u8>, at: SystemTime, frame: &[u8]) {
+/// One record's header and the part of `frame` it keeps (all of it up to
+/// the snap length): written one after the other, without building the
+/// record in between.
+pub fn record_parts(at: SystemTime, frame: &[u8]) -> ([u8; RECORD_HEADER_LEN], &[u8]) {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = u32::try_from(since.as_secs()).unwrap_or(u32::MAX);
     let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
     let kept = frame.get(..SNAPLEN as usize).unwrap_or(frame);
     let caplen = u32::try_from(kept.len()).unwrap_or(SNAPLEN);
-    out.extend_from_slice(&secs.to_le_bytes());
-    out.extend_from_slice(&since.subsec_nanos().to_le_bytes());
-    out.extend_from_slice(&caplen.to_le_bytes());
-    out.extend_from_slice(&len.to_le_bytes());
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    h[0..4].copy_from_slice(&secs.to_le_bytes());
+    h[4..8].copy_from_slice(&since.subsec_nanos().to_le_bytes());
+    h[8..12].copy_from_slice(&caplen.to_le_bytes());
+    h[12..16].copy_from_slice(&len.to_le_bytes());
+    (h, kept)
+}
+
+/// Appends one record (header and frame) to `out`.
+pub fn push_record(out: &mut Vec<u8>, at: SystemTime, frame: &[u8]) {
+    let (h, kept) = record_parts(at, frame);
+    out.extend_from_slice(&h);
     out.extend_from_slice(kept);
 }
 

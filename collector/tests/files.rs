@@ -41,9 +41,9 @@ async fn files_hold_exactly_the_frames_counted_per_vni() {
     let d = dir.display().to_string();
     let c = collector(&["--files-dir", &d, "--vni-allow", "7,9"]).await;
     let mut seven = traffic(40100, 300, 2000);
-    let mut tcp = Tcp::new(40101, 80, 8948);
+    let mut tcp = Tcp::new(40101, 80, 8960);
     tcp.handshake();
-    seven.extend(tcp.client_sends(&vec![b'j'; 8948])); // one jumbo frame
+    seven.extend(tcp.client_sends(&vec![b'j'; 8960])); // one 9000-MTU frame
     let nine = traffic(40102, 120, 500);
     send_vxlan(c.vxlan_addr, 7, &seven);
     send_vxlan(c.vxlan_addr, 9, &nine);
@@ -61,7 +61,7 @@ async fn files_hold_exactly_the_frames_counted_per_vni() {
         let (frames, max) = by[&vni].iter().map(|f| tshark_frames(f)).fold((0, 0), |a, b| (a.0 + b.0, a.1.max(b.1)));
         assert_eq!(frames as u64, counted, "vni {vni}: tshark reads exactly the frames counted");
         if vni == 7 {
-            assert_eq!(max, 9002, "the jumbo frame is whole");
+            assert_eq!(max, 9014, "the 9000-MTU frame is whole");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -91,6 +91,7 @@ async fn rotation_by_size_and_age_keeps_the_limits() {
     }
     let written: usize = frames.iter().map(|f| 16 + f.len()).sum();
     assert!(rotated as usize >= written / 20_000, "{rotated} rotations for {written} bytes");
+    let _ = std::fs::remove_dir_all(&dir);
 
     // By age: a file older than --files-max-age-secs is closed.
     let dir = temp_dir("age");

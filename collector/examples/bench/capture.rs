@@ -1,0 +1,221 @@
+//! The capture comparison: `tcpdump -w` on the kernel VXLAN device against
+//! `podmirror-collector --files-dir`, both as separate processes started
+//! fresh for every trial, both writing to tmpfs, both counted the same way:
+//! the records in the pcap files they wrote, against the datagrams the
+//! sender got accepted by the kernel.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sender::{Pool, SenderConfig, Sent, send};
+
+/// One of the two receivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receiver {
+    Tcpdump,
+    Collector,
+}
+
+impl Receiver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Receiver::Tcpdump => "tcpdump -w on a kernel vxlan device",
+            Receiver::Collector => "podmirror-collector --files-dir",
+        }
+    }
+}
+
+/// Where and how the receivers run.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub dev: String,
+    pub dir: PathBuf,
+    pub collector_bin: PathBuf,
+    /// `taskset -c` list for both receivers ("" = not pinned).
+    pub receiver_cpus: String,
+    pub sender: SenderConfig,
+}
+
+const TCPDUMP_PORT: u16 = 4789;
+const COLLECTOR_PORT: u16 = 4790;
+
+/// One trial: the copies sent and the records found in the files.
+#[derive(Clone, Copy, Debug)]
+pub struct Trial {
+    pub sent: Sent,
+    pub kept: u64,
+    /// Drops the kernel reports on the receiver's path (see `trial`).
+    pub reported: u64,
+}
+
+impl Trial {
+    pub fn lost(&self) -> u64 {
+        self.sent.datagrams.saturating_sub(self.kept)
+    }
+}
+
+fn command(setup: &Setup, program: &Path) -> Command {
+    if setup.receiver_cpus.is_empty() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("taskset");
+        c.args(["-c", &setup.receiver_cpus]).arg(program);
+        c
+    }
+}
+
+/// Starts the receiver writing into `out` and returns once it receives,
+/// with a thread that collects the rest of its output.
+fn start(setup: &Setup, r: Receiver, out: &Path) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = match r {
+        Receiver::Tcpdump => command(setup, Path::new("tcpdump"))
+            // `tcp`: the benchmark's frames only, not the device's own IPv6 chatter.
+            .args(["-i", &setup.dev, "-n", "-w"])
+            .arg(out.join("tcpdump.pcap"))
+            .arg("tcp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump runs"),
+        Receiver::Collector => command(setup, &setup.collector_bin)
+            .args(["--vxlan-listen", &format!("127.0.0.1:{COLLECTOR_PORT}"), "--http-addr", "127.0.0.1:0"])
+            .arg("--files-dir")
+            .arg(out)
+            .args(["--files-keep-bytes", &(64u64 << 30).to_string(), "--files-keep", "100000"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("podmirror-collector runs"),
+    };
+    // Both say when they receive: tcpdump "listening on", the collector
+    // "collector started".
+    let (pipe, ready): (Box<dyn Read + Send>, &str) = match r {
+        Receiver::Tcpdump => (Box::new(child.stderr.take().expect("stderr")), "listening on"),
+        Receiver::Collector => (Box::new(child.stdout.take().expect("stdout")), "collector started"),
+    };
+    let mut lines = BufReader::new(pipe).lines();
+    for line in lines.by_ref() {
+        if line.map(|l| l.contains(ready)).unwrap_or(false) {
+            break;
+        }
+    }
+    // Keep reading so that the receiver never blocks on a full pipe.
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    (child, rest)
+}
+
+/// Total size of the files in `dir`: grows while a receiver still writes.
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|es| es.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// How long a receiver's output must stay the same size before it counts
+/// as done. Longer than libpcap's TPACKET_V3 block timeout (tcpdump's 1 s
+/// read timeout): a partly filled block reaches tcpdump only when it
+/// retires, so stopping tcpdump earlier would lose its last copies.
+const SETTLED: Duration = Duration::from_millis(1500);
+
+/// Waits until the receiver has written what it received (its output
+/// stops growing), then stops it the way a user would (SIGINT) and waits.
+fn finish(mut child: Child, out: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut last, mut since) = (u64::MAX, Instant::now());
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = dir_bytes(out);
+        if now != last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() >= SETTLED {
+            break;
+        }
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+}
+
+/// Records in the classic pcap files of `dir` (both tcpdump's microsecond
+/// and the collector's nanosecond format).
+pub fn count_records(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries.filter_map(Result::ok).map(|e| count_file(&e.path())).sum()
+}
+
+fn count_file(path: &Path) -> u64 {
+    let Ok(bytes) = std::fs::read(path) else {
+        return 0;
+    };
+    let magic = bytes.get(..4).map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+    if !matches!(magic, Some(0xa1b2_c3d4 | 0xa1b2_3c4d)) {
+        return 0;
+    }
+    let (mut at, mut n) = (24usize, 0u64);
+    // A record cut at the end (a receiver killed mid-write) is not counted.
+    while let Some(h) = bytes.get(at..at + 16) {
+        let caplen = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        if at + 16 + caplen > bytes.len() {
+            break;
+        }
+        at += 16 + caplen;
+        n += 1;
+    }
+    n
+}
+
+/// Kernel drop counters on each receiver's path (progress lines only):
+/// the VXLAN device's rx_dropped, and UDP receive-buffer overflows.
+fn kernel_drops(dev: &str) -> (u64, u64) {
+    let dev_drops = std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/rx_dropped"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    // /proc/net/snmp: a "Udp:" header line, then a "Udp:" values line.
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let rcvbuf = match udp.as_slice() {
+        [names, values, ..] => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "RcvbufErrors")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    };
+    (dev_drops, rcvbuf)
+}
+
+/// One trial: a fresh receiver, `count` copies from `pool` at `rate`.
+pub fn trial(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64) -> Trial {
+    let out = setup.dir.join(format!("{r:?}").to_lowercase());
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("output dir");
+    let (child, rest) = start(setup, r, &out);
+    let port = if r == Receiver::Tcpdump { TCPDUMP_PORT } else { COLLECTOR_PORT };
+    let before = kernel_drops(&setup.dev);
+    let sent = send(SocketAddr::from(([127, 0, 0, 1], port)), pool, count, rate, true, &setup.sender);
+    finish(child, &out);
+    let said = rest.join().unwrap_or_default();
+    let after = kernel_drops(&setup.dev);
+    // The receiver's own account of its losses, a cross-check of the
+    // counts: tcpdump prints "N packets dropped by kernel" (its ring full);
+    // the collector's losses are its sockets' receive-buffer overflows.
+    let reported = match r {
+        Receiver::Tcpdump => said
+            .lines()
+            .find(|l| l.contains("dropped by kernel"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0),
+        Receiver::Collector => after.1 - before.1,
+    } + (after.0 - before.0);
+    let kept = count_records(&out);
+    let _ = std::fs::remove_dir_all(&out);
+    Trial { sent, kept, reported }
+}

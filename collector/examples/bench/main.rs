@@ -1,0 +1,238 @@
+//! Collector benchmark (run by `bench/collector/run.sh` inside a network
+//! namespace that has a kernel VXLAN device on port 4789):
+//!
+//! 1. capture: one stream of copies, paced at increasing rates by a
+//!    multi-threaded `sendmmsg` sender, goes in turn (interleaved, rate by
+//!    rate) to `tcpdump -w` on the kernel VXLAN device (what a user would do
+//!    instead) and to `podmirror-collector --files-dir`; the highest rate
+//!    each keeps with zero loss (records in its files = datagrams sent) is
+//!    reported;
+//! 2. replay: keep-alive HTTP requests in copies, replayed to a local HTTP
+//!    server: requests per second, and every one checked byte for byte.
+//!
+//! Prints a markdown report on stdout, progress on stderr.
+
+mod capture;
+mod replay;
+mod sender;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use podmirror_collector::decode::vxlan_header;
+use podmirror_collector::frame::build_ipv4_tcp;
+
+use capture::{Receiver, Setup, Trial, trial};
+use sender::{Pool, SenderConfig};
+
+#[derive(Parser, Debug)]
+struct Opts {
+    /// The kernel VXLAN device tcpdump listens on (port 4789).
+    #[arg(default_value = "vx0")]
+    dev: String,
+    /// A tmpfs directory for both receivers' files.
+    #[arg(default_value = "/dev/shm")]
+    dir: PathBuf,
+    /// The podmirror-collector binary (release build).
+    #[arg(long)]
+    collector_bin: PathBuf,
+    /// Offered rates in datagrams per second, lowest first.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100000,200000,300000,350000,400000,450000,500000,600000,700000,800000,1000000"
+    )]
+    rates: Vec<u64>,
+    /// Seconds of copies per trial.
+    #[arg(long, default_value_t = 1.0)]
+    step_secs: f64,
+    /// Trials per rate and receiver; a rate is kept when one loses nothing.
+    #[arg(long, default_value_t = 3)]
+    trials: usize,
+    /// Sender threads.
+    #[arg(long, default_value_t = 2)]
+    sender_threads: usize,
+    /// CPUs the sender threads are pinned to (comma separated; empty: none).
+    #[arg(long, value_delimiter = ',')]
+    sender_cpus: Vec<usize>,
+    /// Send without UDP GSO (one send path per datagram).
+    #[arg(long)]
+    no_gso: bool,
+    /// `taskset -c` CPU list for both receivers (empty: not pinned).
+    #[arg(long, default_value = "")]
+    receiver_cpus: String,
+    /// Keep-alive connections and POSTs per connection of the replay part.
+    #[arg(long, default_value_t = 200)]
+    replay_posts: usize,
+}
+
+/// Outer source sockets of the capture stream (inner flows, one each).
+const GROUPS: u16 = 16;
+/// Datagrams per group; the groups are sent cyclically.
+const PER_GROUP: usize = 3072;
+
+/// Copies shaped like HTTP uploads: two full segments and a tail, per flow.
+fn capture_pool() -> Pool {
+    let groups = (0..GROUPS)
+        .map(|g| {
+            let c = SocketAddr::from(([10, 0, 0, 1], 40000 + g));
+            let s = SocketAddr::from(([10, 0, 0, 2], 80));
+            let mut seq = 1u32;
+            (0..PER_GROUP)
+                .map(|i| {
+                    let len = if i % 3 == 2 { 200 } else { 1448 };
+                    let f = build_ipv4_tcp(c, s, seq, 1, 0x08, &vec![b'x'; len]);
+                    seq = seq.wrapping_add(len as u32);
+                    let mut d = vxlan_header(1).to_vec();
+                    d.extend(f);
+                    d
+                })
+                .collect()
+        })
+        .collect();
+    Pool { groups }
+}
+
+/// One receiver's progress through the rates.
+struct Progress {
+    r: Receiver,
+    best: u64,
+    out: bool,
+}
+
+/// The trial that lost the least, the faster one on a tie.
+fn best_of(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64, trials: usize) -> Trial {
+    let mut best: Option<Trial> = None;
+    for _ in 0..trials.max(1) {
+        let t = trial(setup, r, pool, count, rate);
+        eprintln!(
+            "  {:<10} {rate:>8} pps offered: {:>8.0} achieved, {} sent, {} lost ({} reported by the kernel)",
+            format!("{r:?}"),
+            t.sent.rate(),
+            t.sent.datagrams,
+            t.lost(),
+            t.reported
+        );
+        if best.is_none_or(|b| (t.lost(), t.sent.took) < (b.lost(), b.sent.took)) {
+            best = Some(t);
+        }
+        if t.lost() == 0 {
+            break;
+        }
+    }
+    best.expect("at least one trial")
+}
+
+/// Raises the rate for both receivers, interleaved rate by rate (the
+/// first one alternates) so that the machine's noise hits both alike, until
+/// each loses copies in every trial of a rate.
+fn zero_loss(opts: &Opts, setup: &Setup, pool: &Pool, rows: &mut Vec<String>) -> Vec<Progress> {
+    let mut ps = vec![
+        Progress { r: Receiver::Tcpdump, best: 0, out: false },
+        Progress { r: Receiver::Collector, best: 0, out: false },
+    ];
+    for (i, &rate) in opts.rates.iter().enumerate() {
+        let count = (rate as f64 * opts.step_secs) as u64;
+        if i % 2 == 1 {
+            ps.reverse();
+        }
+        for p in ps.iter_mut().filter(|p| !p.out) {
+            let t = best_of(setup, p.r, pool, count, rate, opts.trials);
+            let achieved = t.sent.rate();
+            rows.push(format!(
+                "| {} | {rate} | {achieved:.0} | {} | {} | {} | {} |",
+                p.r.name(),
+                t.sent.datagrams,
+                t.kept,
+                t.lost(),
+                t.reported
+            ));
+            // What counts is the rate the sender achieved: on a shared
+            // machine it may fall short of the offered one.
+            if t.lost() == 0 {
+                p.best = p.best.max(achieved as u64);
+            } else {
+                p.out = true;
+            }
+        }
+        if i % 2 == 1 {
+            ps.reverse();
+        }
+        if ps.iter().all(|p| p.out) {
+            break;
+        }
+    }
+    ps
+}
+
+fn summary(ps: &[Progress]) -> String {
+    let (t, c) = (&ps[0], &ps[1]);
+    let ratio = if t.best > 0 { format!("{:.2}x", c.best as f64 / t.best as f64) } else { "n/a".into() };
+    let fate = |p: &Progress| match (p.out, p.best) {
+        (true, 0) => "lost copies at every rate tried",
+        (true, _) => "lost copies at the next rate",
+        (false, _) => "lost nothing at any rate (the sender was the limit)",
+    };
+    format!(
+        "Highest achieved rate kept with zero loss: tcpdump {} pps, collector {} pps ({ratio}; goal >= 1.5x). \
+         tcpdump {}; the collector {}.",
+        t.best,
+        c.best,
+        fate(t),
+        fate(c)
+    )
+}
+
+/// How the capture part ran, for the report.
+fn method(o: &Opts) -> String {
+    let pin = |cpus: String| if cpus.is_empty() { "not pinned".to_string() } else { format!("on CPUs {cpus}") };
+    let sender_cpus = o.sender_cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    format!(
+        "Sender: {} threads ({}), sendmmsg of pre-built VXLAN datagrams{} over {GROUPS} outer source ports \
+         (2 of 3 with a 1448-byte TCP payload, 1 with 200 bytes). Receivers {}, each started afresh per trial \
+         with its default buffers (tcpdump: libpcap's ring; the collector: its --recv-buffer-bytes per socket \
+         and --vxlan-workers sockets). After sending, a trial waits until the receiver's files stop growing, \
+         stops it with SIGINT and counts the pcap records in its files on tmpfs: lost = datagrams the kernel \
+         accepted from the sender - records written. {} s of copies per trial, up to {} trials per rate; the \
+         receivers alternate rate by rate; a rate is kept when a trial loses nothing; a receiver stops at its \
+         first rate lost in every trial.",
+        o.sender_threads,
+        pin(sender_cpus),
+        if o.no_gso { "" } else { " (runs of equal-sized datagrams as one UDP GSO send)" },
+        pin(o.receiver_cpus.clone()),
+        o.step_secs,
+        o.trials
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let opts = Opts::parse();
+    let sender = SenderConfig { threads: opts.sender_threads, cpus: opts.sender_cpus.clone(), gso: !opts.no_gso };
+    let setup = Setup {
+        dev: opts.dev.clone(),
+        dir: opts.dir.clone(),
+        collector_bin: opts.collector_bin.clone(),
+        receiver_cpus: opts.receiver_cpus.clone(),
+        sender: sender.clone(),
+    };
+    let pool = capture_pool();
+    let mut rows = Vec::new();
+    let ps = tokio::task::block_in_place(|| zero_loss(&opts, &setup, &pool, &mut rows));
+    eprintln!("  replay: 100 connections x {} POSTs", opts.replay_posts);
+    let replay_row = replay::run(100, opts.replay_posts, 100_000, &sender).await;
+
+    println!("{}\n", method(&opts));
+    println!(
+        "| receiver | offered pps | achieved pps | sent | kept | lost | kernel-reported drops |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for r in &rows {
+        println!("{r}");
+    }
+    println!("\n{}\n", summary(&ps));
+    println!(
+        "| replay | requests | replayed whole | corrupt | seconds | requests/s |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    println!("{replay_row}");
+}
