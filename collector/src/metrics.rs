@@ -108,7 +108,11 @@ impl Metrics {
         r.register("received_packets", "Copies received, by VNI and input (vxlan, gre)", self.received_packets.clone());
         r.register("received_bytes", "Bytes of inner frames received, by VNI and input", self.received_bytes.clone());
         r.register("malformed", "Datagrams dropped before any sink, by reason", self.malformed.clone());
-        r.register("written", "Copies handed to a sink (file, stream, replay)", self.written.clone());
+        r.register(
+            "written",
+            "Copies a sink took: written to a capture file, sent to a stream client, queued for replay",
+            self.written.clone(),
+        );
         r.register("dropped", "Copies a sink could not take (queue full, slow client), by sink", self.dropped.clone());
         r.register("stream_clients", "Clients connected to /stream", self.stream_clients.clone());
         r.register("files_rotated", "Capture files closed by size or age", self.files_rotated.clone());
@@ -165,6 +169,12 @@ impl Metrics {
 
     pub fn written(&self, sink: &'static str) {
         self.written.get_or_create(&SinkLabels { sink }).inc();
+    }
+
+    pub fn written_n(&self, sink: &'static str, n: u64) {
+        if n > 0 {
+            self.written.get_or_create(&SinkLabels { sink }).inc_by(n);
+        }
     }
 
     pub fn replayed(&self, outcome: &'static str, status_class: &'static str) {
