@@ -35,13 +35,15 @@ def parse_args():
     ap.add_argument("--seconds", type=int, default=5, help="seconds of each iperf3 run")
     ap.add_argument("--only", nargs="*", choices=CONFIGS, help="subset of configurations (for trying the bench)")
     ap.add_argument("--pods", type=int, default=1000, help="source veths of the many-pods scenario")
+    ap.add_argument("--pods-rounds", type=int, default=3,
+                    help="rounds of the many-pods scenario (each: a cold start and a cleanup of every veth)")
     ap.add_argument("--restart-seconds", type=int, default=12, help="traffic time of the restart scenario")
     ap.add_argument("--scenarios", nargs="*", choices=SCENARIOS, default=SCENARIOS)
     return ap.parse_args()
 
 
 def is_default(args):
-    return (not args.only and args.rounds == 5 and args.seconds == 5 and args.pods == 1000
+    return (not args.only and args.rounds == 5 and args.seconds == 5 and args.pods == 1000 and args.pods_rounds == 3
             and args.restart_seconds == 12 and args.scenarios == SCENARIOS)
 
 
@@ -68,7 +70,7 @@ def run_all(args, agent, tmp):
             out["prog"] = progtime.prog_times(agent, ctx["noop_obj"])
             log(f"program time: {out['prog']}")
         if "manypods" in args.scenarios:
-            out["many_rows"] = manypods.scenario(agent, args.pods, args.rounds, args.seconds)
+            out["many_rows"] = manypods.scenario(agent, args.pods, args.pods_rounds, args.seconds)
         if "restart" in args.scenarios:
             out["restart"] = restart.scenario(agent, args.restart_seconds)
     finally:

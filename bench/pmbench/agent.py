@@ -1,6 +1,7 @@
 """The standalone agent under test: its input files, its process, its metrics."""
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -115,7 +116,8 @@ class Agent:
             if metric_sum(scrape(), "podmirror_programmed_interfaces") >= interfaces:
                 return time.time() - started
             time.sleep(0.1)
-        raise RuntimeError(f"agent did not program {interfaces} interface(s) in {timeout} s: " + self.log_text()[-3000:])
+        tail = self.log_text()[-3000:]
+        raise RuntimeError(f"agent did not program {interfaces} interface(s) in {timeout} s: {tail}")
 
     def start(self, files, pods=None, interfaces=1):
         self.write(dict(files), pods)
@@ -139,11 +141,18 @@ class Agent:
     def log_text(self):
         return Path(self.dir, "agent.log").read_text() if self.dir else ""
 
+    def cpu_seconds(self):
+        """User + system CPU time the agent has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
+        """SIGTERM (with --cleanup-on-exit the agent detaches everything first); returns the seconds it took."""
+        started = time.time()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=180)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -151,3 +160,4 @@ class Agent:
         if self.dir:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
+        return time.time() - started

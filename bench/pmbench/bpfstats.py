@@ -25,7 +25,8 @@ def restore_stats(previous):
 
 def _tcx(*args):
     # nsenter, not `ip netns exec`: that remounts /sys, hiding bpffs and the pins.
-    return run(["nsenter", f"--net=/run/netns/{NODE}", "env", f"PYTHONPATH={ROOT / 'bench'}", "python3", "-m", "pmbench.tcx", *args])
+    return run(["nsenter", f"--net=/run/netns/{NODE}", "env", f"PYTHONPATH={ROOT / 'bench'}",
+                "python3", "-m", "pmbench.tcx", *args])
 
 
 def attached():

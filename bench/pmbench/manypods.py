@@ -10,6 +10,7 @@ from the agent's start until its metrics report every veth programmed
 """
 
 import subprocess
+import time
 
 from . import bpfstats
 from .agent import filter_yaml, nomatch_rules, session_yaml
@@ -67,23 +68,26 @@ def files(count):
 
 
 def one(agent, count, seconds):
-    """One agent start with `count` sources: programmed time, memory, live ns/packet."""
+    """One agent start with `count` sources: programmed time, memory, CPU, live ns/packet, cleanup time."""
     session_files, pods = files(count)
     agent.write(session_files, pods)
     agent.launch()
     try:
-        programmed_s = agent.wait_programmed(count, timeout=120)
-        mem_programmed = agent.memory_kib()
+        row = {"sources": count, "programmed_s": agent.wait_programmed(count, timeout=180)}
+        row["vmrss_kib_programmed"] = agent.memory_kib().get("VmRSS")
         ids = bpfstats.groups()
-        c0 = bpfstats.counters(ids)
-        kpps = udp64_kpps(seconds)
-        live = bpfstats.ns_per_run(c0, bpfstats.counters(ids)).get("decision")
+        c0, cpu0, t0 = bpfstats.counters(ids), agent.cpu_seconds(), time.time()
+        row["udp64_kpps"] = udp64_kpps(seconds)
+        row["prog_ns_live"] = bpfstats.ns_per_run(c0, bpfstats.counters(ids)).get("decision")
+        # The agent's own CPU share while idle on its poll loop (discovery and reconcile every tick).
+        row["agent_cpu_share"] = (agent.cpu_seconds() - cpu0) / (time.time() - t0)
         mem = agent.memory_kib()
-        return {"sources": count, "programmed_s": programmed_s, "udp64_kpps": kpps, "prog_ns_live": live,
-                "vmrss_kib_programmed": mem_programmed.get("VmRSS"), "vmrss_kib": mem.get("VmRSS"),
-                "vmhwm_kib": mem.get("VmHWM")}
+        row.update(vmrss_kib=mem.get("VmRSS"), vmhwm_kib=mem.get("VmHWM"))
     finally:
-        agent.stop()
+        # --cleanup-on-exit detaches every link: the teardown time of `count` veths.
+        stop_s = agent.stop()
+    row["cleanup_s"] = stop_s
+    return row
 
 
 def scenario(agent, count, rounds, seconds):
@@ -114,6 +118,9 @@ def summary(rows, count):
            "prog_ns_live_single": median_spread([s.get("prog_ns_live") for s in single]),
            "prog_ns_live_many": median_spread([m.get("prog_ns_live") for m in many]),
            "vmrss_mib_many": median_spread([m.get("vmrss_kib") and m["vmrss_kib"] / 1024 for m in many]),
+           "programmed_s_single": median_spread([s.get("programmed_s") for s in single]),
+           "agent_cpu_share_many": median_spread([m.get("agent_cpu_share") for m in many]),
+           "cleanup_s_many": median_spread([m.get("cleanup_s") for m in many]),
            "goals": [
                {"goal": f"many pods ({count} source veths): live program time <= 1.1x the single-veth case",
                 "value": ratio, "spread": ratio_spread, "status": verdict(ratio_spread, "<=", 1.1)},

@@ -38,11 +38,11 @@ def config_table(configs):
     for name in CONFIGS:
         c, sp = configs[name], configs[name]["spread"]
         live = c["prog_ns_live"]
-        lines.append(
-            f"| {name} | {fmt(c['tcp_gbps'])} ({span(sp.get('tcp_gbps'))}) | {fmt(c['udp64_kpps'], 1)} "
-            f"({span(sp.get('udp64_kpps'), 1)}) | {fmt(live.get('decision'), 1)} ({span(sp.get('prog_ns_live.decision'), 1)})"
-            f" | {fmt(live.get('copy'), 1)} ({span(sp.get('prog_ns_live.copy'), 1)}) | {fmt(c['delivered_ratio'], 4)} | "
-            f"{fmt(c['outer_fragments'])} |")
+        cells = [f"{fmt(c['tcp_gbps'])} ({span(sp.get('tcp_gbps'))})",
+                 f"{fmt(c['udp64_kpps'], 1)} ({span(sp.get('udp64_kpps'), 1)})"]
+        cells += [f"{fmt(live.get(g), 1)} ({span(sp.get(f'prog_ns_live.{g}'), 1)})" for g in ("decision", "copy")]
+        cells += [fmt(c["delivered_ratio"], 4), fmt(c["outer_fragments"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -54,13 +54,19 @@ def scenario_lines(many, restart_row):
                   "| | median | min..max |", "| --- | ---: | ---: |"]
         for key, label in (("prog_ns_live_single", "live ns/pkt, 1 source veth"),
                            ("prog_ns_live_many", f"live ns/pkt, {many['sources']} source veths"),
-                           ("vmrss_mib_many", "agent VmRSS MiB after traffic")):
-            lines.append(f"| {label} | {fmt(many[key][0], 1)} | {span(many[key][1], 1)} |")
+                           ("vmrss_mib_many", "agent VmRSS MiB after traffic"),
+                           ("programmed_s_single", "agent start to 1 veth programmed, s"),
+                           ("agent_cpu_share_many", f"agent CPU share (of one CPU), {many['sources']} sources"),
+                           ("cleanup_s_many", f"SIGTERM with --cleanup-on-exit, {many['sources']} sources, s")):
+            lines.append(f"| {label} | {fmt(many[key][0], 3)} | {span(many[key][1], 3)} |")
     else:
         lines.append("not run")
     lines += ["", "## Restart under load", ""]
     if restart_row:
-        lines += ["| measure | value |", "| --- | ---: |"] + [f"| {k} | {fmt(v)} |" for k, v in restart_row.items()]
+        runs = [restart_row.get("control") or {}, restart_row.get("restart") or {}]
+        keys = list(dict.fromkeys(k for r in runs for k in r))
+        lines += ["| measure | control (no restart) | SIGKILL + restart |", "| --- | ---: | ---: |"]
+        lines += [f"| {k} | {fmt(runs[0].get(k))} | {fmt(runs[1].get(k))} |" for k in keys]
     else:
         lines.append("not run")
     return lines
@@ -76,12 +82,15 @@ def markdown(configs, prog, goals, many, restart_row, command, elapsed):
              "threshold is *not settled*. Raw rounds: `results/latest-details.json`.", ""]
     lines += config_table(configs)
     lines += ["", "Live ns/pkt: `run_time_ns / run_cnt` deltas (`kernel.bpf_stats_enabled=1`) of the programs on the",
-              "server veth's TCX hooks (decision) and of `pm_copy_egress` (copy), over the round's iperf3 traffic.", "",
+              "server veth's TCX hooks (decision) and of `pm_copy_egress` (copy), over the round's iperf3 traffic",
+              "(TCP then 64-byte UDP; a GSO skb is one run). `bpf_clone_redirect` transmits the copy from inside the",
+              "decision program, so where a packet is copied the decision time includes the copy program's run.", "",
               "Program time per packet, BPF_PROG_TEST_RUN (`bpftool prog run ... repeat`), decision program on a",
               "64-byte TCP frame that no rule matches:", "", "| program | ns/packet |", "| --- | ---: |"]
     for k in ("noop", "0", "10", "30"):
         lines.append(f"| {'no-op classifier' if k == 'noop' else f'podmirror, {k} rules'} | {fmt(prog.get(k))} |")
-    lines += ["", "## Goals (issue 14)", "", "| goal | value (median) | min..max | status |", "| --- | ---: | ---: | --- |"]
+    lines += ["", "## Goals (issue 14)", "", "| goal | value (median) | min..max | status |",
+              "| --- | ---: | ---: | --- |"]
     for g in goals:
         status = g["status"] if g["status"] in ("met", "n/a") else f"**{g['status']}**"
         lines.append(f"| {g['goal']} | {fmt(g['value'], 3)} | {span(g['spread'])} | {status} |")
