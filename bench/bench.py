@@ -63,16 +63,17 @@ def run_all(args, agent, tmp):
     ctx = {"agent": agent, "seconds": args.seconds, "noop_obj": progtime.build_noop(tmp)}
     servers = topology.start_iperf_servers((5201, restart.UDP_PORT))
     time.sleep(0.5)
+    phases = {"throughput": lambda: out.update(rows=throughput(ctx, args.only or CONFIGS, args.rounds)),
+              "progtime": lambda: out.update(prog=progtime.prog_times(agent, ctx["noop_obj"])),
+              "manypods": lambda: out.update(many_rows=manypods.scenario(agent, args.pods, args.pods_rounds,
+                                                                          args.seconds)),
+              "restart": lambda: out.update(restart=restart.scenario(agent, args.restart_seconds))}
     try:
-        if "throughput" in args.scenarios:
-            out["rows"] = throughput(ctx, args.only or CONFIGS, args.rounds)
-        if "progtime" in args.scenarios:
-            out["prog"] = progtime.prog_times(agent, ctx["noop_obj"])
-            log(f"program time: {out['prog']}")
-        if "manypods" in args.scenarios:
-            out["many_rows"] = manypods.scenario(agent, args.pods, args.pods_rounds, args.seconds)
-        if "restart" in args.scenarios:
-            out["restart"] = restart.scenario(agent, args.restart_seconds)
+        for name in SCENARIOS:
+            if name in args.scenarios:
+                started = time.time()
+                phases[name]()
+                log(f"{name}: done in {time.time() - started:.0f} s")
     finally:
         for s in servers:
             s.terminate()

@@ -3,8 +3,10 @@
 `run_time_ns` and one to `run_cnt`), read before and after a round."""
 
 import json
+import os
 from pathlib import Path
 
+from . import tcx
 from .common import NODE, NOOP_PIN_DIR, ROOT, SERVER_HOST_IF, run
 
 SYSCTL = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -12,15 +14,19 @@ COPY_PROGRAM = "pm_copy_egress"
 
 
 def enable_stats():
-    """Turns the accounting on; returns the previous value for `restore_stats`."""
+    """Turns the accounting on; returns what `restore_stats` needs. Besides the
+    sysctl, a BPF_ENABLE_STATS fd is held for the run: the sysctl is one
+    global switch, and another user of this machine writing 0 to it mid-run
+    would otherwise stop the accounting (the fd keeps its own reference)."""
     previous = SYSCTL.read_text().strip()
     SYSCTL.write_text("1")
-    return previous
+    return previous, tcx.enable_stats_fd()
 
 
-def restore_stats(previous):
-    if previous is not None:
-        SYSCTL.write_text(previous)
+def restore_stats(saved):
+    previous, fd = saved
+    os.close(fd)
+    SYSCTL.write_text(previous)
 
 
 def _tcx(*args):

@@ -13,7 +13,7 @@ import struct
 import sys
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280}[os.uname().machine]
-BPF_OBJ_PIN, BPF_OBJ_GET, BPF_PROG_QUERY, BPF_LINK_CREATE = 6, 7, 16, 28
+BPF_OBJ_PIN, BPF_OBJ_GET, BPF_PROG_QUERY, BPF_LINK_CREATE, BPF_ENABLE_STATS = 6, 7, 16, 28, 32
 HOOKS = {"ingress": 46, "egress": 47}  # BPF_TCX_INGRESS, BPF_TCX_EGRESS (newer than this machine's headers)
 ATTR_SIZE = 128
 
@@ -56,6 +56,12 @@ def attach(prog_pin, dev, hook, link_pin):
             os.close(link_fd)
     finally:
         os.close(prog_fd)
+
+
+def enable_stats_fd():
+    """BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): run-time accounting stays on while the fd is open."""
+    fd, _ = _bpf(BPF_ENABLE_STATS, struct.pack("=I", 0))
+    return fd
 
 
 def query(dev, hook):
