@@ -72,11 +72,19 @@ def scenario_lines(many, restart_row):
     return lines
 
 
+def cpu_model():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return os.uname().machine
+
+
 def markdown(configs, prog, goals, many, restart_row, command, elapsed):
     lines = ["# podmirror benchmark results", "",
              f"Command: `{command}` (as root; `make bench` runs `bench/run.sh`, which builds the release agent first).",
              f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, kernel {os.uname().release}, "
-             f"{os.cpu_count()} CPUs, {elapsed:.0f} s. iperf3 client pinned to CPU 0, server to the last CPU.",
+             f"{os.cpu_count()} CPUs ({cpu_model()}), {elapsed:.0f} s.",
+             "iperf3 client pinned to CPU 0, server to the last CPU.",
              "Configurations interleaved (every round runs each once); medians of the rounds with min..max.",
              "Ratios are taken per round and summarized the same way; a goal whose min..max straddles its",
              "threshold is *not settled*. Raw rounds: `results/latest-details.json`.", ""]
