@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: build the agent (release) and run bench/bench.py as root.
-# Writes bench/results/latest.json and bench/RESULTS.md. ~10 minutes.
+# Writes bench/results/latest.json and bench/RESULTS.md. about 20 minutes (5 rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (network namespaces, eBPF)" >&2; exit 1; }
