@@ -90,16 +90,17 @@ fn scenario(cfg: &DatapathConfig) -> Result<(), String> {
     // More updates than there are slots: retired slots must come back.
     let updates = PM_IFACE_SLOTS + 10;
     for n in 0..updates {
-        let (action, want) = if n % 2 == 0 { (Action::Reject, REJECT_V4) } else { (Action::Accept, ACCEPT_V4) };
+        let (action, want) =
+            if n.is_multiple_of(2) { (Action::Reject, REJECT_V4) } else { (Action::Accept, ACCEPT_V4) };
         dp.set_sessions(SMALL, &sessions(action)).map_err(|e| format!("update {n}: {e}"))?;
-        if n % 97 == 0 || n + 1 == updates {
+        if n.is_multiple_of(97) || n + 1 == updates {
             let got = decide(&mut dp, SMALL)?;
             if got != want {
                 return Err(format!("update {n}: {got:?}, want {want:?}"));
             }
         }
     }
-    let last = if updates % 2 == 0 { ACCEPT_V4 } else { REJECT_V4 };
+    let last = if updates.is_multiple_of(2) { ACCEPT_V4 } else { REJECT_V4 };
     // A restarted agent adopts the table as the pins hold it.
     drop(dp);
     let mut dp = Datapath::open(cfg).map_err(|e| format!("reopen: {e}"))?;
