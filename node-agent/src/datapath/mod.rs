@@ -28,7 +28,7 @@ mod ifaces;
 pub mod maglev;
 pub mod netlink;
 mod pins;
-mod program;
+mod sessions;
 mod testrun;
 
 use std::collections::BTreeMap;
