@@ -1,7 +1,8 @@
 //! The interface table (`src/datapath/ifaces.rs`): every update lands in a
 //! fresh slot before the interface flips to it, retired slots come back
 //! after an RCU grace period, ifindexes past the direct array take the hash,
-//! and a restarted agent finds everything where it was. Checked through the
+//! a restarted agent finds everything where it was, and the pin of the
+//! table's predecessor (another layout) is removed. Checked through the
 //! decision program (BPF_PROG_TEST_RUN), which looks interfaces up exactly as
 //! the veth programs do.
 
@@ -78,8 +79,42 @@ fn decide(dp: &mut Datapath, ifindex: u32) -> Result<(u32, u32, u32), String> {
 const ACCEPT_V4: (u32, u32, u32) = (PM_VERDICT_COPY, PM_VERDICT_REJECT, 1);
 const REJECT_V4: (u32, u32, u32) = (PM_VERDICT_REJECT, PM_VERDICT_COPY, 1);
 
+/// Pin a map named like the interface hash of agents before the table
+/// (value: the old 4628-byte layout), as an upgraded node's pin dir holds it.
+fn pin_old_layout_map(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let path = dir.join("pm_ifaces");
+    // union bpf_attr for BPF_MAP_CREATE: hash (1), key 4, value 4628, 1 entry.
+    let create: [u32; 32] = {
+        let mut a = [0u32; 32];
+        a[..4].copy_from_slice(&[1, 4, 4628, 1]);
+        a
+    };
+    // SAFETY: a valid attr of the size passed.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, create.as_ptr(), std::mem::size_of_val(&create)) };
+    if fd < 0 {
+        return Err(format!("map create: {}", std::io::Error::last_os_error()));
+    }
+    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    // BPF_OBJ_PIN (6): pathname pointer, then the fd.
+    let pin: [u64; 2] = [cpath.as_ptr() as u64, fd as u64];
+    // SAFETY: attr points at a live NUL-terminated path.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, 6, pin.as_ptr(), std::mem::size_of_val(&pin)) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: our own fd, closed once (the pin keeps the map).
+    unsafe { libc::close(fd as i32) };
+    if rc != 0 {
+        return Err(format!("pin {}: {err}", path.display()));
+    }
+    Ok(path)
+}
+
 fn scenario(cfg: &DatapathConfig) -> Result<(), String> {
-    let mut dp = Datapath::open(cfg).map_err(|e| format!("open: {e}"))?;
+    let old = pin_old_layout_map(&cfg.pin_dir)?;
+    let mut dp = Datapath::open(cfg).map_err(|e| format!("open beside an old layout's pin: {e}"))?;
+    if old.exists() {
+        return Err(format!("{} of the old layout is still pinned after open", old.display()));
+    }
     for ifindex in [SMALL, LARGE] {
         dp.set_sessions(ifindex, &sessions(Action::Accept)).map_err(|e| e.to_string())?;
         let got = decide(&mut dp, ifindex)?;
