@@ -17,6 +17,9 @@
 #define PM_MAX_ENDPOINTS 1024 /* endpoints of a Service target per session */
 #define PM_LUT_SIZE 16381     /* Maglev lookup table slots (prime, >= 16 per endpoint) */
 #define PM_MAX_IFACES 4096 /* host-side veths per node */
+#define PM_MAX_IFACE_RULES 30 /* PM_MAX_SESSIONS * PM_MAX_RULES: one direction's table */
+#define PM_IFACE_SLOTS 4160   /* pm_iftab entries: PM_MAX_IFACES + spares for swaps */
+#define PM_IFINDEX_DIRECT 65536 /* ifindexes below index pm_ifslot; the rest pm_ifbig */
 #define PM_MAX_COUNTERS 8192
 
 #define PM_DIR_INBOUND 0  /* packets the pod receives: host-veth egress */
@@ -69,23 +72,30 @@ struct pm_addr {
 	__u32 w[4];
 };
 
-/* One filter rule, compiled: the CIDRs as (masked network, mask). */
+/*
+ * One filter rule, compiled: the CIDRs as (masked network, mask), and where
+ * it came from (session slot, index in that session's list of the direction)
+ * so that the decision names it.
+ */
 struct pm_rule {
-	struct pm_addr src;
-	struct pm_addr src_mask;
-	struct pm_addr dst;
-	struct pm_addr dst_mask;
+	/* Source and destination word k side by side (net[2k], net[2k + 1]),
+	 * so that one 64-bit compare checks both addresses' word k: an IPv4
+	 * rule is one compare, IPv6 four. */
+	__u32 net[8];
+	__u32 mask[8];
 	__u16 sport_lo;
 	__u16 sport_hi;
 	__u16 dport_lo;
 	__u16 dport_hi;
-	__u8 family;
-	__u8 action;
 	__u8 protocol;
-	__u8 flags;
-}; /* 76 bytes */
+	__u8 flags;  /* PM_RULE_* */
+	__u8 action; /* PM_ACTION_* */
+	__u8 slot;   /* the session's index in pm_iface.sessions */
+	__u8 index;  /* the rule's index in its session's list */
+	__u8 pad[3];
+}; /* 80 bytes */
 
-/* One session as a source pod's datapath needs it. */
+/* One session as a source pod's datapath needs it once a rule decided. */
 struct pm_session {
 	__u32 id;          /* the counters' key, chosen by the agent */
 	__u32 vni;         /* 24 bits: VXLAN VNI or GRE key */
@@ -93,9 +103,8 @@ struct pm_session {
 	__u16 target_port; /* outer UDP destination port (VXLAN) */
 	__u8 encap;        /* PM_ENCAP_* */
 	__u8 flags;        /* PM_SESS_* */
-	__u8 n_rules[2]; /* by PM_DIR_* */
+	__u8 pad[2];
 	__u32 sample_below; /* with PM_SESS_SAMPLE: flows whose hash is below */
-	struct pm_rule rules[2][PM_MAX_RULES];
 };
 
 /* One target endpoint. */
@@ -122,14 +131,27 @@ struct pm_lb {
 };
 
 /*
- * The whole mirroring state of one host-side veth, keyed by ifindex in a
- * BPF_F_NO_PREALLOC hash: an update allocates a new element and swaps it in
- * under RCU, so a packet sees the old or the new sessions, never a mix.
+ * The whole mirroring state of one host-side veth: a slot of the array
+ * pm_iftab, found through pm_ifslot (ifindex < PM_IFINDEX_DIRECT) or pm_ifbig
+ * (the rest), both holding slot + 1. The agent writes a new state into a free
+ * slot and then flips the ifindex's entry with one aligned 32-bit store, so a
+ * packet sees the old or the new state, never a mix; a slot is reused only
+ * after an RCU grace period (src/datapath/ifaces.rs).
+ *
+ * rules[dir] is the direction's walk flattened in docs/matching.md order
+ * (sessions by priority, then rules by priority), split by family: the
+ * n4[dir] IPv4 rules first, then the n6[dir] IPv6 rules. A packet is
+ * compared with the rules of its family only, in order, so the first match
+ * is the same as in the full walk.
  */
 struct pm_iface {
-	__u32 n_sessions; /* enabled sessions, in priority order */
 	__u32 generation; /* bumped by the agent on every swap (diagnostics) */
+	__u8 n_sessions;  /* enabled sessions, in priority order */
+	__u8 n4[2];       /* by PM_DIR_* */
+	__u8 n6[2];
+	__u8 pad[3];
 	struct pm_session sessions[PM_MAX_SESSIONS];
+	struct pm_rule rules[2][PM_MAX_IFACE_RULES];
 };
 
 struct pm_counter_key {
@@ -205,9 +227,10 @@ struct pm_decision {
 
 
 /* The layout the Rust mirror (datapath/abi.rs) asserts too. */
-_Static_assert(sizeof(struct pm_rule) == 76, "pm_rule layout");
-_Static_assert(sizeof(struct pm_session) == 1540, "pm_session layout");
-_Static_assert(sizeof(struct pm_iface) == 4628, "pm_iface layout");
+_Static_assert(sizeof(struct pm_rule) == 80, "pm_rule layout");
+_Static_assert(sizeof(struct pm_session) == 20, "pm_session layout");
+_Static_assert(sizeof(struct pm_iface) == 4872, "pm_iface layout");
+_Static_assert(__builtin_offsetof(struct pm_iface, rules) == 72, "pm_iface.rules");
 _Static_assert(sizeof(struct pm_rate) == 40, "pm_rate layout");
 _Static_assert(sizeof(struct pm_endpoint) == 20, "pm_endpoint layout");
 _Static_assert(sizeof(struct pm_lb) == 53264, "pm_lb layout");
@@ -216,7 +239,6 @@ _Static_assert(sizeof(struct pm_counters) == 120, "pm_counters layout");
 _Static_assert(sizeof(struct pm_config) == 40, "pm_config layout");
 _Static_assert(sizeof(struct pm_xfer) == 48, "pm_xfer layout");
 _Static_assert(sizeof(struct pm_decision) == 80, "pm_decision layout");
-_Static_assert(__builtin_offsetof(struct pm_session, rules) == 20, "pm_session.rules");
 _Static_assert(__builtin_offsetof(struct pm_xfer, target) == 24, "pm_xfer.target");
 
 #endif /* PM_ABI_H */

@@ -13,16 +13,41 @@
 #define LIBBPF_PIN_BY_NAME 1
 #endif
 
-/* ifindex of a host-side veth -> its sessions. NO_PREALLOC: updates swap a
- * freshly allocated element under RCU (no torn reads, see pm_iface). */
+/*
+ * ifindex of a host-side veth -> its state (see pm_iface): an ifindex below
+ * PM_IFINDEX_DIRECT indexes pm_ifslot, any other is a key of pm_ifbig; both
+ * hold the pm_iftab slot + 1 (0: not mirrored). All three lookups are
+ * arrays the verifier inlines (no helper call), except for pm_ifbig.
+ * Memory-mapped: the agent flips an entry with one atomic store. 64-bit
+ * values because array elements are 8-byte aligned anyway: the mapping is a
+ * plain __u64[PM_IFINDEX_DIRECT].
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PM_IFINDEX_DIRECT);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pm_ifslot SEC(".maps");
+
+/* NO_PREALLOC: an update swaps a new element in under RCU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, PM_MAX_IFACES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pm_ifbig SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PM_IFACE_SLOTS);
+	__type(key, __u32);
 	__type(value, struct pm_iface);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} pm_ifaces SEC(".maps");
+} pm_iftab SEC(".maps");
 
 /* session id -> its endpoints and Maglev table (read for Accepts only). */
 struct {
@@ -77,6 +102,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct pm_decision);
 } pm_decision SEC(".maps");
+
+/* The state of interface `ifindex`, or NULL when it is not mirrored. */
+static __always_inline const struct pm_iface *pm_iface_of(__u32 ifindex)
+{
+	__u64 *ref = bpf_map_lookup_elem(&pm_ifslot, &ifindex);
+	__u32 slot;
+
+	if (!ref)
+		ref = bpf_map_lookup_elem(&pm_ifbig, &ifindex);
+	if (!ref)
+		return NULL;
+	/* One load: the agent may flip the entry at any time. */
+	slot = *(volatile __u64 *)ref;
+	if (!slot)
+		return NULL;
+	slot -= 1;
+	return bpf_map_lookup_elem(&pm_iftab, &slot);
+}
 
 static __always_inline struct pm_counters *pm_counters_get(__u32 session_id, __u32 direction)
 {

@@ -36,6 +36,35 @@ struct pm_pkt {
 	__u8 pad;
 };
 
+/*
+ * pm_load() for the parser: the same bounds check and fallback, but the
+ * direct copy moves whole 32-bit (or 16-bit) words. pm_load()'s memcpy from
+ * a byte pointer is a load and a store per byte (the compiler cannot know
+ * the alignment), 40 instructions for an IPv4 header; headers sit at
+ * unaligned offsets, which the verifier allows where the CPU handles them
+ * (x86, arm64). `to` must be 4-byte aligned when `len` is a multiple of 4.
+ */
+static __always_inline int pm_read(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 i;
+
+	if (off <= PM_MAX_DIRECT_OFF && data + off + len <= data_end) {
+		if (len % 4 == 0) {
+			for (i = 0; i < len; i += 4)
+				*(__u32 *)(to + i) = *(const __u32 *)(data + off + i);
+		} else if (len % 2 == 0) {
+			for (i = 0; i < len; i += 2)
+				*(__u16 *)(to + i) = *(const __u16 *)(data + off + i);
+		} else {
+			__builtin_memcpy(to, data + off, len);
+		}
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, to, len);
+}
+
 static __always_inline int pm_proto_has_ports(__u8 proto)
 {
 	return proto == PM_IPPROTO_TCP || proto == PM_IPPROTO_UDP || proto == PM_IPPROTO_SCTP;
@@ -44,11 +73,11 @@ static __always_inline int pm_proto_has_ports(__u8 proto)
 /* Ports are the first 4 bytes of TCP, UDP and SCTP alike. */
 static __always_inline void pm_parse_ports(struct __sk_buff *skb, __u32 off, struct pm_pkt *p)
 {
-	__be16 ports[2];
+	__be16 ports[2] __attribute__((aligned(4)));
 
 	if (!pm_proto_has_ports(p->protocol))
 		return;
-	if (pm_load(skb, off, ports, sizeof(ports)) < 0)
+	if (pm_read(skb, off, ports, sizeof(ports)) < 0)
 		return; /* truncated L4 header: no ports */
 	p->sport = bpf_ntohs(ports[0]);
 	p->dport = bpf_ntohs(ports[1]);
@@ -59,7 +88,7 @@ static __always_inline int pm_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 {
 	struct pm_ipv4_hdr ip;
 
-	if (pm_load(skb, off, &ip, sizeof(ip)) < 0)
+	if (pm_read(skb, off, &ip, sizeof(ip)) < 0)
 		return -1;
 	if ((ip.ver_ihl >> 4) != 4 || (ip.ver_ihl & 0xf) < 5)
 		return -1;
@@ -80,7 +109,7 @@ static __always_inline int pm_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 	__u8 nexthdr;
 	int i;
 
-	if (pm_load(skb, off, &ip6, sizeof(ip6)) < 0)
+	if (pm_read(skb, off, &ip6, sizeof(ip6)) < 0)
 		return -1;
 	if ((bpf_ntohl(ip6.vtc_flow) >> 28) != 6)
 		return -1;
@@ -91,26 +120,26 @@ static __always_inline int pm_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 	off += sizeof(ip6);
 
 	for (i = 0; i < PM_MAX_EXTHDRS; i++) {
-		__u8 hdr[8];
+		__u8 hdr[8] __attribute__((aligned(4)));
 
 		switch (nexthdr) {
 		case PM_IPPROTO_HOPOPTS:
 		case PM_IPPROTO_ROUTING:
 		case PM_IPPROTO_DSTOPTS:
 		case PM_IPPROTO_MH:
-			if (pm_load(skb, off, hdr, 2) < 0)
+			if (pm_read(skb, off, hdr, 2) < 0)
 				goto no_l4;
 			nexthdr = hdr[0];
 			off += ((__u32)hdr[1] + 1) * 8;
 			break;
 		case PM_IPPROTO_AH:
-			if (pm_load(skb, off, hdr, 2) < 0)
+			if (pm_read(skb, off, hdr, 2) < 0)
 				goto no_l4;
 			nexthdr = hdr[0];
 			off += ((__u32)hdr[1] + 2) * 4;
 			break;
 		case PM_IPPROTO_FRAGMENT:
-			if (pm_load(skb, off, hdr, 8) < 0)
+			if (pm_read(skb, off, hdr, 8) < 0)
 				goto no_l4;
 			nexthdr = hdr[0];
 			off += 8;
@@ -140,13 +169,13 @@ static __always_inline int pm_parse(struct __sk_buff *skb, struct pm_pkt *p)
 	__u32 off = ETH_HLEN;
 	int i;
 
-	if (pm_load(skb, 12, &proto, sizeof(proto)) < 0)
+	if (pm_read(skb, 12, &proto, sizeof(proto)) < 0)
 		return -1;
 	for (i = 0; i < PM_MAX_VLANS; i++) {
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
 		/* TCI (2 bytes), then the encapsulated EtherType. */
-		if (pm_load(skb, off + 2, &proto, sizeof(proto)) < 0)
+		if (pm_read(skb, off + 2, &proto, sizeof(proto)) < 0)
 			return -1;
 		off += 4;
 	}

@@ -11,6 +11,16 @@
 pub const PM_MAX_SESSIONS: usize = podmirror_crds::model::quota::SESSIONS_PER_SOURCE_POD;
 /// Rules per direction: the quota of rules per filter direction.
 pub const PM_MAX_RULES: usize = podmirror_crds::model::quota::RULES_PER_DIRECTION;
+/// One direction's rule table of an interface: every session's rules.
+pub const PM_MAX_IFACE_RULES: usize = PM_MAX_SESSIONS * PM_MAX_RULES;
+/// Host-side veths per node.
+pub const PM_MAX_IFACES: usize = 4096;
+/// Entries of `pm_iftab`: an interface's new state goes into a free slot
+/// before the interface's entry flips to it, hence the spares.
+pub const PM_IFACE_SLOTS: usize = PM_MAX_IFACES + 64;
+/// Ifindexes below this find their slot in the array `pm_ifslot`, the others
+/// in the hash `pm_ifbig`.
+pub const PM_IFINDEX_DIRECT: usize = 65536;
 /// Endpoints of one session's target (a Service's ready endpoints).
 pub const PM_MAX_ENDPOINTS: usize = 1024;
 /// Slots of a session's Maglev lookup table (prime, >= 16 per endpoint).
@@ -58,25 +68,29 @@ pub struct PmAddr {
     pub w: [u32; 4],
 }
 
+/// One compiled rule (the CIDRs as masked network and mask, see
+/// `encode::pair_words`) and where it came from (`slot`: the session's index in
+/// `PmIface::sessions`; `index`: the rule's in that session's list).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PmRule {
-    pub src: PmAddr,
-    pub src_mask: PmAddr,
-    pub dst: PmAddr,
-    pub dst_mask: PmAddr,
+    /// Source and destination word k side by side: `net[2k]`, `net[2k + 1]`.
+    pub net: [u32; 8],
+    pub mask: [u32; 8],
     pub sport_lo: u16,
     pub sport_hi: u16,
     pub dport_lo: u16,
     pub dport_hi: u16,
-    pub family: u8,
-    pub action: u8,
     pub protocol: u8,
     pub flags: u8,
+    pub action: u8,
+    pub slot: u8,
+    pub index: u8,
+    pub pad: [u8; 3],
 }
 
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PmSession {
     pub id: u32,
     pub vni: u32,
@@ -84,9 +98,8 @@ pub struct PmSession {
     pub target_port: u16,
     pub encap: u8,
     pub flags: u8,
-    pub n_rules: [u8; 2],
+    pub pad: [u8; 2],
     pub sample_below: u32,
-    pub rules: [[PmRule; PM_MAX_RULES]; 2],
 }
 
 #[repr(C)]
@@ -122,28 +135,32 @@ impl PmLb {
     }
 }
 
-impl Default for PmSession {
-    fn default() -> Self {
-        PmSession {
-            id: 0,
-            vni: 0,
-            cut_len: 0,
-            target_port: 0,
-            encap: 0,
-            flags: 0,
-            n_rules: [0; 2],
-            sample_below: 0,
-            rules: [[PmRule::default(); PM_MAX_RULES]; 2],
-        }
-    }
+/// One interface's state (a `pm_iftab` slot): `rules[dir]` holds the
+/// direction's walk, the `n4[dir]` IPv4 rules first, then the `n6[dir]` IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmIface {
+    pub generation: u32,
+    pub n_sessions: u8,
+    pub n4: [u8; 2],
+    pub n6: [u8; 2],
+    pub pad: [u8; 3],
+    pub sessions: [PmSession; PM_MAX_SESSIONS],
+    pub rules: [[PmRule; PM_MAX_IFACE_RULES]; 2],
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PmIface {
-    pub n_sessions: u32,
-    pub generation: u32,
-    pub sessions: [PmSession; PM_MAX_SESSIONS],
+impl Default for PmIface {
+    fn default() -> Self {
+        PmIface {
+            generation: 0,
+            n_sessions: 0,
+            n4: [0; 2],
+            n6: [0; 2],
+            pad: [0; 3],
+            sessions: [PmSession::default(); PM_MAX_SESSIONS],
+            rules: [[PmRule::default(); PM_MAX_IFACE_RULES]; 2],
+        }
+    }
 }
 
 #[repr(C)]
@@ -260,6 +277,10 @@ mod tests {
             ("PM_MAX_SESSIONS", PM_MAX_SESSIONS as u64),
             ("PM_MAX_RULES", PM_MAX_RULES as u64),
             ("PM_MAX_ENDPOINTS", PM_MAX_ENDPOINTS as u64),
+            ("PM_MAX_IFACE_RULES", PM_MAX_IFACE_RULES as u64),
+            ("PM_MAX_IFACES", PM_MAX_IFACES as u64),
+            ("PM_IFACE_SLOTS", PM_IFACE_SLOTS as u64),
+            ("PM_IFINDEX_DIRECT", PM_IFINDEX_DIRECT as u64),
             ("PM_LUT_SIZE", PM_LUT_SIZE as u64),
             ("PM_DIR_INBOUND", PM_DIR_INBOUND.into()),
             ("PM_DIR_OUTBOUND", PM_DIR_OUTBOUND.into()),
@@ -299,14 +320,13 @@ mod tests {
     // bpf agree: natural alignment, no packing).
     #[test]
     fn rule_layout_matches_c() {
-        assert_eq!(size_of::<PmRule>(), 76);
-        assert_eq!(offset_of!(PmRule, src_mask), 16);
-        assert_eq!(offset_of!(PmRule, dst), 32);
-        assert_eq!(offset_of!(PmRule, dst_mask), 48);
+        assert_eq!(size_of::<PmRule>(), 80);
+        assert_eq!(offset_of!(PmRule, mask), 32);
         assert_eq!(offset_of!(PmRule, sport_lo), 64);
         assert_eq!(offset_of!(PmRule, dport_hi), 70);
-        assert_eq!(offset_of!(PmRule, family), 72);
-        assert_eq!(offset_of!(PmRule, flags), 75);
+        assert_eq!(offset_of!(PmRule, protocol), 72);
+        assert_eq!(offset_of!(PmRule, slot), 75);
+        assert_eq!(offset_of!(PmRule, index), 76);
     }
 
     #[test]
@@ -315,12 +335,14 @@ mod tests {
         assert_eq!(offset_of!(PmSession, target_port), 10);
         assert_eq!(offset_of!(PmSession, encap), 12);
         assert_eq!(offset_of!(PmSession, flags), 13);
-        assert_eq!(offset_of!(PmSession, n_rules), 14);
         assert_eq!(offset_of!(PmSession, sample_below), 16);
-        assert_eq!(offset_of!(PmSession, rules), 20);
-        assert_eq!(size_of::<PmSession>(), 20 + 20 * 76);
-        assert_eq!(offset_of!(PmIface, sessions), 8);
-        assert_eq!(size_of::<PmIface>(), 8 + 3 * 1540);
+        assert_eq!(size_of::<PmSession>(), 20);
+        assert_eq!(offset_of!(PmIface, n_sessions), 4);
+        assert_eq!(offset_of!(PmIface, n4), 5);
+        assert_eq!(offset_of!(PmIface, n6), 7);
+        assert_eq!(offset_of!(PmIface, sessions), 12);
+        assert_eq!(offset_of!(PmIface, rules), 72);
+        assert_eq!(size_of::<PmIface>(), 72 + 2 * PM_MAX_IFACE_RULES * 80);
     }
 
     #[test]

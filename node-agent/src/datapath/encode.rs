@@ -38,13 +38,21 @@ fn family_code(family: IpFamily) -> u8 {
     }
 }
 
-fn net_and_mask(net: &IpNet) -> (PmAddr, PmAddr) {
-    (addr_words(&net.network()), addr_words(&net.netmask()))
+/// Source and destination words interleaved as `pm_rule` holds them:
+/// word k of the source at 2k, of the destination at 2k + 1.
+pub fn pair_words(src: &PmAddr, dst: &PmAddr) -> [u32; 8] {
+    let mut out = [0u32; 8];
+    for k in 0..4 {
+        out[2 * k] = src.w[k];
+        out[2 * k + 1] = dst.w[k];
+    }
+    out
 }
 
+/// A rule as the datapath compares it; `slot` and `index` are set by
+/// `encode_iface`, which places it.
 pub fn encode_rule(rule: &CompiledRule) -> PmRule {
-    let (src, src_mask) = net_and_mask(&rule.source);
-    let (dst, dst_mask) = net_and_mask(&rule.destination);
+    let words = |f: fn(&IpNet) -> IpAddr| pair_words(&addr_words(&f(&rule.source)), &addr_words(&f(&rule.destination)));
     let mut flags = 0u8;
     if rule.protocol.is_none() {
         flags |= PM_RULE_ANY_PROTO;
@@ -64,21 +72,19 @@ pub fn encode_rule(rule: &CompiledRule) -> PmRule {
         None => (0, u16::MAX),
     };
     PmRule {
-        src,
-        src_mask,
-        dst,
-        dst_mask,
+        net: words(IpNet::network),
+        mask: words(IpNet::netmask),
         sport_lo,
         sport_hi,
         dport_lo,
         dport_hi,
-        family: family_code(rule.family),
         action: match rule.action {
             Action::Accept => PM_ACTION_ACCEPT,
             Action::Reject => PM_ACTION_REJECT,
         },
         protocol: rule.protocol.unwrap_or(0),
         flags,
+        ..PmRule::default()
     }
 }
 
@@ -144,24 +150,47 @@ pub fn encode_session(ds: &DatapathSession) -> Result<PmSession, DatapathError> 
         }
     };
     for direction in Direction::ALL {
-        let mut rules: Vec<&CompiledRule> = s.rules(direction).iter().collect();
-        rules.sort_by_key(|r| r.priority);
-        if rules.len() > PM_MAX_RULES {
+        if s.rules(direction).len() > PM_MAX_RULES {
             return Err(DatapathError::Invalid {
                 field: field(match direction {
                     Direction::Inbound => "inboundRules",
                     Direction::Outbound => "outboundRules",
                 }),
-                reason: format!("{} rules exceed the quota of {PM_MAX_RULES}", rules.len()),
+                reason: format!("{} rules exceed the quota of {PM_MAX_RULES}", s.rules(direction).len()),
             });
         }
-        let d = dir_index(direction);
-        for (i, r) in rules.iter().enumerate() {
-            out.rules[d][i] = encode_rule(r);
-        }
-        out.n_rules[d] = rules.len() as u8;
     }
     Ok(out)
+}
+
+/// The rules of one session and direction in evaluation order.
+fn sorted_rules(s: &CompiledSession, direction: Direction) -> Vec<&CompiledRule> {
+    let mut rules: Vec<&CompiledRule> = s.rules(direction).iter().collect();
+    rules.sort_by_key(|r| r.priority);
+    rules
+}
+
+/// One direction's table of `PmIface`: the walk of docs/matching.md
+/// (sessions in slot order, rules by priority), IPv4 rules first, then IPv6,
+/// each family in walk order. Returns (table, IPv4 count, IPv6 count).
+fn direction_table(ordered: &[&DatapathSession], direction: Direction) -> ([PmRule; PM_MAX_IFACE_RULES], u8, u8) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for (slot, ds) in ordered.iter().enumerate() {
+        for (index, r) in sorted_rules(&ds.session, direction).into_iter().enumerate() {
+            let rule = PmRule { slot: slot as u8, index: index as u8, ..encode_rule(r) };
+            match r.family {
+                IpFamily::IPv4 => v4.push(rule),
+                IpFamily::IPv6 => v6.push(rule),
+            }
+        }
+    }
+    let mut table = [PmRule::default(); PM_MAX_IFACE_RULES];
+    // Quotas (checked by encode_session) bound the sum to the table's size.
+    for (dst, rule) in table.iter_mut().zip(v4.iter().chain(&v6)) {
+        *dst = *rule;
+    }
+    (table, v4.len() as u8, v6.len() as u8)
 }
 
 /// Ticks (the C side's time unit, 1/64 ns) per second.
@@ -195,11 +224,15 @@ pub fn encode_iface(sessions: &[DatapathSession], generation: u32) -> Result<(Pm
             reason: format!("{} sessions on one pod exceed the quota of {PM_MAX_SESSIONS}", sessions.len()),
         });
     }
-    let mut iface = PmIface { n_sessions: ordered.len() as u32, generation, ..PmIface::default() };
+    let mut iface = PmIface { n_sessions: ordered.len() as u8, generation, ..PmIface::default() };
     let mut ids = Vec::with_capacity(ordered.len());
     for (slot, ds) in ordered.iter().enumerate() {
         iface.sessions[slot] = encode_session(ds)?;
         ids.push(ds.id);
+    }
+    for direction in Direction::ALL {
+        let d = dir_index(direction);
+        (iface.rules[d], iface.n4[d], iface.n6[d]) = direction_table(&ordered, direction);
     }
     Ok((iface, ids))
 }
@@ -246,13 +279,12 @@ mod tests {
     #[test]
     fn rule_carries_masked_network_ports_and_flags() {
         let r = encode_rule(&rule(1, Action::Accept));
-        assert_eq!(r.src.w[0], u32::from_ne_bytes([192, 168, 0, 161]));
-        assert_eq!(r.src_mask.w[0], u32::MAX);
-        assert_eq!(r.dst.w[0], u32::from_ne_bytes([192, 168, 0, 0]));
-        assert_eq!(r.dst_mask.w[0], u32::from_ne_bytes([255, 255, 255, 0]));
+        assert_eq!(r.net[..2], [u32::from_ne_bytes([192, 168, 0, 161]), u32::from_ne_bytes([192, 168, 0, 0])]);
+        assert_eq!(r.mask[..2], [u32::MAX, u32::from_ne_bytes([255, 255, 255, 0])]);
+        assert_eq!(r.net[2..], [0; 6], "IPv4: the other words zero");
         assert_eq!((r.dport_lo, r.dport_hi), (1234, 1234));
         assert_eq!(r.flags, PM_RULE_DPORTS);
-        assert_eq!((r.family, r.action, r.protocol), (PM_FAMILY_IPV4, PM_ACTION_ACCEPT, 6));
+        assert_eq!((r.action, r.protocol), (PM_ACTION_ACCEPT, 6));
     }
 
     #[test]
@@ -263,9 +295,40 @@ mod tests {
         assert_eq!(iface.generation, 9);
         assert_eq!(ids, vec![10, 20]);
         let s = &iface.sessions[0];
-        assert_eq!(s.n_rules, [2, 0]);
-        assert_eq!(s.rules[0][0].action, PM_ACTION_REJECT, "priority 1 first");
+        assert_eq!((iface.n4, iface.n6), ([4, 0], [0, 0]), "both sessions' inbound rules, IPv4");
+        let walk: Vec<_> = iface.rules[0][..4].iter().map(|r| (r.slot, r.index, r.action)).collect();
+        assert_eq!(
+            walk,
+            vec![
+                (0, 0, PM_ACTION_REJECT),
+                (0, 1, PM_ACTION_ACCEPT),
+                (1, 0, PM_ACTION_REJECT),
+                (1, 1, PM_ACTION_ACCEPT)
+            ],
+            "sessions in priority order, each one's rules by priority"
+        );
         assert_eq!((s.cut_len, s.vni, s.target_port), (96, 7, 4789));
+    }
+
+    #[test]
+    fn tables_put_ipv4_before_ipv6_keeping_the_walk_order_of_each() {
+        let v6 = |priority: u16| CompiledRule {
+            family: IpFamily::IPv6,
+            source: "fd00::/64".parse().expect("literal"),
+            destination: "::/0".parse().expect("literal"),
+            ..rule(priority, Action::Accept)
+        };
+        let mut a = session("a", 1, true);
+        a.session.outbound = vec![v6(1), rule(2, Action::Reject), v6(3)];
+        let mut b = session("b", 2, true);
+        b.session.outbound = vec![rule(1, Action::Accept), v6(2)];
+        let (iface, _) = encode_iface(&[b, a], 1).expect("valid");
+        let d = PM_DIR_OUTBOUND as usize;
+        assert_eq!((iface.n4[d], iface.n6[d]), (2, 3));
+        let walk: Vec<_> = iface.rules[d][..5].iter().map(|r| (r.slot, r.index)).collect();
+        assert_eq!(walk, vec![(0, 1), (1, 0), (0, 0), (0, 2), (1, 1)]);
+        let m = iface.rules[d][2].mask;
+        assert_eq!((m[2], m[3], m[4]), (u32::MAX, 0, 0), "source /64, destination /0, interleaved");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! everything under `pin_dir` so that a restarted agent adopts what runs.
 //!
 //! Layout of `pin_dir` (one bpffs directory per node agent):
-//! - `pm_ifaces`, `pm_lbs`, `pm_rates`, `pm_counters`, `pm_config`: maps, pinned by name (reused
-//!   on open, so sessions and counters survive a restart);
+//! - `pm_ifslot`, `pm_ifbig`, `pm_iftab` (the interface table, see `ifaces`), `pm_lbs`,
+//!   `pm_rates`, `pm_counters`, `pm_config`: maps, pinned by name (reused on open, so sessions
+//!   and counters survive a restart). A map whose layout changes gets a new name, so an
+//!   upgraded agent never adopts a pin of the old layout; `pins::RETIRED_MAPS` lists the old
+//!   names, removed once the new programs run;
 //! - `prog-<name>`: the programs of the newest open;
 //! - `link-copy`: the copy device's egress link; `link-<ifindex>-ingress`
 //!   and `link-<ifindex>-egress`: each attached veth's links.
@@ -15,27 +18,32 @@
 //! outside this module use it through the agent core's `DatapathOps` trait.
 
 pub mod abi;
+mod attach;
 mod clsact;
+mod counters;
 pub mod encode;
 mod error;
 pub mod flow;
+mod ifaces;
 pub mod maglev;
 pub mod netlink;
 mod pins;
+mod sessions;
+mod testrun;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues};
-use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions};
+use aya::maps::{Array, MapData};
+use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Ebpf, EbpfLoader};
 use podmirror_crds::model::{CompiledSession, Direction};
 
 use abi::*;
+use attach::{VethLinks, attach_or_adopt};
 pub use error::DatapathError;
+use ifaces::IfaceTable;
 
 /// The compiled eBPF object (built by `build.rs`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/podmirror.bpf.o"));
@@ -44,7 +52,6 @@ const PROG_INGRESS: &str = "pm_veth_ingress";
 const PROG_EGRESS: &str = "pm_veth_egress";
 const PROG_COPY: &str = "pm_copy_egress";
 const PROG_TEST: &str = "pm_test_decide";
-const MAP_IFACES: &str = "pm_ifaces";
 const MAP_COUNTERS: &str = "pm_counters";
 const MAP_LBS: &str = "pm_lbs";
 const MAP_RATES: &str = "pm_rates";
@@ -145,19 +152,12 @@ impl SessionCounters {
     }
 }
 
-/// The pins of the two TCX links of one attached veth. Only the pins hold
-/// the links (no fd here), so unpinning detaches at once, even while this
-/// instance lives (`remove_all` from another process, `--cleanup`).
-struct VethLinks {
-    ingress: PathBuf,
-    egress: PathBuf,
-}
-
 pub struct Datapath {
     cfg: DatapathConfig,
     ebpf: Ebpf,
     copy_ifindex: u32,
     veths: BTreeMap<u32, VethLinks>,
+    ifaces: IfaceTable,
     generation: u32,
     attach_mode: AttachMode,
 }
@@ -222,322 +222,25 @@ impl Datapath {
         let mut config_map: Array<&mut MapData, PmConfig> = map_mut(&mut ebpf, MAP_CONFIG)?;
         config_map.set(0, config, 0).map_err(|source| DatapathError::Map { map: MAP_CONFIG, source })?;
 
+        let ifaces = IfaceTable::adopt(&mut ebpf)?;
         let mut dp = Datapath {
             cfg: cfg.clone(),
             ebpf,
             copy_ifindex,
             veths: BTreeMap::new(),
+            ifaces,
             generation: 0,
             attach_mode: AttachMode::Auto,
         };
         dp.adopt_veths()?;
+        // The links now run this open's programs: maps only older ones used can go.
+        pins::remove_retired_maps(&cfg.pin_dir);
         Ok(dp)
-    }
-
-    /// Re-point the links a previous agent pinned at this instance's
-    /// programs; forget those whose interface is gone.
-    fn adopt_veths(&mut self) -> Result<(), DatapathError> {
-        for ifindex in pins::pinned_veths(&self.cfg.pin_dir)? {
-            let dir = self.cfg.pin_dir.clone();
-            let mut paths = Vec::new();
-            for (hook, hook_name, name) in
-                [(TcAttachType::Ingress, "ingress", PROG_INGRESS), (TcAttachType::Egress, "egress", PROG_EGRESS)]
-            {
-                let link_pin = pins::veth_link(&dir, ifindex, hook_name);
-                let record = clsact::find(&dir, ifindex, hook).map(|(p, _)| p);
-                if netlink::ifname(ifindex).is_err() {
-                    pins::remove_link_pin(&link_pin);
-                    if let Some(r) = record {
-                        clsact::remove(&r);
-                    }
-                    continue;
-                }
-                let prog = classifier(&mut self.ebpf, name)?;
-                if link_pin.exists() {
-                    paths.push(attach_or_adopt(prog, name, ifindex, hook, &link_pin)?);
-                } else if record.is_some() {
-                    paths.push(clsact::attach(prog, name, ifindex, hook, &dir)?);
-                }
-            }
-            match paths.as_slice() {
-                [ingress, egress] => {
-                    self.veths.insert(ifindex, VethLinks { ingress: ingress.clone(), egress: egress.clone() });
-                }
-                partial => {
-                    // Half of a pair, or an interface gone: forget it.
-                    for p in partial {
-                        remove_attachment(p);
-                    }
-                    self.forget_iface(ifindex)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Attach both hooks to host-side veth `ifindex` (TCX, after programs
-    /// already there, returning TCX_NEXT so they still run; clsact filters
-    /// on kernels without TCX). Idempotent.
-    pub fn attach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        if self.veths.contains_key(&ifindex) {
-            return Ok(());
-        }
-        netlink::ifname(ifindex)?;
-        let ingress = self.attach_hook(ifindex, TcAttachType::Ingress)?;
-        let egress = match self.attach_hook(ifindex, TcAttachType::Egress) {
-            Ok(p) => p,
-            Err(e) => {
-                // Leave nothing half-attached.
-                remove_attachment(&ingress);
-                return Err(e);
-            }
-        };
-        self.veths.insert(ifindex, VethLinks { ingress, egress });
-        Ok(())
-    }
-
-    /// Choose TCX or clsact for the next `attach` (default: by kernel).
-    pub fn set_attach_mode(&mut self, mode: AttachMode) {
-        self.attach_mode = mode;
-    }
-
-    fn use_tcx(&self) -> bool {
-        match self.attach_mode {
-            AttachMode::Tcx => true,
-            AttachMode::Clsact => false,
-            AttachMode::Auto => {
-                aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
-            }
-        }
-    }
-
-    fn attach_hook(&mut self, ifindex: u32, hook: TcAttachType) -> Result<PathBuf, DatapathError> {
-        let (name, hook_name) = match hook {
-            TcAttachType::Ingress => (PROG_INGRESS, "ingress"),
-            _ => (PROG_EGRESS, "egress"),
-        };
-        let dir = self.cfg.pin_dir.clone();
-        let tcx = self.use_tcx();
-        let prog = classifier(&mut self.ebpf, name)?;
-        if tcx {
-            attach_or_adopt(prog, name, ifindex, hook, &pins::veth_link(&dir, ifindex, hook_name))
-        } else {
-            clsact::attach(prog, name, ifindex, hook, &dir)
-        }
-    }
-
-    /// Replace the sessions of `ifindex` in one map update (RCU swap of a
-    /// whole entry: a packet sees the old set or the new, never a mix). An
-    /// empty list removes them. At most 3 sessions; a refused list leaves the
-    /// interface as it was.
-    pub fn set_sessions(&mut self, ifindex: u32, sessions: &[DatapathSession]) -> Result<(), DatapathError> {
-        if sessions.is_empty() {
-            return self.forget_iface(ifindex);
-        }
-        self.generation = self.generation.wrapping_add(1);
-        let (iface, ids) = encode::encode_iface(sessions, self.generation)?;
-        let tables = lbs_of(sessions)?;
-        // Counters first, so that the first copied packet already has its entry.
-        let nr_cpus = aya::util::nr_cpus().map_err(|(what, e)| DatapathError::Invalid {
-            field: "possible CPUs".into(),
-            reason: format!("{what}: {e}"),
-        })?;
-        {
-            let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> =
-                map_mut(&mut self.ebpf, MAP_COUNTERS)?;
-            for id in &ids {
-                for d in [PM_DIR_INBOUND, PM_DIR_OUTBOUND] {
-                    let key = PmCounterKey { session_id: *id, direction: d };
-                    if counters.get(&key, 0).is_err() {
-                        let zeros = PerCpuValues::try_from(vec![PmCounters::default(); nr_cpus]).map_err(|e| {
-                            DatapathError::Invalid { field: "possible CPUs".into(), reason: e.to_string() }
-                        })?;
-                        // BPF_NOEXIST: a packet may have created it meanwhile.
-                        let _ = counters.insert(key, zeros, BPF_NOEXIST);
-                    }
-                }
-            }
-        }
-        // Endpoint tables before the sessions that use them (a packet never
-        // finds a session without its table). Keyed by session id: the
-        // interfaces sharing a session share its table.
-        {
-            let mut lbs: HashMap<&mut MapData, u32, PmLb> = map_mut(&mut self.ebpf, MAP_LBS)?;
-            for (ds, lb) in sessions.iter().filter(|s| s.session.enabled).zip(tables) {
-                lbs.insert(ds.id, lb.as_ref(), 0).map_err(|source| DatapathError::Map { map: MAP_LBS, source })?;
-            }
-        }
-        self.set_rates(sessions)?;
-        let mut ifaces: HashMap<&mut MapData, u32, PmIface> = map_mut(&mut self.ebpf, MAP_IFACES)?;
-        ifaces.insert(ifindex, iface, 0).map_err(|source| DatapathError::Map { map: MAP_IFACES, source })
-    }
-
-    /// The rate caps of these sessions. A cap that did not change keeps its
-    /// buckets (rewriting them would grant a fresh burst on every update of
-    /// any interface sharing the session).
-    fn set_rates(&mut self, sessions: &[DatapathSession]) -> Result<(), DatapathError> {
-        let mut rates: HashMap<&mut MapData, u32, PmRate> = map_mut(&mut self.ebpf, MAP_RATES)?;
-        let err = |source| DatapathError::Map { map: MAP_RATES, source };
-        for ds in sessions.iter().filter(|s| s.session.enabled) {
-            match &ds.session.rate_limit {
-                Some(cap) => {
-                    let want = encode::encode_rate(cap);
-                    let same = rates.get(&ds.id, 0).is_ok_and(|r| {
-                        (r.pkt_cost, r.byte_cost, r.burst) == (want.pkt_cost, want.byte_cost, want.burst)
-                    });
-                    if !same {
-                        rates.insert(ds.id, want, 0).map_err(err)?;
-                    }
-                }
-                None => match rates.remove(&ds.id) {
-                    Ok(()) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(source) => return Err(err(source)),
-                },
-            }
-        }
-        Ok(())
-    }
-
-    fn forget_iface(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        let mut ifaces: HashMap<&mut MapData, u32, PmIface> = map_mut(&mut self.ebpf, MAP_IFACES)?;
-        match ifaces.remove(&ifindex) {
-            Ok(()) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
-            Err(source) => Err(DatapathError::Map { map: MAP_IFACES, source }),
-        }
-    }
-
-    /// Remove both links of `ifindex` and its sessions. Idempotent.
-    pub fn detach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
-        if let Some(links) = self.veths.remove(&ifindex) {
-            remove_attachment(&links.ingress);
-            remove_attachment(&links.egress);
-        }
-        self.forget_iface(ifindex)
-    }
-
-    /// Interfaces attached (including those adopted from pins).
-    pub fn attached(&self) -> Vec<u32> {
-        self.veths.keys().copied().collect()
-    }
-
-    /// Counters of every session and direction, summed over CPUs.
-    pub fn counters(&self) -> Result<BTreeMap<(u32, Direction), SessionCounters>, DatapathError> {
-        let map = self.ebpf.map(MAP_COUNTERS).ok_or(DatapathError::Map {
-            map: MAP_COUNTERS,
-            source: aya::maps::MapError::InvalidName { name: MAP_COUNTERS.into() },
-        })?;
-        let counters: PerCpuHashMap<&MapData, PmCounterKey, PmCounters> =
-            PerCpuHashMap::try_from(map).map_err(|source| DatapathError::Map { map: MAP_COUNTERS, source })?;
-        let mut out = BTreeMap::new();
-        for entry in counters.iter() {
-            let (key, per_cpu) = entry.map_err(|source| DatapathError::Map { map: MAP_COUNTERS, source })?;
-            let direction = if key.direction == PM_DIR_OUTBOUND { Direction::Outbound } else { Direction::Inbound };
-            let mut sum = SessionCounters::default();
-            let mut failures = [0u64; PM_FAIL_MAX];
-            let mut skipped = [0u64; PM_SKIP_MAX];
-            for c in per_cpu.iter() {
-                sum.matched += c.matched;
-                sum.copied_packets += c.copied_packets;
-                sum.copied_bytes += c.copied_bytes;
-                sum.truncated += c.truncated;
-                sum.rejected += c.rejected;
-                for (acc, f) in failures.iter_mut().zip(c.failures.iter()) {
-                    *acc += f;
-                }
-                for (acc, s) in skipped.iter_mut().zip(c.skipped.iter()) {
-                    *acc += s;
-                }
-            }
-            for (reason, n) in PM_FAIL_REASONS.iter().zip(failures) {
-                if n > 0 {
-                    sum.failures.insert((*reason).to_string(), n);
-                }
-            }
-            for (reason, n) in PM_SKIP_REASONS.iter().zip(skipped) {
-                if n > 0 {
-                    sum.skipped.insert((*reason).to_string(), n);
-                }
-            }
-            out.insert((key.session_id, direction), sum);
-        }
-        Ok(out)
-    }
-
-    /// Drop the counters and endpoint table of a session no interface uses
-    /// any more.
-    pub fn remove_counters(&mut self, session_id: u32) -> Result<(), DatapathError> {
-        let mut lbs: HashMap<&mut MapData, u32, PmLb> = map_mut(&mut self.ebpf, MAP_LBS)?;
-        match lbs.remove(&session_id) {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(source) => return Err(DatapathError::Map { map: MAP_LBS, source }),
-        }
-        let mut rates: HashMap<&mut MapData, u32, PmRate> = map_mut(&mut self.ebpf, MAP_RATES)?;
-        match rates.remove(&session_id) {
-            Ok(()) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(source) => return Err(DatapathError::Map { map: MAP_RATES, source }),
-        }
-        let mut counters: PerCpuHashMap<&mut MapData, PmCounterKey, PmCounters> =
-            map_mut(&mut self.ebpf, MAP_COUNTERS)?;
-        for d in [PM_DIR_INBOUND, PM_DIR_OUTBOUND] {
-            match counters.remove(&PmCounterKey { session_id, direction: d }) {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(source) => return Err(DatapathError::Map { map: MAP_COUNTERS, source }),
-            }
-        }
-        Ok(())
     }
 
     /// The ifindex of this node's copy device.
     pub fn copy_ifindex(&self) -> u32 {
         self.copy_ifindex
-    }
-
-    /// Run the veth programs' decision on `frame` with BPF_PROG_TEST_RUN,
-    /// as if seen on `ifindex` in `direction`; nothing is copied. For the
-    /// differential test and diagnostics.
-    pub fn test_decide(
-        &mut self,
-        ifindex: u32,
-        direction: Direction,
-        frame: &[u8],
-    ) -> Result<PmDecision, DatapathError> {
-        // struct __sk_buff up to the end of cb[5]; cb[0] = direction, cb[1] = ifindex.
-        let mut ctx = [0u8; 68];
-        ctx[48..52].copy_from_slice(&direction_code(direction).to_ne_bytes());
-        ctx[52..56].copy_from_slice(&ifindex.to_ne_bytes());
-        let prog = classifier(&mut self.ebpf, PROG_TEST)?;
-        let opts = TestRunOptions { data_in: Some(frame), ctx_in: Some(&ctx), ..TestRunOptions::new() };
-        let result = prog.test_run(opts).map_err(|e| DatapathError::TestRun(e.to_string()))?;
-        if result.return_value != 0 {
-            return Err(DatapathError::TestRun(format!("program returned {}", result.return_value)));
-        }
-        let map = self.ebpf.map(MAP_DECISION).ok_or_else(|| DatapathError::TestRun("no decision map".into()))?;
-        let decisions: Array<&MapData, PmDecision> =
-            Array::try_from(map).map_err(|source| DatapathError::Map { map: MAP_DECISION, source })?;
-        decisions.get(&0, 0).map_err(|source| DatapathError::Map { map: MAP_DECISION, source })
-    }
-
-    /// Run the production veth program of `direction` on `frame` with
-    /// BPF_PROG_TEST_RUN (the interface is the test run's loopback, ifindex 1
-    /// of the caller's namespace). Returns the program's return value and the
-    /// packet as the program left it, to check that the original is never
-    /// changed and always passed on.
-    pub fn test_run_veth(&mut self, direction: Direction, frame: &[u8]) -> Result<(u32, Vec<u8>), DatapathError> {
-        let name = match direction {
-            Direction::Outbound => PROG_INGRESS,
-            Direction::Inbound => PROG_EGRESS,
-        };
-        let prog = classifier(&mut self.ebpf, name)?;
-        let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..TestRunOptions::new() };
-        let result = prog.test_run(opts).map_err(|e| DatapathError::TestRun(e.to_string()))?;
-        out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
     }
 
     /// Remove everything ever made under `cfg`: links (which detaches the
@@ -559,18 +262,6 @@ impl Datapath {
     pub fn config(&self) -> &DatapathConfig {
         &self.cfg
     }
-}
-
-/// The endpoint tables of the enabled sessions, all encoded before any is
-/// written (a refused session leaves the maps as they were).
-fn lbs_of(sessions: &[DatapathSession]) -> Result<Vec<Box<PmLb>>, DatapathError> {
-    sessions.iter().filter(|s| s.session.enabled).map(|s| encode::encode_lb(&s.session)).collect()
-}
-
-/// Undo one hook's attachment, TCX link pin or clsact record alike.
-fn remove_attachment(path: &Path) {
-    let is_clsact = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(clsact::PREFIX));
-    if is_clsact { clsact::remove(path) } else { pins::remove_link_pin(path) }
 }
 
 /// A delete of a missing key: aya reports ENOENT as a syscall error.
@@ -597,52 +288,6 @@ where
         .map_mut(name)
         .ok_or(DatapathError::Map { map: name, source: aya::maps::MapError::InvalidName { name: name.into() } })?;
     T::try_from(map).map_err(|source| DatapathError::Map { map: name, source })
-}
-
-/// Attach `prog` at (`ifindex`, `hook`) and pin the link at `pin`; when a
-/// link is already pinned there, atomically point it at `prog` instead
-/// (bpf_link_update: no gap in mirroring across an agent restart).
-fn attach_or_adopt(
-    prog: &mut SchedClassifier,
-    name: &'static str,
-    ifindex: u32,
-    hook: TcAttachType,
-    pin: &Path,
-) -> Result<PathBuf, DatapathError> {
-    let hook_name = match hook {
-        TcAttachType::Ingress => "ingress",
-        _ => "egress",
-    };
-    let err = |reason: String| DatapathError::Attach { program: name, ifindex, hook: hook_name, reason };
-    if pin.exists() {
-        let adopted = PinnedLink::from_pin(pin)
-            .map_err(|e| e.to_string())
-            .and_then(|p| p.unpin().map_err(|e| e.to_string()))
-            .and_then(|fd: FdLink| SchedClassifierLink::try_from(fd).map_err(|e| e.to_string()))
-            .and_then(|link| prog.attach_to_link(link).map_err(|e| e.to_string()));
-        match adopted {
-            Ok(id) => return pin_link(prog, id, pin).map_err(err),
-            // A link of a vanished device (or a bad pin): start afresh.
-            Err(_) => pins::remove_link_pin(pin),
-        }
-    }
-    let ifname = netlink::ifname(ifindex)?;
-    let id = prog
-        .attach_with_options(&ifname, hook, TcAttachOptions::TcxOrder(LinkOrder::default()))
-        .map_err(|e| err(format!("TCX attach failed: {e}")))?;
-    pin_link(prog, id, pin).map_err(err)
-}
-
-/// Pin the link and let go of its fd: from here on the pin alone keeps it.
-fn pin_link(
-    prog: &mut SchedClassifier,
-    id: aya::programs::tc::SchedClassifierLinkId,
-    pin: &Path,
-) -> Result<PathBuf, String> {
-    let link = prog.take_link(id).map_err(|e| e.to_string())?;
-    let fd: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| e.to_string())?;
-    fd.pin(pin).map_err(|e| format!("pin {}: {e}", pin.display()))?;
-    Ok(pin.to_path_buf())
 }
 
 #[cfg(test)]

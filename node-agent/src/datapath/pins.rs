@@ -33,6 +33,16 @@ pub fn ensure_bpffs_dir(dir: &Path) -> Result<(), DatapathError> {
     Ok(())
 }
 
+/// Pinned maps of earlier agents whose layout changed (the new layout has a
+/// new name): unused once this agent's programs are attached.
+pub const RETIRED_MAPS: &[&str] = &["pm_ifaces"];
+
+pub fn remove_retired_maps(dir: &Path) {
+    for name in RETIRED_MAPS {
+        let _ = fs::remove_file(dir.join(name));
+    }
+}
+
 pub fn veth_link(dir: &Path, ifindex: u32, hook: &str) -> PathBuf {
     dir.join(format!("link-{ifindex}-{hook}"))
 }
