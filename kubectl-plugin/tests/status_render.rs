@@ -10,6 +10,7 @@ use kubectl_podmirror::packet::packet;
 use kubectl_podmirror::status::{Output, StatusRow, render};
 use podmirror_crds::api::*;
 use podmirror_crds::model::Direction::Inbound;
+use podmirror_crds::model::quota::Quota;
 use podmirror_crds::model::{Action, Encapsulation, IpFamily};
 use serde_json::json;
 
@@ -207,7 +208,7 @@ fn live_sessions_are_skipped_when_refused_pending_or_excluding_the_pod() {
             (
                 "a-refused",
                 SkipReason::Refused {
-                    reason: "SessionsPerSourcePod".into(),
+                    reason: ConditionReason::Quota(Quota::SessionsPerSourcePod),
                     message: "quota SessionsPerSourcePod exceeded (4 > 3)".into()
                 }
             ),

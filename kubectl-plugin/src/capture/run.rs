@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kube::Client;
-use podmirror_crds::api::MirrorSession;
+use podmirror_crds::api::{ConditionReason, MirrorSession};
+use podmirror_crds::model::quota::Quota;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::cluster::{self, ALLOW_MIRROR_FROM, Collector};
@@ -220,9 +221,9 @@ fn with_holders(
             t.name == collector.service && t.namespace.clone().unwrap_or_else(|| namespace_of(s)) == collector.namespace
         })
     };
-    let holds: &dyn Fn(&MirrorSession) -> bool = match reason.as_str() {
-        "SessionsPerSourcePod" | "PriorityClash" | "SourceIsTarget" => &on_pod,
-        "SessionsPerServiceTarget" | "VNIClash" => &on_collector,
+    let holds: &dyn Fn(&MirrorSession) -> bool = match &reason {
+        ConditionReason::Quota(Quota::SessionsPerSourcePod | Quota::PriorityClash | Quota::SourceIsTarget) => &on_pod,
+        ConditionReason::Quota(Quota::SessionsPerServiceTarget | Quota::VniClash) => &on_collector,
         _ => &|_| false,
     };
     let holders = sessions
