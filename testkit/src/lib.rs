@@ -28,13 +28,15 @@
 //!
 //! Modules: `names` (unique names, root checks), `netns` (a namespace and
 //! commands in it), `topology` (node + pods + remote hosts), `capture`
-//! (tcpdump/tshark).
+//! (tcpdump/tshark), `fixtures` (the agent's node-state sessions) and
+//! `objects` (builders of the API objects: `session("a").vni(10)...`).
 
 mod agent;
 mod capture;
 pub mod fixtures;
 mod names;
 mod netns;
+pub mod objects;
 mod topology;
 
 pub use agent::{StandaloneAgent, agent_command};
