@@ -40,7 +40,7 @@ pub mod objects;
 mod topology;
 
 pub use agent::{StandaloneAgent, agent_command};
-pub use capture::{Capture, Pcap, tcpdump_text, tshark_fields};
+pub use capture::{Capture, Pcap, Row, tcpdump_text, tshark_fields, tshark_rows};
 pub use names::{announce_skip, in_ci, require_root, unique_name};
 pub use netns::{Netns, Process};
 pub use topology::{Pod, PodSpec, Remote, Topology};
