@@ -632,7 +632,7 @@ fn restart_adopts_and_detach_and_remove_all_leave_nothing() {
     };
     topo.node
         .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
+            let mut dp = Datapath::open(cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
             dp.attach(source.host_ifindex).expect("attach is idempotent");
             let s = session(1, "keep").vni(3).inbound(udp_rule(1, Action::Accept, None));
@@ -641,7 +641,7 @@ fn restart_adopts_and_detach_and_remove_all_leave_nothing() {
             drop(dp); // the agent stops; pins keep mirroring
 
             udp_send(&client.netns, "192.168.0.230", 44000, 9100, 2);
-            let mut dp = Datapath::open(&cfg).expect("reopen");
+            let mut dp = Datapath::open(cfg).expect("reopen");
             assert_eq!(dp.attached(), vec![source.host_ifindex], "not adopted");
             let c = counters(&dp, 1, Direction::Inbound);
             assert_eq!(c.matched, 4, "mirroring stopped across the restart: {c:?}");
@@ -657,17 +657,17 @@ fn restart_adopts_and_detach_and_remove_all_leave_nothing() {
             assert_eq!(counters(&dp, 1, Direction::Inbound).matched, 4, "still mirroring after detach");
             drop(dp);
 
-            Datapath::remove_all(&cfg).expect("remove_all");
+            Datapath::remove_all(cfg).expect("remove_all");
             assert!(!cfg.pin_dir.exists(), "pins left in {}", cfg.pin_dir.display());
             assert!(podmirror_agent::datapath::netlink::ifindex(&cfg.copy_device()).is_none(), "copy device left");
             assert!(podmirror_agent::datapath::netlink::ifindex(&cfg.copy_device_peer()).is_none(), "copy peer left");
-            Datapath::remove_all(&cfg).expect("remove_all is idempotent");
+            Datapath::remove_all(cfg).expect("remove_all is idempotent");
 
             // `--cleanup` while an agent still runs: the pins alone hold the links.
-            let mut dp = Datapath::open(&cfg).expect("open again");
+            let mut dp = Datapath::open(cfg).expect("open again");
             dp.attach(source.host_ifindex).expect("attach");
             assert!(tcx(&source.host_ifname).contains("pm_veth"));
-            Datapath::remove_all(&cfg).expect("remove_all with a live instance");
+            Datapath::remove_all(cfg).expect("remove_all with a live instance");
             let shown = tcx(&source.host_ifname);
             assert!(!shown.contains("pm_veth"), "remove_all left programs on the veth: {shown}");
             assert!(!cfg.pin_dir.exists());
@@ -728,7 +728,7 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
     };
     topo.node
         .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
+            let mut dp = Datapath::open(cfg).expect("open");
             dp.set_attach_mode(podmirror_agent::datapath::AttachMode::Clsact);
             dp.attach(source.host_ifindex).expect("attach");
             dp.attach(source.host_ifindex).expect("attach is idempotent");
@@ -741,7 +741,7 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
             assert_eq!((c.matched, c.copied_packets), (3, 3), "{c:?}");
             drop(dp);
 
-            let mut dp = Datapath::open(&cfg).expect("reopen");
+            let mut dp = Datapath::open(cfg).expect("reopen");
             assert_eq!(dp.attached(), vec![source.host_ifindex], "clsact filters not adopted");
             let shown = filters("ingress");
             assert_eq!(
@@ -755,7 +755,7 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
             assert!(!filters("ingress").contains("pm_veth") && !filters("egress").contains("pm_veth"), "filters left");
             dp.attach(source.host_ifindex).expect("attach again");
             drop(dp);
-            Datapath::remove_all(&cfg).expect("remove_all");
+            Datapath::remove_all(cfg).expect("remove_all");
             assert!(
                 !filters("ingress").contains("pm_veth") && !filters("egress").contains("pm_veth"),
                 "remove_all left filters"
