@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podmirror_crds::api::session::DEFAULT_TARGET_PORT;
 use podmirror_crds::api::{
     FilterRef, FilterRule, MirrorFilter, MirrorFilterSpec, MirrorSession, MirrorSessionSpec, MirrorSessionStatus,
-    PodTarget, PortRangeSpec, ServiceTarget, SessionSource, SessionTarget,
+    PodTarget, PortRangeSpec, ServiceTarget, SessionSchedule, SessionSource, SessionTarget,
 };
 use podmirror_crds::model::{Action, Encapsulation, IpFamily};
 
@@ -139,6 +139,12 @@ impl SessionBuilder {
     pub fn target_service(mut self, name: &str, namespace: Option<&str>) -> Self {
         let service = ServiceTarget { name: name.into(), namespace: namespace.map(Into::into) };
         self.0.spec.target = SessionTarget { service: Some(service), ..SessionTarget::default() };
+        self
+    }
+    /// `spec.schedule`: a start time (RFC 3339) and a duration (`10m`).
+    pub fn schedule(mut self, start: Option<&str>, duration: Option<&str>) -> Self {
+        self.0.spec.schedule =
+            Some(SessionSchedule { start_time: start.map(time), stop_time: None, duration: duration.map(Into::into) });
         self
     }
     pub fn status(mut self, status: MirrorSessionStatus) -> Self {
