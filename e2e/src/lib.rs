@@ -1,6 +1,6 @@
 //! podmirror's end-to-end support: the chart checks run by `cargo test`
 //! (`tests/chart.rs`, a real helm binary) and the kind runner of `make e2e`
-//! (`src/bin/kind.rs`).
+//! (`src/bin/kind/`).
 //!
 //! Everything that decides (is this manifest hardened, which RBAC rules does it
 //! grant, which flows did a collector see) is a pure function over text here,
@@ -8,10 +8,12 @@
 //! stay thin.
 
 pub mod bpfobj;
+pub mod checks;
 pub mod cmd;
 pub mod error;
 pub mod kind;
 pub mod manifest;
+pub mod node_state;
 pub mod oci;
 pub mod rbac;
 pub mod readme;

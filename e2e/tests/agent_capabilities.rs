@@ -161,7 +161,7 @@ impl Node {
 
     fn agent_devices(&self) -> Vec<String> {
         let out = cmd::run(Path::new("ip"), &["-n", &self.node, "-o", "link", "show"]).expect("ip link");
-        podmirror_e2e::scenario::devices_with_prefix(&out, "pm")
+        podmirror_e2e::node_state::devices_with_prefix(&out, "pm")
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use podmirror_crds::ModelError;
+use podmirror_crds::api::ConditionReason;
 
 /// Everything a command can fail with. Messages end with the next step.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +49,7 @@ pub enum PluginError {
     #[error("{}", refused_message(.session, .reason, .message, .holders))]
     Refused {
         session: String,
-        reason: String,
+        reason: ConditionReason,
         message: String,
         /// Sessions that hold the places of the quota, as far as we can see.
         holders: Vec<String>,
@@ -93,7 +94,7 @@ pub enum PluginError {
     Config(String),
 }
 
-fn refused_message(session: &str, reason: &str, message: &str, holders: &[String]) -> String {
+fn refused_message(session: &str, reason: &ConditionReason, message: &str, holders: &[String]) -> String {
     let mut text = format!("session {session} was refused ({reason}): {message}");
     if !holders.is_empty() {
         text.push_str(&format!("; held by: {}", holders.join(", ")));

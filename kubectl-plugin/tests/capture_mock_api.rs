@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::{Method, Request, Response};
 use kube::client::Body;
-use kubectl_podmirror::capture::objects::Pods;
+use kubectl_podmirror::capture::objects::{CaptureFilter, Pods};
 use kubectl_podmirror::capture::run::{CaptureReport, CaptureRequest, Ended, capture};
 use kubectl_podmirror::error::PluginError;
 use serde_json::{Value, json};
@@ -125,10 +125,7 @@ fn request(duration: Duration) -> CaptureRequest {
     CaptureRequest {
         namespace: "shop".into(),
         pods: Pods::Named("web-0".into()),
-        inbound: true,
-        outbound: false,
-        protocol: Some(6),
-        port: Some(8080),
+        filter: CaptureFilter { inbound: true, outbound: false, protocol: Some(6), port: Some(8080) },
         duration,
         priority: None,
         snaplen: None,

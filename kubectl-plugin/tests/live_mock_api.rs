@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::{Method, Request, Response};
 use kube::client::Body;
-use kubectl_podmirror::capture::objects::Pods;
+use kubectl_podmirror::capture::objects::{CaptureFilter, Pods};
 use kubectl_podmirror::capture::run::{CaptureRequest, capture};
 use kubectl_podmirror::error::PluginError;
 use kubectl_podmirror::explain::{Decision, explain};
@@ -147,10 +147,7 @@ async fn ctrl_c_while_looking_creates_nothing() {
     let request = CaptureRequest {
         namespace: "default".into(),
         pods: Pods::Named("p".into()),
-        inbound: false,
-        outbound: false,
-        protocol: None,
-        port: None,
+        filter: CaptureFilter::default(),
         duration: Duration::from_secs(60),
         priority: None,
         snaplen: None,

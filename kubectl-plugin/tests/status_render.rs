@@ -4,13 +4,13 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::ObjectMeta;
 use kubectl_podmirror::explain::{Decision, PodInfo, SkipReason, Snapshot, explain};
 use kubectl_podmirror::packet::packet;
 use kubectl_podmirror::status::{Output, StatusRow, render};
 use podmirror_crds::api::*;
 use podmirror_crds::model::Direction::Inbound;
-use podmirror_crds::model::{Action, Encapsulation, IpFamily};
+use podmirror_crds::model::quota::Quota;
+use podmirror_testkit::objects::{self, accept};
 use serde_json::json;
 
 fn time() -> Time {
@@ -29,23 +29,10 @@ fn condition(type_: &str, ok: bool, reason: &str, message: &str) -> Condition {
 }
 
 fn session(name: &str, priority: i32, status: Option<MirrorSessionStatus>) -> MirrorSession {
-    MirrorSession {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some("default".into()), ..ObjectMeta::default() },
-        spec: MirrorSessionSpec {
-            priority,
-            vni: priority,
-            packet_length: Some(96),
-            enabled: true,
-            schedule: None,
-            rate_limit: None,
-            flow_sampling: None,
-            filter_ref: FilterRef { name: "mirror-filter-a".into() },
-            sources: vec![SessionSource { pod_name: Some("ecs-source".into()), pod_selector: None }],
-            target: SessionTarget { pod: Some(PodTarget { name: "ecs-target".into() }), ..SessionTarget::default() },
-            encapsulation: Encapsulation::VXLAN,
-            target_port: 4789,
-        },
-        status,
+    let s = objects::session(name).priority(priority).vni(priority).packet_length(96);
+    match status {
+        Some(status) => s.status(status).build(),
+        None => s.build(),
     }
 }
 
@@ -137,28 +124,7 @@ fn json_and_yaml_are_the_objects_as_recorded() {
 }
 
 fn live_snapshot(sessions: Vec<MirrorSession>) -> Snapshot {
-    let filter = MirrorFilter {
-        metadata: ObjectMeta {
-            name: Some("mirror-filter-a".into()),
-            namespace: Some("default".into()),
-            ..ObjectMeta::default()
-        },
-        spec: MirrorFilterSpec {
-            inbound_rules: vec![FilterRule {
-                priority: 1,
-                action: Action::Accept,
-                protocol: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("All".into()),
-                ip_family: IpFamily::IPv4,
-                source_cidr: None,
-                destination_cidr: None,
-                source_ports: None,
-                destination_ports: None,
-                description: None,
-            }],
-            outbound_rules: vec![],
-        },
-        status: None,
-    };
+    let filter = objects::filter("mirror-filter-a").inbound(accept(1)).build();
     Snapshot {
         pods: vec![PodInfo { namespace: "default".into(), name: "ecs-source".into(), ..PodInfo::default() }],
         sessions,
@@ -207,7 +173,7 @@ fn live_sessions_are_skipped_when_refused_pending_or_excluding_the_pod() {
             (
                 "a-refused",
                 SkipReason::Refused {
-                    reason: "SessionsPerSourcePod".into(),
+                    reason: ConditionReason::Quota(Quota::SessionsPerSourcePod),
                     message: "quota SessionsPerSourcePod exceeded (4 > 3)".into()
                 }
             ),

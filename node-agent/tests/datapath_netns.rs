@@ -11,7 +11,7 @@ use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, Sessi
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
 };
-use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tcpdump_text, tshark_fields};
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tcpdump_text, tshark_rows};
 
 /// Removes the datapath's pins and devices even when a test fails (the
 /// topology's namespaces go with its own drop).
@@ -29,6 +29,50 @@ fn config(topo: &Topology, node_ip: Option<&str>) -> DatapathConfig {
         device_prefix: topo.tag.clone(),
         node_ipv4: node_ip.map(|s| s.parse().expect("literal IPv4")),
         node_ipv6: None,
+    }
+}
+
+/// One test's node: its topology, the datapath's configuration, and the
+/// cleanup of what the datapath leaves (before the namespaces go).
+struct Bed {
+    _cleanup: Cleanup,
+    cfg: DatapathConfig,
+    topo: Topology,
+}
+
+impl Bed {
+    /// `node_ip`: the node address the datapath is configured with.
+    fn new(topo: Topology, node_ip: Option<&str>) -> Bed {
+        let cfg = config(&topo, node_ip);
+        Bed { _cleanup: Cleanup(cfg.clone()), cfg, topo }
+    }
+
+    fn pod(&self, name: &str) -> &testbed::Pod {
+        self.topo.pod(name).expect("pod")
+    }
+
+    fn collector(&self) -> &testbed::Remote {
+        self.topo.remote("collector").expect("remote")
+    }
+
+    /// In the node namespace: opens the datapath, attaches `pod`'s veth with
+    /// `sessions`, then runs `traffic` with the datapath (for its counters).
+    fn mirror<T: Send>(
+        &self,
+        pod: &str,
+        sessions: &[DatapathSession],
+        traffic: impl FnOnce(&mut Datapath) -> T + Send,
+    ) -> T {
+        let ifindex = self.pod(pod).host_ifindex;
+        self.topo
+            .node
+            .run(|| {
+                let mut dp = Datapath::open(&self.cfg).expect("open datapath");
+                dp.attach(ifindex).expect("attach");
+                dp.set_sessions(ifindex, sessions).expect("set sessions");
+                traffic(&mut dp)
+            })
+            .expect("node namespace")
     }
 }
 
@@ -53,33 +97,64 @@ fn rule(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn session(
-    id: u32,
-    name: &str,
-    priority: u16,
-    vni: u32,
-    packet_length: Option<u16>,
-    targets: &[&str],
-    inbound: Vec<CompiledRule>,
-    outbound: Vec<CompiledRule>,
-) -> DatapathSession {
+/// Session `id` named `name` in `default`: priority 1, VNI 1, no cut, VXLAN
+/// to the remote collector 10.77.0.2, no rules yet.
+fn session(id: u32, name: &str) -> DatapathSession {
     DatapathSession {
         id,
         session: CompiledSession {
             key: SessionKey::new("default", name),
-            priority,
+            priority: 1,
             enabled: true,
-            vni,
-            packet_length,
+            vni: 1,
+            packet_length: None,
             encapsulation: Encapsulation::VXLAN,
             target_port: 4789,
             rate_limit: None,
             flow_sampling: None,
-            targets: targets.iter().map(|t| t.parse::<IpAddr>().expect("literal IP")).collect(),
-            inbound,
-            outbound,
+            targets: vec!["10.77.0.2".parse().expect("literal IP")],
+            inbound: vec![],
+            outbound: vec![],
         },
+    }
+}
+
+/// The setters a case uses on [`session`]'s result.
+trait With: Sized {
+    fn s(&mut self) -> &mut CompiledSession;
+    fn priority(mut self, priority: u16) -> Self {
+        self.s().priority = priority;
+        self
+    }
+    fn vni(mut self, vni: u32) -> Self {
+        self.s().vni = vni;
+        self
+    }
+    fn cut(mut self, packet_length: u16) -> Self {
+        self.s().packet_length = Some(packet_length);
+        self
+    }
+    fn gre(mut self) -> Self {
+        self.s().encapsulation = Encapsulation::GRE;
+        self
+    }
+    fn to(mut self, targets: &[&str]) -> Self {
+        self.s().targets = targets.iter().map(|t| t.parse::<IpAddr>().expect("literal IP")).collect();
+        self
+    }
+    fn inbound(mut self, rule: CompiledRule) -> Self {
+        self.s().inbound.push(rule);
+        self
+    }
+    fn outbound(mut self, rule: CompiledRule) -> Self {
+        self.s().outbound.push(rule);
+        self
+    }
+}
+
+impl With for DatapathSession {
+    fn s(&mut self) -> &mut CompiledSession {
+        &mut self.session
     }
 }
 
@@ -106,50 +181,31 @@ fn seed_scenario_end_to_end() {
     topo.add_pod(PodSpec::v4("ecs-source", "192.168.0.230")).expect("pod");
     topo.add_pod(PodSpec::v4("ecs-target", "192.168.0.164")).expect("pod");
     topo.add_node_address("172.31.255.1/32").expect("node address");
-    let cfg = config(&topo, Some("172.31.255.1"));
-    let _cleanup = Cleanup(cfg.clone());
-    let source = topo.pod("ecs-source").expect("pod");
-    let client = topo.pod("ecs-test").expect("pod");
-    let target = topo.pod("ecs-target").expect("pod");
+    let bed = Bed::new(topo, Some("172.31.255.1"));
+    let (source, client, target) = (bed.pod("ecs-source"), bed.pod("ecs-test"), bed.pod("ecs-target"));
     let long_line = "x".repeat(400);
+    let table5 =
+        rule(1, Action::Accept, Some(ipproto::TCP), "192.168.0.161/32", "192.168.0.230/32", Some((1234, 1234)));
+    let s = session(1, "mirror-session-a").cut(96).to(&["192.168.0.164"]).inbound(table5);
 
-    let (received, pcap, inbound, outbound) = topo
-        .node
-        .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open datapath");
-            dp.attach(source.host_ifindex).expect("attach");
-            let s = session(
-                1,
-                "mirror-session-a",
-                1,
-                1,
-                Some(96),
-                &["192.168.0.164"],
-                vec![rule(1, Action::Accept, Some(ipproto::TCP), "192.168.0.161/32", "192.168.0.230/32", Some((1234, 1234)))],
-                vec![],
-            );
-            dp.set_sessions(source.host_ifindex, &[s]).expect("set sessions");
-            let cap = Capture::start(&target.netns, "eth0", "udp port 4789").expect("capture");
-            let server = source.netns.spawn("exec nc -l 1234").expect("nc -l");
-            std::thread::sleep(Duration::from_millis(300));
-            client
-                .netns
-                .sh(&format!(
-                    "(echo hello; sleep 0.3; echo 12345; sleep 0.3; echo {long_line}; sleep 0.3) | nc -N -w 3 192.168.0.230 1234"
-                ))
-                .expect("nc client");
-            let out = server.finish(Duration::from_secs(5)).expect("server output");
-            settle();
-            let pcap = cap.stop().expect("stop capture");
-            (String::from_utf8_lossy(&out.stdout).into_owned(), pcap, counters(&dp, 1, Direction::Inbound), counters(&dp, 1, Direction::Outbound))
-        })
-        .expect("node namespace");
+    let (received, pcap, inbound, outbound) = bed.mirror("ecs-source", &[s], |dp| {
+        let cap = Capture::start(&target.netns, "eth0", "udp port 4789").expect("capture");
+        let server = source.netns.spawn("exec nc -l 1234").expect("nc -l");
+        std::thread::sleep(Duration::from_millis(300));
+        let lines = format!("(echo hello; sleep 0.3; echo 12345; sleep 0.3; echo {long_line}; sleep 0.3)");
+        client.netns.sh(&format!("{lines} | nc -N -w 3 192.168.0.230 1234")).expect("nc client");
+        let out = server.finish(Duration::from_secs(5)).expect("server output");
+        settle();
+        let pcap = cap.stop().expect("stop capture");
+        let received = String::from_utf8_lossy(&out.stdout).into_owned();
+        (received, pcap, counters(dp, 1, Direction::Inbound), counters(dp, 1, Direction::Outbound))
+    });
 
     // The original is untouched: ecs-source got every byte, in order.
     assert_eq!(received, format!("hello\n12345\n{long_line}\n"), "original stream changed");
 
     // What the collector sees, decoded by tshark.
-    let rows = tshark_fields(
+    let rows = tshark_rows(
         &pcap,
         "vxlan",
         &[
@@ -159,7 +215,6 @@ fn seed_scenario_end_to_end() {
             "udp.srcport",
             "udp.dstport",
             "udp.checksum",
-            "tcp.srcport",
             "tcp.dstport",
             "tcp.flags.str",
             "tcp.payload",
@@ -176,19 +231,19 @@ fn seed_scenario_end_to_end() {
     );
     let mut payloads = Vec::new();
     for r in &rows {
-        assert_eq!(r[0], "1", "vni: {r:?}");
-        assert_eq!(r[1], "172.31.255.1,192.168.0.161", "outer source = node, inner = ecs-test: {r:?}");
-        assert_eq!(r[2], "192.168.0.164,192.168.0.230", "outer to ecs-target, inner to ecs-source: {r:?}");
-        let sport: u16 = r[3].split(',').next().and_then(|p| p.parse().ok()).expect("outer udp sport");
+        assert_eq!(r.get("vxlan.vni"), "1", "vni: {r:?}");
+        assert_eq!(r.get("ip.src"), "172.31.255.1,192.168.0.161", "outer source = node, inner = ecs-test: {r:?}");
+        assert_eq!(r.get("ip.dst"), "192.168.0.164,192.168.0.230", "outer to ecs-target, inner to ecs-source: {r:?}");
+        let sport: u16 = r.outer("udp.srcport").parse().expect("outer udp sport");
         assert!(sport >= 49152, "outer source port {sport} from the flow hash range");
-        assert!(r[4].starts_with("4789"), "outer dport: {r:?}");
-        assert!(r[5].starts_with("0x0000"), "outer UDP checksum zero: {r:?}");
-        assert_eq!(r[7], "1234", "inner destination port: {r:?}");
-        let frame_len: usize = r[10].parse().expect("frame.len");
+        assert_eq!(r.outer("udp.dstport"), "4789", "outer dport: {r:?}");
+        assert!(r.outer("udp.checksum").starts_with("0x0000"), "outer UDP checksum zero: {r:?}");
+        assert_eq!(r.get("tcp.dstport"), "1234", "inner destination port: {r:?}");
+        let frame_len: usize = r.get("frame.len").parse().expect("frame.len");
         assert!(frame_len <= 14 + 20 + 8 + 8 + 96, "copy not cut to 96 bytes of frame: {r:?}");
-        assert!(r[11].starts_with("0") && r[12].starts_with("0"), "outer packet is a fragment: {r:?}");
-        if !r[9].is_empty() {
-            payloads.push((r[9].clone(), frame_len, r[8].clone()));
+        assert!(r.outer("ip.flags.mf") == "0" && r.outer("ip.frag_offset") == "0", "outer packet is a fragment: {r:?}");
+        if !r.get("tcp.payload").is_empty() {
+            payloads.push((r.get("tcp.payload").to_owned(), frame_len, r.get("tcp.flags.str").to_owned()));
         }
     }
     // hello and 12345 whole (their frames are shorter than 96 bytes), the
@@ -257,63 +312,33 @@ fn outbound_rules_reject_shadowing_and_session_priority() {
     if !testbed::require_root("outbound_rules_reject_shadowing_and_session_priority") {
         return;
     }
-    let topo = two_pods_and_collector(false, 1500);
-    let cfg = config(&topo, None);
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) = (
-        topo.pod("ecs-source").expect("pod"),
-        topo.pod("ecs-test").expect("pod"),
-        topo.remote("collector").expect("remote"),
-    );
-    let (pcap, a_out, b_in, b_out) = topo
-        .node
-        .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
-            dp.attach(source.host_ifindex).expect("attach");
-            // A (priority 1): outbound Reject UDP 5001 before Accept UDP; no inbound rules.
-            let a = session(
-                1,
-                "a",
-                1,
-                10,
-                None,
-                &["10.77.0.2"],
-                vec![],
-                vec![udp_rule(1, Action::Reject, Some(5001)), udp_rule(2, Action::Accept, None)],
-            );
-            // B (priority 2): accepts everything outbound and UDP inbound.
-            let b = session(
-                2,
-                "b",
-                2,
-                20,
-                None,
-                &["10.77.0.2"],
-                vec![udp_rule(1, Action::Accept, None)],
-                vec![rule(1, Action::Accept, None, "0.0.0.0/0", "0.0.0.0/0", None)],
-            );
-            dp.set_sessions(source.host_ifindex, &[b, a]).expect("sessions");
-            let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
-            udp_send(&source.netns, "192.168.0.161", 40000, 5000, 3);
-            udp_send(&source.netns, "192.168.0.161", 40001, 5001, 3);
-            udp_send(&client.netns, "192.168.0.230", 40002, 6000, 3);
-            settle();
-            (
-                cap.stop().expect("stop"),
-                counters(&dp, 1, Direction::Outbound),
-                counters(&dp, 2, Direction::Inbound),
-                counters(&dp, 2, Direction::Outbound),
-            )
-        })
-        .expect("node namespace");
-    let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni", "udp.dstport", "ip.proto"]).expect("tshark");
+    let bed = Bed::new(two_pods_and_collector(false, 1500), None);
+    let (source, client) = (bed.pod("ecs-source"), bed.pod("ecs-test"));
+    // A (priority 1): outbound Reject UDP 5001 before Accept UDP; no inbound rules.
+    let a = session(1, "a").vni(10).outbound(udp_rule(1, Action::Reject, Some(5001))).outbound(udp_rule(
+        2,
+        Action::Accept,
+        None,
+    ));
+    // B (priority 2): accepts everything outbound and UDP inbound.
+    let all = rule(1, Action::Accept, None, "0.0.0.0/0", "0.0.0.0/0", None);
+    let b = session(2, "b").priority(2).vni(20).inbound(udp_rule(1, Action::Accept, None)).outbound(all);
+    let (pcap, a_out, b_in, b_out) = bed.mirror("ecs-source", &[b, a], |dp| {
+        let cap = Capture::start(&bed.collector().netns, "eth0", "udp port 4789").expect("capture");
+        udp_send(&source.netns, "192.168.0.161", 40000, 5000, 3);
+        udp_send(&source.netns, "192.168.0.161", 40001, 5001, 3);
+        udp_send(&client.netns, "192.168.0.230", 40002, 6000, 3);
+        settle();
+        let c = |id, d| counters(dp, id, d);
+        (cap.stop().expect("stop"), c(1, Direction::Outbound), c(2, Direction::Inbound), c(2, Direction::Outbound))
+    });
+    let rows = tshark_rows(&pcap, "vxlan", &["vxlan.vni", "udp.dstport", "ip.proto"]).expect("tshark");
     let mut seen: BTreeMap<(String, String), u32> = BTreeMap::new();
     for r in &rows {
         // Inner ICMP errors (B outbound) quote a UDP header: key them apart.
-        let inner_proto = r[2].split(',').nth(1).unwrap_or("");
-        let inner_dport = r[1].split(',').nth(1).unwrap_or("").to_string();
-        let key = if inner_proto == "17" { inner_dport } else { format!("proto {inner_proto}") };
-        *seen.entry((r[0].clone(), key)).or_default() += 1;
+        let inner_proto = r.inner("ip.proto");
+        let key = if inner_proto == "17" { r.inner("udp.dstport").to_owned() } else { format!("proto {inner_proto}") };
+        *seen.entry((r.get("vxlan.vni").to_owned(), key)).or_default() += 1;
     }
     // UDP 5000 outbound: A decides (Accept, rule 2) -> VNI 10, never B's 20.
     assert_eq!(seen.get(&("10".into(), "5000".into())), Some(&3), "{seen:?}");
@@ -341,70 +366,46 @@ fn ipv6_inside_vxlan_and_gre_encapsulation() {
     if !testbed::require_root("ipv6_inside_vxlan_and_gre_encapsulation") {
         return;
     }
-    let topo = two_pods_and_collector(true, 1500);
-    let cfg = config(&topo, Some("10.77.0.1"));
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) = (
-        topo.pod("ecs-source").expect("pod"),
-        topo.pod("ecs-test").expect("pod"),
-        topo.remote("collector").expect("remote"),
-    );
-    let pcap = topo
-        .node
-        .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
-            dp.attach(source.host_ifindex).expect("attach");
-            let v6 = session(
-                1,
-                "v6",
-                1,
-                6,
-                None,
-                &["10.77.0.2"],
-                vec![rule(1, Action::Accept, Some(ipproto::UDP), "fd00::161/128", "fd00::/64", Some((7000, 7000)))],
-                vec![],
-            );
-            let mut gre = session(
-                2,
-                "gre",
-                2,
-                77,
-                Some(128),
-                &["10.77.0.2"],
-                vec![udp_rule(1, Action::Accept, Some(7001))],
-                vec![],
-            );
-            gre.session.encapsulation = Encapsulation::GRE;
-            dp.set_sessions(source.host_ifindex, &[v6, gre]).expect("sessions");
-            let cap = Capture::start(&collector.netns, "eth0", "udp port 4789 or ip proto 47").expect("capture");
-            udp_send(&client.netns, "fd00::230", 41000, 7000, 3);
-            udp_send(&client.netns, "192.168.0.230", 41001, 7001, 3);
-            settle();
-            let c1 = counters(&dp, 1, Direction::Inbound);
-            let c2 = counters(&dp, 2, Direction::Inbound);
-            assert_eq!((c1.copied_packets, c2.copied_packets), (3, 3), "{c1:?} {c2:?}");
-            cap.stop().expect("stop")
-        })
-        .expect("node namespace");
+    let bed = Bed::new(two_pods_and_collector(true, 1500), Some("10.77.0.1"));
+    let client = bed.pod("ecs-test");
+    let v6 = session(1, "v6").vni(6).inbound(rule(
+        1,
+        Action::Accept,
+        Some(ipproto::UDP),
+        "fd00::161/128",
+        "fd00::/64",
+        Some((7000, 7000)),
+    ));
+    let gre = session(2, "gre").priority(2).vni(77).cut(128).gre().inbound(udp_rule(1, Action::Accept, Some(7001)));
+    let pcap = bed.mirror("ecs-source", &[v6, gre], |dp| {
+        let cap = Capture::start(&bed.collector().netns, "eth0", "udp port 4789 or ip proto 47").expect("capture");
+        udp_send(&client.netns, "fd00::230", 41000, 7000, 3);
+        udp_send(&client.netns, "192.168.0.230", 41001, 7001, 3);
+        settle();
+        let c1 = counters(dp, 1, Direction::Inbound);
+        let c2 = counters(dp, 2, Direction::Inbound);
+        assert_eq!((c1.copied_packets, c2.copied_packets), (3, 3), "{c1:?} {c2:?}");
+        cap.stop().expect("stop")
+    });
     let vx =
-        tshark_fields(&pcap, "vxlan", &["vxlan.vni", "ipv6.src", "ipv6.dst", "udp.dstport", "ip.src"]).expect("tshark");
+        tshark_rows(&pcap, "vxlan", &["vxlan.vni", "ipv6.src", "ipv6.dst", "udp.dstport", "ip.src"]).expect("tshark");
     assert_eq!(vx.len(), 3, "{vx:?}");
     for r in &vx {
-        assert_eq!(r[0], "6");
-        assert_eq!((r[1].as_str(), r[2].as_str()), ("fd00::161", "fd00::230"), "{r:?}");
-        assert_eq!(r[3], "4789,7000", "{r:?}");
-        assert_eq!(r[4], "10.77.0.1", "outer source is the configured node IP: {r:?}");
+        assert_eq!(r.get("vxlan.vni"), "6");
+        assert_eq!((r.get("ipv6.src"), r.get("ipv6.dst")), ("fd00::161", "fd00::230"), "{r:?}");
+        assert_eq!(r.get("udp.dstport"), "4789,7000", "{r:?}");
+        assert_eq!(r.get("ip.src"), "10.77.0.1", "outer source is the configured node IP: {r:?}");
     }
-    let gre = tshark_fields(&pcap, "gre", &["gre.key", "gre.proto", "ip.proto", "ip.src", "ip.dst", "udp.dstport"])
+    let gre = tshark_rows(&pcap, "gre", &["gre.key", "gre.proto", "ip.proto", "ip.src", "ip.dst", "udp.dstport"])
         .expect("tshark");
     assert_eq!(gre.len(), 3, "{gre:?}");
     for r in &gre {
-        assert_eq!(r[0], "0x0000004d", "GRE key = VNI 77: {r:?}");
-        assert_eq!(r[1], "0x6558", "transparent Ethernet bridging: {r:?}");
-        assert!(r[2].starts_with("47,17"), "outer GRE, inner UDP: {r:?}");
-        assert_eq!(r[3], "10.77.0.1,192.168.0.161", "{r:?}");
-        assert_eq!(r[4], "10.77.0.2,192.168.0.230", "{r:?}");
-        assert_eq!(r[5], "7001", "{r:?}");
+        assert_eq!(r.get("gre.key"), "0x0000004d", "GRE key = VNI 77: {r:?}");
+        assert_eq!(r.get("gre.proto"), "0x6558", "transparent Ethernet bridging: {r:?}");
+        assert!(r.get("ip.proto").starts_with("47,17"), "outer GRE, inner UDP: {r:?}");
+        assert_eq!(r.get("ip.src"), "10.77.0.1,192.168.0.161", "{r:?}");
+        assert_eq!(r.get("ip.dst"), "10.77.0.2,192.168.0.230", "{r:?}");
+        assert_eq!(r.get("udp.dstport"), "7001", "{r:?}");
     }
 }
 
@@ -415,38 +416,25 @@ fn service_target_flows_stick_to_one_endpoint() {
     if !testbed::require_root("service_target_flows_stick_to_one_endpoint") {
         return;
     }
-    let topo = two_pods_and_collector(false, 1500);
-    let cfg = config(&topo, None);
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) = (
-        topo.pod("ecs-source").expect("pod"),
-        topo.pod("ecs-test").expect("pod"),
-        topo.remote("collector").expect("remote"),
-    );
+    let bed = Bed::new(two_pods_and_collector(false, 1500), None);
+    let (client, collector) = (bed.pod("ecs-test"), bed.collector());
     collector.netns.ip(&["addr", "add", "10.77.0.3/24", "dev", "eth0"]).expect("second endpoint");
     let targets = ["10.77.0.2", "10.77.0.3"];
-    let pcap = topo
-        .node
-        .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
-            dp.attach(source.host_ifindex).expect("attach");
-            let s = session(1, "svc", 1, 5, Some(64), &targets, vec![udp_rule(1, Action::Accept, None)], vec![]);
-            dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
-            let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
-            for i in 0..16u16 {
-                udp_send(&client.netns, "192.168.0.230", 42000 + i, 8000, 3);
-            }
-            settle();
-            cap.stop().expect("stop")
-        })
-        .expect("node namespace");
-    let rows = tshark_fields(&pcap, "vxlan", &["ip.dst", "udp.srcport"]).expect("tshark");
+    let s = session(1, "svc").vni(5).cut(64).to(&targets).inbound(udp_rule(1, Action::Accept, None));
+    let pcap = bed.mirror("ecs-source", &[s], |_| {
+        let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
+        for i in 0..16u16 {
+            udp_send(&client.netns, "192.168.0.230", 42000 + i, 8000, 3);
+        }
+        settle();
+        cap.stop().expect("stop")
+    });
+    let rows = tshark_rows(&pcap, "vxlan", &["ip.dst", "udp.srcport"]).expect("tshark");
     assert_eq!(rows.len(), 48, "{rows:?}");
     let mut per_flow: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
     for r in &rows {
-        let endpoint = r[0].split(',').next().unwrap_or("").to_string();
-        let inner_sport: u16 = r[1].split(',').nth(1).and_then(|p| p.parse().ok()).expect("inner sport");
-        per_flow.entry(inner_sport).or_default().insert(endpoint);
+        let inner_sport: u16 = r.inner("udp.srcport").parse().expect("inner sport");
+        per_flow.entry(inner_sport).or_default().insert(r.outer("ip.dst").to_owned());
     }
     let ordered: Vec<IpAddr> = targets.iter().map(|t| t.parse().expect("literal")).collect();
     let mut used = BTreeSet::new();
@@ -476,59 +464,40 @@ fn full_length_copies_of_a_tcp_stream_are_never_fragmented() {
     if !testbed::require_root("full_length_copies_of_a_tcp_stream_are_never_fragmented") {
         return;
     }
-    let topo = two_pods_and_collector(false, 1500);
-    let cfg = config(&topo, None);
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) = (
-        topo.pod("ecs-source").expect("pod"),
-        topo.pod("ecs-test").expect("pod"),
-        topo.remote("collector").expect("remote"),
-    );
+    let bed = Bed::new(two_pods_and_collector(false, 1500), None);
+    let (source, client, collector) = (bed.pod("ecs-source"), bed.pod("ecs-test"), bed.collector());
     // Like a physical NIC without tunnel offload: the kernel segments GSO
     // copies before they leave the node, so the capture sees wire packets.
     let ul = &collector.node_ifname;
-    let _ =
-        topo.node.exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
+    let _ = bed
+        .topo
+        .node
+        .exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
     let bytes = 20_000_000u64;
     // Both hooks: client -> source is the source's inbound (host-veth
     // egress), source -> client its outbound (host-veth ingress); both GSO.
-    let (pcap, c_in, c_out, received_in, received_out) = topo
-        .node
-        .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
-            dp.attach(source.host_ifindex).expect("attach");
-            let s = session(
-                1,
-                "bulk",
-                1,
-                9,
-                None,
-                &["10.77.0.2"],
-                vec![rule(1, Action::Accept, Some(ipproto::TCP), "0.0.0.0/0", "192.168.0.230/32", Some((5201, 5201)))],
-                vec![rule(1, Action::Accept, Some(ipproto::TCP), "192.168.0.230/32", "0.0.0.0/0", Some((5202, 5202)))],
-            );
-            dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
-            let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789 or (ip[6:2] & 0x3fff != 0)", 96)
-                .expect("capture");
-            let transfer = |server_ns: &testbed::Netns, client_ns: &testbed::Netns, dst: &str, port: u16| -> String {
-                let server = server_ns.spawn(&format!("nc -l {port} | wc -c")).expect("server");
-                std::thread::sleep(Duration::from_millis(300));
-                client_ns.sh(&format!("head -c {bytes} /dev/zero | nc -N -w 5 {dst} {port}")).expect("client");
-                let out = server.finish(Duration::from_secs(10)).expect("server");
-                String::from_utf8_lossy(&out.stdout).trim().to_string()
-            };
-            let received_in = transfer(&source.netns, &client.netns, "192.168.0.230", 5201);
-            let received_out = transfer(&client.netns, &source.netns, "192.168.0.161", 5202);
-            settle();
-            (
-                cap.stop().expect("stop"),
-                counters(&dp, 1, Direction::Inbound),
-                counters(&dp, 1, Direction::Outbound),
-                received_in,
-                received_out,
-            )
-        })
-        .expect("node namespace");
+    let tcp_to = |src: &str, dst: &str, port| rule(1, Action::Accept, Some(ipproto::TCP), src, dst, Some((port, port)));
+    let s = session(1, "bulk").vni(9).inbound(tcp_to("0.0.0.0/0", "192.168.0.230/32", 5201)).outbound(tcp_to(
+        "192.168.0.230/32",
+        "0.0.0.0/0",
+        5202,
+    ));
+    let (pcap, c_in, c_out, received_in, received_out) = bed.mirror("ecs-source", &[s], |dp| {
+        let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789 or (ip[6:2] & 0x3fff != 0)", 96)
+            .expect("capture");
+        let transfer = |server_ns: &testbed::Netns, client_ns: &testbed::Netns, dst: &str, port: u16| -> String {
+            let server = server_ns.spawn(&format!("nc -l {port} | wc -c")).expect("server");
+            std::thread::sleep(Duration::from_millis(300));
+            client_ns.sh(&format!("head -c {bytes} /dev/zero | nc -N -w 5 {dst} {port}")).expect("client");
+            let out = server.finish(Duration::from_secs(10)).expect("server");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let received_in = transfer(&source.netns, &client.netns, "192.168.0.230", 5201);
+        let received_out = transfer(&client.netns, &source.netns, "192.168.0.161", 5202);
+        settle();
+        let (c_in, c_out) = (counters(dp, 1, Direction::Inbound), counters(dp, 1, Direction::Outbound));
+        (cap.stop().expect("stop"), c_in, c_out, received_in, received_out)
+    });
     assert_eq!(received_in, bytes.to_string(), "the original inbound stream lost bytes");
     assert_eq!(received_out, bytes.to_string(), "the original outbound stream lost bytes");
     for c in [&c_in, &c_out] {
@@ -543,14 +512,12 @@ fn full_length_copies_of_a_tcp_stream_are_never_fragmented() {
         copied_bytes: c_in.copied_bytes + c_out.copied_bytes,
         ..SessionCounters::default()
     };
-    let frags = tshark_fields(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
+    let frags = tshark_rows(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
     assert!(frags.is_empty(), "{} outer IP fragments reached the collector", frags.len());
-    let sizes = tshark_fields(&pcap, "vxlan", &["ip.len"]).expect("tshark");
+    let sizes = tshark_rows(&pcap, "vxlan", &["ip.len"]).expect("tshark");
     assert!(sizes.len() as u64 >= c.copied_packets / 2, "too few copies captured: {} of {c:?}", sizes.len());
-    let too_big: Vec<&Vec<String>> = sizes
-        .iter()
-        .filter(|r| r[0].split(',').next().and_then(|l| l.parse::<u32>().ok()).is_none_or(|l| l > 1500))
-        .collect();
+    let outer_len = |r: &testbed::Row| r.outer("ip.len").parse::<u64>().ok();
+    let too_big: Vec<&testbed::Row> = sizes.iter().filter(|r| outer_len(r).is_none_or(|l| l > 1500)).collect();
     assert!(
         too_big.is_empty(),
         "{} copies exceed the 1500-byte underlay MTU, e.g. {:?}",
@@ -558,8 +525,7 @@ fn full_length_copies_of_a_tcp_stream_are_never_fragmented() {
         too_big.first()
     );
     // What reached the collector: inner frame = outer IP length - 36 (IP, UDP, VXLAN).
-    let delivered: u64 =
-        sizes.iter().filter_map(|r| r[0].split(',').next().and_then(|l| l.parse::<u64>().ok())).map(|l| l - 36).sum();
+    let delivered: u64 = sizes.iter().filter_map(outer_len).map(|l| l - 36).sum();
     let inner_headers = 66 * (sizes.len() as u64); // each segment repeats Ethernet + IP + TCP headers
     assert!(
         delivered >= (c.copied_bytes as f64 * 0.99) as u64,
@@ -575,51 +541,38 @@ fn live_session_update_under_traffic_never_mixes_versions() {
     if !testbed::require_root("live_session_update_under_traffic_never_mixes_versions") {
         return;
     }
-    let topo = two_pods_and_collector(false, 1500);
-    let cfg = config(&topo, None);
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) = (
-        topo.pod("ecs-source").expect("pod"),
-        topo.pod("ecs-test").expect("pod"),
-        topo.remote("collector").expect("remote"),
-    );
-    let (pcap, cx, cy, swaps) = topo
-        .node
-        .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
-            dp.attach(source.host_ifindex).expect("attach");
-            // Same key, two versions: rules and VNI change together.
-            let x = session(1, "live", 1, 100, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, Some(6000))], vec![]);
-            let mut y = session(2, "live", 1, 200, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, Some(7000))], vec![]);
-            y.session.targets = vec!["10.77.0.2".parse().expect("literal")];
-            dp.set_sessions(source.host_ifindex, std::slice::from_ref(&x)).expect("sessions");
-            let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789", 128).expect("capture");
-            let traffic = client
-                .netns
-                .spawn(
-                    "exec python3 -c \"import socket,time\ns=socket.socket(2,2)\nend=time.time()+2.5\nwhile time.time()<end:\n  s.sendto(b'a',('192.168.0.230',6000))\n  s.sendto(b'b',('192.168.0.230',7000))\"",
-                )
-                .expect("traffic");
-            let start = std::time::Instant::now();
-            let mut swaps = 0u32;
-            while start.elapsed() < Duration::from_secs(2) {
-                let next = if swaps.is_multiple_of(2) { &y } else { &x };
-                dp.set_sessions(source.host_ifindex, std::slice::from_ref(next)).expect("swap");
-                swaps += 1;
-                std::thread::sleep(Duration::from_micros(500));
-            }
-            let _ = traffic.finish(Duration::from_secs(5));
-            settle();
-            (cap.stop().expect("stop"), counters(&dp, 1, Direction::Inbound), counters(&dp, 2, Direction::Inbound), swaps)
-        })
-        .expect("node namespace");
-    let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni", "udp.dstport"]).expect("tshark");
+    let bed = Bed::new(two_pods_and_collector(false, 1500), None);
+    let (source, client) = (bed.pod("ecs-source"), bed.pod("ecs-test"));
+    // Same key, two versions: rules and VNI change together.
+    let x = session(1, "live").vni(100).inbound(udp_rule(1, Action::Accept, Some(6000)));
+    let y = session(2, "live").vni(200).inbound(udp_rule(1, Action::Accept, Some(7000)));
+    let (pcap, cx, cy, swaps) = bed.mirror("ecs-source", std::slice::from_ref(&x), |dp| {
+        let cap = Capture::start_with(&bed.collector().netns, "eth0", "udp port 4789", 128).expect("capture");
+        let traffic = client
+            .netns
+            .spawn(
+                "exec python3 -c \"import socket,time\ns=socket.socket(2,2)\nend=time.time()+2.5\nwhile time.time()<end:\n  s.sendto(b'a',('192.168.0.230',6000))\n  s.sendto(b'b',('192.168.0.230',7000))\"",
+            )
+            .expect("traffic");
+        let start = std::time::Instant::now();
+        let mut swaps = 0u32;
+        while start.elapsed() < Duration::from_secs(2) {
+            let next = if swaps.is_multiple_of(2) { &y } else { &x };
+            dp.set_sessions(source.host_ifindex, std::slice::from_ref(next)).expect("swap");
+            swaps += 1;
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let _ = traffic.finish(Duration::from_secs(5));
+        settle();
+        (cap.stop().expect("stop"), counters(dp, 1, Direction::Inbound), counters(dp, 2, Direction::Inbound), swaps)
+    });
+    let rows = tshark_rows(&pcap, "vxlan", &["vxlan.vni", "udp.dstport"]).expect("tshark");
     let mut by_vni: BTreeMap<String, u64> = BTreeMap::new();
     for r in &rows {
-        let inner = r[1].split(',').nth(1).unwrap_or("");
-        let ok = (r[0] == "100" && inner == "6000") || (r[0] == "200" && inner == "7000");
-        assert!(ok, "a copy mixes versions: vni {} for inner port {inner}", r[0]);
-        *by_vni.entry(r[0].clone()).or_default() += 1;
+        let (vni, inner) = (r.get("vxlan.vni"), r.inner("udp.dstport"));
+        let ok = (vni == "100" && inner == "6000") || (vni == "200" && inner == "7000");
+        assert!(ok, "a copy mixes versions: vni {vni} for inner port {inner}");
+        *by_vni.entry(vni.to_owned()).or_default() += 1;
     }
     assert!(swaps > 100, "only {swaps} swaps");
     assert!(by_vni.get("100").is_some_and(|n| *n > 10) && by_vni.get("200").is_some_and(|n| *n > 10), "{by_vni:?}");
@@ -638,43 +591,22 @@ fn copies_are_never_mirrored_again() {
     }
     let mut topo = two_pods_and_collector(false, 1500);
     topo.add_pod(PodSpec::v4("ecs-target", "192.168.0.164")).expect("pod");
-    let cfg = config(&topo, None);
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client, target, collector) = (
-        topo.pod("ecs-source").expect("pod"),
-        topo.pod("ecs-test").expect("pod"),
-        topo.pod("ecs-target").expect("pod"),
-        topo.remote("collector").expect("remote"),
-    );
-    let (first, second, pcap) = topo
-        .node
-        .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
-            dp.attach(source.host_ifindex).expect("attach");
-            dp.attach(target.host_ifindex).expect("attach");
-            let all = |p| rule(p, Action::Accept, None, "0.0.0.0/0", "0.0.0.0/0", None);
-            let first = session(1, "to-target", 1, 1, None, &["192.168.0.164"], vec![all(1)], vec![all(1)]);
-            let second = session(
-                2,
-                "from-target",
-                1,
-                2,
-                None,
-                &["10.77.0.2"],
-                vec![udp_rule(1, Action::Accept, Some(4789)), all(2)],
-                vec![],
-            );
-            dp.set_sessions(source.host_ifindex, &[first]).expect("sessions");
-            dp.set_sessions(target.host_ifindex, &[second]).expect("sessions");
-            let cap = Capture::start(&collector.netns, "eth0", "udp port 4789").expect("capture");
-            udp_send(&client.netns, "192.168.0.230", 43000, 9000, 5);
-            settle();
-            (counters(&dp, 1, Direction::Inbound), counters(&dp, 2, Direction::Inbound), cap.stop().expect("stop"))
-        })
-        .expect("node namespace");
+    let bed = Bed::new(topo, None);
+    let (client, target) = (bed.pod("ecs-test"), bed.pod("ecs-target"));
+    let all = |p| rule(p, Action::Accept, None, "0.0.0.0/0", "0.0.0.0/0", None);
+    let first = session(1, "to-target").to(&["192.168.0.164"]).inbound(all(1)).outbound(all(1));
+    let second = session(2, "from-target").vni(2).inbound(udp_rule(1, Action::Accept, Some(4789))).inbound(all(2));
+    let (first, second, pcap) = bed.mirror("ecs-source", &[first], |dp| {
+        dp.attach(target.host_ifindex).expect("attach");
+        dp.set_sessions(target.host_ifindex, &[second]).expect("sessions");
+        let cap = Capture::start(&bed.collector().netns, "eth0", "udp port 4789").expect("capture");
+        udp_send(&client.netns, "192.168.0.230", 43000, 9000, 5);
+        settle();
+        (counters(dp, 1, Direction::Inbound), counters(dp, 2, Direction::Inbound), cap.stop().expect("stop"))
+    });
     assert!(first.copied_packets >= 5, "the copies to the target pod: {first:?}");
     assert_eq!(second.matched, 0, "a copy was mirrored again: {second:?}");
-    let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni"]).expect("tshark");
+    let rows = tshark_rows(&pcap, "vxlan", &["vxlan.vni"]).expect("tshark");
     assert!(rows.is_empty(), "copies of copies reached the collector: {rows:?}");
 }
 
@@ -685,10 +617,9 @@ fn restart_adopts_and_detach_and_remove_all_leave_nothing() {
     if !testbed::require_root("restart_adopts_and_detach_and_remove_all_leave_nothing") {
         return;
     }
-    let topo = two_pods_and_collector(false, 1500);
-    let cfg = config(&topo, None);
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client) = (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"));
+    let bed = Bed::new(two_pods_and_collector(false, 1500), None);
+    let (topo, cfg) = (&bed.topo, &bed.cfg);
+    let (source, client) = (bed.pod("ecs-source"), bed.pod("ecs-test"));
     // The TCX programs on a device, as the kernel lists them (run inside the node namespace).
     let tcx = |dev: &str| -> String {
         let mut names = Vec::new();
@@ -701,16 +632,16 @@ fn restart_adopts_and_detach_and_remove_all_leave_nothing() {
     };
     topo.node
         .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
+            let mut dp = Datapath::open(cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
             dp.attach(source.host_ifindex).expect("attach is idempotent");
-            let s = session(1, "keep", 1, 3, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, None)], vec![]);
+            let s = session(1, "keep").vni(3).inbound(udp_rule(1, Action::Accept, None));
             dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
             udp_send(&client.netns, "192.168.0.230", 44000, 9100, 2);
             drop(dp); // the agent stops; pins keep mirroring
 
             udp_send(&client.netns, "192.168.0.230", 44000, 9100, 2);
-            let mut dp = Datapath::open(&cfg).expect("reopen");
+            let mut dp = Datapath::open(cfg).expect("reopen");
             assert_eq!(dp.attached(), vec![source.host_ifindex], "not adopted");
             let c = counters(&dp, 1, Direction::Inbound);
             assert_eq!(c.matched, 4, "mirroring stopped across the restart: {c:?}");
@@ -726,17 +657,17 @@ fn restart_adopts_and_detach_and_remove_all_leave_nothing() {
             assert_eq!(counters(&dp, 1, Direction::Inbound).matched, 4, "still mirroring after detach");
             drop(dp);
 
-            Datapath::remove_all(&cfg).expect("remove_all");
+            Datapath::remove_all(cfg).expect("remove_all");
             assert!(!cfg.pin_dir.exists(), "pins left in {}", cfg.pin_dir.display());
             assert!(podmirror_agent::datapath::netlink::ifindex(&cfg.copy_device()).is_none(), "copy device left");
             assert!(podmirror_agent::datapath::netlink::ifindex(&cfg.copy_device_peer()).is_none(), "copy peer left");
-            Datapath::remove_all(&cfg).expect("remove_all is idempotent");
+            Datapath::remove_all(cfg).expect("remove_all is idempotent");
 
             // `--cleanup` while an agent still runs: the pins alone hold the links.
-            let mut dp = Datapath::open(&cfg).expect("open again");
+            let mut dp = Datapath::open(cfg).expect("open again");
             dp.attach(source.host_ifindex).expect("attach");
             assert!(tcx(&source.host_ifname).contains("pm_veth"));
-            Datapath::remove_all(&cfg).expect("remove_all with a live instance");
+            Datapath::remove_all(cfg).expect("remove_all with a live instance");
             let shown = tcx(&source.host_ifname);
             assert!(!shown.contains("pm_veth"), "remove_all left programs on the veth: {shown}");
             assert!(!cfg.pin_dir.exists());
@@ -786,10 +717,9 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
     if !testbed::require_root("clsact_fallback_mirrors_adopts_and_cleans_up") {
         return;
     }
-    let topo = two_pods_and_collector(false, 1500);
-    let cfg = config(&topo, None);
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client) = (topo.pod("ecs-source").expect("pod"), topo.pod("ecs-test").expect("pod"));
+    let bed = Bed::new(two_pods_and_collector(false, 1500), None);
+    let (topo, cfg) = (&bed.topo, &bed.cfg);
+    let (source, client) = (bed.pod("ecs-source"), bed.pod("ecs-test"));
     let filters = |hook: &str| -> String {
         topo.node
             .exec("tc", &["filter", "show", "dev", &source.host_ifname, hook])
@@ -798,20 +728,20 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
     };
     topo.node
         .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
+            let mut dp = Datapath::open(cfg).expect("open");
             dp.set_attach_mode(podmirror_agent::datapath::AttachMode::Clsact);
             dp.attach(source.host_ifindex).expect("attach");
             dp.attach(source.host_ifindex).expect("attach is idempotent");
             assert!(filters("ingress").contains("pm_veth_ingress"), "{}", filters("ingress"));
             assert!(filters("egress").contains("pm_veth_egress"), "{}", filters("egress"));
-            let s = session(1, "tc", 1, 4, None, &["10.77.0.2"], vec![udp_rule(1, Action::Accept, None)], vec![]);
+            let s = session(1, "tc").vni(4).inbound(udp_rule(1, Action::Accept, None));
             dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
             udp_send(&client.netns, "192.168.0.230", 45000, 9200, 3);
             let c = counters(&dp, 1, Direction::Inbound);
             assert_eq!((c.matched, c.copied_packets), (3, 3), "{c:?}");
             drop(dp);
 
-            let mut dp = Datapath::open(&cfg).expect("reopen");
+            let mut dp = Datapath::open(cfg).expect("reopen");
             assert_eq!(dp.attached(), vec![source.host_ifindex], "clsact filters not adopted");
             let shown = filters("ingress");
             assert_eq!(
@@ -825,7 +755,7 @@ fn clsact_fallback_mirrors_adopts_and_cleans_up() {
             assert!(!filters("ingress").contains("pm_veth") && !filters("egress").contains("pm_veth"), "filters left");
             dp.attach(source.host_ifindex).expect("attach again");
             drop(dp);
-            Datapath::remove_all(&cfg).expect("remove_all");
+            Datapath::remove_all(cfg).expect("remove_all");
             assert!(
                 !filters("ingress").contains("pm_veth") && !filters("egress").contains("pm_veth"),
                 "remove_all left filters"
@@ -842,38 +772,25 @@ fn ipv6_outer_header_to_an_ipv6_collector() {
     if !testbed::require_root("ipv6_outer_header_to_an_ipv6_collector") {
         return;
     }
-    let topo = two_pods_and_collector(false, 1500);
-    let cfg = config(&topo, None);
-    let _cleanup = Cleanup(cfg.clone());
-    let (source, client, collector) = (
-        topo.pod("ecs-source").expect("pod"),
-        topo.pod("ecs-test").expect("pod"),
-        topo.remote("collector").expect("remote"),
-    );
-    topo.node.ip(&["-6", "addr", "add", "fd77::1/64", "dev", &collector.node_ifname, "nodad"]).expect("node v6");
+    let bed = Bed::new(two_pods_and_collector(false, 1500), None);
+    let (client, collector) = (bed.pod("ecs-test"), bed.collector());
+    bed.topo.node.ip(&["-6", "addr", "add", "fd77::1/64", "dev", &collector.node_ifname, "nodad"]).expect("node v6");
     collector.netns.ip(&["-6", "addr", "add", "fd77::2/64", "dev", "eth0", "nodad"]).expect("collector v6");
-    let pcap = topo
-        .node
-        .run(|| {
-            let mut dp = Datapath::open(&cfg).expect("open");
-            dp.attach(source.host_ifindex).expect("attach");
-            let s =
-                session(1, "v6out", 1, 66, Some(100), &["fd77::2"], vec![udp_rule(1, Action::Accept, None)], vec![]);
-            dp.set_sessions(source.host_ifindex, &[s]).expect("sessions");
-            let cap = Capture::start(&collector.netns, "eth0", "ip6 and udp port 4789").expect("capture");
-            udp_send(&client.netns, "192.168.0.230", 46000, 9300, 3);
-            settle();
-            let c = counters(&dp, 1, Direction::Inbound);
-            assert_eq!(c.copied_packets, 3, "{c:?}");
-            cap.stop().expect("stop")
-        })
-        .expect("node namespace");
-    let rows = tshark_fields(&pcap, "vxlan", &["ipv6.src", "ipv6.dst", "vxlan.vni", "ip.src", "ip.dst", "udp.dstport"])
-        .expect("tshark");
+    let s = session(1, "v6out").vni(66).cut(100).to(&["fd77::2"]).inbound(udp_rule(1, Action::Accept, None));
+    let pcap = bed.mirror("ecs-source", &[s], |dp| {
+        let cap = Capture::start(&collector.netns, "eth0", "ip6 and udp port 4789").expect("capture");
+        udp_send(&client.netns, "192.168.0.230", 46000, 9300, 3);
+        settle();
+        let c = counters(dp, 1, Direction::Inbound);
+        assert_eq!(c.copied_packets, 3, "{c:?}");
+        cap.stop().expect("stop")
+    });
+    let fields = ["ipv6.src", "ipv6.dst", "vxlan.vni", "ip.src", "ip.dst", "udp.dstport"];
+    let rows = tshark_rows(&pcap, "vxlan", &fields).expect("tshark");
     assert_eq!(rows.len(), 3, "{rows:?}");
     for r in &rows {
-        assert_eq!((r[0].as_str(), r[1].as_str(), r[2].as_str()), ("fd77::1", "fd77::2", "66"), "{r:?}");
-        assert_eq!((r[3].as_str(), r[4].as_str()), ("192.168.0.161", "192.168.0.230"), "{r:?}");
-        assert_eq!(r[5], "4789,9300", "{r:?}");
+        assert_eq!((r.get("ipv6.src"), r.get("ipv6.dst"), r.get("vxlan.vni")), ("fd77::1", "fd77::2", "66"), "{r:?}");
+        assert_eq!((r.get("ip.src"), r.get("ip.dst")), ("192.168.0.161", "192.168.0.230"), "{r:?}");
+        assert_eq!(r.get("udp.dstport"), "4789,9300", "{r:?}");
     }
 }

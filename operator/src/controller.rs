@@ -269,18 +269,14 @@ pub async fn execute_all(executor: &Executor, todo: &[Write], metrics: &Metrics)
 mod tests {
     use super::*;
     use podmirror_crds::api::{MirrorSessionStatus, SessionPhase};
+    use podmirror_testkit::objects::{self, Meta};
 
     fn session(name: &str, phase: Option<SessionPhase>) -> Arc<MirrorSession> {
-        let mut s: MirrorSession = match serde_json::from_value(serde_json::json!({
-            "apiVersion": "podmirror.io/v1alpha1", "kind": "MirrorSession",
-            "metadata": {"name": name, "namespace": "team"},
-            "spec": {"priority": 1, "vni": 1, "filterRef": {"name": "f"}, "sources": [{"podName": "p"}], "target": {"ip": "10.0.0.1"}}
-        })) {
-            Ok(s) => s,
-            Err(e) => panic!("fixture: {e}"),
-        };
-        s.status = phase.map(|phase| MirrorSessionStatus { phase: Some(phase), ..Default::default() });
-        Arc::new(s)
+        let s = objects::session(name).namespace("team").filter("f").source_pod("p").target_ip("10.0.0.1");
+        match phase {
+            Some(phase) => s.status(MirrorSessionStatus { phase: Some(phase), ..Default::default() }).arc(),
+            None => s.arc(),
+        }
     }
 
     #[test]

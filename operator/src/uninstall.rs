@@ -12,11 +12,8 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use podmirror_crds::api::MirrorSession;
+use podmirror_crds::api::{ConditionReason, MirrorSession};
 use serde_json::json;
-
-/// The reason written on `Programmed` once podmirror is gone.
-pub const REASON_UNINSTALLED: &str = "Uninstalled";
 
 /// Is the cleanup done on every node the DaemonSet runs on? `Err` says
 /// what is still missing.
@@ -42,7 +39,7 @@ pub fn uninstalled_conditions(previous: &[Condition], now: &Time) -> Vec<Conditi
     out.push(Condition {
         type_: "Programmed".into(),
         status: "False".into(),
-        reason: REASON_UNINSTALLED.into(),
+        reason: ConditionReason::Uninstalled.to_string(),
         message: "podmirror was uninstalled: no agent mirrors this session any more".into(),
         last_transition_time: now.clone(),
         observed_generation: generation,
@@ -136,7 +133,7 @@ mod tests {
         assert_eq!(after.len(), 2);
         assert_eq!(after[0], cond("Accepted", "True"));
         assert_eq!((after[1].type_.as_str(), after[1].status.as_str()), ("Programmed", "False"));
-        assert_eq!(after[1].reason, REASON_UNINSTALLED);
+        assert_eq!(after[1].reason, "Uninstalled");
         assert_eq!(after[1].observed_generation, Some(4));
     }
 }

@@ -17,72 +17,36 @@ use podmirror_operator::index::{self, Objects};
 use podmirror_operator::metrics::Metrics;
 use podmirror_operator::plan::{AcceptedSet, plan};
 use podmirror_operator::sync::{Executor, Seen, Write, writes};
+use podmirror_testkit::objects::{self, Meta, accept, node};
 use serde_json::{Value, json};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> Arc<T> {
-    Arc::new(serde_yaml::from_str(s).unwrap())
-}
-
 fn filter(finalized: bool, deleting: bool) -> Arc<MirrorFilter> {
-    let fin = if finalized { "finalizers: [podmirror.io/cleanup]" } else { "" };
-    let del = if deleting { "deletionTimestamp: '2026-01-02T00:00:00Z'" } else { "" };
-    yaml(&format!(
-        r#"
-apiVersion: podmirror.io/v1alpha1
-kind: MirrorFilter
-metadata:
-  name: mirror-filter-a
-  namespace: team
-  uid: fu
-  generation: 1
-  resourceVersion: "10"
-  {fin}
-  {del}
-spec:
-  inboundRules:
-  - {{priority: 1, action: Accept, protocol: TCP, ipFamily: IPv4, sourceCIDR: 192.168.0.161/32,
-     destinationCIDR: 192.168.0.230/32, destinationPorts: {{from: 1234, to: 1234}}}}
-"#
-    ))
+    let rule = accept(1).protocol("TCP").from_cidr("192.168.0.161/32").to_cidr("192.168.0.230/32").to_port(1234);
+    let f = objects::filter("mirror-filter-a").namespace("team").uid("fu").generation(1).resource_version("10");
+    let f = if finalized { f.finalizer("podmirror.io/cleanup") } else { f };
+    let f = if deleting { f.deleting("2026-01-02T00:00:00Z") } else { f };
+    f.inbound(rule).arc()
 }
 
 fn session(name: &str, created: &str, priority: i32, finalized: bool, deleting: bool) -> Arc<MirrorSession> {
-    let fin = if finalized { "finalizers: [podmirror.io/cleanup]" } else { "" };
-    let del = if deleting { "deletionTimestamp: '2026-01-02T00:00:00Z'" } else { "" };
-    yaml(&format!(
-        r#"
-apiVersion: podmirror.io/v1alpha1
-kind: MirrorSession
-metadata:
-  name: {name}
-  namespace: team
-  uid: uid-{name}
-  generation: 1
-  resourceVersion: "20"
-  creationTimestamp: "{created}"
-  {fin}
-  {del}
-spec:
-  priority: {priority}
-  vni: {priority}
-  packetLength: 96
-  filterRef: {{name: mirror-filter-a}}
-  sources: [{{podName: ecs-source}}]
-  target: {{pod: {{name: ecs-target}}}}
-"#
-    ))
+    let s = objects::session(name)
+        .namespace("team")
+        .uid(&format!("uid-{name}"))
+        .generation(1)
+        .resource_version("20")
+        .created(created)
+        .priority(priority)
+        .vni(priority)
+        .packet_length(96);
+    let s = if finalized { s.finalizer("podmirror.io/cleanup") } else { s };
+    let s = if deleting { s.deleting("2026-01-02T00:00:00Z") } else { s };
+    s.arc()
 }
 
 fn pod(name: &str, node: &str, ip: &str) -> Arc<Pod> {
-    yaml(&format!(
-        "metadata: {{name: {name}, namespace: team, uid: uid-{name}}}\nspec: {{nodeName: {node}, containers: []}}\nstatus: {{phase: Running, podIP: {ip}}}"
-    ))
-}
-
-fn node(name: &str) -> Arc<Node> {
-    yaml(&format!("metadata: {{name: {name}}}"))
+    objects::pod(name).namespace("team").uid(&format!("uid-{name}")).node(node).running(ip).arc()
 }
 
 /// One expected request: method, path, the query it must contain, and a check of its body.

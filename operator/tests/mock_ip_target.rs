@@ -11,7 +11,7 @@ mod recorder;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::client::Body;
 use podmirror_crds::api::{MirrorFilter, MirrorSession};
@@ -22,6 +22,7 @@ use podmirror_operator::metrics::Metrics;
 use podmirror_operator::plan::cluster::TargetPolicy;
 use podmirror_operator::plan::{AcceptedSet, plan};
 use podmirror_operator::sync::{Executor, Seen, writes};
+use podmirror_testkit::objects::{self, Meta, accept};
 use recorder::{Log, answer, condition, events, status_write};
 use serde_json::Value;
 
@@ -30,32 +31,31 @@ fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
 }
 
 fn session(target_ip: &str) -> MirrorSession {
-    yaml(&format!(
-        r#"
-apiVersion: podmirror.io/v1alpha1
-kind: MirrorSession
-metadata: {{name: s, namespace: team, uid: uid-s, generation: 1, resourceVersion: "20",
-  creationTimestamp: "2026-01-01T00:00:00Z", finalizers: [podmirror.io/cleanup]}}
-spec: {{priority: 1, vni: 7, filterRef: {{name: f}}, sources: [{{podName: web}}], target: {{ip: "{target_ip}"}}}}
-"#
-    ))
+    objects::session("s")
+        .namespace("team")
+        .uid("uid-s")
+        .generation(1)
+        .resource_version("20")
+        .created("2026-01-01T00:00:00Z")
+        .finalizer("podmirror.io/cleanup")
+        .vni(7)
+        .filter("f")
+        .source_pod("web")
+        .target_ip(target_ip)
+        .build()
 }
 
-const FILTER: &str = r#"
-apiVersion: podmirror.io/v1alpha1
-kind: MirrorFilter
-metadata: {name: f, namespace: team, uid: uid-f, generation: 1, resourceVersion: "10", finalizers: [podmirror.io/cleanup]}
-spec:
-  inboundRules: [{priority: 1, action: Accept, protocol: All, ipFamily: IPv4}]
-"#;
+fn filter() -> MirrorFilter {
+    let f = objects::filter("f").namespace("team").uid("uid-f").generation(1).resource_version("10");
+    f.finalizer("podmirror.io/cleanup").inbound(accept(1)).build()
+}
 
 fn pod(ns: &str, name: &str, ip: &str, consent: Option<&str>) -> Arc<Pod> {
-    let annotations =
-        consent.map(|c| format!(", annotations: {{podmirror.io/allow-mirror-from: \"{c}\"}}")).unwrap_or_default();
-    Arc::new(yaml(&format!(
-        "metadata: {{name: {name}, namespace: {ns}, uid: uid-{name}{annotations}}}\n\
-         spec: {{nodeName: node-a, containers: []}}\nstatus: {{phase: Running, podIP: {ip}}}"
-    )))
+    let p = objects::pod(name).namespace(ns).uid(&format!("uid-{name}")).node("node-a").running(ip);
+    match consent {
+        Some(c) => p.annotation("podmirror.io/allow-mirror-from", c).arc(),
+        None => p.arc(),
+    }
 }
 
 fn service(consent: Option<&str>) -> Arc<Service> {
@@ -73,10 +73,10 @@ async fn pass(
     services: &[Arc<Service>],
     policy: &str,
 ) -> Vec<(String, String, Value)> {
-    let filter: MirrorFilter = yaml(FILTER);
+    let filter = filter();
     let sessions = [Arc::new(session.clone())];
     let filters = [Arc::new(filter.clone())];
-    let nodes: [Arc<Node>; 1] = [Arc::new(yaml("metadata: {name: node-a}"))];
+    let nodes = [objects::node("node-a")];
     let objects = Objects { sessions: &sessions, filters: &filters, pods, services, slices: &[], nodes: &nodes };
     let (mut cluster, errors) = index::cluster(&objects);
     assert!(errors.is_empty(), "{errors:?}");

@@ -25,38 +25,34 @@ use podmirror_operator::index::{self, Objects};
 use podmirror_operator::metrics::Metrics;
 use podmirror_operator::plan::{AcceptedSet, plan};
 use podmirror_operator::sync::{Executor, Seen, writes};
+use podmirror_testkit::objects::{self, Meta, accept};
 use recorder::{Log, answer, condition, events};
 use serde_json::Value;
-
-fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
-    serde_yaml::from_str(s).unwrap()
-}
 
 fn t(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-const SESSION: &str = r#"
-apiVersion: podmirror.io/v1alpha1
-kind: MirrorSession
-metadata: {name: debug, namespace: team, uid: uid-debug, generation: 1, resourceVersion: "20",
-  creationTimestamp: "2026-01-01T00:00:00Z", finalizers: [podmirror.io/cleanup]}
-spec:
-  priority: 1
-  vni: 7
-  filterRef: {name: f}
-  sources: [{podName: web}]
-  target: {ip: 10.9.0.1}
-  schedule: {startTime: "2026-01-01T10:00:30Z", duration: 10m}
-"#;
+fn session() -> MirrorSession {
+    objects::session("debug")
+        .namespace("team")
+        .uid("uid-debug")
+        .generation(1)
+        .resource_version("20")
+        .created("2026-01-01T00:00:00Z")
+        .finalizer("podmirror.io/cleanup")
+        .vni(7)
+        .filter("f")
+        .source_pod("web")
+        .target_ip("10.9.0.1")
+        .schedule(Some("2026-01-01T10:00:30Z"), Some("10m"))
+        .build()
+}
 
-const FILTER: &str = r#"
-apiVersion: podmirror.io/v1alpha1
-kind: MirrorFilter
-metadata: {name: f, namespace: team, uid: uid-f, generation: 1, resourceVersion: "10", finalizers: [podmirror.io/cleanup]}
-spec:
-  inboundRules: [{priority: 1, action: Accept, protocol: All, ipFamily: IPv4}]
-"#;
+fn filter() -> MirrorFilter {
+    let f = objects::filter("f").namespace("team").uid("uid-f").generation(1).resource_version("10");
+    f.finalizer("podmirror.io/cleanup").inbound(accept(1)).build()
+}
 
 struct World {
     session: MirrorSession,
@@ -132,14 +128,12 @@ fn sessions_on_node_a(w: &World) -> usize {
 
 #[tokio::test]
 async fn a_scheduled_session_starts_and_completes_on_the_clock_alone() {
-    let pod: Pod = yaml(
-        "metadata: {name: web, namespace: team, uid: uid-web}\nspec: {nodeName: node-a, containers: []}\nstatus: {phase: Running, podIP: 10.1.0.5}",
-    );
+    let pod = objects::pod("web").namespace("team").uid("uid-web").node("node-a").running("10.1.0.5");
     let mut w = World {
-        session: yaml(SESSION),
-        filter: yaml(FILTER),
-        pods: vec![Arc::new(pod)],
-        nodes: vec![Arc::new(yaml("metadata: {name: node-a}"))],
+        session: session(),
+        filter: filter(),
+        pods: vec![pod.arc()],
+        nodes: vec![objects::node("node-a")],
         node_states: vec![],
         accepted: AcceptedSet::new(),
         clock: ManualClock::new(t("2026-01-01T10:00:00Z")),

@@ -108,6 +108,52 @@ pub fn tshark_fields(pcap: &Pcap, display_filter: &str, fields: &[&str]) -> Resu
         .collect())
 }
 
+/// One packet of [`tshark_rows`]: its fields by name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Row {
+    fields: Vec<(String, String)>,
+}
+
+impl Row {
+    /// Every occurrence of `field`, joined with ',' (outer first); empty
+    /// when the packet has none, or when `field` was not asked for.
+    pub fn get(&self, field: &str) -> &str {
+        self.fields.iter().find(|(f, _)| f == field).map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The first occurrence of `field`: the outer header's of a copy.
+    pub fn outer(&self, field: &str) -> &str {
+        self.get(field).split(',').next().unwrap_or("")
+    }
+
+    /// The second occurrence of `field`: the inner (mirrored) packet's.
+    pub fn inner(&self, field: &str) -> &str {
+        self.get(field).split(',').nth(1).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.fields.iter().map(|(k, v)| (k, v))).finish()
+    }
+}
+
+/// [`tshark_fields`] with each row's fields by name (`row.get("vxlan.vni")`,
+/// `row.inner("udp.dstport")`), so a test reads as the fields it checks.
+pub fn tshark_rows(pcap: &Pcap, display_filter: &str, fields: &[&str]) -> Result<Vec<Row>> {
+    let rows = tshark_fields(pcap, display_filter, fields)?;
+    Ok(rows
+        .into_iter()
+        .map(|values| Row {
+            fields: fields
+                .iter()
+                .map(|f| f.to_string())
+                .zip(values.into_iter().chain(std::iter::repeat(String::new())))
+                .collect(),
+        })
+        .collect())
+}
+
 /// `tcpdump -nne -r pcap [extra]`: the human-readable decode.
 pub fn tcpdump_text(pcap: &Pcap, extra: &[&str]) -> Result<String> {
     let out = Command::new("tcpdump")
@@ -116,4 +162,18 @@ pub fn tcpdump_text(pcap: &Pcap, extra: &[&str]) -> Result<String> {
         .output()
         .map_err(|e| TestbedError::Command { command: "tcpdump -r".into(), detail: e.to_string() })?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Row;
+
+    #[test]
+    fn a_row_reads_fields_by_name_outer_and_inner() {
+        let row = Row { fields: vec![("vxlan.vni".into(), "7".into()), ("udp.dstport".into(), "4789,1234".into())] };
+        assert_eq!(row.get("vxlan.vni"), "7");
+        assert_eq!((row.outer("udp.dstport"), row.inner("udp.dstport")), ("4789", "1234"));
+        assert_eq!(row.inner("vxlan.vni"), "", "one occurrence only");
+        assert_eq!(row.get("ip.src"), "", "a field not asked for");
+    }
 }

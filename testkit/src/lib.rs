@@ -28,17 +28,19 @@
 //!
 //! Modules: `names` (unique names, root checks), `netns` (a namespace and
 //! commands in it), `topology` (node + pods + remote hosts), `capture`
-//! (tcpdump/tshark).
+//! (tcpdump/tshark), `fixtures` (the agent's node-state sessions) and
+//! `objects` (builders of the API objects: `session("a").vni(10)...`).
 
 mod agent;
 mod capture;
 pub mod fixtures;
 mod names;
 mod netns;
+pub mod objects;
 mod topology;
 
 pub use agent::{StandaloneAgent, agent_command};
-pub use capture::{Capture, Pcap, tcpdump_text, tshark_fields};
+pub use capture::{Capture, Pcap, Row, tcpdump_text, tshark_fields, tshark_rows};
 pub use names::{announce_skip, in_ci, require_root, unique_name};
 pub use netns::{Netns, Process};
 pub use topology::{Pod, PodSpec, Remote, Topology};

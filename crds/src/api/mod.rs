@@ -14,12 +14,14 @@ pub mod filter;
 pub mod generate;
 pub mod node_state;
 pub mod parse;
+pub mod reason;
 pub mod session;
 pub mod shaping;
 pub mod status;
 
 pub use filter::{FilterRule, MirrorFilter, MirrorFilterSpec, PortRangeSpec};
 pub use node_state::{MirrorNodeState, MirrorNodeStateSpec, MirrorNodeStateStatus, NodePod, NodeSession};
+pub use reason::ConditionReason;
 pub use session::{
     FilterRef, MirrorSession, MirrorSessionSpec, PodTarget, ServiceTarget, SessionSchedule, SessionSource,
     SessionTarget,

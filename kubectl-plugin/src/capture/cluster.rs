@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
-use podmirror_crds::api::{MirrorFilter, MirrorSession};
+use podmirror_crds::api::{ConditionReason, MirrorFilter, MirrorSession};
 use serde_json::Value;
 
 use super::objects::Pods;
@@ -192,7 +192,7 @@ pub async fn wait_accepted(
             }
             return Err(PluginError::Refused {
                 session: format!("{namespace}/{name}"),
-                reason: text("reason"),
+                reason: ConditionReason::parse(&text("reason")),
                 message: text("message"),
                 holders: Vec::new(),
             });

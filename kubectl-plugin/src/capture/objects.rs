@@ -29,16 +29,24 @@ pub enum Pods {
     Selected(BTreeMap<String, String>),
 }
 
+/// What a capture copies of its pods' traffic: the filter's rules. Neither
+/// direction given means both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaptureFilter {
+    pub inbound: bool,
+    pub outbound: bool,
+    pub protocol: Option<u8>,
+    /// Either side's port (needs a protocol with ports).
+    pub port: Option<u16>,
+}
+
 /// Everything decided before the first write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapturePlan {
     pub name: String,
     pub namespace: String,
     pub pods: Pods,
-    pub inbound: bool,
-    pub outbound: bool,
-    pub protocol: Option<u8>,
-    pub port: Option<u16>,
+    pub filter: CaptureFilter,
     pub duration: Duration,
     pub priority: u16,
     pub vni: u32,
@@ -129,15 +137,15 @@ pub fn free_priority(requested: Option<u16>, used: &BTreeSet<i64>) -> Result<u16
 
 /// The filter's rules of one direction: both IP families, and with
 /// `--port` one rule for each side of the connection.
-fn rules(plan: &CapturePlan) -> Result<Vec<Value>, PluginError> {
-    let protocol = match plan.protocol {
+fn rules(filter: &CaptureFilter) -> Result<Vec<Value>, PluginError> {
+    let protocol = match filter.protocol {
         None => json!("All"),
         Some(p) => json!(p),
     };
-    if plan.port.is_some() && !plan.protocol.is_some_and(ipproto::has_ports) {
+    if filter.port.is_some() && !filter.protocol.is_some_and(ipproto::has_ports) {
         return Err(PluginError::bad("--port", "needs --proto tcp, udp or sctp"));
     }
-    let sides: &[Option<&str>] = match plan.port {
+    let sides: &[Option<&str>] = match filter.port {
         Some(_) => &[Some("sourcePorts"), Some("destinationPorts")],
         None => &[None],
     };
@@ -151,7 +159,7 @@ fn rules(plan: &CapturePlan) -> Result<Vec<Value>, PluginError> {
                 "ipFamily": family,
                 "description": "kubectl podmirror capture",
             });
-            if let (Some(side), Some(port)) = (side, plan.port) {
+            if let (Some(side), Some(port)) = (side, filter.port) {
                 rule[*side] = json!({"from": port, "to": port});
             }
             out.push(rule);
@@ -172,14 +180,14 @@ fn metadata(plan: &CapturePlan) -> Value {
 }
 
 pub fn filter_object(plan: &CapturePlan) -> Result<Value, PluginError> {
-    let both = !plan.inbound && !plan.outbound;
-    let list = rules(plan)?;
+    let both = !plan.filter.inbound && !plan.filter.outbound;
+    let list = rules(&plan.filter)?;
     let pick = |on: bool| if on || both { list.clone() } else { Vec::new() };
     Ok(json!({
         "apiVersion": "podmirror.io/v1alpha1",
         "kind": "MirrorFilter",
         "metadata": metadata(plan),
-        "spec": {"inboundRules": pick(plan.inbound), "outboundRules": pick(plan.outbound)},
+        "spec": {"inboundRules": pick(plan.filter.inbound), "outboundRules": pick(plan.filter.outbound)},
     }))
 }
 
@@ -229,10 +237,7 @@ mod tests {
             name: "podmirror-capture-16000000".into(),
             namespace: "shop".into(),
             pods: Pods::Selected(parse_selector("app=shop, tier==web").expect("selector")),
-            inbound: false,
-            outbound: true,
-            protocol: None,
-            port: None,
+            filter: CaptureFilter { outbound: true, ..CaptureFilter::default() },
             duration: Duration::from_secs(90),
             priority: 32766,
             vni: CAPTURE_VNI_FIRST,
@@ -293,10 +298,10 @@ mod tests {
     #[test]
     fn a_port_needs_a_protocol_with_ports() {
         let mut p = plan();
-        p.port = Some(53);
+        p.filter.port = Some(53);
         let err = filter_object(&p).expect_err("no protocol").to_string();
         assert_eq!(err, "--port: needs --proto tcp, udp or sctp");
-        p.protocol = Some(ipproto::UDP);
+        p.filter.protocol = Some(ipproto::UDP);
         let filter = filter_object(&p).expect("udp");
         let rules = filter["spec"]["outboundRules"].as_array().expect("rules");
         assert_eq!(rules.len(), 4);

@@ -8,11 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use kube::Client;
-use podmirror_crds::api::MirrorSession;
+use podmirror_crds::api::{ConditionReason, MirrorSession};
+use podmirror_crds::model::quota::Quota;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::cluster::{self, ALLOW_MIRROR_FROM, Collector};
-use super::objects::{self, CapturePlan, Pods};
+use super::objects::{self, CaptureFilter, CapturePlan, Pods};
 use super::{forward, stream};
 use crate::cli::{CaptureArgs, KubeFlags};
 use crate::error::PluginError;
@@ -25,10 +26,7 @@ use crate::{live, packet};
 pub struct CaptureRequest {
     pub namespace: String,
     pub pods: Pods,
-    pub inbound: bool,
-    pub outbound: bool,
-    pub protocol: Option<u8>,
-    pub port: Option<u16>,
+    pub filter: CaptureFilter,
     pub duration: Duration,
     pub priority: Option<u16>,
     pub snaplen: Option<u16>,
@@ -178,10 +176,7 @@ pub fn plan(
         name: format!("podmirror-capture-{vni}"),
         namespace: request.namespace.clone(),
         pods: request.pods.clone(),
-        inbound: request.inbound,
-        outbound: request.outbound,
-        protocol: request.protocol,
-        port: request.port,
+        filter: request.filter.clone(),
         duration: request.duration,
         priority,
         vni,
@@ -220,9 +215,9 @@ fn with_holders(
             t.name == collector.service && t.namespace.clone().unwrap_or_else(|| namespace_of(s)) == collector.namespace
         })
     };
-    let holds: &dyn Fn(&MirrorSession) -> bool = match reason.as_str() {
-        "SessionsPerSourcePod" | "PriorityClash" | "SourceIsTarget" => &on_pod,
-        "SessionsPerServiceTarget" | "VNIClash" => &on_collector,
+    let holds: &dyn Fn(&MirrorSession) -> bool = match &reason {
+        ConditionReason::Quota(Quota::SessionsPerSourcePod | Quota::PriorityClash | Quota::SourceIsTarget) => &on_pod,
+        ConditionReason::Quota(Quota::SessionsPerServiceTarget | Quota::VniClash) => &on_collector,
         _ => &|_| false,
     };
     let holders = sessions
@@ -253,10 +248,12 @@ pub async fn from_cli(kube: &KubeFlags, args: &CaptureArgs) -> Result<(), Plugin
     let request = CaptureRequest {
         namespace: kube.namespace.clone().unwrap_or(default_ns),
         pods,
-        inbound: args.inbound,
-        outbound: args.outbound,
-        protocol: args.proto.as_deref().map(packet::parse_protocol).transpose()?,
-        port: args.port,
+        filter: CaptureFilter {
+            inbound: args.inbound,
+            outbound: args.outbound,
+            protocol: args.proto.as_deref().map(packet::parse_protocol).transpose()?,
+            port: args.port,
+        },
         duration: objects::parse_duration(&args.duration)?,
         priority: args.priority,
         snaplen: args.snaplen,

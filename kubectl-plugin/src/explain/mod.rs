@@ -13,7 +13,7 @@ pub mod trace;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use podmirror_crds::api::{MirrorFilter, MirrorSession};
+use podmirror_crds::api::{ConditionReason, MirrorFilter, MirrorSession};
 use podmirror_crds::model::compile::compile_session;
 use podmirror_crds::model::{
     Action, CompiledSession, Direction, Encapsulation, PacketMeta, SessionKey, Verdict, evaluate,
@@ -51,7 +51,7 @@ pub enum SkipReason {
     /// `spec.schedule` has not started yet, or has ended (phase `Scheduled` / `Completed`).
     OutsideSchedule(String),
     Refused {
-        reason: String,
+        reason: ConditionReason,
         message: String,
     },
     NotYetAccepted,

@@ -2,7 +2,7 @@
 //! per-pod exclusions and its `Accepted` condition.
 
 use kube::core::{Selector, SelectorExt};
-use podmirror_crds::api::{MirrorSession, SourceState};
+use podmirror_crds::api::{ConditionReason, MirrorSession, SourceState};
 
 use super::{PodInfo, SkipReason};
 
@@ -42,7 +42,7 @@ pub enum Admission {
     Pending,
     /// Never accepted: it mirrors nothing.
     Refused {
-        reason: String,
+        reason: ConditionReason,
         message: String,
     },
     /// Accepted before; its change was refused, the old generation runs.
@@ -64,7 +64,7 @@ pub fn admission(session: &MirrorSession, live: bool) -> Admission {
         Some(c) if c.status == "True" => Admission::Accepted,
         Some(c) => match status.and_then(|s| s.accepted_generation) {
             Some(kept) => Admission::RefusedChange { kept, message: c.message.clone() },
-            None => Admission::Refused { reason: c.reason.clone(), message: c.message.clone() },
+            None => Admission::Refused { reason: ConditionReason::parse(&c.reason), message: c.message.clone() },
         },
     }
 }

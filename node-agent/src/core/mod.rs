@@ -10,6 +10,8 @@
 
 pub mod desired;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod ids;
 pub mod node_state;
 pub mod ops;

@@ -236,55 +236,8 @@ impl<D: DatapathOps> Reconciler<D> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::core::fake::FakeDatapath;
     use podmirror_crds::model::{CompiledSession, Encapsulation};
-
-    /// A datapath that records calls and can be told to fail on an interface.
-    #[derive(Default)]
-    struct FakeDatapath {
-        attached: BTreeSet<u32>,
-        sessions: BTreeMap<u32, Vec<SessionSlot>>,
-        calls: Vec<String>,
-        fail_on: BTreeSet<u32>,
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("fake failure on {0}")]
-    struct FakeError(u32);
-
-    impl DatapathOps for FakeDatapath {
-        type Error = FakeError;
-        fn attach(&mut self, ifindex: u32) -> Result<(), FakeError> {
-            self.calls.push(format!("attach {ifindex}"));
-            if self.fail_on.contains(&ifindex) {
-                return Err(FakeError(ifindex));
-            }
-            self.attached.insert(ifindex);
-            Ok(())
-        }
-        fn set_sessions(&mut self, ifindex: u32, sessions: &[SessionSlot]) -> Result<(), FakeError> {
-            self.calls.push(format!("set {ifindex} {:?}", sessions.iter().map(|s| s.id).collect::<Vec<_>>()));
-            assert!(sessions.len() <= 3, "the core must never send more than 3 sessions");
-            self.sessions.insert(ifindex, sessions.to_vec());
-            Ok(())
-        }
-        fn detach(&mut self, ifindex: u32) -> Result<(), FakeError> {
-            self.calls.push(format!("detach {ifindex}"));
-            self.attached.remove(&ifindex);
-            self.sessions.remove(&ifindex);
-            Ok(())
-        }
-        fn attached(&self) -> Vec<u32> {
-            self.attached.iter().copied().collect()
-        }
-        fn counters(&self) -> Result<BTreeMap<(u32, Direction), SessionCounters>, FakeError> {
-            Ok(self
-                .sessions
-                .values()
-                .flatten()
-                .map(|s| ((s.id, Direction::Inbound), SessionCounters { matched: s.id as u64, ..Default::default() }))
-                .collect())
-        }
-    }
 
     fn session(name: &str, priority: u16, enabled: bool) -> CompiledSession {
         CompiledSession {

@@ -234,67 +234,18 @@ pub async fn run<D: DatapathOps>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
 
     use podmirror_crds::api::NodeSession;
-    use podmirror_crds::model::Direction;
+    use podmirror_testkit::fixtures::node_session;
 
     use super::*;
-    use crate::core::{SessionCounters, SessionSlot};
-
-    #[derive(Default)]
-    struct Fake {
-        attached: BTreeSet<u32>,
-        sessions: BTreeMap<u32, Vec<SessionSlot>>,
-    }
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("fake")]
-    struct FakeError;
-
-    impl DatapathOps for Fake {
-        type Error = FakeError;
-        fn attach(&mut self, ifindex: u32) -> Result<(), FakeError> {
-            self.attached.insert(ifindex);
-            Ok(())
-        }
-        fn set_sessions(&mut self, ifindex: u32, sessions: &[SessionSlot]) -> Result<(), FakeError> {
-            self.sessions.insert(ifindex, sessions.to_vec());
-            Ok(())
-        }
-        fn detach(&mut self, ifindex: u32) -> Result<(), FakeError> {
-            self.attached.remove(&ifindex);
-            self.sessions.remove(&ifindex);
-            Ok(())
-        }
-        fn attached(&self) -> Vec<u32> {
-            self.attached.iter().copied().collect()
-        }
-        fn counters(&self) -> Result<BTreeMap<(u32, Direction), SessionCounters>, FakeError> {
-            Ok(BTreeMap::new())
-        }
-    }
+    use crate::core::fake::FakeDatapath;
 
     fn spec(pods: &[&str]) -> MirrorNodeStateSpec {
         MirrorNodeStateSpec {
             node: "node-a".into(),
-            sessions: vec![NodeSession {
-                namespace: "team".into(),
-                name: "s".into(),
-                uid: "u".into(),
-                generation: 1,
-                priority: 1,
-                enabled: true,
-                vni: 1,
-                packet_length: Some(96),
-                encapsulation: Default::default(),
-                target_port: 4789,
-                rate_limit: None,
-                flow_sampling: None,
-                targets: vec!["10.9.0.1".into()],
-                inbound_rules: vec![],
-                outbound_rules: vec![],
-            }],
+            sessions: vec![NodeSession { uid: "u".into(), packet_length: Some(96), ..node_session("team", "s") }],
             pods: pods
                 .iter()
                 .enumerate()
@@ -311,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_late_veth_is_picked_up_and_a_gone_pod_is_detached() {
-        let mut r = Reconciler::new(Fake::default());
+        let mut r = Reconciler::new(FakeDatapath::default());
         // "b" has no veth yet.
         let mut veths: BTreeMap<String, u32> = [("a".to_owned(), 11)].into();
         let discover = |veths: &BTreeMap<String, u32>| {
@@ -356,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_session_that_does_not_compile_is_named_on_its_entry() {
-        let mut r = Reconciler::new(Fake::default());
+        let mut r = Reconciler::new(FakeDatapath::default());
         let mut bad = spec(&["a"]);
         bad.sessions[0].vni = 1 << 24;
         let mut discover = |_: &NodePod, _: &mut Observed| Ok(11);
@@ -372,7 +323,7 @@ mod tests {
     /// reports); a pod waiting for its veth is not a configuration error.
     #[test]
     fn reloads_count_desired_states_and_their_errors_not_iterations() {
-        let mut r = Reconciler::new(Fake::default());
+        let mut r = Reconciler::new(FakeDatapath::default());
         let mut reloads = super::Reloads::default();
         let mut bad = spec(&["a"]);
         bad.sessions[0].vni = 1 << 24;

@@ -4,10 +4,15 @@
 //! `podmirror-operator` (forced: the operator is the only owner of these
 //! fields; agents own `status.nodes[]` entries, which it never sends).
 
-use kube::Client;
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource};
 use podmirror_crds::api::{MirrorFilter, MirrorNodeState, MirrorSession};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::writes::{Kind, Write};
@@ -19,6 +24,20 @@ pub const FIELD_MANAGER: &str = "podmirror-operator";
 pub struct Executor {
     pub client: Client,
     pub recorder: Recorder,
+}
+
+/// A namespaced podmirror kind whose finalizers and status the operator writes.
+trait OwnedKind: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug {
+    /// The kind, as sent in an applied body and named in errors.
+    const KIND: &'static str;
+}
+
+impl OwnedKind for MirrorSession {
+    const KIND: &'static str = "MirrorSession";
+}
+
+impl OwnedKind for MirrorFilter {
+    const KIND: &'static str = "MirrorFilter";
 }
 
 fn kube_err(action: &'static str, kind: &'static str, object: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
@@ -41,21 +60,9 @@ impl Executor {
                 let patch = Patch::Merge(json!({
                     "metadata": { "finalizers": finalizers, "resourceVersion": resource_version }
                 }));
-                let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
-                let object = format!("{namespace}/{name}");
                 match kind {
-                    Kind::MirrorSession => {
-                        Api::<MirrorSession>::namespaced(self.client.clone(), namespace)
-                            .patch(name, &pp, &patch)
-                            .await
-                            .map_err(kube_err("patching finalizers of", "MirrorSession", object))?;
-                    }
-                    Kind::MirrorFilter => {
-                        Api::<MirrorFilter>::namespaced(self.client.clone(), namespace)
-                            .patch(name, &pp, &patch)
-                            .await
-                            .map_err(kube_err("patching finalizers of", "MirrorFilter", object))?;
-                    }
+                    Kind::MirrorSession => self.merge_patch::<MirrorSession>(namespace, name, &patch).await?,
+                    Kind::MirrorFilter => self.merge_patch::<MirrorFilter>(namespace, name, &patch).await?,
                 }
             }
             Write::ApplyNodeState { name, spec } => {
@@ -78,26 +85,10 @@ impl Executor {
                 }
             }
             Write::ApplySessionStatus { namespace, name, status } => {
-                let body = json!({
-                    "apiVersion": "podmirror.io/v1alpha1",
-                    "kind": "MirrorSession",
-                    "status": status,
-                });
-                Api::<MirrorSession>::namespaced(self.client.clone(), namespace)
-                    .patch_status(name, &apply, &Patch::Apply(body))
-                    .await
-                    .map_err(kube_err("applying status of", "MirrorSession", format!("{namespace}/{name}")))?;
+                self.apply_status::<MirrorSession>(namespace, name, status).await?;
             }
             Write::ApplyFilterStatus { namespace, name, status } => {
-                let body = json!({
-                    "apiVersion": "podmirror.io/v1alpha1",
-                    "kind": "MirrorFilter",
-                    "status": status,
-                });
-                Api::<MirrorFilter>::namespaced(self.client.clone(), namespace)
-                    .patch_status(name, &apply, &Patch::Apply(body))
-                    .await
-                    .map_err(kube_err("applying status of", "MirrorFilter", format!("{namespace}/{name}")))?;
+                self.apply_status::<MirrorFilter>(namespace, name, status).await?;
             }
             Write::RemoveNodeEntries { namespace, name, entries } => {
                 // Highest index first, so earlier removals do not shift the
@@ -142,6 +133,42 @@ impl Executor {
                 ))?;
             }
         }
+        Ok(())
+    }
+
+    /// The finalizers' merge patch of one object (its `resourceVersion`
+    /// inside makes it a compare-and-swap).
+    async fn merge_patch<K: OwnedKind>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Patch<serde_json::Value>,
+    ) -> Result<(), Error> {
+        let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
+        Api::<K>::namespaced(self.client.clone(), namespace).patch(name, &pp, patch).await.map_err(kube_err(
+            "patching finalizers of",
+            K::KIND,
+            format!("{namespace}/{name}"),
+        ))?;
+        Ok(())
+    }
+
+    /// Server-side applies the operator's part of one object's status.
+    async fn apply_status<K: OwnedKind>(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &impl Serialize,
+    ) -> Result<(), Error> {
+        let body = json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::KIND,
+            "status": status,
+        });
+        Api::<K>::namespaced(self.client.clone(), namespace)
+            .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+            .await
+            .map_err(kube_err("applying status of", K::KIND, format!("{namespace}/{name}")))?;
         Ok(())
     }
 }

@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Resource, ResourceExt};
 use podmirror_crds::api::{
-    MirrorFilter, MirrorFilterStatus, MirrorNodeState, MirrorNodeStateSpec, MirrorSession, MirrorSessionStatus,
-    SessionPhase,
+    ConditionReason, MirrorFilter, MirrorFilterStatus, MirrorNodeState, MirrorNodeStateSpec, MirrorSession,
+    MirrorSessionStatus, SessionPhase,
 };
 
 use crate::index;
@@ -262,7 +262,7 @@ fn filter_event(f: &MirrorFilter, current: &MirrorFilterStatus, desired: &Mirror
     Some(Write::Event {
         regarding: f.object_ref(&()),
         warning,
-        reason: if warning { "InvalidRules".into() } else { "RulesValid".into() },
+        reason: if warning { ConditionReason::InvalidRules } else { ConditionReason::RulesValid }.to_string(),
         note: truncate(if warning {
             format!("the filter's rules do not compile: {message}")
         } else {

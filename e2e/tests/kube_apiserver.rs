@@ -50,7 +50,7 @@ use podmirror_crds::model::quota::QuotaLimits;
 use podmirror_operator::controller::{self, Settings};
 use podmirror_operator::leader::Elector;
 use podmirror_operator::metrics::Metrics;
-use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_fields};
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_rows};
 use serde_json::{Value, json};
 
 const NODE_IP: &str = "172.31.254.1";
@@ -506,9 +506,9 @@ async fn scenario(topo: &Topology, apiserver: &str, etcd: &str, dir: &Path, cfg:
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n", "the original is untouched");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pcap = cap.stop().expect("stop capture");
-    let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni", "tcp.dstport"]).expect("tshark");
+    let rows = tshark_rows(&pcap, "vxlan", &["vxlan.vni", "tcp.dstport"]).expect("tshark");
     assert!(!rows.is_empty(), "no VXLAN copy arrived");
-    assert!(rows.iter().all(|r| r[0] == "1" && r[1] == "1234"), "{rows:?}");
+    assert!(rows.iter().all(|r| r.get("vxlan.vni") == "1" && r.get("tcp.dstport") == "1234"), "{rows:?}");
 
     // The counters reach the status on the interval.
     eventually("mirrored packets on node-a's entry", 30, async || {
