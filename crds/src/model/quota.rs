@@ -31,6 +31,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use super::pod_set::{PodId, PodSet};
+pub use super::types::FilterKey;
 use super::types::{Direction, SessionKey};
 
 /// Sources (resolved pods) per session, default (raisable by operator flag).
@@ -182,26 +183,6 @@ impl RuleCounts {
             Direction::Inbound => self.inbound,
             Direction::Outbound => self.outbound,
         }
-    }
-}
-
-/// A filter, cluster-wide: filters are namespaced and referenced by name from
-/// sessions of the same namespace.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FilterKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl FilterKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        FilterKey { namespace: namespace.into(), name: name.into() }
-    }
-}
-
-impl fmt::Display for FilterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "filter {}/{}", self.namespace, self.name)
     }
 }
 
@@ -605,7 +586,7 @@ fn check_own_shape(key: &SessionKey, facts: &SessionQuotaFacts, input: &QuotaInp
                     RULES_PER_DIRECTION,
                     rules,
                     None,
-                    format!("rules per filter: {filter} has {rules} {list} rules, the limit is {RULES_PER_DIRECTION}"),
+                    format!("rules per filter: filter {filter} has {rules} {list} rules, the limit is {RULES_PER_DIRECTION}"),
                 ));
             }
         }
@@ -732,7 +713,7 @@ fn check_filters(key: &SessionKey, facts: &SessionQuotaFacts, placed: &Placement
                 would_be,
                 None,
                 format!(
-                    "sessions per filter: {filter} would be used by {would_be} sessions, the limit is {SESSIONS_PER_FILTER}"
+                    "sessions per filter: filter {filter} would be used by {would_be} sessions, the limit is {SESSIONS_PER_FILTER}"
                 ),
             ));
         }

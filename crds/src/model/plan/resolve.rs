@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use podmirror_crds::model::quota::{PodId, ResolvedTarget};
+use crate::model::quota::{PodId, ResolvedTarget};
 
 use super::cluster::{Cluster, ObjKey, PodInfo, SessionInfo, SourceRef, TargetRef};
 
