@@ -22,7 +22,8 @@
 //!   - name: collector
 //!     namespace: monitoring   # optional, default "default"
 //!     addresses: [10.0.0.5]   # endpoint IPs that receive copies
-//!     endpoints: [collector-0]            # optional endpoint pod names
+//!     endpoints: [collector-0]            # optional endpoint pod names (informational:
+//!                                          # the pods behind addresses are found by IP)
 //!     annotations:                         # cross-namespace consent (docs/concepts.md)
 //!       podmirror.io/allow-mirror-from: "default"
 //! ```
@@ -49,10 +50,11 @@
 
 pub mod files;
 pub mod inventory;
+pub mod picture;
 pub mod resolve;
 pub mod run;
 pub mod schedule;
 
 pub use files::{Loaded, Sourced, load_dir, parse_objects};
 pub use inventory::{INVENTORY_FILE, Inventory};
-pub use resolve::{Accepted, Resolution, resolve};
+pub use resolve::{Resolution, resolve};

@@ -31,6 +31,10 @@ pub struct PodInfo {
     pub ips: Vec<IpAddr>,
     /// Host-network pods share the node's interfaces: there is no veth to mirror.
     pub host_network: bool,
+    /// Its host interface is known without an address (the standalone
+    /// inventory's `interface:`), so it is mirrorable before it has an IP.
+    /// Always false in a cluster, where the agent finds the veth by address.
+    pub interface_known: bool,
     /// Terminating pods are no longer mirrored.
     pub deleting: bool,
     /// Parsed `podmirror.io/allow-mirror-from` on the pod: which other
@@ -49,6 +53,9 @@ pub struct ServiceInfo {
     /// target at one of these needs the Service's consent.
     pub cluster_ips: Vec<IpAddr>,
 }
+
+/// The tenant-consent annotation on a target Service or pod (docs/concepts.md).
+pub const ALLOW_MIRROR_FROM: &str = "podmirror.io/allow-mirror-from";
 
 /// Which namespaces a Service accepts mirrored traffic from (tenant consent).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -12,6 +12,7 @@
 mod admit;
 pub mod cluster;
 pub mod nodes;
+mod read;
 mod recover;
 pub mod resolve;
 
@@ -203,7 +204,7 @@ fn mirrorable_pods(a: &Accepted, pods: &HashMap<&str, &PodInfo>, shared: &mut In
         .sources
         .iter()
         .filter_map(|id| pods.get(id.uid()).map(|p| (id, p)))
-        .filter(|(_, p)| !p.host_network && !p.ips.is_empty())
+        .filter(|(_, p)| !p.host_network && (!p.ips.is_empty() || p.interface_known))
         .filter_map(|(id, p)| p.node.as_deref().map(|n| (id.clone(), shared.node(n))))
         .collect()
 }

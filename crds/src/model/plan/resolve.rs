@@ -147,7 +147,7 @@ pub fn resolve(
         }
         Some(_) => Ok(filter_key),
         None => {
-            Err(Problem::new("FilterNotFound", format!("spec.filterRef: MirrorFilter {filter_key} does not exist")))
+            Err(Problem::new("FilterNotFound", format!("spec.filterRef.name: MirrorFilter {filter_key} does not exist")))
         }
     };
     let (sources, sources_problem) = resolve_sources(cluster, ns, &session.sources, shared);
@@ -208,7 +208,7 @@ fn resolve_pod(p: &PodInfo, shared: &mut Interner) -> ResolvedSource {
         SourceState::HostNetwork
     } else if p.node.is_none() {
         SourceState::Unscheduled
-    } else if p.ips.is_empty() {
+    } else if p.ips.is_empty() && !p.interface_known {
         SourceState::NoAddress
     } else {
         SourceState::Ready
