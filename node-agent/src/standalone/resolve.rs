@@ -49,9 +49,11 @@ pub fn resolve(
     let cluster = picture::cluster(loaded, node, Timestamp::now())?;
     let planned = plan(&cluster, previous.clone(), &limits);
     let refusals = planned.sessions.iter().filter_map(|(key, p)| refusal(key, p)).collect();
-    let node_state = planned.nodes.get(node).map(|s| MirrorNodeStateSpec::clone(s)).unwrap_or_else(|| {
-        MirrorNodeStateSpec { node: node.to_owned(), ..MirrorNodeStateSpec::default() }
-    });
+    let node_state = planned
+        .nodes
+        .get(node)
+        .map(|s| MirrorNodeStateSpec::clone(s))
+        .unwrap_or_else(|| MirrorNodeStateSpec { node: node.to_owned(), ..MirrorNodeStateSpec::default() });
     let interfaces = node_state
         .pods
         .iter()
@@ -98,9 +100,7 @@ fn refusal(key: &SessionKey, p: &SessionPlan) -> Option<AgentError> {
 /// (`spec.sources[0].podName: pod default/x not found`).
 fn split(problem: &Problem) -> (String, String) {
     match problem.message.split_once(": ") {
-        Some((field, rest)) if field.starts_with("spec") && !field.contains(' ') => {
-            (field.to_owned(), rest.to_owned())
-        }
+        Some((field, rest)) if field.starts_with("spec") && !field.contains(' ') => (field.to_owned(), rest.to_owned()),
         _ => ("spec".to_owned(), problem.message.clone()),
     }
 }

@@ -8,12 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use crate::api::SessionSchedule;
+pub use crate::model::ObjKey;
+use crate::model::quota::PodId;
+use crate::model::{Encapsulation, SessionKey};
 use ipnet::IpNet;
 use k8s_openapi::jiff::Timestamp;
-use crate::api::SessionSchedule;
-use crate::model::quota::PodId;
-pub use crate::model::ObjKey;
-use crate::model::{Encapsulation, SessionKey};
 
 /// The API rule type, carried through untouched into `MirrorNodeState`.
 pub type Rule = crate::api::FilterRule;

@@ -57,12 +57,20 @@ pub enum Admission {
     Accepted,
     /// A quota refused the current spec; `kept` is the generation that keeps
     /// mirroring instead (a refused change of an accepted session).
-    Refused { refusal: Box<QuotaRefusal>, kept: Option<i64> },
+    Refused {
+        refusal: Box<QuotaRefusal>,
+        kept: Option<i64>,
+    },
     /// The spec or its filter does not validate.
-    Invalid { problem: Box<Problem>, kept: Option<i64> },
+    Invalid {
+        problem: Box<Problem>,
+        kept: Option<i64>,
+    },
     /// `spec.schedule` has ended: the session is out of the quota evaluation
     /// (it holds no place) and is never programmed again.
-    Ended { stopped: Timestamp },
+    Ended {
+        stopped: Timestamp,
+    },
 }
 
 impl Admission {
