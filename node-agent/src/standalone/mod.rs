@@ -36,12 +36,16 @@
 //!   duplicate objects, a missing or bad `standalone.yaml`) fails the whole
 //!   load: the configuration in force stays, and the error names the file,
 //!   the object and the field;
-//! - what the operator would refuse for one session (a reference to a
-//!   filter, pod or Service that does not exist, an invalid `podSelector`,
-//!   a missing cross-namespace consent, a quota, docs/quotas.md) refuses that session only,
-//!   with its field and reason; quotas are decided as the operator decides
-//!   them, against what was accepted before, so a refused session never
-//!   disturbs the accepted ones.
+//! - everything else is decided by the operator's own planner, on the
+//!   cluster the directory describes (`picture`): an invalid `podSelector`
+//!   or a quota (docs/quotas.md) refuses that session only, and a change
+//!   refused keeps the last accepted state; a reference that does not
+//!   resolve (a filter, pod or Service that does not exist, a missing
+//!   cross-namespace consent) leaves the session accepted but mirroring
+//!   nothing, holding its quota place, as its conditions would say in a
+//!   cluster. Each such session is reported, with its field and reason;
+//!   quotas are decided against what was accepted before, so a refused
+//!   session never disturbs the accepted ones.
 //!
 //! `--check` loads DIR once without touching the datapath, prints the
 //! resolved node state on stdout and each refusal on stderr, and exits 0

@@ -261,42 +261,45 @@ fn resolve_target(
                 None => (None, Err(Problem::new("TargetNotFound", format!("spec.target.pod: pod {key} not found")))),
             }
         }
-        Some(TargetRef::Service { namespace, name }) => {
-            let key = ObjKey::new(namespace.clone(), name.clone());
-            let Some(svc) = cluster.services.get(&key) else {
-                return (
-                    None,
-                    Err(Problem::new("TargetNotFound", format!("spec.target.service: service {key} not found"))),
-                );
-            };
-            if !svc.consent.allows(&svc.namespace, ns) {
-                return (
-                    None,
-                    Err(Problem::new(
-                        "TargetNotConsented",
-                        format!(
-                            "spec.target.service: service {key} does not allow mirroring from namespace {ns} \
-                             (annotation podmirror.io/allow-mirror-from)"
-                        ),
-                    )),
-                );
-            }
-            let endpoints = cluster.service_endpoints(&key);
-            let quota = ResolvedTarget::service(
-                namespace.clone(),
-                name.clone(),
-                endpoints.iter().filter_map(|e| e.pod.clone().or_else(|| by_ip.get(&e.ip).map(|p| pod_id(p)))),
-            );
-            if endpoints.is_empty() {
-                let p = Problem::new(
-                    "NoReadyEndpoints",
-                    format!("spec.target.service: service {key} has no ready endpoints"),
-                );
-                (Some(quota), Err(p))
-            } else {
-                (Some(quota), Ok(endpoints.iter().map(|e| e.ip).collect()))
-            }
-        }
+        Some(TargetRef::Service { namespace, name }) => service_target(cluster, by_ip, ns, namespace, name),
+    }
+}
+
+/// A Service target: its consent, then its ready endpoints.
+fn service_target(
+    cluster: &Cluster,
+    by_ip: &PodsByIp<'_>,
+    ns: &str,
+    namespace: &str,
+    name: &str,
+) -> (Option<ResolvedTarget>, Result<Vec<IpAddr>, Problem>) {
+    let key = ObjKey::new(namespace, name);
+    let Some(svc) = cluster.services.get(&key) else {
+        return (None, Err(Problem::new("TargetNotFound", format!("spec.target.service: service {key} not found"))));
+    };
+    if !svc.consent.allows(&svc.namespace, ns) {
+        return (
+            None,
+            Err(Problem::new(
+                "TargetNotConsented",
+                format!(
+                    "spec.target.service: service {key} does not allow mirroring from namespace {ns} \
+                     (annotation podmirror.io/allow-mirror-from)"
+                ),
+            )),
+        );
+    }
+    let endpoints = cluster.service_endpoints(&key);
+    let quota = ResolvedTarget::service(
+        namespace,
+        name,
+        endpoints.iter().filter_map(|e| e.pod.clone().or_else(|| by_ip.get(&e.ip).map(|p| pod_id(p)))),
+    );
+    if endpoints.is_empty() {
+        let p = Problem::new("NoReadyEndpoints", format!("spec.target.service: service {key} has no ready endpoints"));
+        (Some(quota), Err(p))
+    } else {
+        (Some(quota), Ok(endpoints.iter().map(|e| e.ip).collect()))
     }
 }
 
