@@ -119,3 +119,53 @@ fn service(c: &mut Cluster, entry: &ServiceEntry) {
     c.endpoints.entry(key.clone()).or_default().insert(super::INVENTORY_FILE.to_owned(), endpoints);
     c.add_service(ServiceInfo { namespace: key.namespace, name: key.name, consent, cluster_ips: Vec::new() });
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::files::parse_objects;
+    use super::super::inventory::parse_inventory;
+    use super::super::resolve::resolve;
+    use super::*;
+
+    const OBJECTS: &str = "apiVersion: podmirror.io/v1alpha1\nkind: MirrorFilter\nmetadata: {name: f}\nspec: {}\n---\n\
+        apiVersion: podmirror.io/v1alpha1\nkind: MirrorSession\nmetadata: {name: s}\nspec:\n  priority: 1\n  vni: 1\n  \
+        filterRef: {name: f}\n  sources: [{podName: src}]\n  target: {ip: 10.0.0.9}\n";
+
+    fn loaded(inventory: &str) -> Loaded {
+        let mut loaded = Loaded::default();
+        parse_objects(Path::new("objects.yaml"), OBJECTS, &mut loaded).unwrap();
+        loaded.inventory = parse_inventory(Path::new("standalone.yaml"), inventory).unwrap();
+        loaded
+    }
+
+    /// The inventory may name a pod's host interface instead of its IPs: the
+    /// planner must count such a pod mirrorable, as the agent finds its
+    /// interface by name.
+    #[test]
+    fn a_pod_listed_by_interface_alone_is_mirrored() {
+        let loaded = loaded("pods:\n- {name: src, interface: veth-src}\n");
+        let pod = &cluster(&loaded, "n", Timestamp::UNIX_EPOCH).unwrap().pods["default"]["src"];
+        assert!(pod.interface_known && pod.ips.is_empty() && pod.node.as_deref() == Some("n"));
+        let r = resolve(&loaded, &Default::default(), "n", Default::default()).unwrap();
+        assert!(r.refusals.is_empty(), "{:?}", r.refusals);
+        let names: Vec<&str> = r.node_state.pods.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["src"]);
+        assert_eq!(r.interfaces.values().collect::<Vec<_>>(), ["veth-src"]);
+    }
+
+    /// Without an address or an interface the agent could not find the pod:
+    /// it is reported (as `SourceNotReady` would say in a cluster), not programmed.
+    #[test]
+    fn a_source_without_address_is_reported_not_programmed() {
+        let mut loaded = loaded("pods:\n- {name: src, interface: veth-src}\n");
+        let entry = loaded.inventory.pods.values_mut().next().unwrap();
+        entry.interface = None;
+        let r = resolve(&loaded, &Default::default(), "n", Default::default()).unwrap();
+        assert!(r.node_state.pods.is_empty(), "{:?}", r.node_state);
+        let refusals: Vec<String> = r.refusals.iter().map(ToString::to_string).collect();
+        assert!(refusals.iter().any(|m| m.contains("default/s") && m.contains("src is NoAddress")), "{refusals:?}");
+    }
+}
