@@ -1,8 +1,10 @@
-//! The pure model of podmirror: rule compilation, packet evaluation (docs/matching.md)
-//! and quotas (docs/quotas.md). No I/O: the operator, the agent and the tests share it.
+//! The pure model of podmirror: rule compilation, packet evaluation (docs/matching.md),
+//! quotas (docs/quotas.md) and the desired-state planner (`plan`). No I/O: the
+//! operator, the agent and the tests share it.
 
 pub mod compile;
 pub mod evaluate;
+pub mod plan;
 pub mod pod_set;
 pub mod quota;
 pub mod schedule;

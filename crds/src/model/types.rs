@@ -124,20 +124,28 @@ pub struct CompiledRule {
     pub destination_ports: Option<PortRange>,
 }
 
-/// Identifies a session cluster-wide.
+/// `namespace/name` of a namespaced object: the one key type of sessions,
+/// filters, pods and Services, in the operator and the agent alike.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SessionKey {
+pub struct ObjKey {
     pub namespace: String,
     pub name: String,
 }
 
-impl SessionKey {
+impl ObjKey {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        SessionKey { namespace: namespace.into(), name: name.into() }
+        ObjKey { namespace: namespace.into(), name: name.into() }
     }
 }
 
-impl fmt::Display for SessionKey {
+/// Identifies a session cluster-wide.
+pub type SessionKey = ObjKey;
+
+/// Identifies a filter cluster-wide: filters are namespaced and referenced by
+/// name from sessions of the same namespace.
+pub type FilterKey = ObjKey;
+
+impl fmt::Display for ObjKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
     }

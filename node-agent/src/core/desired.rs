@@ -1,28 +1,11 @@
 //! The neutral input of the core: what this node should be mirroring.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use podmirror_crds::model::CompiledSession;
 
-/// Identifies a pod (namespace/name).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PodKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl PodKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        PodKey { namespace: namespace.into(), name: name.into() }
-    }
-}
-
-impl fmt::Display for PodKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+/// Identifies a pod (namespace/name): the model's key of namespaced objects.
+pub type PodKey = podmirror_crds::model::ObjKey;
 
 /// One local source pod: where its traffic passes (the host side of its
 /// veth) and the sessions that mirror it.

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::Path;
 
+use podmirror_crds::model::ObjKey;
 use serde::Deserialize;
 
 use crate::core::{AgentError, PodKey};
@@ -76,7 +77,7 @@ pub struct ServiceEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckedInventory {
     pub pods: BTreeMap<PodKey, PodEntry>,
-    pub services: BTreeMap<(String, String), ServiceEntry>,
+    pub services: BTreeMap<ObjKey, ServiceEntry>,
 }
 
 fn invalid(path: &Path, field: String, message: impl Into<String>) -> AgentError {
@@ -144,7 +145,7 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, Agen
         if unique.len() != addresses.len() {
             return Err(invalid(path, format!("{field}.addresses"), "lists an address twice"));
         }
-        let key = (service.namespace.clone(), service.name.clone());
+        let key = ObjKey::new(service.namespace.clone(), service.name.clone());
         let entry = ServiceEntry {
             namespace: service.namespace.clone(),
             name: service.name.clone(),
@@ -184,7 +185,7 @@ mod tests {
         assert_eq!(a.ips, vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(a.labels.get("app").map(String::as_str), Some("x"));
         assert_eq!(inv.pods[&PodKey::new("other", "b")].interface.as_deref(), Some("veth9"));
-        assert_eq!(inv.services[&("default".to_string(), "c".to_string())].addresses.len(), 1);
+        assert_eq!(inv.services[&ObjKey::new("default", "c")].addresses.len(), 1);
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //!   - name: collector
 //!     namespace: monitoring   # optional, default "default"
 //!     addresses: [10.0.0.5]   # endpoint IPs that receive copies
-//!     endpoints: [collector-0]            # optional endpoint pod names
+//!     endpoints: [collector-0]            # optional endpoint pod names (informational:
+//!                                          # the pods behind addresses are found by IP)
 //!     annotations:                         # cross-namespace consent (docs/concepts.md)
 //!       podmirror.io/allow-mirror-from: "default"
 //! ```
@@ -35,12 +36,16 @@
 //!   duplicate objects, a missing or bad `standalone.yaml`) fails the whole
 //!   load: the configuration in force stays, and the error names the file,
 //!   the object and the field;
-//! - what the operator would refuse for one session (a reference to a
-//!   filter, pod or Service that does not exist, an invalid `podSelector`,
-//!   a missing cross-namespace consent, a quota, docs/quotas.md) refuses that session only,
-//!   with its field and reason; quotas are decided as the operator decides
-//!   them, against what was accepted before, so a refused session never
-//!   disturbs the accepted ones.
+//! - everything else is decided by the operator's own planner, on the
+//!   cluster the directory describes (`picture`): an invalid `podSelector`
+//!   or a quota (docs/quotas.md) refuses that session only, and a change
+//!   refused keeps the last accepted state; a reference that does not
+//!   resolve (a filter, pod or Service that does not exist, a missing
+//!   cross-namespace consent) leaves the session accepted but mirroring
+//!   nothing, holding its quota place, as its conditions would say in a
+//!   cluster. Each such session is reported, with its field and reason;
+//!   quotas are decided against what was accepted before, so a refused
+//!   session never disturbs the accepted ones.
 //!
 //! `--check` loads DIR once without touching the datapath, prints the
 //! resolved node state on stdout and each refusal on stderr, and exits 0
@@ -49,10 +54,11 @@
 
 pub mod files;
 pub mod inventory;
+pub mod picture;
 pub mod resolve;
 pub mod run;
 pub mod schedule;
 
 pub use files::{Loaded, Sourced, load_dir, parse_objects};
 pub use inventory::{INVENTORY_FILE, Inventory};
-pub use resolve::{Accepted, Resolution, resolve};
+pub use resolve::{Resolution, resolve};

@@ -9,12 +9,13 @@ use std::time::{Duration, SystemTime};
 
 use podmirror_crds::api::NodePod;
 use podmirror_crds::model::SessionKey;
+use podmirror_crds::model::plan::AcceptedSet;
 use podmirror_crds::model::quota::QuotaLimits;
 
 use k8s_openapi::jiff::Timestamp;
 
 use super::files::{fingerprint, load_dir};
-use super::resolve::{Accepted, Resolution, resolve};
+use super::resolve::{Resolution, resolve};
 use super::schedule;
 use crate::core::{AgentError, DatapathOps, DesiredState, PodKey, Reconciler, desired_from_node_state};
 use crate::ifdiscovery::{self, HostInterface};
@@ -34,7 +35,7 @@ pub struct Options {
 pub struct Config {
     /// The resolution in force (the last load that succeeded).
     pub current: Option<Resolution>,
-    accepted: BTreeMap<SessionKey, Accepted>,
+    accepted: AcceptedSet,
     fingerprint: Option<Vec<(PathBuf, u64, Option<SystemTime>)>>,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
@@ -216,7 +217,7 @@ fn tick<D: DatapathOps>(
 /// For `--check`: load and resolve `dir` once, without touching the datapath.
 pub fn check(dir: &Path, node_name: &str, limits: QuotaLimits) -> Result<Resolution, AgentError> {
     let loaded = load_dir(dir)?;
-    resolve(&loaded, &BTreeMap::new(), node_name, limits)
+    resolve(&loaded, &AcceptedSet::new(), node_name, limits)
 }
 
 #[cfg(test)]

@@ -12,17 +12,11 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use podmirror_crds::api::{MirrorFilter, MirrorSession};
 use podmirror_crds::model::SessionKey;
-use podmirror_crds::model::compile::{compile_filter, validate_session_spec};
 use podmirror_crds::model::quota::PodId;
 
 use crate::error::Error;
-use crate::plan::cluster::{
-    Consent, EndpointInfo, FilterInfo, NodeReport, ObjKey, PodInfo, Selector, ServiceInfo, SessionInfo, SourceRef,
-    TargetRef,
-};
-
-/// The tenant-consent annotation on a target Service (see the README).
-pub const ALLOW_MIRROR_FROM: &str = "podmirror.io/allow-mirror-from";
+pub use crate::plan::cluster::ALLOW_MIRROR_FROM;
+use crate::plan::cluster::{Consent, EndpointInfo, FilterInfo, ObjKey, PodInfo, ServiceInfo, SessionInfo};
 /// The label EndpointSlices carry to name their Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -62,6 +56,7 @@ pub fn pod(p: &Pod) -> Result<PodInfo, Error> {
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         deleting: p.metadata.deletion_timestamp.is_some() || finished,
         consent: Consent::parse(p.annotations().get(ALLOW_MIRROR_FROM).map(String::as_str)),
+        interface_known: false,
         namespace,
         name,
         uid,
@@ -109,14 +104,7 @@ pub fn endpoint_slice(e: &EndpointSlice) -> Result<Option<(ObjKey, String, Vec<E
 
 pub fn filter(f: &MirrorFilter) -> Result<FilterInfo, Error> {
     let (namespace, name) = ns_name(f, "MirrorFilter")?;
-    Ok(FilterInfo {
-        invalid: compile_filter(&f.spec).err().map(|e| e.to_string()),
-        inbound: f.spec.inbound_rules.clone(),
-        outbound: f.spec.outbound_rules.clone(),
-        deleting: f.metadata.deletion_timestamp.is_some(),
-        namespace,
-        name,
-    })
+    Ok(FilterInfo::read(&ObjKey::new(namespace, name), f))
 }
 
 pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
@@ -126,70 +114,7 @@ pub fn session(s: &MirrorSession) -> Result<SessionInfo, Error> {
         object: format!("{namespace}/{name}"),
         field: "metadata.uid",
     })?;
-    let spec = &s.spec;
-    let mut invalid = validate_session_spec(spec).err().map(|e| e.to_string());
-    let mut sources = Vec::with_capacity(spec.sources.len());
-    for (i, src) in spec.sources.iter().enumerate() {
-        match (&src.pod_name, &src.pod_selector) {
-            (Some(n), _) => sources.push(SourceRef::PodName(n.clone())),
-            (None, Some(sel)) => match Selector::parse(sel, &format!("spec.sources[{i}].podSelector")) {
-                Ok(sel) => sources.push(SourceRef::Selector(sel)),
-                // The session is refused with this; the selector selects nothing.
-                Err(e) => invalid = invalid.or(Some(e.to_string())),
-            },
-            (None, None) => {}
-        }
-    }
-    let t = &spec.target;
-    let target = match (&t.service, &t.pod, &t.ip) {
-        (Some(svc), None, None) => Some(TargetRef::Service {
-            namespace: svc.namespace.clone().unwrap_or_else(|| namespace.clone()),
-            name: svc.name.clone(),
-        }),
-        (None, Some(p), None) => Some(TargetRef::Pod { name: p.name.clone() }),
-        (None, None, Some(ip)) => Some(TargetRef::Ip(ip.clone())),
-        _ => None,
-    };
-    let node_reports = s
-        .status
-        .as_ref()
-        .and_then(|st| st.nodes.as_ref())
-        .map(|nodes| {
-            nodes
-                .iter()
-                .map(|n| {
-                    let report = NodeReport {
-                        generation: n.programmed_generation,
-                        programmed_pods: n.programmed_interfaces.as_ref().map(Vec::len).unwrap_or(0),
-                        error: n.error.clone(),
-                    };
-                    (n.node.clone(), report)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(SessionInfo {
-        key: SessionKey::new(namespace, name),
-        uid,
-        generation: s.metadata.generation.unwrap_or(0),
-        created: s.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default(),
-        priority: spec.priority.into(),
-        vni: spec.vni.into(),
-        packet_length: spec.packet_length.map(Into::into),
-        enabled: spec.enabled,
-        filter_ref: spec.filter_ref.name.clone(),
-        sources,
-        target,
-        encapsulation: spec.encapsulation,
-        target_port: spec.target_port.into(),
-        rate_limit: spec.rate_limit,
-        flow_sampling: spec.flow_sampling,
-        invalid,
-        deleting: s.metadata.deletion_timestamp.is_some(),
-        node_reports,
-        schedule: spec.schedule.clone(),
-        accepted_time: s.status.as_ref().and_then(|st| st.accepted_time.as_ref()).map(|t| t.0),
-    })
+    Ok(SessionInfo::read(SessionKey::new(namespace, name), uid, s))
 }
 
 #[cfg(test)]

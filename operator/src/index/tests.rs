@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use super::*;
+use crate::plan::cluster::TargetRef;
 
 fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
     serde_yaml::from_str(s).unwrap()

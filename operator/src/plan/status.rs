@@ -8,14 +8,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use podmirror_crds::api::{
-    MirrorFilterStatus, MirrorSessionStatus, SessionPhase, SourceState as ApiSourceState, SourceStatus, TargetKind,
-    TargetStatus,
+    MirrorFilterStatus, MirrorSessionStatus, SessionPhase, SourceState, SourceStatus, TargetKind, TargetStatus,
 };
 
 use podmirror_crds::model::schedule::WindowState;
 
 use super::cluster::{FilterInfo, SessionInfo, TargetRef};
-use super::resolve::{Problem, SourceState};
+use super::resolve::{Problem, Readiness};
 use super::{Admission, SessionPlan};
 
 pub const ACCEPTED: &str = "Accepted";
@@ -242,13 +241,12 @@ fn kept_note(kept: Option<i64>) -> String {
 }
 
 fn source_status(s: &super::resolve::ResolvedSource) -> SourceStatus {
-    let (state, message) = match s.state {
-        SourceState::Ready => (ApiSourceState::Resolved, None),
-        SourceState::HostNetwork => {
-            (ApiSourceState::Excluded, Some("host-network pod: no veth of its own to mirror".to_owned()))
-        }
-        other => (ApiSourceState::Pending, Some(other.as_str().to_owned())),
+    let message = match s.state {
+        Readiness::Ready => None,
+        Readiness::HostNetwork => Some("host-network pod: no veth of its own to mirror".to_owned()),
+        other => Some(other.as_str().to_owned()),
     };
+    let state: SourceState = s.state.state();
     SourceStatus {
         pod: s.pod.name().to_owned(),
         node: s.node.as_deref().map(str::to_owned),

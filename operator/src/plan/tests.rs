@@ -42,6 +42,7 @@ pub(super) fn pod(ns: &str, name: &str, node: &str, addr: &str, app: &str) -> Po
         node: Some(node.into()),
         ips: vec![ip(addr)],
         host_network: false,
+        interface_known: false,
         deleting: false,
         consent: Consent::OwnNamespace,
     }

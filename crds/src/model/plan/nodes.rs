@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use podmirror_crds::api::{MirrorNodeStateSpec, NodePod, NodeSession};
-use podmirror_crds::model::SessionKey;
+use crate::api::{MirrorNodeStateSpec, NodePod, NodeSession};
+use crate::model::SessionKey;
 
 use super::SessionPlan;
 use super::cluster::{Cluster, PodInfo};

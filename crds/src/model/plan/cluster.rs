@@ -1,5 +1,6 @@
-//! The operator's pure picture of the cluster: plain structs the watches fill
-//! in (see `crate::index`) and the planner reads. Nothing here knows a client.
+//! The planner's picture of the cluster: plain structs the operator's watches
+//! (its `index` module) or the standalone agent's files fill in and the
+//! planner reads. Nothing here knows a client.
 //!
 //! Keeping these apart from the Kubernetes objects means every decision
 //! (resolution, quotas, status, per-node state) is testable with literals.
@@ -7,33 +8,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use crate::api::SessionSchedule;
+pub use crate::model::ObjKey;
+use crate::model::quota::PodId;
+use crate::model::{Encapsulation, SessionKey};
 use ipnet::IpNet;
 use k8s_openapi::jiff::Timestamp;
-use podmirror_crds::api::SessionSchedule;
-use podmirror_crds::model::quota::PodId;
-use podmirror_crds::model::{Encapsulation, SessionKey};
 
 /// The API rule type, carried through untouched into `MirrorNodeState`.
-pub type Rule = podmirror_crds::api::FilterRule;
-
-/// `namespace/name` of a namespaced object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ObjKey {
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjKey { namespace: namespace.into(), name: name.into() }
-    }
-}
-
-impl std::fmt::Display for ObjKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+pub type Rule = crate::api::FilterRule;
 
 /// A pod as resolution needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +31,10 @@ pub struct PodInfo {
     pub ips: Vec<IpAddr>,
     /// Host-network pods share the node's interfaces: there is no veth to mirror.
     pub host_network: bool,
+    /// Its host interface is known without an address (the standalone
+    /// inventory's `interface:`), so it is mirrorable before it has an IP.
+    /// Always false in a cluster, where the agent finds the veth by address.
+    pub interface_known: bool,
     /// Terminating pods are no longer mirrored.
     pub deleting: bool,
     /// Parsed `podmirror.io/allow-mirror-from` on the pod: which other
@@ -66,6 +53,9 @@ pub struct ServiceInfo {
     /// target at one of these needs the Service's consent.
     pub cluster_ips: Vec<IpAddr>,
 }
+
+/// The tenant-consent annotation on a target Service or pod (docs/concepts.md).
+pub const ALLOW_MIRROR_FROM: &str = "podmirror.io/allow-mirror-from";
 
 /// Which namespaces a Service accepts mirrored traffic from (tenant consent).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -134,7 +124,7 @@ pub enum SourceRef {
 /// Label selectors are the model's, shared with the standalone agent:
 /// checked with the API server's rules when the session is read, so a
 /// selector here is always decidable.
-pub use podmirror_crds::model::selector::{Selector, SelectorExpr};
+pub use crate::model::selector::{Selector, SelectorExpr};
 
 /// `spec.target`: exactly one of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,8 +154,8 @@ pub struct SessionInfo {
     pub encapsulation: Encapsulation,
     pub target_port: i64,
     /// `spec.rateLimit` and `spec.flowSampling`, handed to the nodes as given.
-    pub rate_limit: Option<podmirror_crds::api::RateLimit>,
-    pub flow_sampling: Option<podmirror_crds::api::FlowSampling>,
+    pub rate_limit: Option<crate::api::RateLimit>,
+    pub flow_sampling: Option<crate::api::FlowSampling>,
     /// The model's validation error for the spec (field named), if any.
     pub invalid: Option<String>,
     pub deleting: bool,

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use podmirror_crds::model::quota::{PodId, ResolvedTarget};
+use crate::api::SourceState;
+use crate::model::quota::{PodId, ResolvedTarget};
 
 use super::cluster::{Cluster, ObjKey, PodInfo, SessionInfo, SourceRef, TargetRef};
 
@@ -77,11 +78,13 @@ pub struct ResolvedSource {
     pub pod: PodId,
     pub node: Option<Arc<str>>,
     pub ips: Vec<IpAddr>,
-    pub state: SourceState,
+    pub state: Readiness,
 }
 
+/// Why a source pod is or is not mirrorable: the detail behind the status's
+/// [`SourceState`] (see [`Readiness::state`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SourceState {
+pub enum Readiness {
     /// Scheduled and with IPs: mirrorable.
     Ready,
     /// Not yet on a node.
@@ -92,13 +95,22 @@ pub enum SourceState {
     HostNetwork,
 }
 
-impl SourceState {
+impl Readiness {
+    /// The state `status.sources[]` shows for it.
+    pub fn state(self) -> SourceState {
+        match self {
+            Readiness::Ready => SourceState::Resolved,
+            Readiness::HostNetwork => SourceState::Excluded,
+            Readiness::Unscheduled | Readiness::NoAddress => SourceState::Pending,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
-            SourceState::Ready => "Ready",
-            SourceState::Unscheduled => "Unscheduled",
-            SourceState::NoAddress => "NoAddress",
-            SourceState::HostNetwork => "HostNetwork",
+            Readiness::Ready => "Ready",
+            Readiness::Unscheduled => "Unscheduled",
+            Readiness::NoAddress => "NoAddress",
+            Readiness::HostNetwork => "HostNetwork",
         }
     }
 }
@@ -146,9 +158,10 @@ pub fn resolve(
             Err(Problem::new("FilterDeleting", format!("spec.filterRef: MirrorFilter {filter_key} is being deleted")))
         }
         Some(_) => Ok(filter_key),
-        None => {
-            Err(Problem::new("FilterNotFound", format!("spec.filterRef: MirrorFilter {filter_key} does not exist")))
-        }
+        None => Err(Problem::new(
+            "FilterNotFound",
+            format!("spec.filterRef.name: MirrorFilter {filter_key} does not exist"),
+        )),
     };
     let (sources, sources_problem) = resolve_sources(cluster, ns, &session.sources, shared);
     let (quota_target, target) = resolve_target(cluster, by_ip, ns, session.target.as_ref());
@@ -188,7 +201,7 @@ fn resolve_sources(
     let sources: Vec<ResolvedSource> = found.values().map(|p| resolve_pod(p, shared)).collect();
     let not_ready: Vec<String> = sources
         .iter()
-        .filter(|s| s.state != SourceState::Ready)
+        .filter(|s| s.state != Readiness::Ready)
         .map(|s| format!("{} is {}", s.pod.name(), s.state.as_str()))
         .collect();
     let problem = if !missing.is_empty() {
@@ -205,13 +218,13 @@ fn resolve_sources(
 
 fn resolve_pod(p: &PodInfo, shared: &mut Interner) -> ResolvedSource {
     let state = if p.host_network {
-        SourceState::HostNetwork
+        Readiness::HostNetwork
     } else if p.node.is_none() {
-        SourceState::Unscheduled
-    } else if p.ips.is_empty() {
-        SourceState::NoAddress
+        Readiness::Unscheduled
+    } else if p.ips.is_empty() && !p.interface_known {
+        Readiness::NoAddress
     } else {
-        SourceState::Ready
+        Readiness::Ready
     };
     ResolvedSource { pod: shared.pod(p), node: p.node.as_deref().map(|n| shared.node(n)), ips: p.ips.clone(), state }
 }
@@ -248,42 +261,45 @@ fn resolve_target(
                 None => (None, Err(Problem::new("TargetNotFound", format!("spec.target.pod: pod {key} not found")))),
             }
         }
-        Some(TargetRef::Service { namespace, name }) => {
-            let key = ObjKey::new(namespace.clone(), name.clone());
-            let Some(svc) = cluster.services.get(&key) else {
-                return (
-                    None,
-                    Err(Problem::new("TargetNotFound", format!("spec.target.service: service {key} not found"))),
-                );
-            };
-            if !svc.consent.allows(&svc.namespace, ns) {
-                return (
-                    None,
-                    Err(Problem::new(
-                        "TargetNotConsented",
-                        format!(
-                            "spec.target.service: service {key} does not allow mirroring from namespace {ns} \
-                             (annotation podmirror.io/allow-mirror-from)"
-                        ),
-                    )),
-                );
-            }
-            let endpoints = cluster.service_endpoints(&key);
-            let quota = ResolvedTarget::service(
-                namespace.clone(),
-                name.clone(),
-                endpoints.iter().filter_map(|e| e.pod.clone().or_else(|| by_ip.get(&e.ip).map(|p| pod_id(p)))),
-            );
-            if endpoints.is_empty() {
-                let p = Problem::new(
-                    "NoReadyEndpoints",
-                    format!("spec.target.service: service {key} has no ready endpoints"),
-                );
-                (Some(quota), Err(p))
-            } else {
-                (Some(quota), Ok(endpoints.iter().map(|e| e.ip).collect()))
-            }
-        }
+        Some(TargetRef::Service { namespace, name }) => service_target(cluster, by_ip, ns, namespace, name),
+    }
+}
+
+/// A Service target: its consent, then its ready endpoints.
+fn service_target(
+    cluster: &Cluster,
+    by_ip: &PodsByIp<'_>,
+    ns: &str,
+    namespace: &str,
+    name: &str,
+) -> (Option<ResolvedTarget>, Result<Vec<IpAddr>, Problem>) {
+    let key = ObjKey::new(namespace, name);
+    let Some(svc) = cluster.services.get(&key) else {
+        return (None, Err(Problem::new("TargetNotFound", format!("spec.target.service: service {key} not found"))));
+    };
+    if !svc.consent.allows(&svc.namespace, ns) {
+        return (
+            None,
+            Err(Problem::new(
+                "TargetNotConsented",
+                format!(
+                    "spec.target.service: service {key} does not allow mirroring from namespace {ns} \
+                     (annotation podmirror.io/allow-mirror-from)"
+                ),
+            )),
+        );
+    }
+    let endpoints = cluster.service_endpoints(&key);
+    let quota = ResolvedTarget::service(
+        namespace,
+        name,
+        endpoints.iter().filter_map(|e| e.pod.clone().or_else(|| by_ip.get(&e.ip).map(|p| pod_id(p)))),
+    );
+    if endpoints.is_empty() {
+        let p = Problem::new("NoReadyEndpoints", format!("spec.target.service: service {key} has no ready endpoints"));
+        (Some(quota), Err(p))
+    } else {
+        (Some(quota), Ok(endpoints.iter().map(|e| e.ip).collect()))
     }
 }
 
