@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use podmirror_crds::api::{
-    MirrorFilterStatus, MirrorSessionStatus, SessionPhase, SourceState, SourceStatus, TargetKind, TargetStatus,
+    ConditionReason, MirrorFilterStatus, MirrorSessionStatus, SessionPhase, SourceState, SourceStatus, TargetKind,
+    TargetStatus,
 };
 
 use podmirror_crds::model::schedule::WindowState;
@@ -28,14 +29,14 @@ pub const COMPLETED: &str = "Completed";
 struct Cond {
     type_: &'static str,
     ok: bool,
-    reason: &'static str,
+    reason: ConditionReason,
     message: String,
 }
 
-fn cond_from(type_: &'static str, r: Result<&'static str, &Problem>, ok_message: String) -> Cond {
+fn cond_from(type_: &'static str, r: Result<ConditionReason, &Problem>, ok_message: String) -> Cond {
     match r {
         Ok(reason) => Cond { type_, ok: true, reason, message: ok_message },
-        Err(p) => Cond { type_, ok: false, reason: p.reason, message: p.message.clone() },
+        Err(p) => Cond { type_, ok: false, reason: p.reason.clone(), message: p.message.clone() },
     }
 }
 
@@ -46,10 +47,16 @@ fn cond_from(type_: &'static str, r: Result<&'static str, &Problem>, ok_message:
 pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem> {
     match plan.window {
         Some(WindowState::NotStarted { starts }) => {
-            return Err(Problem::new("NotStarted", format!("spec.schedule: mirroring starts at {starts}")));
+            return Err(Problem::new(
+                ConditionReason::NotStarted,
+                format!("spec.schedule: mirroring starts at {starts}"),
+            ));
         }
         Some(WindowState::Ended { stopped }) => {
-            return Err(Problem::new("Completed", format!("spec.schedule: mirroring ended at {stopped}")));
+            return Err(Problem::new(
+                ConditionReason::Completed,
+                format!("spec.schedule: mirroring ended at {stopped}"),
+            ));
         }
         _ => {}
     }
@@ -57,15 +64,18 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
         // Say why nothing is programmed: a refused or invalid session never
         // gets that far, whatever its filter and target.
         return Err(match &plan.admission {
-            Admission::Refused { .. } => {
-                Problem::new("NotAccepted", "nothing is programmed: a quota refused the session (see Accepted)")
-            }
-            Admission::Invalid { .. } => {
-                Problem::new("NotAccepted", "nothing is programmed: the session is invalid (see Accepted)")
-            }
-            Admission::Accepted | Admission::Ended { .. } => {
-                Problem::new("NotProgrammable", "nothing to program until the filter and the target resolve")
-            }
+            Admission::Refused { .. } => Problem::new(
+                ConditionReason::NotAccepted,
+                "nothing is programmed: a quota refused the session (see Accepted)",
+            ),
+            Admission::Invalid { .. } => Problem::new(
+                ConditionReason::NotAccepted,
+                "nothing is programmed: the session is invalid (see Accepted)",
+            ),
+            Admission::Accepted | Admission::Ended { .. } => Problem::new(
+                ConditionReason::NotProgrammable,
+                "nothing to program until the filter and the target resolve",
+            ),
         });
     };
     let generation = effective.generation;
@@ -74,7 +84,7 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
         *per_node.entry(node).or_default() += 1;
     }
     if per_node.is_empty() {
-        return Err(Problem::new("NoSourceOnAnyNode", "no source pod is running on a node yet"));
+        return Err(Problem::new(ConditionReason::NoSourceOnAnyNode, "no source pod is running on a node yet"));
     }
     let mut waiting = Vec::new();
     for (node, want) in &per_node {
@@ -86,7 +96,7 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
             }),
             Some(r) if r.error.is_some() => {
                 return Err(Problem::new(
-                    "NodeError",
+                    ConditionReason::NodeError,
                     format!("node {node}: {}", r.error.as_deref().unwrap_or_default()),
                 ));
             }
@@ -98,7 +108,7 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
         Ok(())
     } else {
         Err(Problem::new(
-            "WaitingForNodes",
+            ConditionReason::WaitingForNodes,
             format!("generation {generation} not yet programmed on {}", waiting.join(", ")),
         ))
     }
@@ -116,13 +126,13 @@ pub fn session_status(
         Admission::Accepted => Cond {
             type_: ACCEPTED,
             ok: true,
-            reason: "Accepted",
+            reason: ConditionReason::Accepted,
             message: format!("generation {} passed validation and quotas", info.generation),
         },
         Admission::Refused { refusal, kept } => Cond {
             type_: ACCEPTED,
             ok: false,
-            reason: refusal.quota.reason(),
+            reason: refusal.quota.into(),
             message: format!(
                 "quota {} exceeded ({} > {}): {}{}",
                 refusal.quota.reason(),
@@ -135,38 +145,41 @@ pub fn session_status(
         Admission::Invalid { problem, kept } => Cond {
             type_: ACCEPTED,
             ok: false,
-            reason: problem.reason,
+            reason: problem.reason.clone(),
             message: format!("{}{}", problem.message, kept_note(*kept)),
         },
         Admission::Ended { stopped } => Cond {
             type_: ACCEPTED,
             ok: true,
-            reason: "ScheduleEnded",
+            reason: ConditionReason::ScheduleEnded,
             message: format!("the schedule ended at {stopped}; the session holds no quota place any more"),
         },
     };
     let filter = cond_from(
         FILTER_RESOLVED,
-        r.filter.as_ref().map(|_| "FilterFound"),
+        r.filter.as_ref().map(|_| ConditionReason::FilterFound),
         format!("MirrorFilter {} found", info.filter_ref),
     );
     let target = cond_from(
         TARGET_RESOLVED,
-        r.target.as_ref().map(|_| "TargetResolved"),
+        r.target.as_ref().map(|_| ConditionReason::TargetResolved),
         format!("{} address(es)", r.target.as_ref().map(Vec::len).unwrap_or(0)),
     );
     let sources = match &r.sources_problem {
         None => Cond {
             type_: SOURCES_RESOLVED,
             ok: true,
-            reason: "SourcesResolved",
+            reason: ConditionReason::SourcesResolved,
             message: format!("{} pod(s)", r.sources.len()),
         },
-        Some(p) => Cond { type_: SOURCES_RESOLVED, ok: false, reason: p.reason, message: p.message.clone() },
+        Some(p) => Cond { type_: SOURCES_RESOLVED, ok: false, reason: p.reason.clone(), message: p.message.clone() },
     };
     let prog = programmed(info, plan);
-    let programmed =
-        cond_from(PROGRAMMED, prog.as_ref().map(|_| "Programmed"), "programmed on every source node".into());
+    let programmed = cond_from(
+        PROGRAMMED,
+        prog.as_ref().map(|_| ConditionReason::Programmed),
+        "programmed on every source node".into(),
+    );
 
     let refused_outright = matches!(plan.admission, Admission::Refused { .. } | Admission::Invalid { .. })
         && plan.admission.kept().is_none();
@@ -182,7 +195,7 @@ pub fn session_status(
         || !filter.ok
         || !target.ok
         || (!sources.ok && !r.sources.is_empty())
-        || matches!(&prog, Err(p) if p.reason == "NodeError")
+        || matches!(&prog, Err(p) if p.reason == ConditionReason::NodeError)
     {
         SessionPhase::Degraded
     } else if prog.is_ok() {
@@ -215,18 +228,24 @@ pub fn session_status(
 /// stops), True after it, with the reason it ended.
 fn completed_condition(schedule: &podmirror_crds::api::SessionSchedule, window: Option<WindowState>) -> Cond {
     let (ok, reason, message) = match window {
-        Some(WindowState::NotStarted { starts }) => (false, "NotStarted", format!("mirroring starts at {starts}")),
+        Some(WindowState::NotStarted { starts }) => {
+            (false, ConditionReason::NotStarted, format!("mirroring starts at {starts}"))
+        }
         Some(WindowState::Running { stops: Some(stops) }) => {
-            (false, "Running", format!("mirroring runs until {stops}"))
+            (false, ConditionReason::Running, format!("mirroring runs until {stops}"))
         }
         Some(WindowState::Running { stops: None }) if schedule.duration.is_some() => {
-            (false, "NotAccepted", "the duration counts from the session's first acceptance".to_owned())
+            (false, ConditionReason::NotAccepted, "the duration counts from the session's first acceptance".to_owned())
         }
         Some(WindowState::Running { stops: None }) | None => {
-            (false, "Running", "mirroring runs with no stop".to_owned())
+            (false, ConditionReason::Running, "mirroring runs with no stop".to_owned())
         }
         Some(WindowState::Ended { stopped }) => {
-            let reason = if schedule.stop_time.is_some() { "StopTimeReached" } else { "DurationElapsed" };
+            let reason = if schedule.stop_time.is_some() {
+                ConditionReason::StopTimeReached
+            } else {
+                ConditionReason::DurationElapsed
+            };
             (true, reason, format!("mirroring ended at {stopped}"))
         }
     };
@@ -276,7 +295,7 @@ fn to_condition(c: Cond, generation: i64, previous: &[Condition], now: &Time) ->
     Condition {
         type_: c.type_.to_owned(),
         status: status.to_owned(),
-        reason: c.reason.to_owned(),
+        reason: c.reason.as_str().to_owned(),
         message: c.message,
         observed_generation: Some(generation),
         last_transition_time,
@@ -295,8 +314,10 @@ pub fn filter_status(
     now: &Time,
 ) -> MirrorFilterStatus {
     let valid = match &filter.invalid {
-        None => Cond { type_: VALID, ok: true, reason: "RulesValid", message: "every rule compiles".into() },
-        Some(e) => Cond { type_: VALID, ok: false, reason: "InvalidRules", message: e.clone() },
+        None => {
+            Cond { type_: VALID, ok: true, reason: ConditionReason::RulesValid, message: "every rule compiles".into() }
+        }
+        Some(e) => Cond { type_: VALID, ok: false, reason: ConditionReason::InvalidRules, message: e.clone() },
     };
     MirrorFilterStatus {
         sessions: Some(i32::try_from(sessions).unwrap_or(i32::MAX)),

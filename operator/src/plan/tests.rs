@@ -476,7 +476,7 @@ fn deletion_and_disable_and_vanishing_pods() {
     c.pods.get_mut("team").unwrap().remove("ecs-source");
     let p3 = plan(&c, p2.accepted.clone(), &Limits::default());
     assert!(p3.nodes["node-a"].sessions.is_empty());
-    assert_eq!(p3.sessions[&key].resolution.sources_problem.as_ref().unwrap().reason, "SourceNotFound");
+    assert_eq!(p3.sessions[&key].resolution.sources_problem.as_ref().unwrap().reason.as_str(), "SourceNotFound");
 
     // Deleting: gone from every node and from the accepted set.
     c.sessions.get_mut(&key).unwrap().deleting = true;
@@ -518,7 +518,7 @@ fn an_invalid_filter_refuses_its_sessions_and_says_so_on_the_filter() {
     let p = plan(&c, AcceptedSet::new(), &Limits::default());
     match &p.sessions[&key].admission {
         Admission::Invalid { problem, kept: None } => {
-            assert_eq!(problem.reason, "InvalidFilter");
+            assert_eq!(problem.reason.as_str(), "InvalidFilter");
             assert!(
                 problem.message.contains("MirrorFilter team/mirror-filter-a: spec.inboundRules[0].destinationCIDR"),
                 "{}",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::NodeSession;
+use crate::api::{ConditionReason, NodeSession};
 use crate::model::compile::compile_node_session;
 use crate::model::quota::{
     QuotaInput, QuotaLimits, QuotaReport, QuotaVerdict, ResolvedTarget, RuleCounts, SessionQuotaFacts,
@@ -152,7 +152,7 @@ pub(super) fn admit(
         }
         (Ok(()), _, _) => (
             Admission::Invalid {
-                problem: Box::new(Problem::new("NotEvaluated", "the quota evaluator gave no verdict")),
+                problem: Box::new(Problem::new(ConditionReason::NotEvaluated, "the quota evaluator gave no verdict")),
                 kept,
             },
             last,
@@ -165,14 +165,17 @@ pub(super) fn admit(
 /// through the same compiler the agent uses, so both agree on what is valid.
 fn validate(cluster: &Cluster, s: &SessionInfo, r: &Resolution, ns: &NodeSession) -> Result<(), Problem> {
     if let Some(e) = &s.invalid {
-        return Err(Problem::new("InvalidSpec", e.clone()));
+        return Err(Problem::new(ConditionReason::InvalidSpec, e.clone()));
     }
     if let Some(f) = r.filter.as_ref().ok().and_then(|k| cluster.filters.get(k))
         && let Some(e) = &f.invalid
     {
-        return Err(Problem::new("InvalidFilter", format!("MirrorFilter {}/{}: {e}", f.namespace, f.name)));
+        return Err(Problem::new(
+            ConditionReason::InvalidFilter,
+            format!("MirrorFilter {}/{}: {e}", f.namespace, f.name),
+        ));
     }
-    compile_node_session(ns).map(|_| ()).map_err(|e| Problem::new("InvalidSpec", e.to_string()))
+    compile_node_session(ns).map(|_| ()).map_err(|e| Problem::new(ConditionReason::InvalidSpec, e.to_string()))
 }
 
 /// When the session's schedule ended, if it has by `now`.

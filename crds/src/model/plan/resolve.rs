@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::api::SourceState;
+use crate::api::{ConditionReason, SourceState};
 use crate::model::quota::{PodId, ResolvedTarget};
 
 use super::cluster::{Cluster, ObjKey, PodInfo, SessionInfo, SourceRef, TargetRef};
@@ -115,15 +115,15 @@ impl Readiness {
     }
 }
 
-/// A problem stated for a condition: a CamelCase reason and a sentence.
+/// A problem stated for a condition: its reason and a sentence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    pub reason: &'static str,
+    pub reason: ConditionReason,
     pub message: String,
 }
 
 impl Problem {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(reason: ConditionReason, message: impl Into<String>) -> Self {
         Problem { reason, message: message.into() }
     }
 }
@@ -154,12 +154,13 @@ pub fn resolve(
     let ns = &session.key.namespace;
     let filter_key = ObjKey::new(ns.clone(), session.filter_ref.clone());
     let filter = match cluster.filters.get(&filter_key) {
-        Some(f) if f.deleting => {
-            Err(Problem::new("FilterDeleting", format!("spec.filterRef: MirrorFilter {filter_key} is being deleted")))
-        }
+        Some(f) if f.deleting => Err(Problem::new(
+            ConditionReason::FilterDeleting,
+            format!("spec.filterRef: MirrorFilter {filter_key} is being deleted"),
+        )),
         Some(_) => Ok(filter_key),
         None => Err(Problem::new(
-            "FilterNotFound",
+            ConditionReason::FilterNotFound,
             format!("spec.filterRef.name: MirrorFilter {filter_key} does not exist"),
         )),
     };
@@ -205,11 +206,11 @@ fn resolve_sources(
         .map(|s| format!("{} is {}", s.pod.name(), s.state.as_str()))
         .collect();
     let problem = if !missing.is_empty() {
-        Some(Problem::new("SourceNotFound", missing.join("; ")))
+        Some(Problem::new(ConditionReason::SourceNotFound, missing.join("; ")))
     } else if sources.is_empty() {
-        Some(Problem::new("NoSources", "spec.sources: resolves to no pod"))
+        Some(Problem::new(ConditionReason::NoSources, "spec.sources: resolves to no pod"))
     } else if !not_ready.is_empty() {
-        Some(Problem::new("SourceNotReady", not_ready.join("; ")))
+        Some(Problem::new(ConditionReason::SourceNotReady, not_ready.join("; ")))
     } else {
         None
     };
@@ -236,7 +237,10 @@ fn resolve_target(
     target: Option<&TargetRef>,
 ) -> (Option<ResolvedTarget>, Result<Vec<IpAddr>, Problem>) {
     match target {
-        None => (None, Err(Problem::new("NoTarget", "spec.target: exactly one of service, pod or ip is required"))),
+        None => (
+            None,
+            Err(Problem::new(ConditionReason::NoTarget, "spec.target: exactly one of service, pod or ip is required")),
+        ),
         Some(TargetRef::Ip(text)) => match text.parse::<IpAddr>() {
             Ok(ip) => {
                 if let Some(refused) = ip_target_refusal(cluster, by_ip, ns, ip) {
@@ -246,9 +250,13 @@ fn resolve_target(
                 t.pods.extend(by_ip.get(&ip).map(|p| pod_id(p)));
                 (Some(t), Ok(vec![ip]))
             }
-            Err(_) => {
-                (None, Err(Problem::new("InvalidTarget", format!("spec.target.ip: {text:?} is not an IP address"))))
-            }
+            Err(_) => (
+                None,
+                Err(Problem::new(
+                    ConditionReason::InvalidTarget,
+                    format!("spec.target.ip: {text:?} is not an IP address"),
+                )),
+            ),
         },
         Some(TargetRef::Pod { name }) => {
             let key = ObjKey::new(ns, name.clone());
@@ -256,9 +264,15 @@ fn resolve_target(
                 Some(p) if !p.ips.is_empty() => (Some(ResolvedTarget::pod(pod_id(p))), Ok(p.ips.clone())),
                 Some(p) => (
                     Some(ResolvedTarget::pod(pod_id(p))),
-                    Err(Problem::new("TargetNotReady", format!("spec.target.pod: pod {key} has no IP yet"))),
+                    Err(Problem::new(
+                        ConditionReason::TargetNotReady,
+                        format!("spec.target.pod: pod {key} has no IP yet"),
+                    )),
                 ),
-                None => (None, Err(Problem::new("TargetNotFound", format!("spec.target.pod: pod {key} not found")))),
+                None => (
+                    None,
+                    Err(Problem::new(ConditionReason::TargetNotFound, format!("spec.target.pod: pod {key} not found"))),
+                ),
             }
         }
         Some(TargetRef::Service { namespace, name }) => service_target(cluster, by_ip, ns, namespace, name),
@@ -275,13 +289,16 @@ fn service_target(
 ) -> (Option<ResolvedTarget>, Result<Vec<IpAddr>, Problem>) {
     let key = ObjKey::new(namespace, name);
     let Some(svc) = cluster.services.get(&key) else {
-        return (None, Err(Problem::new("TargetNotFound", format!("spec.target.service: service {key} not found"))));
+        return (
+            None,
+            Err(Problem::new(ConditionReason::TargetNotFound, format!("spec.target.service: service {key} not found"))),
+        );
     };
     if !svc.consent.allows(&svc.namespace, ns) {
         return (
             None,
             Err(Problem::new(
-                "TargetNotConsented",
+                ConditionReason::TargetNotConsented,
                 format!(
                     "spec.target.service: service {key} does not allow mirroring from namespace {ns} \
                      (annotation podmirror.io/allow-mirror-from)"
@@ -296,7 +313,10 @@ fn service_target(
         endpoints.iter().filter_map(|e| e.pod.clone().or_else(|| by_ip.get(&e.ip).map(|p| pod_id(p)))),
     );
     if endpoints.is_empty() {
-        let p = Problem::new("NoReadyEndpoints", format!("spec.target.service: service {key} has no ready endpoints"));
+        let p = Problem::new(
+            ConditionReason::NoReadyEndpoints,
+            format!("spec.target.service: service {key} has no ready endpoints"),
+        );
         (Some(quota), Err(p))
     } else {
         (Some(quota), Ok(endpoints.iter().map(|e| e.ip).collect()))
@@ -313,7 +333,7 @@ fn ip_target_refusal(cluster: &Cluster, by_ip: &PodsByIp<'_>, ns: &str, ip: IpAd
     if !policy.allows(ip) {
         let cidrs: Vec<String> = policy.allowed_cidrs.iter().map(ToString::to_string).collect();
         return Some(Problem::new(
-            "TargetIPNotAllowed",
+            ConditionReason::TargetIpNotAllowed,
             format!(
                 "spec.target.ip: {ip} (session namespace {ns}) is outside the CIDRs the cluster admin allows \
                  for ip targets ({}; operator flag --allowed-target-cidrs)",
@@ -325,7 +345,7 @@ fn ip_target_refusal(cluster: &Cluster, by_ip: &PodsByIp<'_>, ns: &str, ip: IpAd
         && !p.consent.allows(&p.namespace, ns)
     {
         return Some(Problem::new(
-            "TargetNotConsented",
+            ConditionReason::TargetNotConsented,
             format!(
                 "spec.target.ip: {ip} is the address of pod {}/{}, and namespace {} does not allow mirroring \
                  from namespace {ns} (annotation podmirror.io/allow-mirror-from on the pod)",
@@ -337,7 +357,7 @@ fn ip_target_refusal(cluster: &Cluster, by_ip: &PodsByIp<'_>, ns: &str, ip: IpAd
         && !svc.consent.allows(&svc.namespace, ns)
     {
         return Some(Problem::new(
-            "TargetNotConsented",
+            ConditionReason::TargetNotConsented,
             format!(
                 "spec.target.ip: {ip} is the ClusterIP of service {}/{}, and namespace {} does not allow \
                  mirroring from namespace {ns} (annotation podmirror.io/allow-mirror-from on the service)",
