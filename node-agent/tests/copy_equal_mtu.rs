@@ -1,0 +1,206 @@
+//! Copies of a TCP stream when the pod's MTU equals the underlay's (1500):
+//! full-length copies carry every byte of the stream to the collector (GSO
+//! copies are re-segmented, not cut to the path MTU) and never become outer
+//! IP fragments; copies cut to `packetLength` are exactly that long, one
+//! wire packet each, GSO or not. Counted from the capture at the collector:
+//! the inner TCP sequence space the copies cover against the bytes sent.
+//! Needs root; prints `SKIPPED:` off root and fails under `CI=true`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, SessionCounters};
+use podmirror_crds::model::{
+    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
+};
+use podmirror_testkit::{self as testbed, Capture, Pcap, PodSpec, Topology, tshark_fields};
+
+const BYTES: u64 = 4_000_000;
+/// Outer Ethernet, IPv4, UDP and VXLAN headers in front of the inner frame.
+const VXLAN_FRAME_OVERHEAD: u64 = 14 + 20 + 8 + 8;
+
+struct Cleanup(DatapathConfig);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Datapath::remove_all(&self.0);
+    }
+}
+
+fn session(packet_length: Option<u16>) -> DatapathSession {
+    DatapathSession {
+        id: 1,
+        session: CompiledSession {
+            key: SessionKey::new("default", "equal-mtu"),
+            priority: 1,
+            enabled: true,
+            vni: 77,
+            packet_length,
+            encapsulation: Encapsulation::VXLAN,
+            target_port: 4789,
+            targets: vec!["10.77.0.2".parse::<IpAddr>().expect("literal")],
+            rate_limit: None,
+            flow_sampling: None,
+            inbound: vec![CompiledRule {
+                priority: 1,
+                action: Action::Accept,
+                family: IpFamily::IPv4,
+                protocol: Some(ipproto::TCP),
+                source: "0.0.0.0/0".parse().expect("literal"),
+                destination: "192.168.0.230/32".parse().expect("literal"),
+                source_ports: None,
+                destination_ports: Some(PortRange { from: 5201, to: 5201 }),
+            }],
+            outbound: vec![],
+        },
+    }
+}
+
+struct Run {
+    pcap: Pcap,
+    counters: SessionCounters,
+    received: String,
+}
+
+/// BYTES of TCP client -> source:5201, pods and underlay at MTU 1500, the
+/// stream mirrored inbound; the collector's capture keeps whole packets.
+fn stream(packet_length: Option<u16>) -> Run {
+    let mut topo = Topology::new("pmcp").expect("topology");
+    topo.add_pod(PodSpec::v4("client", "192.168.0.161")).expect("pod");
+    topo.add_pod(PodSpec::v4("source", "192.168.0.230")).expect("pod");
+    topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500).expect("remote");
+    let cfg = DatapathConfig {
+        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
+        device_prefix: topo.tag.clone(),
+        ..DatapathConfig::default()
+    };
+    let _cleanup = Cleanup(cfg.clone());
+    let (source, client, collector) =
+        (topo.pod("source").expect("pod"), topo.pod("client").expect("pod"), topo.remote("collector").expect("remote"));
+    // Like a NIC without tunnel offload: the node segments GSO copies, so
+    // the capture sees wire packets.
+    let ul = &collector.node_ifname;
+    let _ =
+        topo.node.exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
+    topo.node
+        .run(|| {
+            let mut dp = Datapath::open(&cfg).expect("open");
+            dp.attach(source.host_ifindex).expect("attach");
+            dp.set_sessions(source.host_ifindex, &[session(packet_length)]).expect("sessions");
+            let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789 or (ip[6:2] & 0x3fff != 0)", 0)
+                .expect("capture");
+            let server = source.netns.spawn("nc -l 5201 | wc -c").expect("server");
+            std::thread::sleep(Duration::from_millis(300));
+            client.netns.sh(&format!("head -c {BYTES} /dev/zero | nc -N -w 5 192.168.0.230 5201")).expect("client");
+            let out = server.finish(Duration::from_secs(10)).expect("server");
+            std::thread::sleep(Duration::from_millis(300));
+            let counters = dp.counters().expect("counters").get(&(1, Direction::Inbound)).cloned().unwrap_or_default();
+            Run {
+                pcap: cap.stop().expect("stop"),
+                counters,
+                received: String::from_utf8_lossy(&out.stdout).trim().into(),
+            }
+        })
+        .expect("node namespace")
+}
+
+/// One decoded copy: outer IP length, the captured inner frame's length, and
+/// the inner TCP segment (relative sequence number, payload bytes present).
+struct Copy {
+    outer_ip_len: u64,
+    inner_frame_len: u64,
+    seq: u64,
+    payload: u64,
+}
+
+fn first_u64(field: &str) -> u64 {
+    field.split(',').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn last_u64(field: &str) -> u64 {
+    field.split(',').next_back().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn copies(pcap: &Pcap) -> Vec<Copy> {
+    let rows = tshark_fields(
+        pcap,
+        "vxlan && tcp.dstport == 5201",
+        &["frame.len", "ip.len", "ip.hdr_len", "tcp.hdr_len", "tcp.seq", "tcp.len"],
+    )
+    .expect("tshark");
+    rows.iter()
+        .map(|r| {
+            let inner_frame_len = first_u64(&r[0]).saturating_sub(VXLAN_FRAME_OVERHEAD);
+            // What the copy holds of the payload: the TCP length the inner
+            // IP header claims, or less when the copy was cut.
+            let headers = 14 + last_u64(&r[2]) + first_u64(&r[3]);
+            let present = inner_frame_len.saturating_sub(headers);
+            Copy {
+                outer_ip_len: first_u64(&r[1]),
+                inner_frame_len,
+                seq: first_u64(&r[4]),
+                payload: present.min(first_u64(&r[5])),
+            }
+        })
+        .collect()
+}
+
+/// Bytes of the stream [1, 1 + BYTES) that some copy carries.
+fn covered(copies: &[Copy]) -> u64 {
+    let mut ranges: Vec<(u64, u64)> =
+        copies.iter().filter(|c| c.payload > 0).map(|c| (c.seq, c.seq + c.payload)).collect();
+    ranges.sort_unstable();
+    let (mut total, mut end) = (0u64, 1u64);
+    for (lo, hi) in ranges {
+        let (lo, hi) = (lo.max(end), hi.min(1 + BYTES));
+        if hi > lo {
+            total += hi - lo;
+            end = hi;
+        }
+    }
+    total
+}
+
+fn outer_fragments(pcap: &Pcap) -> usize {
+    tshark_fields(pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark").len()
+}
+
+#[test]
+fn full_length_copies_at_equal_mtu_carry_every_byte_without_fragments() {
+    if !testbed::require_root("full_length_copies_at_equal_mtu_carry_every_byte_without_fragments") {
+        return;
+    }
+    let run = stream(None);
+    let c = &run.counters;
+    assert_eq!(run.received, BYTES.to_string(), "the original stream lost bytes");
+    assert_eq!((c.failed(), c.copied_packets), (0, c.matched), "{c:?}");
+    assert_eq!(outer_fragments(&run.pcap), 0, "outer IP fragments reached the collector");
+    let copies = copies(&run.pcap);
+    assert!(copies.iter().all(|k| k.outer_ip_len <= 1500), "a copy over the 1500-byte underlay MTU");
+    assert_eq!(covered(&copies), BYTES, "stream bytes missing from the copies ({c:?})");
+    assert_eq!(c.truncated, 0, "copies cut to the path MTU at equal MTUs: {c:?}");
+}
+
+#[test]
+fn cut_copies_of_a_gso_stream_are_one_short_packet_each() {
+    if !testbed::require_root("cut_copies_of_a_gso_stream_are_one_short_packet_each") {
+        return;
+    }
+    let run = stream(Some(96));
+    let c = &run.counters;
+    assert_eq!(run.received, BYTES.to_string(), "the original stream lost bytes");
+    assert_eq!((c.failed(), c.copied_packets, c.truncated), (0, c.matched, 0), "{c:?}");
+    let copies = copies(&run.pcap);
+    assert_eq!(copies.len() as u64, c.copied_packets, "one wire packet per cut copy");
+    assert!(copies.iter().all(|k| k.inner_frame_len <= 96), "a copy longer than packetLength");
+    // The stream is sent in GSO packets: far fewer copies than MSS segments,
+    // and each carries the first 96 - 66 = 30 bytes of its packet's payload.
+    assert!(c.copied_packets < BYTES / 1448, "{c:?}");
+    let data: Vec<&Copy> = copies.iter().filter(|k| k.payload > 0).collect();
+    assert!(data.iter().all(|k| k.payload <= 30), "a cut copy with more than 30 payload bytes");
+    assert!(
+        data.iter().filter(|k| k.payload == 30).count() * 10 >= data.len() * 9,
+        "cut copies carry 30 payload bytes"
+    );
+    assert_eq!(c.copied_bytes, copies.iter().map(|k| k.inner_frame_len).sum::<u64>(), "copied bytes = inner bytes");
+}
