@@ -65,6 +65,12 @@ struct Run {
 /// BYTES of TCP client -> source:5201, pods and underlay at MTU 1500, the
 /// stream mirrored inbound; the collector's capture keeps whole packets.
 fn stream(packet_length: Option<u16>) -> Run {
+    stream_with(packet_length, None)
+}
+
+/// Like `stream`, with the route to the collector's address carrying a
+/// locked `mtu` (a smaller path MTU than the underlay device's).
+fn stream_with(packet_length: Option<u16>, route_mtu: Option<u32>) -> Run {
     let mut topo = Topology::new("pmcp").expect("topology");
     topo.add_pod(PodSpec::v4("client", "192.168.0.161")).expect("pod");
     topo.add_pod(PodSpec::v4("source", "192.168.0.230")).expect("pod");
@@ -82,6 +88,9 @@ fn stream(packet_length: Option<u16>) -> Run {
     let ul = &collector.node_ifname;
     let _ =
         topo.node.exec("ethtool", &["-K", ul, "tx-udp_tnl-segmentation", "off", "tx-udp_tnl-csum-segmentation", "off"]);
+    if let Some(mtu) = route_mtu {
+        topo.node.ip(&["route", "add", "10.77.0.2/32", "dev", ul, "mtu", "lock", &mtu.to_string()]).expect("route");
+    }
     topo.node
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
@@ -203,4 +212,22 @@ fn cut_copies_of_a_gso_stream_are_one_short_packet_each() {
         "cut copies carry 30 payload bytes"
     );
     assert_eq!(c.copied_bytes, copies.iter().map(|k| k.inner_frame_len).sum::<u64>(), "copied bytes = inner bytes");
+}
+
+#[test]
+fn copies_fit_a_locked_route_mtu_below_the_device_mtu() {
+    if !testbed::require_root("copies_fit_a_locked_route_mtu_below_the_device_mtu") {
+        return;
+    }
+    let run = stream_with(None, Some(1400));
+    let c = &run.counters;
+    assert_eq!(run.received, BYTES.to_string(), "the original stream lost bytes");
+    assert_eq!((c.failed(), c.copied_packets), (0, c.matched), "{c:?}");
+    assert_eq!(outer_fragments(&run.pcap), 0, "outer IP fragments reached the collector");
+    let copies = copies(&run.pcap);
+    assert!(!copies.is_empty());
+    let too_big = copies.iter().filter(|k| k.outer_ip_len > 1400).count();
+    assert_eq!(too_big, 0, "copies over the route's 1400-byte MTU");
+    // Its 1500-byte segments do not fit a 1400-byte path: copies are cut.
+    assert!(c.truncated > 0 && copies.iter().any(|k| k.outer_ip_len == 1400), "{c:?}");
 }
