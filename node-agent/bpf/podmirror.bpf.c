@@ -185,6 +185,7 @@ int pm_copy_egress(struct __sk_buff *skb)
 	struct pm_xfer *xp, x;
 	struct pm_addr src = {};
 	__u8 inner_eth[ETH_HLEN];
+	__u64 adjust;
 	int gso, truncated = 0;
 	long ret;
 
@@ -210,7 +211,8 @@ int pm_copy_egress(struct __sk_buff *skb)
 
 	/* Cut: packetLength first, then what the path MTU leaves for the
 	 * inner frame. A GSO copy kept whole is re-segmented instead, as long
-	 * as its segments fit (adjust_room shrinks gso_size by what it adds). */
+	 * as its segments fit: TCP's shrink by what adjust_room adds, UDP
+	 * datagrams keep their size and must fit with the tunnel. */
 	len = skb->len;
 	want = len;
 	if (x.cut_len && x.cut_len < want)
@@ -218,14 +220,22 @@ int pm_copy_egress(struct __sk_buff *skb)
 	gso = skb->gso_size != 0 && want == len;
 	l3_tunnel = pm_tunnel_l3_len(&x);
 	inner_max = mtu - l3_tunnel; /* mtu >= pm_min_copy_l3(): pm_route checked */
+	adjust = pm_adjust_flags(&x);
 	if (gso) {
-		__u32 dev_mtu = 0;
+		__u32 udp_frame = pm_udp_gso_frame(skb), dev_mtu = 0;
 
-		/* Its segments must fit, or it is cut instead. The helper checks
-		 * them against the device's MTU (and reports it): under a smaller
-		 * path MTU they are taken not to fit. */
-		if (bpf_check_mtu(skb, oif, &dev_mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS || dev_mtu > mtu)
+		if (udp_frame) {
+			if (udp_frame <= inner_max)
+				adjust |= BPF_F_ADJ_ROOM_FIXED_GSO;
+			else
+				gso = 0;
+		} else if (bpf_check_mtu(skb, oif, &dev_mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS ||
+			   dev_mtu > mtu) {
+			/* The helper checks the segments against the device's
+			 * MTU (and reports it): under a smaller path MTU they
+			 * are taken not to fit. */
 			gso = 0;
+		}
 	}
 	if (!gso && want > inner_max) {
 		want = inner_max;
@@ -244,7 +254,7 @@ int pm_copy_egress(struct __sk_buff *skb)
 		pm_fail(c, PM_FAIL_ENCAP);
 		return TC_ACT_SHOT;
 	}
-	if (bpf_skb_adjust_room(skb, l3_tunnel + ETH_HLEN, BPF_ADJ_ROOM_MAC, pm_adjust_flags(&x)) < 0) {
+	if (bpf_skb_adjust_room(skb, l3_tunnel + ETH_HLEN, BPF_ADJ_ROOM_MAC, adjust) < 0) {
 		pm_fail(c, PM_FAIL_ENCAP);
 		return TC_ACT_SHOT;
 	}

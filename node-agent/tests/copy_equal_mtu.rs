@@ -27,7 +27,23 @@ impl Drop for Cleanup {
     }
 }
 
-fn session(packet_length: Option<u16>) -> DatapathSession {
+/// What the client sends to the source pod, mirrored inbound.
+#[derive(Clone, Copy)]
+enum Traffic {
+    /// BYTES over TCP to port 5201 (GSO packets).
+    Tcp,
+    /// UDP_GSO_SENDS sends of 10 x 1400-byte datagrams each with UDP GSO
+    /// (UDP_SEGMENT) to port 5300.
+    UdpGso,
+}
+
+const UDP_GSO_SENDS: u64 = 20;
+
+fn session(packet_length: Option<u16>, traffic: Traffic) -> DatapathSession {
+    let (protocol, port) = match traffic {
+        Traffic::Tcp => (ipproto::TCP, 5201),
+        Traffic::UdpGso => (ipproto::UDP, 5300),
+    };
     DatapathSession {
         id: 1,
         session: CompiledSession {
@@ -45,11 +61,11 @@ fn session(packet_length: Option<u16>) -> DatapathSession {
                 priority: 1,
                 action: Action::Accept,
                 family: IpFamily::IPv4,
-                protocol: Some(ipproto::TCP),
+                protocol: Some(protocol),
                 source: "0.0.0.0/0".parse().expect("literal"),
                 destination: "192.168.0.230/32".parse().expect("literal"),
                 source_ports: None,
-                destination_ports: Some(PortRange { from: 5201, to: 5201 }),
+                destination_ports: Some(PortRange { from: port, to: port }),
             }],
             outbound: vec![],
         },
@@ -65,12 +81,12 @@ struct Run {
 /// BYTES of TCP client -> source:5201, pods and underlay at MTU 1500, the
 /// stream mirrored inbound; the collector's capture keeps whole packets.
 fn stream(packet_length: Option<u16>) -> Run {
-    stream_with(packet_length, None)
+    stream_with(packet_length, None, Traffic::Tcp)
 }
 
 /// Like `stream`, with the route to the collector's address carrying a
 /// locked `mtu` (a smaller path MTU than the underlay device's).
-fn stream_with(packet_length: Option<u16>, route_mtu: Option<u32>) -> Run {
+fn stream_with(packet_length: Option<u16>, route_mtu: Option<u32>, traffic: Traffic) -> Run {
     let mut topo = Topology::new("pmcp").expect("topology");
     topo.add_pod(PodSpec::v4("client", "192.168.0.161")).expect("pod");
     topo.add_pod(PodSpec::v4("source", "192.168.0.230")).expect("pod");
@@ -95,12 +111,23 @@ fn stream_with(packet_length: Option<u16>, route_mtu: Option<u32>) -> Run {
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
             dp.attach(source.host_ifindex).expect("attach");
-            dp.set_sessions(source.host_ifindex, &[session(packet_length)]).expect("sessions");
+            dp.set_sessions(source.host_ifindex, &[session(packet_length, traffic)]).expect("sessions");
             let cap = Capture::start_with(&collector.netns, "eth0", "udp port 4789 or (ip[6:2] & 0x3fff != 0)", 0)
                 .expect("capture");
-            let server = source.netns.spawn("nc -l 5201 | wc -c").expect("server");
+            let (server, client_cmd) = match traffic {
+                Traffic::Tcp => (
+                    "nc -l 5201 | wc -c".to_string(),
+                    format!("head -c {BYTES} /dev/zero | nc -N -w 5 192.168.0.230 5201"),
+                ),
+                // SOL_UDP = 17, UDP_SEGMENT = 103: one send, ten datagrams.
+                Traffic::UdpGso => (
+                    "python3 -c \"import socket\ns=socket.socket(2,2)\ns.bind(('',5300))\ns.settimeout(2)\nn=0\ntry:\n  while True:\n    s.recv(65535); n+=1\nexcept OSError: pass\nprint(n)\"".to_string(),
+                    format!("python3 -c \"import socket,time\ns=socket.socket(2,2)\ns.setsockopt(17,103,1400)\nfor i in range({UDP_GSO_SENDS}):\n  s.sendto(b'u'*14000,('192.168.0.230',5300)); time.sleep(0.01)\""),
+                ),
+            };
+            let server = source.netns.spawn(&server).expect("server");
             std::thread::sleep(Duration::from_millis(300));
-            client.netns.sh(&format!("head -c {BYTES} /dev/zero | nc -N -w 5 192.168.0.230 5201")).expect("client");
+            client.netns.sh(&client_cmd).expect("client");
             let out = server.finish(Duration::from_secs(10)).expect("server");
             std::thread::sleep(Duration::from_millis(300));
             let counters = dp.counters().expect("counters").get(&(1, Direction::Inbound)).cloned().unwrap_or_default();
@@ -219,7 +246,7 @@ fn copies_fit_a_locked_route_mtu_below_the_device_mtu() {
     if !testbed::require_root("copies_fit_a_locked_route_mtu_below_the_device_mtu") {
         return;
     }
-    let run = stream_with(None, Some(1400));
+    let run = stream_with(None, Some(1400), Traffic::Tcp);
     let c = &run.counters;
     assert_eq!(run.received, BYTES.to_string(), "the original stream lost bytes");
     assert_eq!((c.failed(), c.copied_packets), (0, c.matched), "{c:?}");
@@ -230,4 +257,22 @@ fn copies_fit_a_locked_route_mtu_below_the_device_mtu() {
     assert_eq!(too_big, 0, "copies over the route's 1400-byte MTU");
     // Its 1500-byte segments do not fit a 1400-byte path: copies are cut.
     assert!(c.truncated > 0 && copies.iter().any(|k| k.outer_ip_len == 1400), "{c:?}");
+}
+
+#[test]
+fn udp_gso_copies_keep_every_datagram() {
+    if !testbed::require_root("udp_gso_copies_keep_every_datagram") {
+        return;
+    }
+    let run = stream_with(None, None, Traffic::UdpGso);
+    let c = &run.counters;
+    assert_eq!(run.received, (UDP_GSO_SENDS * 10).to_string(), "the original datagrams were lost");
+    assert_eq!((c.failed(), c.copied_packets, c.truncated), (0, c.matched, 0), "{c:?}");
+    assert_eq!(outer_fragments(&run.pcap), 0, "outer IP fragments reached the collector");
+    let rows = tshark_fields(&run.pcap, "vxlan && udp.dstport == 5300", &["ip.len", "udp.length"]).expect("tshark");
+    assert_eq!(rows.len() as u64, UDP_GSO_SENDS * 10, "one copy per datagram at the collector");
+    for r in &rows {
+        assert!(first_u64(&r[0]) <= 1500, "a copy over the MTU: {r:?}");
+        assert_eq!(last_u64(&r[1]), 1408, "the inner datagram is whole: {r:?}");
+    }
 }
