@@ -9,6 +9,7 @@
 //! - UDP GSO sends are mirrored one whole copy per datagram;
 //! - a locked route MTU below the device's is honoured;
 //! - jumbo frames over a smaller underlay are cut and counted, not lost.
+//!
 //! Needs root; prints `SKIPPED:` off root and fails under `CI=true`.
 
 use std::net::IpAddr;
