@@ -59,6 +59,27 @@ static __always_inline __u64 pm_adjust_flags(const struct pm_xfer *x)
 	return f;
 }
 
+/*
+ * The inner frame length of one datagram of a UDP GSO copy (UDP_SEGMENT:
+ * gso_size is the payload of each datagram), 0 when the copy's inner frame
+ * is not IPv4/IPv6 + UDP. Such a copy's segment size cannot shrink (it
+ * delimits datagrams): bpf_skb_adjust_room() takes it only with
+ * BPF_F_ADJ_ROOM_FIXED_GSO, so each datagram must fit with the tunnel.
+ */
+static __always_inline __u32 pm_udp_gso_frame(struct __sk_buff *skb)
+{
+	__u8 h[ETH_HLEN + PM_IPV6_HLEN];
+	__u32 gso_size = skb->gso_size;
+
+	if (pm_load(skb, 0, h, sizeof(h)) < 0)
+		return 0;
+	if (h[12] == 0x08 && h[13] == 0x00 && h[ETH_HLEN + 9] == PM_IPPROTO_UDP)
+		return ETH_HLEN + (h[ETH_HLEN] & 0xf) * 4 + PM_UDP_HLEN + gso_size;
+	if (h[12] == 0x86 && h[13] == 0xdd && h[ETH_HLEN + 6] == PM_IPPROTO_UDP)
+		return ETH_HLEN + PM_IPV6_HLEN + PM_UDP_HLEN + gso_size;
+	return 0;
+}
+
 static __always_inline __u16 pm_csum_fold(__u32 csum)
 {
 	csum = (csum & 0xffff) + (csum >> 16);

@@ -125,10 +125,18 @@ int pm_veth_egress(struct __sk_buff *skb)
 	return pm_veth(skb, PM_DIR_INBOUND);
 }
 
-/* Route to the target: the egress ifindex, and the outer source address
- * when the agent was not given one. */
+/* The smallest path MTU a copy is sent over: outer headers and more than
+ * 64 bytes of frame. */
+static __always_inline __u32 pm_min_copy_l3(const struct pm_xfer *x)
+{
+	return pm_tunnel_l3_len(x) + ETH_HLEN + 65;
+}
+
+/* Route to the target: the egress ifindex, the path MTU and the outer source
+ * address when the agent was not given one. Returns -1 without a route, -2
+ * when the path MTU leaves no room for a copy. */
 static __always_inline int pm_route(struct __sk_buff *skb, const struct pm_config *cfg, const struct pm_xfer *x,
-				    struct pm_addr *src, __u32 *oif)
+				    struct pm_addr *src, __u32 *oif, __u32 *mtu)
 {
 	struct bpf_fib_lookup fib = {};
 	/* An ingress-perspective lookup from the copy device (forwarding is on
@@ -139,6 +147,10 @@ static __always_inline int pm_route(struct __sk_buff *skb, const struct pm_confi
 	long rc;
 
 	fib.ifindex = skb->ifindex;
+	/* A length makes the lookup report the route's MTU (mtu_result) instead
+	 * of checking skb->len against the device: one helper call less than
+	 * bpf_check_mtu(), and learnt path MTUs and locked route MTUs count. */
+	fib.tot_len = pm_min_copy_l3(x);
 	if (x->target_family == PM_FAMILY_IPV6) {
 		fib.family = 10; /* AF_INET6 */
 		__builtin_memcpy(fib.ipv6_dst, x->target.w, 16);
@@ -153,9 +165,12 @@ static __always_inline int pm_route(struct __sk_buff *skb, const struct pm_confi
 	if (!has_src)
 		flags |= BPF_FIB_LOOKUP_SRC;
 	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), flags);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return -2;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return -1;
 	*oif = fib.ifindex;
+	*mtu = fib.mtu_result;
 	if (has_src) {
 		*src = *node;
 	} else if (x->target_family == PM_FAMILY_IPV6) {
@@ -175,6 +190,7 @@ int pm_copy_egress(struct __sk_buff *skb)
 	struct pm_xfer *xp, x;
 	struct pm_addr src = {};
 	__u8 inner_eth[ETH_HLEN];
+	__u64 adjust;
 	int gso, truncated = 0;
 	long ret;
 
@@ -192,31 +208,39 @@ int pm_copy_egress(struct __sk_buff *skb)
 	skb->mark = cfg->copy_mark;
 	pm_barrier();
 
-	if (pm_route(skb, cfg, &x, &src, &oif) < 0) {
-		pm_fail(c, PM_FAIL_FIB);
+	ret = pm_route(skb, cfg, &x, &src, &oif, &mtu);
+	if (ret < 0) {
+		pm_fail(c, ret == -2 ? PM_FAIL_MTU : PM_FAIL_FIB);
 		return TC_ACT_SHOT;
 	}
 
 	/* Cut: packetLength first, then what the path MTU leaves for the
 	 * inner frame. A GSO copy kept whole is re-segmented instead, as long
-	 * as its segments fit (adjust_room shrinks gso_size by what it adds). */
+	 * as its segments fit: TCP's shrink by what adjust_room adds, UDP
+	 * datagrams keep their size and must fit with the tunnel. */
 	len = skb->len;
 	want = len;
 	if (x.cut_len && x.cut_len < want)
 		want = x.cut_len;
 	gso = skb->gso_size != 0 && want == len;
-	bpf_check_mtu(skb, oif, &mtu, 0, 0); /* reports the device MTU */
 	l3_tunnel = pm_tunnel_l3_len(&x);
-	if (mtu <= l3_tunnel + ETH_HLEN + 64) {
-		pm_fail(c, PM_FAIL_MTU);
-		return TC_ACT_SHOT;
-	}
-	inner_max = mtu - l3_tunnel;
+	inner_max = mtu - l3_tunnel; /* mtu >= pm_min_copy_l3(): pm_route checked */
+	adjust = pm_adjust_flags(&x);
 	if (gso) {
-		__u32 seg_mtu = 0;
+		__u32 udp_frame = pm_udp_gso_frame(skb), dev_mtu = 0;
 
-		if (bpf_check_mtu(skb, oif, &seg_mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS)
-			gso = 0; /* its segments would not fit: cut it instead */
+		if (udp_frame) {
+			if (udp_frame <= inner_max)
+				adjust |= BPF_F_ADJ_ROOM_FIXED_GSO;
+			else
+				gso = 0;
+		} else if (bpf_check_mtu(skb, oif, &dev_mtu, 0, BPF_MTU_CHK_SEGS) != BPF_MTU_CHK_RET_SUCCESS ||
+			   dev_mtu > mtu) {
+			/* The helper checks the segments against the device's
+			 * MTU (and reports it): under a smaller path MTU they
+			 * are taken not to fit. */
+			gso = 0;
+		}
 	}
 	if (!gso && want > inner_max) {
 		want = inner_max;
@@ -235,7 +259,7 @@ int pm_copy_egress(struct __sk_buff *skb)
 		pm_fail(c, PM_FAIL_ENCAP);
 		return TC_ACT_SHOT;
 	}
-	if (bpf_skb_adjust_room(skb, l3_tunnel + ETH_HLEN, BPF_ADJ_ROOM_MAC, pm_adjust_flags(&x)) < 0) {
+	if (bpf_skb_adjust_room(skb, l3_tunnel + ETH_HLEN, BPF_ADJ_ROOM_MAC, adjust) < 0) {
 		pm_fail(c, PM_FAIL_ENCAP);
 		return TC_ACT_SHOT;
 	}

@@ -117,7 +117,7 @@ impl Collector for SnapshotCollector {
         self.counter_family(
             &mut encoder,
             "podmirror_mirrored_bytes",
-            "Bytes of copies sent, encapsulation included.",
+            "Bytes of the copies sent: the mirrored frames after the cut, outer headers not counted.",
             |c| c.copied_bytes,
         )?;
         self.counter_family(&mut encoder, "podmirror_truncated_packets", "Copies cut to fit the path MTU.", |c| {
@@ -308,6 +308,10 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(text.trim_end().ends_with("# EOF"));
+        // The datapath counts the copied frame after the cut (pm_abi.h):
+        // the help text must not claim the encapsulation is included.
+        let help = text.lines().find(|l| l.starts_with("# HELP podmirror_mirrored_bytes")).expect("help line");
+        assert!(help.contains("outer headers not counted"), "{help}");
     }
 
     #[test]
