@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
+use podmirror_agent::datapath::{AttachMode, Datapath, DatapathConfig, DatapathSession};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
 };
@@ -80,12 +80,25 @@ fn printed_count(p: testbed::Process, what: &str) -> u64 {
 }
 
 /// A datapath reopened again and again while traffic flows: zero clone
-/// failures, every decided copy delivered, no original lost.
+/// failures, every decided copy delivered, no original lost. TCX links.
 #[test]
 fn reopening_under_traffic_loses_no_copy() {
     if !testbed::require_root("reopening_under_traffic_loses_no_copy") {
         return;
     }
+    reopen_under_traffic(AttachMode::Tcx);
+}
+
+/// The same with clsact filters (replaced in place on adoption).
+#[test]
+fn reopening_clsact_under_traffic_loses_no_copy() {
+    if !testbed::require_root("reopening_clsact_under_traffic_loses_no_copy") {
+        return;
+    }
+    reopen_under_traffic(AttachMode::Clsact);
+}
+
+fn reopen_under_traffic(mode: AttachMode) {
     let mut topo = Topology::new("pmrs").expect("topology");
     topo.add_pod(PodSpec::v4("ecs-test", "192.168.0.161")).expect("pod");
     topo.add_pod(PodSpec::v4("ecs-source", "192.168.0.230")).expect("pod");
@@ -107,6 +120,7 @@ fn reopening_under_traffic_loses_no_copy() {
         .node
         .run(|| {
             let mut dp = Datapath::open(&cfg).expect("open");
+            dp.set_attach_mode(mode);
             dp.attach(source.host_ifindex).expect("attach");
             dp.set_sessions(source.host_ifindex, std::slice::from_ref(&session)).expect("sessions");
             let originals = source.netns.spawn(&count_udp(PORT)).expect("original receiver");
@@ -118,11 +132,22 @@ fn reopening_under_traffic_loses_no_copy() {
             while sender.child().try_wait().expect("sender state").is_none() {
                 drop(dp);
                 dp = Datapath::open(&cfg).expect("reopen");
+                dp.set_attach_mode(mode);
                 dp.attach(source.host_ifindex).expect("attach after reopen");
                 dp.set_sessions(source.host_ifindex, std::slice::from_ref(&session)).expect("sessions again");
                 reopens += 1;
                 std::thread::sleep(Duration::from_millis(20));
             }
+            // The veth is still attached the way this run asked for.
+            let expected = match mode {
+                AttachMode::Clsact => format!("clsact-{}-ingress-", source.host_ifindex),
+                _ => format!("link-{}-ingress", source.host_ifindex),
+            };
+            let pins: Vec<String> = std::fs::read_dir(&cfg.pin_dir)
+                .expect("pin dir")
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect();
+            assert!(pins.iter().any(|p| p.starts_with(&expected)), "no {expected}* among {pins:?}");
             let sent = sender.finish(Duration::from_secs(5)).expect("sender");
             assert!(sent.status.success(), "sender: {}", String::from_utf8_lossy(&sent.stderr));
             let originals = printed_count(originals, "the original receiver");
@@ -132,10 +157,10 @@ fn reopening_under_traffic_loses_no_copy() {
         })
         .expect("node namespace");
     let (c, originals, copies) = counters;
-    assert!(reopens >= 5, "only {reopens} reopens while the traffic ran");
+    assert!(reopens >= 5, "only {reopens} reopens while the traffic ran ({mode:?})");
     assert_eq!(originals, u64::from(PACKETS), "the original stream lost packets");
     assert_eq!(c.matched, u64::from(PACKETS), "decisions: {c:?}");
-    assert_eq!(c.failed(), 0, "copies lost across {reopens} reopens: {c:?}");
+    assert_eq!(c.failed(), 0, "copies lost across {reopens} reopens ({mode:?}): {c:?}");
     assert_eq!(c.copied_packets, c.matched, "{c:?}");
     assert_eq!(copies, c.copied_packets, "copies counted as sent but not delivered: {c:?}");
 }
