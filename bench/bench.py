@@ -58,13 +58,13 @@ def throughput(ctx, names, rounds):
     return rows
 
 
-def run_all(args, agent, tmp):
+def run_all(args, agent, tmp, stats):
     out = {"rows": {}, "prog": {}, "many_rows": None, "restart": None}
     ctx = {"agent": agent, "seconds": args.seconds, "noop_obj": progtime.build_noop(tmp)}
     servers = topology.start_iperf_servers((5201, restart.UDP_PORT))
     time.sleep(0.5)
     phases = {"throughput": lambda: out.update(rows=throughput(ctx, args.only or CONFIGS, args.rounds)),
-              "progtime": lambda: out.update(prog=progtime.prog_times(agent, ctx["noop_obj"])),
+              "progtime": lambda: out.update(prog=progtime.prog_times(agent, ctx["noop_obj"], stats)),
               "manypods": lambda: out.update(many_rows=manypods.scenario(agent, args.pods, args.pods_rounds,
                                                                           args.seconds)),
               "restart": lambda: out.update(restart=restart.scenario(agent, args.restart_seconds))}
@@ -94,7 +94,7 @@ def main():
         with tempfile.TemporaryDirectory(prefix="pmbench-") as tmp:
             topology.create()
             try:
-                out = run_all(args, agent, tmp)
+                out = run_all(args, agent, tmp, previous)
             finally:
                 agent.stop()
                 topology.destroy(args.agent)

@@ -97,9 +97,10 @@ class Agent:
         for name, text in files.items():
             Path(self.dir, name).write_text(text)
 
-    def launch(self, cleanup_on_exit=True):
+    def launch(self, cleanup_on_exit=True, attach_mode="auto"):
         cmd = ["nsenter", f"--net=/run/netns/{NODE}", self.binary, "--standalone", self.dir, "--pin-dir",
-               str(PIN_DIR), "--device-prefix", TAG, "--metrics-addr", "127.0.0.1:9090", "--poll-interval", "500ms"]
+               str(PIN_DIR), "--device-prefix", TAG, "--metrics-addr", "127.0.0.1:9090", "--poll-interval", "500ms",
+               "--attach-mode", attach_mode]
         if cleanup_on_exit:
             cmd.append("--cleanup-on-exit")
         log_file = open(Path(self.dir, "agent.log"), "a")

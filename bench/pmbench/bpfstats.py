@@ -2,6 +2,7 @@
 (`kernel.bpf_stats_enabled=1`: every run of a program adds its duration to
 `run_time_ns` and one to `run_cnt`), read before and after a round."""
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -20,13 +21,33 @@ def enable_stats():
     would otherwise stop the accounting (the fd keeps its own reference)."""
     previous = SYSCTL.read_text().strip()
     SYSCTL.write_text("1")
-    return previous, tcx.enable_stats_fd()
+    return {"previous": previous, "fd": tcx.enable_stats_fd()}
 
 
 def restore_stats(saved):
-    previous, fd = saved
-    os.close(fd)
-    SYSCTL.write_text(previous)
+    os.close(saved["fd"])
+    SYSCTL.write_text(saved["previous"])
+
+
+@contextlib.contextmanager
+def suspended(saved):
+    """The accounting off for a while (it adds two clock reads to every run,
+    BPF_PROG_TEST_RUN's included), then on again as `enable_stats` left it.
+    `saved` None: the caller never turned it on; only the sysctl is set."""
+    if saved is not None:
+        os.close(saved["fd"])
+    before = SYSCTL.read_text().strip()
+    SYSCTL.write_text("0")
+    try:
+        yield
+    finally:
+        SYSCTL.write_text(before)
+        if saved is not None:
+            saved["fd"] = tcx.enable_stats_fd()
+
+
+def stats_on():
+    return SYSCTL.read_text().strip() != "0"
 
 
 def _tcx(*args):

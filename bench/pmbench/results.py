@@ -56,6 +56,9 @@ def scenario_lines(many, restart_row):
                            ("prog_ns_live_many", f"live ns/pkt, {many['sources']} source veths"),
                            ("vmrss_mib_many", "agent VmRSS MiB after traffic"),
                            ("programmed_s_single", "agent start to 1 veth programmed, s"),
+                           ("programmed_s_many_tcx", f"agent start to {many['sources']} veths programmed (TCX), s"),
+                           ("programmed_s_many_clsact",
+                            f"agent start to {many['sources']} veths programmed (clsact), s"),
                            ("agent_cpu_share_many", f"agent CPU share (of one CPU), {many['sources']} sources"),
                            ("cleanup_s_many", f"SIGTERM with --cleanup-on-exit, {many['sources']} sources, s")):
             lines.append(f"| {label} | {fmt(many[key][0], 3)} | {span(many[key][1], 3)} |")
@@ -93,10 +96,15 @@ def markdown(configs, prog, goals, many, restart_row, command, elapsed):
               "server veth's TCX hooks (decision) and of `pm_copy_egress` (copy), over the round's iperf3 traffic",
               "(TCP then 64-byte UDP; a GSO skb is one run). `bpf_clone_redirect` transmits the copy from inside the",
               "decision program, so where a packet is copied the decision time includes the copy program's run.", "",
-              "Program time per packet, BPF_PROG_TEST_RUN (`bpftool prog run ... repeat`), decision program on a",
-              "64-byte TCP frame that no rule matches:", "", "| program | ns/packet |", "| --- | ---: |"]
+              "Program time per packet, BPF_PROG_TEST_RUN (`bpftool prog run ... repeat`): `pm_veth_ingress` as",
+              "attached to the server veth (the test run's ifindex), interleaved with the no-op classifier, on a",
+              "64-byte TCP frame that no rule matches; " + (
+                  "**kernel.bpf_stats_enabled was on during these runs (its clock reads are included)**:"
+                  if prog.get("stats_during_test_run") else "measured with kernel.bpf_stats_enabled off:"),
+              "", "| program | ns/packet | x no-op (per round) |", "| --- | ---: | ---: |"]
     for k in ("noop", "0", "10", "30"):
-        lines.append(f"| {'no-op classifier' if k == 'noop' else f'podmirror, {k} rules'} | {fmt(prog.get(k))} |")
+        label = "no-op classifier" if k == "noop" else f"pm_veth_ingress, {k} rules"
+        lines.append(f"| {label} | {fmt(prog.get(k))} | {fmt(prog.get(f'{k}_x_noop'), 2)} |")
     lines += ["", "## Goals (issue 14)", "", "| goal | value (median) | min..max | status |",
               "| --- | ---: | ---: | --- |"]
     for g in goals:

@@ -292,6 +292,7 @@ fn the_values_schema_rejects_bad_values_naming_the_field() {
         ("image.repository=", "/image/repository"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("agent.statusInterval=soon", "/agent/statusInterval"),
+        ("agent.attachMode=fast", "/agent/attachMode"),
         // The agent parses ms, s and m only, and refuses zero.
         ("agent.statusInterval=1h", "/agent/statusInterval"),
         ("agent.statusInterval=0s", "/agent/statusInterval"),
@@ -353,6 +354,10 @@ fn the_agent_runs_on_every_node_with_its_node_and_bpffs() {
     assert!(!c.command_line().contains(&"--cleanup"), "the running agent must not clean up");
     assert_eq!(c.value["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
     assert_eq!(c.value["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert!(c.command_line().contains(&"--attach-mode=auto"), "{:?}", c.command_line());
+    let clsact = render(&helm, &["agent.attachMode=clsact"]);
+    let line = find(&clsact, "DaemonSet", "agent").containers()[0].command_line();
+    assert!(line.contains(&"--attach-mode=clsact"), "{line:?}");
     // A changed pin dir reaches both the agent and the cleanup.
     let moved = render(&helm, &["agent.pinDir=/sys/fs/bpf/elsewhere"]);
     for component in ["agent", "cleanup"] {

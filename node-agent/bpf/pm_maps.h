@@ -87,13 +87,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pm_config SEC(".maps");
 
-/* The veth program's hand-over to the copy program (entry 0, per CPU). */
+/*
+ * The veth program's hand-over to the copy program (entry 0, per CPU).
+ * Pinned like the rest: a restarted agent switches the copy device's link
+ * and the veths' links one after the other, and meanwhile an old veth
+ * program hands copies to a new copy program (or the other way round); both
+ * must use the same map. The name carries the layout version of struct
+ * pm_xfer: a change of that layout must rename the map (pm_xfer_v2) and
+ * retire this name (pins::RETIRED_MAPS).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct pm_xfer);
-} pm_xfer SEC(".maps");
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pm_xfer_v1 SEC(".maps");
 
 /* The test program's decision (entry 0); only BPF_PROG_TEST_RUN writes it. */
 struct {

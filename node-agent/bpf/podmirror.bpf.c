@@ -5,7 +5,7 @@
  *   pm_veth_ingress  TCX ingress of a host-side veth = the pod's OUTBOUND
  *   pm_veth_egress   TCX egress  of a host-side veth = the pod's INBOUND
  *       parse, decide (pm_match.h), count; for an Accept, hand the session to
- *       the copy program through pm_xfer and bpf_clone_redirect() a clone to
+ *       the copy program through pm_xfer_v1 and bpf_clone_redirect() a clone to
  *       the per-node copy device. The original always goes on (TCX_NEXT).
  *       Accepts of flows outside flowSampling, or over rateLimit, are
  *       counted as skipped and not cloned.
@@ -92,7 +92,7 @@ static __always_inline int pm_veth(struct __sk_buff *skb, __u32 dir)
 		pm_skip(c, PM_SKIP_RATE);
 		return PM_PASS;
 	}
-	x = bpf_map_lookup_elem(&pm_xfer, &zero);
+	x = bpf_map_lookup_elem(&pm_xfer_v1, &zero);
 	if (!x) {
 		pm_fail(c, PM_FAIL_CLONE);
 		return PM_PASS;
@@ -194,7 +194,7 @@ int pm_copy_egress(struct __sk_buff *skb)
 	int gso, truncated = 0;
 	long ret;
 
-	xp = bpf_map_lookup_elem(&pm_xfer, &zero);
+	xp = bpf_map_lookup_elem(&pm_xfer_v1, &zero);
 	if (!xp || !xp->pending)
 		return TC_ACT_SHOT; /* not a copy: nothing else leaves here */
 	x = *xp;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use podmirror_agent::core::Reconciler;
-use podmirror_agent::datapath::{Datapath, DatapathConfig};
+use podmirror_agent::datapath::{AttachMode, Datapath, DatapathConfig};
 use podmirror_agent::metrics::Metrics;
 use podmirror_agent::standalone::run as run_standalone;
 use podmirror_crds::model::quota::QuotaLimits;
@@ -49,6 +49,13 @@ struct Cli {
     /// `status.hostIPs` gives them: the copies' outer source addresses.
     #[arg(long, env = "NODE_IPS", value_delimiter = ',')]
     node_ips: Vec<IpAddr>,
+
+    /// How programs are attached to pod veths: `tcx` (bpf_links, kernel
+    /// 6.6+), `clsact` (tc filters: no RCU grace period per attach, so a cold
+    /// start with many pods is faster) or `auto` (TCX where the kernel has
+    /// it). Veths already attached keep their mode until detached.
+    #[arg(long, env = "PODMIRROR_ATTACH_MODE", default_value = "auto")]
+    attach_mode: CliAttachMode,
 
     /// Log lines as `text` (colours only on a terminal) or `json`.
     #[arg(long, env = "PODMIRROR_LOG_FORMAT", default_value = "text")]
@@ -89,6 +96,24 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+/// `--attach-mode` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum CliAttachMode {
+    Auto,
+    Tcx,
+    Clsact,
+}
+
+impl From<CliAttachMode> for AttachMode {
+    fn from(m: CliAttachMode) -> Self {
+        match m {
+            CliAttachMode::Auto => AttachMode::Auto,
+            CliAttachMode::Tcx => AttachMode::Tcx,
+            CliAttachMode::Clsact => AttachMode::Clsact,
+        }
+    }
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); ANSI colours
@@ -180,7 +205,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(dir) = cli.standalone.clone() else {
         // Kubernetes mode (node-agent/src/kube): this node's MirrorNodeState in,
         // the node's status entry out, the same core and datapath.
-        let opts = podmirror_agent::kube::Options::new(cli.node_name.clone().unwrap_or_default(), cli.status_interval);
+        let mut opts =
+            podmirror_agent::kube::Options::new(cli.node_name.clone().unwrap_or_default(), cli.status_interval);
+        opts.attach_mode = cli.attach_mode.into();
         podmirror_agent::kube::serve(&opts, &cfg, cli.metrics_addr, shutdown_signal()).await?;
         return finish(&cli, &cfg);
     };
@@ -209,8 +236,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let listener = podmirror_agent::metrics::bind(cli.metrics_addr).await?;
     tokio::spawn(podmirror_agent::metrics::serve(listener, metrics.clone()));
 
-    let datapath =
+    let mut datapath =
         Datapath::open(&cfg).with_context(|| format!("cannot open the datapath at {}", cfg.pin_dir.display()))?;
+    datapath.set_attach_mode(cli.attach_mode.into());
     let mut reconciler = Reconciler::new(datapath);
     tracing::info!(dir = %opts.dir.display(), metrics = %cli.metrics_addr, "standalone agent running");
     run_standalone::run(&opts, &mut reconciler, &metrics, shutdown_signal()).await;

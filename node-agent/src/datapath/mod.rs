@@ -4,8 +4,9 @@
 //!
 //! Layout of `pin_dir` (one bpffs directory per node agent):
 //! - `pm_ifslot`, `pm_ifbig`, `pm_iftab` (the interface table, see `ifaces`), `pm_lbs`,
-//!   `pm_rates`, `pm_counters`, `pm_config`: maps, pinned by name (reused on open, so sessions
-//!   and counters survive a restart). A map whose layout changes gets a new name, so an
+//!   `pm_rates`, `pm_counters`, `pm_config`, `pm_xfer_v1` (the veth programs' hand-over to
+//!   the copy program): maps, pinned by name (reused on open, so sessions and counters
+//!   survive a restart, and old and new programs share one hand-over). A map whose layout changes gets a new name, so an
 //!   upgraded agent never adopts a pin of the old layout; `pins::RETIRED_MAPS` lists the old
 //!   names, removed once the new programs run;
 //! - `prog-<name>`: the programs of the newest open;
@@ -203,6 +204,11 @@ impl Datapath {
             pins::replace_program_pin(&cfg.pin_dir, name, prog)?;
         }
 
+        // The copy device's link switches to the new copy program before the
+        // veths' links switch to the new veth programs: in between, old veth
+        // programs hand copies to the new copy program. Safe because both use
+        // the one pinned `pm_xfer_v1` (an unpinned hand-over lost those copies
+        // as `failures{reason="clone"}`).
         let copy_name = cfg.copy_device();
         let copy_ifindex = netlink::ensure_veth_pair(&copy_name, &cfg.copy_device_peer())?;
         attach_or_adopt(

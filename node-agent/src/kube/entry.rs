@@ -31,8 +31,9 @@ pub async fn serve(
     let metrics = Metrics::default();
     let listener = crate::metrics::bind(metrics_addr).await?;
     tokio::spawn(crate::metrics::serve(listener, metrics.clone()));
-    let datapath = Datapath::open(cfg)
+    let mut datapath = Datapath::open(cfg)
         .map_err(|e| AgentError::DatapathGlobal { op: "open", message: format!("{}: {e}", cfg.pin_dir.display()) })?;
+    datapath.set_attach_mode(opts.attach_mode);
     let mut reconciler = Reconciler::new(datapath);
     tracing::info!(node = %opts.node_name, metrics = %metrics_addr, "Kubernetes mode running");
     run(client, opts, &mut reconciler, &metrics, shutdown).await;

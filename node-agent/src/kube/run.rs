@@ -17,6 +17,7 @@ use super::reloads::Reloads;
 use super::report;
 use super::status::{Observed, due, entries, record_before, recorded_as_written};
 use crate::core::{AgentError, DatapathOps, PodKey, Reconciler, desired_from_node_state};
+use crate::datapath::AttachMode;
 use crate::ifdiscovery;
 use crate::metrics::{Metrics, Snapshot};
 
@@ -28,11 +29,18 @@ pub struct Options {
     /// While some pod has no veth yet (or a datapath call failed), the node
     /// state is applied again this often.
     pub retry_interval: Duration,
+    /// How new veths are attached (`--attach-mode`).
+    pub attach_mode: AttachMode,
 }
 
 impl Options {
     pub fn new(node_name: impl Into<String>, status_interval: Duration) -> Self {
-        Options { node_name: node_name.into(), status_interval, retry_interval: Duration::from_secs(2) }
+        Options {
+            node_name: node_name.into(),
+            status_interval,
+            retry_interval: Duration::from_secs(2),
+            attach_mode: AttachMode::Auto,
+        }
     }
 }
 
