@@ -159,8 +159,11 @@ pub(super) fn attach_or_adopt(
         }
     }
     let ifname = netlink::ifname(ifindex)?;
+    // First in the chain: a CNI program that redirects or drops ends the
+    // chain, and mirroring must see the pod's packets before that. Ours
+    // always returns "next" (docs/operations.md, "Attach mode").
     let id = prog
-        .attach_with_options(&ifname, hook, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .attach_with_options(&ifname, hook, TcAttachOptions::TcxOrder(LinkOrder::first()))
         .map_err(|e| err(format!("TCX attach failed: {e}")))?;
     pin_link(prog, id, pin).map_err(err)
 }
