@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use podmirror_crds::api::{ConditionReason, MirrorFilter, MirrorSession};
+use podmirror_crds::model::plan::cluster::Consent;
 use serde_json::Value;
 
 use super::objects::Pods;
@@ -33,18 +34,14 @@ pub struct Collector {
     pub allow_mirror_from: Option<String>,
 }
 
-/// The Service's consent annotation, read as the operator reads it.
-pub const ALLOW_MIRROR_FROM: &str = "podmirror.io/allow-mirror-from";
+/// The Service's consent annotation: the operator's constant and parser.
+pub use podmirror_crds::model::plan::cluster::ALLOW_MIRROR_FROM;
 
 impl Collector {
     /// May a session of `namespace` target this collector? Its own
     /// namespace always; others when listed (comma-separated) or `*`.
     pub fn allows(&self, namespace: &str) -> bool {
-        namespace == self.namespace
-            || self
-                .allow_mirror_from
-                .as_deref()
-                .is_some_and(|value| value.split(',').map(str::trim).any(|item| item == "*" || item == namespace))
+        Consent::parse(self.allow_mirror_from.as_deref()).allows(&self.namespace, namespace)
     }
 }
 
