@@ -37,11 +37,15 @@ struct Opts {
     /// The podmirror-collector binary (release build).
     #[arg(long)]
     collector_bin: PathBuf,
-    /// Offered rates in datagrams per second, lowest first.
+    /// Offered rates in datagrams per second, lowest first. Steps of 25k
+    /// from 300k to 700k: where both receivers reach their limits on the
+    /// machines tried, so that the grid, not the receivers, does not decide
+    /// the ratio (a 50k step there moved it by over 10%).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "100000,200000,300000,350000,400000,450000,500000,600000,700000,800000,1000000"
+        default_value = "100000,200000,300000,325000,350000,375000,400000,425000,450000,475000,500000,525000,\
+                         550000,575000,600000,625000,650000,675000,700000,800000,1000000"
     )]
     rates: Vec<u64>,
     /// Seconds of copies per trial.
