@@ -37,12 +37,27 @@ pub fn parse_yaml_documents(text: &str) -> Result<Vec<ApiObject>, ModelError> {
     Ok(objects)
 }
 
-/// Deserialize one value into `T`, naming the failing field.
+/// Why a value did not deserialize, and where in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// The failing field's path (`spec.inboundRules[0].action`), or `.` for
+    /// the value as a whole.
+    pub path: String,
+    pub reason: String,
+}
+
+/// Deserialize one value into `T`, keeping the failing field's path (the one
+/// place that knows how: the standalone agent's files use it too).
+pub fn deserialize_field<T: DeserializeOwned>(value: serde_yaml::Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value)
+        .map_err(|err| FieldError { path: err.path().to_string(), reason: err.into_inner().to_string() })
+}
+
+/// Deserialize one value into `T`, naming the failing field after `at`.
 pub fn from_value<T: DeserializeOwned>(value: serde_yaml::Value, at: &str) -> Result<T, ModelError> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let field = if path == "." { at.to_owned() } else { format!("{at}: {path}") };
-        ModelError::invalid(field, err.into_inner().to_string())
+    deserialize_field(value).map_err(|e| {
+        let field = if e.path == "." { at.to_owned() } else { format!("{at}: {}", e.path) };
+        ModelError::invalid(field, e.reason)
     })
 }
 

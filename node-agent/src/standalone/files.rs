@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use podmirror_crds::api::{MirrorFilter, MirrorSession};
+use podmirror_crds::api::parse::{FieldError, deserialize_field};
+use podmirror_crds::api::{GROUP, MirrorFilter, MirrorSession, VERSION};
 use serde::Deserialize;
 
 use super::inventory::{CheckedInventory, INVENTORY_FILE, parse_inventory};
@@ -39,35 +40,9 @@ struct TypeMeta {
     kind: String,
 }
 
-/// serde_yaml prefixes its messages with the path of the offending field
-/// (`spec.vni: invalid type ...`); that path is the field to name.
-fn field_of(message: &str) -> String {
-    message
-        .split_once(": ")
-        .map(|(f, _)| f)
-        .filter(|f| !f.contains(' ') && !f.is_empty())
-        .unwrap_or("(document)")
-        .to_string()
-}
-
-/// The message without the field path `field_of` took from it.
-fn without_field(message: &str) -> String {
-    let field = field_of(message);
-    message.strip_prefix(&format!("{field}: ")).unwrap_or(message).to_string()
-}
-
-/// Deserializes `value` as `T`, keeping the field path in the error:
-/// `from_value` reports no path, parsing the value's YAML text does.
-fn typed<T: serde::de::DeserializeOwned>(value: &serde_yaml::Value) -> Result<T, String> {
-    let text = serde_yaml::to_string(value).map_err(|e| e.to_string())?;
-    serde_yaml::from_str(&text).map_err(|e| {
-        // Line numbers would point into the re-serialized text, not the file.
-        let message = e.to_string();
-        match message.rfind(" at line ") {
-            Some(i) => message[..i].to_string(),
-            None => message,
-        }
-    })
+/// The field an error names; `(document)` for the value as a whole.
+fn field_name(e: &FieldError) -> String {
+    if e.path == "." { "(document)".to_owned() } else { e.path.clone() }
 }
 
 /// The objects in one file's text; appends to `into`.
@@ -83,8 +58,8 @@ pub fn parse_objects(path: &Path, text: &str, into: &mut Loaded) -> Result<(), A
         if value.is_null() {
             continue; // an empty document, e.g. a trailing `---`
         }
-        let meta: TypeMeta = serde_yaml::from_value(value.clone())
-            .map_err(|e| here("object", field_of(&e.to_string()), e.to_string()))?;
+        // Fields are named by the model's deserializer, as for every podmirror YAML.
+        let meta: TypeMeta = deserialize_field(value.clone()).map_err(|e| here("object", field_name(&e), e.reason))?;
         let name = value
             .get("metadata")
             .and_then(|m| m.get("name"))
@@ -93,15 +68,15 @@ pub fn parse_objects(path: &Path, text: &str, into: &mut Loaded) -> Result<(), A
             .to_string();
         let object = format!("{} {name}", meta.kind);
         let group = meta.api_version.split('/').next().unwrap_or_default();
-        if group != "podmirror.io" {
+        if group != GROUP {
             into.skipped.push(format!("{} {name} in {}", meta.kind, path.display()));
             continue;
         }
-        if meta.api_version != "podmirror.io/v1alpha1" {
+        if meta.api_version != format!("{GROUP}/{VERSION}") {
             return Err(here(
                 &object,
                 "apiVersion".into(),
-                format!("{:?} is not served; use podmirror.io/v1alpha1", meta.api_version),
+                format!("{:?} is not served; use {GROUP}/{VERSION}", meta.api_version),
             ));
         }
         if name == "<unnamed>" {
@@ -110,12 +85,12 @@ pub fn parse_objects(path: &Path, text: &str, into: &mut Loaded) -> Result<(), A
         match meta.kind.as_str() {
             "MirrorFilter" => {
                 let object_v: MirrorFilter =
-                    typed(&value).map_err(|e| here(&object, field_of(&e), without_field(&e)))?;
+                    deserialize_field(value.clone()).map_err(|e| here(&object, field_name(&e), e.reason))?;
                 into.filters.push(Sourced { path: path.to_path_buf(), document, object: object_v });
             }
             "MirrorSession" => {
                 let object_v: MirrorSession =
-                    typed(&value).map_err(|e| here(&object, field_of(&e), without_field(&e)))?;
+                    deserialize_field(value.clone()).map_err(|e| here(&object, field_name(&e), e.reason))?;
                 into.sessions.push(Sourced { path: path.to_path_buf(), document, object: object_v });
             }
             other => {
