@@ -19,7 +19,7 @@ use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, Sessi
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
 };
-use podmirror_testkit::{self as testbed, Capture, Pcap, PodSpec, Topology, tshark_fields};
+use podmirror_testkit::{self as testbed, Capture, Pcap, PodSpec, Topology, tshark_rows};
 
 const BYTES: u64 = 4_000_000;
 /// Outer Ethernet, IPv4, UDP and VXLAN headers in front of the inner frame.
@@ -184,16 +184,13 @@ struct Copy {
     claimed: u64,
 }
 
-fn first_u64(field: &str) -> u64 {
-    field.split(',').next().and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-fn last_u64(field: &str) -> u64 {
-    field.split(',').next_back().and_then(|v| v.parse().ok()).unwrap_or(0)
+/// A numeric tshark field (`row.outer(..)` or `row.inner(..)`); 0 when absent.
+fn num(value: &str) -> u64 {
+    value.parse().unwrap_or(0)
 }
 
 fn copies(pcap: &Pcap) -> Vec<Copy> {
-    let rows = tshark_fields(
+    let rows = tshark_rows(
         pcap,
         "vxlan && tcp.dstport == 5201",
         &["frame.len", "ip.len", "ip.hdr_len", "tcp.hdr_len", "tcp.seq", "tcp.len"],
@@ -201,18 +198,18 @@ fn copies(pcap: &Pcap) -> Vec<Copy> {
     .expect("tshark");
     rows.iter()
         .map(|r| {
-            let inner_frame_len = first_u64(&r[0]).saturating_sub(VXLAN_FRAME_OVERHEAD);
+            let inner_frame_len = num(r.outer("frame.len")).saturating_sub(VXLAN_FRAME_OVERHEAD);
             // What the copy holds of the payload: the TCP length the inner
             // IP header claims, or less when the copy was cut.
-            let headers = 14 + last_u64(&r[2]) + first_u64(&r[3]);
-            let present = inner_frame_len.saturating_sub(headers);
+            let (inner_ip_hdr, tcp_hdr) = (num(r.inner("ip.hdr_len")), num(r.get("tcp.hdr_len")));
+            let present = inner_frame_len.saturating_sub(14 + inner_ip_hdr + tcp_hdr);
             Copy {
-                outer_ip_len: first_u64(&r[1]),
+                outer_ip_len: num(r.outer("ip.len")),
                 inner_frame_len,
-                seq: first_u64(&r[4]),
-                payload: present.min(first_u64(&r[5])),
+                seq: num(r.get("tcp.seq")),
+                payload: present.min(num(r.get("tcp.len"))),
                 // From the inner IP header: tshark's tcp.len is what was captured.
-                claimed: last_u64(&r[1]).saturating_sub(last_u64(&r[2]) + first_u64(&r[3])),
+                claimed: num(r.inner("ip.len")).saturating_sub(inner_ip_hdr + tcp_hdr),
             }
         })
         .collect()
@@ -235,7 +232,7 @@ fn covered(copies: &[Copy], len: impl Fn(&Copy) -> u64) -> u64 {
 }
 
 fn outer_fragments(pcap: &Pcap) -> usize {
-    tshark_fields(pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark").len()
+    tshark_rows(pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark").len()
 }
 
 /// Full length at equal MTUs: every segment of the stream is mirrored, no
@@ -321,11 +318,11 @@ fn udp_gso_copies_keep_every_datagram() {
     assert_eq!(run.received, (UDP_GSO_SENDS * 10).to_string(), "the original datagrams were lost");
     assert_eq!((c.failed(), c.copied_packets, c.truncated), (0, c.matched, 0), "{c:?}");
     assert_eq!(outer_fragments(&run.pcap), 0, "outer IP fragments reached the collector");
-    let rows = tshark_fields(&run.pcap, "vxlan && udp.dstport == 5300", &["ip.len", "udp.length"]).expect("tshark");
+    let rows = tshark_rows(&run.pcap, "vxlan && udp.dstport == 5300", &["ip.len", "udp.length"]).expect("tshark");
     assert_eq!(rows.len() as u64, UDP_GSO_SENDS * 10, "one copy per datagram at the collector");
     for r in &rows {
-        assert!(first_u64(&r[0]) <= 1500, "a copy over the MTU: {r:?}");
-        assert_eq!(last_u64(&r[1]), 1408, "the inner datagram is whole: {r:?}");
+        assert!(num(r.outer("ip.len")) <= 1500, "a copy over the MTU: {r:?}");
+        assert_eq!(num(r.inner("udp.length")), 1408, "the inner datagram is whole: {r:?}");
     }
 }
 
@@ -340,7 +337,7 @@ fn jumbo_frames_over_a_smaller_underlay_are_cut_not_lost() {
     // Not GSO, larger than the path MTU: cut to fit and counted, not dropped.
     assert_eq!((c.failed(), c.copied_packets, c.truncated), (0, UDP_GSO_SENDS, UDP_GSO_SENDS), "{c:?}");
     assert_eq!(outer_fragments(&run.pcap), 0, "outer IP fragments reached the collector");
-    let rows = tshark_fields(&run.pcap, "vxlan", &["ip.len"]).expect("tshark");
+    let rows = tshark_rows(&run.pcap, "vxlan", &["ip.len"]).expect("tshark");
     assert_eq!(rows.len() as u64, UDP_GSO_SENDS, "one copy per datagram at the collector");
-    assert!(rows.iter().all(|r| first_u64(&r[0]) == 1500), "copies cut to the 1500-byte MTU: {rows:?}");
+    assert!(rows.iter().all(|r| num(r.outer("ip.len")) == 1500), "copies cut to the 1500-byte MTU: {rows:?}");
 }

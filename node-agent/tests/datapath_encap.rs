@@ -12,7 +12,7 @@ use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, Sessi
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey, ipproto,
 };
-use podmirror_testkit::{self as testbed, Capture, Pcap, PodSpec, Topology, tshark_fields};
+use podmirror_testkit::{self as testbed, Capture, Pcap, PodSpec, Topology, tshark_rows};
 
 struct Cleanup(DatapathConfig);
 
@@ -114,19 +114,19 @@ fn geneve_copies_decode_and_are_never_fragmented() {
     assert_eq!(received, bytes.to_string(), "the original stream lost bytes");
     assert!(c.matched > 10 && c.copied_bytes >= bytes, "{c:?}");
     assert_eq!((c.failed(), c.copied_packets), (0, c.matched), "{c:?}");
-    let frags = tshark_fields(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
+    let frags = tshark_rows(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
     assert!(frags.is_empty(), "{} outer IP fragments reached the collector", frags.len());
     let rows =
-        tshark_fields(&pcap, "geneve", &["geneve.vni", "geneve.proto_type", "udp.dstport", "ip.len", "tcp.dstport"])
+        tshark_rows(&pcap, "geneve", &["geneve.vni", "geneve.proto_type", "udp.dstport", "ip.len", "tcp.dstport"])
             .expect("tshark");
     assert!(rows.len() as u64 >= c.copied_packets, "{} Geneve packets decoded for {c:?}", rows.len());
     for r in &rows {
-        assert_eq!(r[0], "0x001234", "VNI 4660: {r:?}");
-        assert_eq!(r[1], "0x6558", "protocol type: {r:?}");
-        assert_eq!(r[2].split(',').next(), Some("6081"), "outer port: {r:?}");
-        let outer_len: u32 = r[3].split(',').next().and_then(|l| l.parse().ok()).expect("ip.len");
+        assert_eq!(r.get("geneve.vni"), "0x001234", "VNI 4660: {r:?}");
+        assert_eq!(r.get("geneve.proto_type"), "0x6558", "protocol type: {r:?}");
+        assert_eq!(r.outer("udp.dstport"), "6081", "outer port: {r:?}");
+        let outer_len: u32 = r.outer("ip.len").parse().expect("ip.len");
         assert!(outer_len <= 1500, "a copy over the 1500-byte underlay MTU: {r:?}");
-        assert_eq!(r[4], "5201", "inner TCP port: {r:?}");
+        assert_eq!(r.get("tcp.dstport"), "5201", "inner TCP port: {r:?}");
     }
 }
 
@@ -139,9 +139,9 @@ fn erspan_copies_decode_with_sequence_numbers_and_are_never_fragmented() {
     assert_eq!(received, BYTES.to_string(), "the original stream lost bytes");
     assert!(c.matched > 10 && c.copied_bytes >= BYTES, "{c:?}");
     assert_eq!((c.failed(), c.copied_packets), (0, c.matched), "{c:?}");
-    let frags = tshark_fields(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
+    let frags = tshark_rows(&pcap, "ip.flags.mf == 1 || ip.frag_offset > 0", &["frame.number"]).expect("tshark");
     assert!(frags.is_empty(), "{} outer IP fragments reached the collector", frags.len());
-    let rows = tshark_fields(
+    let rows = tshark_rows(
         &pcap,
         "erspan",
         &["gre.proto", "gre.sequence_number", "erspan.version", "erspan.spanid", "ip.len", "tcp.dstport"],
@@ -150,13 +150,13 @@ fn erspan_copies_decode_with_sequence_numbers_and_are_never_fragmented() {
     assert!(rows.len() as u64 >= c.copied_packets, "{} ERSPAN packets decoded for {c:?}", rows.len());
     let mut seqs = Vec::new();
     for r in &rows {
-        assert_eq!(r[0], "0x88be", "GRE protocol: {r:?}");
-        assert_eq!(r[2], "1", "ERSPAN version 1 = type II: {r:?}");
-        assert_eq!(r[3], "564", "session ID = 4660 & 0x3ff: {r:?}");
-        let outer_len: u32 = r[4].split(',').next().and_then(|l| l.parse().ok()).expect("ip.len");
+        assert_eq!(r.get("gre.proto"), "0x88be", "GRE protocol: {r:?}");
+        assert_eq!(r.get("erspan.version"), "1", "ERSPAN version 1 = type II: {r:?}");
+        assert_eq!(r.get("erspan.spanid"), "564", "session ID = 4660 & 0x3ff: {r:?}");
+        let outer_len: u32 = r.outer("ip.len").parse().expect("ip.len");
         assert!(outer_len <= 1500, "a copy over the 1500-byte underlay MTU: {r:?}");
-        assert_eq!(r[5], "5201", "inner TCP port: {r:?}");
-        seqs.push(r[1].parse::<u64>().expect("sequence number"));
+        assert_eq!(r.get("tcp.dstport"), "5201", "inner TCP port: {r:?}");
+        seqs.push(r.get("gre.sequence_number").parse::<u64>().expect("sequence number"));
     }
     // One number per copy, none skipped (segments of one GSO copy share it).
     // Copies made on different CPUs can reach the capture slightly out of

@@ -16,7 +16,7 @@ use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, FlowShare, IpFamily, PacketMeta, RateCap,
     SessionKey, ipproto,
 };
-use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_fields};
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_rows};
 
 struct Cleanup(DatapathConfig);
 
@@ -243,11 +243,11 @@ fn a_sampled_flow_is_mirrored_whole_both_directions() {
             (cap.stop().expect("stop"), get(Direction::Inbound), get(Direction::Outbound))
         })
         .expect("node namespace");
-    let rows = tshark_fields(&pcap, "vxlan", &["udp.srcport", "udp.dstport"]).expect("tshark");
+    let rows = tshark_rows(&pcap, "vxlan", &["udp.srcport", "udp.dstport"]).expect("tshark");
     let mut copies: BTreeMap<u16, usize> = BTreeMap::new();
     for r in &rows {
-        let inner = |col: &String| col.split(',').nth(1).and_then(|p| p.parse::<u16>().ok()).expect("inner port");
-        let (s, d) = (inner(&r[0]), inner(&r[1]));
+        let inner = |field| r.inner(field).parse::<u16>().expect("inner port");
+        let (s, d) = (inner("udp.srcport"), inner("udp.dstport"));
         // The client's port identifies the flow (the server's is 8000).
         *copies.entry(s.max(d)).or_default() += 1;
     }

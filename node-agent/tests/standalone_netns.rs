@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_fields};
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_rows};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.255.1";
@@ -118,8 +118,8 @@ fn exchange(topo: &Topology, line: &str) -> (Vec<String>, String) {
     let out = server.finish(Duration::from_secs(5)).expect("server output");
     std::thread::sleep(Duration::from_millis(300));
     let pcap = cap.stop().expect("stop capture");
-    let rows = tshark_fields(&pcap, "vxlan", &["vxlan.vni"]).expect("tshark");
-    (rows.into_iter().map(|r| r.join(",")).collect(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let rows = tshark_rows(&pcap, "vxlan", &["vxlan.vni"]).expect("tshark");
+    (rows.iter().map(|r| r.get("vxlan.vni").to_string()).collect(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn write(dir: &Path, name: &str, text: &str) {
