@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use podmirror_e2e::manifest::{Object, parse_documents};
 use podmirror_e2e::oci::{self, Launch};
 use podmirror_e2e::{chart_dir, cmd, repo_root, tools};
-use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_fields};
+use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_rows};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.240.7";
@@ -224,16 +224,17 @@ fn agent_runs_in_a_container_as_the_chart_renders_it_and_mirrors_a_bridged_pod()
     assert_eq!(String::from_utf8_lossy(&received.stdout), "hello\n12345\n", "the original stream is untouched");
 
     let fields = ["vxlan.vni", "ip.src", "tcp.dstport", "tcp.payload", "frame.len"];
-    let rows = tshark_fields(&pcap, "vxlan && tcp.len > 0", &fields).unwrap();
-    let payloads: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+    let rows = tshark_rows(&pcap, "vxlan && tcp.len > 0", &fields).expect("tshark reads the capture");
+    let payloads: Vec<&str> = rows.iter().map(|r| r.get("tcp.payload")).collect();
     assert_eq!(payloads, vec!["68656c6c6f0a", "31323334350a"], "hello and 12345, once each: {rows:?}");
     for row in &rows {
-        assert_eq!(row[0], "1", "VNI: {row:?}");
-        let sources: Vec<&str> = row[1].split(',').collect();
-        assert_eq!(sources, vec![NODE_IP, "192.168.0.161"], "outer source is the node IP, inner the client: {row:?}");
-        assert_eq!(row[2], "1234", "{row:?}");
+        assert_eq!(row.get("vxlan.vni"), "1", "VNI: {row:?}");
+        let sources = format!("{NODE_IP},192.168.0.161");
+        assert_eq!(row.get("ip.src"), sources, "outer source is the node IP, inner the client: {row:?}");
+        assert_eq!(row.get("tcp.dstport"), "1234", "{row:?}");
     }
-    let outbound = tshark_fields(&pcap, "vxlan && tcp.srcport == 1234", &["frame.number"]).unwrap();
+    let outbound =
+        tshark_rows(&pcap, "vxlan && tcp.srcport == 1234", &["frame.number"]).expect("tshark reads the capture");
     assert!(outbound.is_empty(), "ecs-source's replies are not mirrored: {outbound:?}");
     drop(container);
 
