@@ -12,9 +12,8 @@ use podmirror_agent::datapath::abi::{PM_VERDICT_COPY, PmDecision};
 use podmirror_agent::datapath::flow::flow_hash;
 use podmirror_agent::datapath::maglev::EndpointTable;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
-use podmirror_crds::model::{
-    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PacketMeta, SessionKey, ipproto,
-};
+use podmirror_crds::model::{CompiledSession, Direction, PacketMeta, ipproto};
+use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
 use podmirror_testkit::{self as testbed, Topology};
 
 const FAKE_IFINDEX: u32 = 4243;
@@ -35,33 +34,11 @@ fn endpoints(n: u8) -> Vec<IpAddr> {
 }
 
 fn session(targets: Vec<IpAddr>) -> DatapathSession {
-    let any: ipnet::IpNet = "0.0.0.0/0".parse().expect("literal");
-    let rule = CompiledRule {
-        priority: 1,
-        action: Action::Accept,
-        family: IpFamily::IPv4,
-        protocol: Some(ipproto::UDP),
-        source: any,
-        destination: any,
-        source_ports: None,
-        destination_ports: None,
-    };
+    let rule = accept_ipv4(Some(ipproto::UDP), None);
+    let (inbound, outbound) = (vec![rule.clone()], vec![rule]);
     DatapathSession {
         id: 7,
-        session: CompiledSession {
-            key: SessionKey::new("default", "svc"),
-            priority: 1,
-            enabled: true,
-            vni: 9,
-            packet_length: None,
-            encapsulation: Encapsulation::VXLAN,
-            target_port: 4789,
-            rate_limit: None,
-            flow_sampling: None,
-            targets,
-            inbound: vec![rule.clone()],
-            outbound: vec![rule],
-        },
+        session: CompiledSession { vni: 9, targets, inbound, outbound, ..compiled_session("svc", "10.77.0.2") },
     }
 }
 

@@ -11,9 +11,8 @@ use std::process::Command;
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use podmirror_agent::datapath::{AttachMode, Datapath, DatapathConfig, DatapathSession};
-use podmirror_crds::model::{
-    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey, ipproto,
-};
+use podmirror_crds::model::{CompiledSession, Direction, ipproto};
+use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
 use podmirror_testkit::{self as testbed, PodSpec, Topology};
 
 /// The stand-in CNI program: TCX_DROP (2) for every packet.
@@ -38,33 +37,10 @@ fn build_cni_object(dir: &Path) -> Vec<u8> {
 
 /// A session of pod traffic leaving the pod (outbound): every UDP packet.
 fn udp_outbound_session() -> DatapathSession {
-    let any: ipnet::IpNet = "0.0.0.0/0".parse().expect("literal CIDR");
-    let rule = CompiledRule {
-        priority: 1,
-        action: Action::Accept,
-        family: IpFamily::IPv4,
-        protocol: Some(ipproto::UDP),
-        source: any,
-        destination: any,
-        source_ports: None,
-        destination_ports: None,
-    };
+    let outbound = vec![accept_ipv4(Some(ipproto::UDP), None)];
     DatapathSession {
         id: 1,
-        session: CompiledSession {
-            key: SessionKey::new("default", "behind-cni"),
-            priority: 1,
-            enabled: true,
-            vni: 7,
-            packet_length: None,
-            encapsulation: Encapsulation::VXLAN,
-            target_port: 4789,
-            rate_limit: None,
-            flow_sampling: None,
-            targets: vec!["10.77.0.2".parse().expect("literal IP")],
-            inbound: vec![],
-            outbound: vec![rule],
-        },
+        session: CompiledSession { vni: 7, outbound, ..compiled_session("behind-cni", "10.77.0.2") },
     }
 }
 

@@ -5,13 +5,11 @@
 //! lose nothing. Needs root; prints `SKIPPED:` off root and fails under
 //! `CI=true` when it cannot run.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use podmirror_agent::datapath::{AttachMode, Datapath, DatapathConfig, DatapathSession};
-use podmirror_crds::model::{
-    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
-};
+use podmirror_crds::model::{CompiledSession, Direction, PortRange, ipproto};
+use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
 use podmirror_testkit::{self as testbed, PodSpec, Topology};
 
 /// Removes the datapath's pins and devices even when the test fails.
@@ -27,34 +25,8 @@ const PACKETS: u32 = 24_000;
 const PORT: u16 = 6000;
 
 fn mirror_port(port: u16) -> DatapathSession {
-    let any: ipnet::IpNet = "0.0.0.0/0".parse().expect("literal CIDR");
-    let rule = CompiledRule {
-        priority: 1,
-        action: Action::Accept,
-        family: IpFamily::IPv4,
-        protocol: Some(ipproto::UDP),
-        source: any,
-        destination: any,
-        source_ports: None,
-        destination_ports: Some(PortRange { from: port, to: port }),
-    };
-    DatapathSession {
-        id: 1,
-        session: CompiledSession {
-            key: SessionKey::new("default", "restart"),
-            priority: 1,
-            enabled: true,
-            vni: 7,
-            packet_length: None,
-            encapsulation: Encapsulation::VXLAN,
-            target_port: 4789,
-            rate_limit: None,
-            flow_sampling: None,
-            targets: vec!["10.77.0.2".parse::<IpAddr>().expect("literal IP")],
-            inbound: vec![rule],
-            outbound: vec![],
-        },
-    }
+    let inbound = vec![accept_ipv4(Some(ipproto::UDP), Some(PortRange { from: port, to: port }))];
+    DatapathSession { id: 1, session: CompiledSession { vni: 7, inbound, ..compiled_session("restart", "10.77.0.2") } }
 }
 
 /// A UDP receiver that prints how many datagrams reached `port` once none

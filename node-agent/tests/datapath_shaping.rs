@@ -12,10 +12,8 @@ use std::time::Duration;
 use podmirror_agent::datapath::abi::{PM_VERDICT_COPY, PM_VERDICT_UNSAMPLED};
 use podmirror_agent::datapath::flow::flow_hash;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
-use podmirror_crds::model::{
-    Action, CompiledRule, CompiledSession, Direction, Encapsulation, FlowShare, IpFamily, PacketMeta, RateCap,
-    SessionKey, ipproto,
-};
+use podmirror_crds::model::{CompiledSession, Direction, FlowShare, PacketMeta, RateCap, ipproto};
+use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
 use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_rows};
 
 struct Cleanup(DatapathConfig);
@@ -37,33 +35,12 @@ fn config(topo: &Topology) -> DatapathConfig {
 const QUARTER: FlowShare = FlowShare { numerator: 1, denominator: 4 };
 
 fn session(rate_limit: Option<RateCap>, flow_sampling: Option<FlowShare>) -> DatapathSession {
-    let any: ipnet::IpNet = "0.0.0.0/0".parse().expect("literal");
-    let udp = CompiledRule {
-        priority: 1,
-        action: Action::Accept,
-        family: IpFamily::IPv4,
-        protocol: Some(ipproto::UDP),
-        source: any,
-        destination: any,
-        source_ports: None,
-        destination_ports: None,
-    };
+    let udp = accept_ipv4(Some(ipproto::UDP), None);
+    let (inbound, outbound) = (vec![udp.clone()], vec![udp]);
+    let shaped = compiled_session("shaped", "10.77.0.2");
     DatapathSession {
         id: 3,
-        session: CompiledSession {
-            key: SessionKey::new("default", "shaped"),
-            priority: 1,
-            enabled: true,
-            vni: 5,
-            packet_length: None,
-            encapsulation: Encapsulation::VXLAN,
-            target_port: 4789,
-            targets: vec!["10.77.0.2".parse().expect("literal")],
-            rate_limit,
-            flow_sampling,
-            inbound: vec![udp.clone()],
-            outbound: vec![udp],
-        },
+        session: CompiledSession { vni: 5, rate_limit, flow_sampling, inbound, outbound, ..shaped },
     }
 }
 
