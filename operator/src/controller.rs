@@ -23,7 +23,7 @@ use crate::clock::{Clock, sleep_for};
 use crate::index;
 use crate::metrics::Metrics;
 use crate::plan::cluster::{Cluster, TargetPolicy};
-use crate::plan::{AcceptedSet, plan, recover};
+use crate::plan::{AcceptedSet, Plan, plan, recover};
 use crate::sync::{Executor, Seen, Write, writes};
 
 /// The watch caches of every kind the planner reads.
@@ -133,14 +133,8 @@ pub async fn run(
     mut leader: watch::Receiver<bool>,
     instance: Option<String>,
 ) -> anyhow::Result<()> {
-    let (stores, mut changes) = watch_all(&client);
-    let wake = Arc::new(Notify::new());
-    let waker = wake.clone();
-    tokio::spawn(async move {
-        while changes.next().await.is_some() {
-            waker.notify_one();
-        }
-    });
+    let (stores, changes) = watch_all(&client);
+    let wake = notify_on(changes);
     stores.wait_ready().await?;
     ready.store(true, Ordering::Relaxed);
     tracing::info!("watch caches synced");
@@ -155,54 +149,89 @@ pub async fn run(
             continue;
         }
         metrics.leader.set(1);
-        let started = Instant::now();
-        let mut cluster = stores.cluster(&metrics);
-        let now = settings.clock.now();
-        cluster.now = now;
-        cluster.target_policy = settings.target_policy.clone();
-        // The accepted set survives restarts and failovers in the node states.
-        let previous = match accepted.take() {
-            Some(a) => a,
-            None => {
-                let states = stores.node_states.state();
-                recover(&cluster, states.iter().map(|s| &s.spec))
-            }
-        };
-        let p = plan(&cluster, previous, &settings.limits);
-        let sessions = stores.sessions.state();
-        let filters = stores.filters.state();
-        let node_states = stores.node_states.state();
-        let node_objects = stores.nodes.state();
-        let seen = Seen {
-            sessions: sessions.iter().map(AsRef::as_ref).collect(),
-            filters: filters.iter().map(AsRef::as_ref).collect(),
-            node_states: node_states.iter().map(AsRef::as_ref).collect(),
-            nodes: node_objects.iter().filter_map(|n| n.metadata.name.as_deref()).collect(),
-        };
-        let todo = writes(&p, &seen, &Time(now));
-        let failed = execute_all(&executor, &todo, &metrics).await;
-        // After a failed pass, what the nodes hold is whatever got written:
-        // the next pass recovers the accepted set from the node states.
-        metrics.set_counts(&phase_counts(&sessions, &todo), &p.refusals);
-        accepted = if failed { None } else { Some(p.accepted) };
-        metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-        tracing::info!(
-            sessions = cluster.sessions.len(),
-            writes = todo.len(),
-            failed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "pass done"
-        );
-
-        // Awake at the next schedule boundary: nothing else changes then.
-        let resync = sleep_for(p.next_wakeup, settings.clock.now(), settings.resync);
-        let retry = if failed { Duration::from_secs(2).min(resync) } else { resync };
+        let retry = pass(&stores, &settings, &metrics, &executor, &mut accepted).await;
         tokio::select! {
             _ = wake.notified() => tokio::time::sleep(settings.debounce).await,
             _ = tokio::time::sleep(retry) => {}
             _ = leader.changed() => {}
         }
     }
+}
+
+/// A `Notify` woken by every tick of `changes`, drained by its own task.
+fn notify_on(mut changes: BoxStream<'static, ()>) -> Arc<Notify> {
+    let wake = Arc::new(Notify::new());
+    let waker = wake.clone();
+    tokio::spawn(async move {
+        while changes.next().await.is_some() {
+            waker.notify_one();
+        }
+    });
+    wake
+}
+
+/// One planning pass: plans from the caches, writes the difference, and
+/// returns how long to wait for the next pass if nothing wakes it. `accepted`
+/// is the set to plan from, replaced by this pass's (or None after a failure).
+async fn pass(
+    stores: &Stores,
+    settings: &Settings,
+    metrics: &Metrics,
+    executor: &Executor,
+    accepted: &mut Option<AcceptedSet>,
+) -> Duration {
+    let started = Instant::now();
+    let (cluster, p) = plan_pass(stores, settings, metrics, accepted.take());
+    let sessions = stores.sessions.state();
+    let filters = stores.filters.state();
+    let node_states = stores.node_states.state();
+    let node_objects = stores.nodes.state();
+    let seen = Seen {
+        sessions: sessions.iter().map(AsRef::as_ref).collect(),
+        filters: filters.iter().map(AsRef::as_ref).collect(),
+        node_states: node_states.iter().map(AsRef::as_ref).collect(),
+        nodes: node_objects.iter().filter_map(|n| n.metadata.name.as_deref()).collect(),
+    };
+    let todo = writes(&p, &seen, &Time(cluster.now));
+    let failed = execute_all(executor, &todo, metrics).await;
+    // After a failed pass, what the nodes hold is whatever got written:
+    // the next pass recovers the accepted set from the node states.
+    metrics.set_counts(&phase_counts(&sessions, &todo), &p.refusals);
+    *accepted = if failed { None } else { Some(p.accepted) };
+    metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    tracing::info!(
+        sessions = cluster.sessions.len(),
+        writes = todo.len(),
+        failed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "pass done"
+    );
+
+    // Awake at the next schedule boundary: nothing else changes then.
+    let resync = sleep_for(p.next_wakeup, settings.clock.now(), settings.resync);
+    if failed { Duration::from_secs(2).min(resync) } else { resync }
+}
+
+/// The cluster as the caches show it now, and its plan from `accepted`.
+fn plan_pass(
+    stores: &Stores,
+    settings: &Settings,
+    metrics: &Metrics,
+    accepted: Option<AcceptedSet>,
+) -> (Cluster, Plan) {
+    let mut cluster = stores.cluster(metrics);
+    cluster.now = settings.clock.now();
+    cluster.target_policy = settings.target_policy.clone();
+    // The accepted set survives restarts and failovers in the node states.
+    let previous = match accepted {
+        Some(a) => a,
+        None => {
+            let states = stores.node_states.state();
+            recover(&cluster, states.iter().map(|s| &s.spec))
+        }
+    };
+    let p = plan(&cluster, previous, &settings.limits);
+    (cluster, p)
 }
 
 /// Sessions by phase after this pass: the phase just written, else the one

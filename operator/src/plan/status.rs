@@ -45,38 +45,11 @@ fn cond_from(type_: &'static str, r: Result<ConditionReason, &Problem>, ok_messa
 /// caught up with a change yet) does not count, nor does its error, which is
 /// about a state the node is leaving.
 pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem> {
-    match plan.window {
-        Some(WindowState::NotStarted { starts }) => {
-            return Err(Problem::new(
-                ConditionReason::NotStarted,
-                format!("spec.schedule: mirroring starts at {starts}"),
-            ));
-        }
-        Some(WindowState::Ended { stopped }) => {
-            return Err(Problem::new(
-                ConditionReason::Completed,
-                format!("spec.schedule: mirroring ended at {stopped}"),
-            ));
-        }
-        _ => {}
+    if let Some(p) = outside_window(plan.window) {
+        return Err(p);
     }
     let Some(effective) = plan.effective.as_ref() else {
-        // Say why nothing is programmed: a refused or invalid session never
-        // gets that far, whatever its filter and target.
-        return Err(match &plan.admission {
-            Admission::Refused { .. } => Problem::new(
-                ConditionReason::NotAccepted,
-                "nothing is programmed: a quota refused the session (see Accepted)",
-            ),
-            Admission::Invalid { .. } => Problem::new(
-                ConditionReason::NotAccepted,
-                "nothing is programmed: the session is invalid (see Accepted)",
-            ),
-            Admission::Accepted | Admission::Ended { .. } => Problem::new(
-                ConditionReason::NotProgrammable,
-                "nothing to program until the filter and the target resolve",
-            ),
-        });
+        return Err(not_programmable(&plan.admission));
     };
     let generation = effective.generation;
     let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
@@ -86,8 +59,56 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
     if per_node.is_empty() {
         return Err(Problem::new(ConditionReason::NoSourceOnAnyNode, "no source pod is running on a node yet"));
     }
+    let waiting = waiting_nodes(info, &per_node, generation)?;
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            ConditionReason::WaitingForNodes,
+            format!("generation {generation} not yet programmed on {}", waiting.join(", ")),
+        ))
+    }
+}
+
+/// Why nothing is programmed when the schedule's window is not open.
+fn outside_window(window: Option<WindowState>) -> Option<Problem> {
+    match window {
+        Some(WindowState::NotStarted { starts }) => {
+            Some(Problem::new(ConditionReason::NotStarted, format!("spec.schedule: mirroring starts at {starts}")))
+        }
+        Some(WindowState::Ended { stopped }) => {
+            Some(Problem::new(ConditionReason::Completed, format!("spec.schedule: mirroring ended at {stopped}")))
+        }
+        _ => None,
+    }
+}
+
+/// Why nothing is programmed when there is no effective session: a refused or
+/// invalid session never gets that far, whatever its filter and target.
+fn not_programmable(admission: &Admission) -> Problem {
+    match admission {
+        Admission::Refused { .. } => Problem::new(
+            ConditionReason::NotAccepted,
+            "nothing is programmed: a quota refused the session (see Accepted)",
+        ),
+        Admission::Invalid { .. } => {
+            Problem::new(ConditionReason::NotAccepted, "nothing is programmed: the session is invalid (see Accepted)")
+        }
+        Admission::Accepted | Admission::Ended { .. } => {
+            Problem::new(ConditionReason::NotProgrammable, "nothing to program until the filter and the target resolve")
+        }
+    }
+}
+
+/// The nodes not yet programmed at `generation` (each with why), or the first
+/// node error at that generation.
+fn waiting_nodes(
+    info: &SessionInfo,
+    per_node: &BTreeMap<&str, usize>,
+    generation: i64,
+) -> Result<Vec<String>, Problem> {
     let mut waiting = Vec::new();
-    for (node, want) in &per_node {
+    for (node, want) in per_node {
         match info.node_reports.get(*node) {
             None => waiting.push(format!("{node} (no report)")),
             Some(r) if r.generation != Some(generation) => waiting.push(match r.generation {
@@ -104,14 +125,7 @@ pub fn programmed(info: &SessionInfo, plan: &SessionPlan) -> Result<(), Problem>
             Some(r) => waiting.push(format!("{node} ({}/{want} pods)", r.programmed_pods)),
         }
     }
-    if waiting.is_empty() {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            ConditionReason::WaitingForNodes,
-            format!("generation {generation} not yet programmed on {}", waiting.join(", ")),
-        ))
-    }
+    Ok(waiting)
 }
 
 /// The operator's part of a session status.
@@ -122,39 +136,7 @@ pub fn session_status(
     now: &Time,
 ) -> MirrorSessionStatus {
     let r = &plan.resolution;
-    let accepted = match &plan.admission {
-        Admission::Accepted => Cond {
-            type_: ACCEPTED,
-            ok: true,
-            reason: ConditionReason::Accepted,
-            message: format!("generation {} passed validation and quotas", info.generation),
-        },
-        Admission::Refused { refusal, kept } => Cond {
-            type_: ACCEPTED,
-            ok: false,
-            reason: refusal.quota.into(),
-            message: format!(
-                "quota {} exceeded ({} > {}): {}{}",
-                refusal.quota.reason(),
-                refusal.would_be,
-                refusal.limit,
-                refusal.message,
-                kept_note(*kept)
-            ),
-        },
-        Admission::Invalid { problem, kept } => Cond {
-            type_: ACCEPTED,
-            ok: false,
-            reason: problem.reason.clone(),
-            message: format!("{}{}", problem.message, kept_note(*kept)),
-        },
-        Admission::Ended { stopped } => Cond {
-            type_: ACCEPTED,
-            ok: true,
-            reason: ConditionReason::ScheduleEnded,
-            message: format!("the schedule ended at {stopped}; the session holds no quota place any more"),
-        },
-    };
+    let accepted = accepted_condition(info, &plan.admission);
     let filter = cond_from(
         FILTER_RESOLVED,
         r.filter.as_ref().map(|_| ConditionReason::FilterFound),
@@ -180,29 +162,12 @@ pub fn session_status(
         prog.as_ref().map(|_| ConditionReason::Programmed),
         "programmed on every source node".into(),
     );
-
-    let refused_outright = matches!(plan.admission, Admission::Refused { .. } | Admission::Invalid { .. })
-        && plan.admission.kept().is_none();
-    let phase = if refused_outright {
-        SessionPhase::Invalid
-    } else if matches!(plan.window, Some(WindowState::Ended { .. })) {
-        SessionPhase::Completed
-    } else if matches!(plan.window, Some(WindowState::NotStarted { .. })) {
-        SessionPhase::Scheduled
-    } else if !info.enabled && matches!(plan.admission, Admission::Accepted) {
-        SessionPhase::Disabled
-    } else if !accepted.ok
+    let degraded = !accepted.ok
         || !filter.ok
         || !target.ok
         || (!sources.ok && !r.sources.is_empty())
-        || matches!(&prog, Err(p) if p.reason == ConditionReason::NodeError)
-    {
-        SessionPhase::Degraded
-    } else if prog.is_ok() {
-        SessionPhase::Active
-    } else {
-        SessionPhase::Pending
-    };
+        || matches!(&prog, Err(p) if p.reason == ConditionReason::NodeError);
+    let phase = session_phase(info, plan, degraded, prog.is_ok());
 
     let completed = info.schedule.as_ref().map(|sch| completed_condition(sch, plan.window));
     let conditions = [accepted, filter, target, sources, programmed]
@@ -221,6 +186,58 @@ pub fn session_status(
         target: info.target.as_ref().map(|t| target_status(t, plan)),
         mirrored_packets: None,
         nodes: None,
+    }
+}
+
+/// `Accepted`: whether validation and quotas let this generation in.
+fn accepted_condition(info: &SessionInfo, admission: &Admission) -> Cond {
+    let (ok, reason, message) = match admission {
+        Admission::Accepted => {
+            (true, ConditionReason::Accepted, format!("generation {} passed validation and quotas", info.generation))
+        }
+        Admission::Refused { refusal, kept } => (
+            false,
+            refusal.quota.into(),
+            format!(
+                "quota {} exceeded ({} > {}): {}{}",
+                refusal.quota.reason(),
+                refusal.would_be,
+                refusal.limit,
+                refusal.message,
+                kept_note(*kept)
+            ),
+        ),
+        Admission::Invalid { problem, kept } => {
+            (false, problem.reason.clone(), format!("{}{}", problem.message, kept_note(*kept)))
+        }
+        Admission::Ended { stopped } => (
+            true,
+            ConditionReason::ScheduleEnded,
+            format!("the schedule ended at {stopped}; the session holds no quota place any more"),
+        ),
+    };
+    Cond { type_: ACCEPTED, ok, reason, message }
+}
+
+/// The phase, first match wins: refusal, schedule window, disabled, then
+/// `degraded` (some condition failed), programmed, else pending.
+fn session_phase(info: &SessionInfo, plan: &SessionPlan, degraded: bool, programmed: bool) -> SessionPhase {
+    let refused_outright = matches!(plan.admission, Admission::Refused { .. } | Admission::Invalid { .. })
+        && plan.admission.kept().is_none();
+    if refused_outright {
+        SessionPhase::Invalid
+    } else if matches!(plan.window, Some(WindowState::Ended { .. })) {
+        SessionPhase::Completed
+    } else if matches!(plan.window, Some(WindowState::NotStarted { .. })) {
+        SessionPhase::Scheduled
+    } else if !info.enabled && matches!(plan.admission, Admission::Accepted) {
+        SessionPhase::Disabled
+    } else if degraded {
+        SessionPhase::Degraded
+    } else if programmed {
+        SessionPhase::Active
+    } else {
+        SessionPhase::Pending
     }
 }
 

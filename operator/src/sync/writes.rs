@@ -86,23 +86,49 @@ pub struct Seen<'a> {
 }
 
 pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
-    let mut add_finalizers = Vec::new();
-    let mut remove_finalizers = Vec::new();
-    let mut statuses = Vec::new();
-
+    let mut pass = Pass::default();
     for s in &seen.sessions {
-        let Ok(info) = index::session(s) else { continue };
-        let has = s.finalizers().iter().any(|f| f == FINALIZER);
-        if info.deleting {
+        pass.session(plan, seen, s, now);
+    }
+    for f in &seen.filters {
+        pass.filter(plan, f, now);
+    }
+    let node_writes = node_writes(plan, seen);
+    pass.add_finalizers.into_iter().chain(node_writes).chain(pass.statuses).chain(pass.remove_finalizers).collect()
+}
+
+/// The writes of one pass, kept apart by kind so `writes` puts them in the
+/// fixed order.
+#[derive(Default)]
+struct Pass {
+    add_finalizers: Vec<Write>,
+    remove_finalizers: Vec<Write>,
+    statuses: Vec<Write>,
+}
+
+impl Pass {
+    /// Adds or removes our finalizer; true when the object is not being
+    /// deleted, so its status is written too.
+    fn finalizer<K: Resource>(&mut self, kind: Kind, obj: &K, deleting: bool) -> bool {
+        let has = obj.finalizers().iter().any(|f| f == FINALIZER);
+        if deleting {
             if has {
-                remove_finalizers.push(set_finalizers(Kind::MirrorSession, *s, false));
+                self.remove_finalizers.push(set_finalizers(kind, obj, false));
             }
-            continue;
+            return false;
         }
         if !has {
-            add_finalizers.push(set_finalizers(Kind::MirrorSession, *s, true));
+            self.add_finalizers.push(set_finalizers(kind, obj, true));
         }
-        let Some(sp) = plan.sessions.get(&info.key) else { continue };
+        true
+    }
+
+    fn session(&mut self, plan: &Plan, seen: &Seen<'_>, s: &MirrorSession, now: &Time) {
+        let Ok(info) = index::session(s) else { return };
+        if !self.finalizer(Kind::MirrorSession, s, info.deleting) {
+            return;
+        }
+        let Some(sp) = plan.sessions.get(&info.key) else { return };
         let current = s.status.clone().unwrap_or_default();
         let previous = current.conditions.clone().unwrap_or_default();
         let mut desired = session_status(&info, sp, &previous, now);
@@ -110,7 +136,7 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
             current.nodes.as_ref().map(|n| n.iter().filter_map(|e| e.mirrored_packets).sum::<i64>());
         let stale = stale_node_entries(&current, seen, plan);
         if !stale.is_empty() {
-            statuses.push(Write::RemoveNodeEntries {
+            self.statuses.push(Write::RemoveNodeEntries {
                 namespace: info.key.namespace.clone(),
                 name: info.key.name.clone(),
                 entries: stale,
@@ -119,8 +145,8 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
         let mut ours = current.clone();
         ours.nodes = None;
         if ours != desired {
-            statuses.extend(events(s, &current, &desired, sp));
-            statuses.push(Write::ApplySessionStatus {
+            self.statuses.extend(events(s, &current, &desired, sp));
+            self.statuses.push(Write::ApplySessionStatus {
                 namespace: info.key.namespace.clone(),
                 name: info.key.name.clone(),
                 status: desired,
@@ -128,17 +154,10 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
         }
     }
 
-    for f in &seen.filters {
-        let Ok(info) = index::filter(f) else { continue };
-        let has = f.finalizers().iter().any(|x| x == FINALIZER);
-        if info.deleting {
-            if has {
-                remove_finalizers.push(set_finalizers(Kind::MirrorFilter, *f, false));
-            }
-            continue;
-        }
-        if !has {
-            add_finalizers.push(set_finalizers(Kind::MirrorFilter, *f, true));
+    fn filter(&mut self, plan: &Plan, f: &MirrorFilter, now: &Time) {
+        let Ok(info) = index::filter(f) else { return };
+        if !self.finalizer(Kind::MirrorFilter, f, info.deleting) {
+            return;
         }
         let key = ObjKey::new(info.namespace.clone(), info.name.clone());
         let count = plan.filter_sessions.get(&key).copied().unwrap_or(0);
@@ -146,11 +165,18 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
         let previous = current.conditions.clone().unwrap_or_default();
         let desired = filter_status(&info, count, f.metadata.generation, &previous, now);
         if current != desired {
-            statuses.extend(filter_event(f, &current, &desired));
-            statuses.push(Write::ApplyFilterStatus { namespace: info.namespace, name: info.name, status: desired });
+            self.statuses.extend(filter_event(f, &current, &desired));
+            self.statuses.push(Write::ApplyFilterStatus {
+                namespace: info.namespace,
+                name: info.name,
+                status: desired,
+            });
         }
     }
+}
 
+/// Applies each node state the plan changes, deletes each it no longer has.
+fn node_writes(plan: &Plan, seen: &Seen<'_>) -> Vec<Write> {
     let seen_nodes: BTreeMap<&str, &MirrorNodeState> =
         seen.node_states.iter().filter_map(|n| n.metadata.name.as_deref().map(|name| (name, *n))).collect();
     let mut node_writes = Vec::new();
@@ -164,8 +190,7 @@ pub fn writes(plan: &Plan, seen: &Seen<'_>, now: &Time) -> Vec<Write> {
             node_writes.push(Write::DeleteNodeState { name: (*name).to_owned() });
         }
     }
-
-    add_finalizers.into_iter().chain(node_writes).chain(statuses).chain(remove_finalizers).collect()
+    node_writes
 }
 
 /// `(index, node)` of the entries in `status.nodes` whose node is neither a
