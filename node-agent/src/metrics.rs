@@ -98,6 +98,71 @@ impl SnapshotCollector {
         }
         Ok(())
     }
+
+    /// One family of per-session counters split by a `reason` label.
+    fn reason_family(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        reasons: impl Fn(&SessionCounters) -> &BTreeMap<String, u64>,
+    ) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+        for ((key, direction), counters) in &self.0.counters {
+            for (reason, count) in reasons(counters) {
+                let [ns, session, dir] = session_labels(key, *direction);
+                let labels = [ns, session, dir, ("reason", reason.clone())];
+                ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn interfaces_family(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "podmirror_programmed_interfaces",
+            "Host interfaces a session is programmed on, on this node.",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (key, ifaces) in &self.0.interfaces {
+            let labels = [("namespace", key.namespace.clone()), ("session", key.name.clone())];
+            ConstGauge::new(i64::try_from(ifaces.len()).unwrap_or(i64::MAX)).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn reloads_family(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "podmirror_config_reloads",
+            "Loads of the desired state, by result.",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for (result, count) in [("ok", self.0.reloads_ok), ("error", self.0.reloads_failed)] {
+            ConstCounter::new(count).encode(family.encode_family(&[("result", result)])?)?;
+        }
+        Ok(())
+    }
+
+    /// The unlabelled gauges about the latest reconcile.
+    fn state_gauges(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let valid = ConstGauge::new(i64::from(self.0.config_valid));
+        valid.encode(encoder.encode_descriptor(
+            "podmirror_config_valid",
+            "1 when the latest desired state was accepted, 0 while the previous one stays in force.",
+            None,
+            valid.metric_type(),
+        )?)?;
+        let errors = ConstGauge::new(i64::try_from(self.0.apply_errors).unwrap_or(i64::MAX));
+        errors.encode(encoder.encode_descriptor(
+            "podmirror_apply_errors",
+            "Pods refused or interfaces failed in the latest reconcile.",
+            None,
+            errors.metric_type(),
+        )?)?;
+        Ok(())
+    }
 }
 
 impl Collector for SnapshotCollector {
@@ -129,74 +194,21 @@ impl Collector for SnapshotCollector {
             "Packets whose first matching rule was a Reject (not copied).",
             |c| c.rejected,
         )?;
-        {
-            let mut family = encoder.encode_descriptor(
-                "podmirror_mirror_failures",
-                "Decided copies that were not sent, by reason.",
-                None,
-                ConstCounter::new(0u64).metric_type(),
-            )?;
-            for ((key, direction), counters) in &self.0.counters {
-                for (reason, count) in &counters.failures {
-                    let [ns, session, dir] = session_labels(key, *direction);
-                    let labels = [ns, session, dir, ("reason", reason.clone())];
-                    ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "podmirror_skipped_packets",
-                "Decided copies not sent on purpose, by reason (rate_limit: over spec.rateLimit; flow_sampling: the flow is outside spec.flowSampling).",
-                None,
-                ConstCounter::new(0u64).metric_type(),
-            )?;
-            for ((key, direction), counters) in &self.0.counters {
-                for (reason, count) in &counters.skipped {
-                    let [ns, session, dir] = session_labels(key, *direction);
-                    let labels = [ns, session, dir, ("reason", reason.clone())];
-                    ConstCounter::new(*count).encode(family.encode_family(&labels)?)?;
-                }
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "podmirror_programmed_interfaces",
-                "Host interfaces a session is programmed on, on this node.",
-                None,
-                ConstGauge::new(0i64).metric_type(),
-            )?;
-            for (key, ifaces) in &self.0.interfaces {
-                let labels = [("namespace", key.namespace.clone()), ("session", key.name.clone())];
-                ConstGauge::new(i64::try_from(ifaces.len()).unwrap_or(i64::MAX))
-                    .encode(family.encode_family(&labels)?)?;
-            }
-        }
-        {
-            let mut family = encoder.encode_descriptor(
-                "podmirror_config_reloads",
-                "Loads of the desired state, by result.",
-                None,
-                ConstCounter::new(0u64).metric_type(),
-            )?;
-            for (result, count) in [("ok", self.0.reloads_ok), ("error", self.0.reloads_failed)] {
-                ConstCounter::new(count).encode(family.encode_family(&[("result", result)])?)?;
-            }
-        }
-        let valid = ConstGauge::new(i64::from(self.0.config_valid));
-        valid.encode(encoder.encode_descriptor(
-            "podmirror_config_valid",
-            "1 when the latest desired state was accepted, 0 while the previous one stays in force.",
-            None,
-            valid.metric_type(),
-        )?)?;
-        let errors = ConstGauge::new(i64::try_from(self.0.apply_errors).unwrap_or(i64::MAX));
-        errors.encode(encoder.encode_descriptor(
-            "podmirror_apply_errors",
-            "Pods refused or interfaces failed in the latest reconcile.",
-            None,
-            errors.metric_type(),
-        )?)?;
+        self.reason_family(
+            &mut encoder,
+            "podmirror_mirror_failures",
+            "Decided copies that were not sent, by reason.",
+            |c| &c.failures,
+        )?;
+        self.reason_family(
+            &mut encoder,
+            "podmirror_skipped_packets",
+            "Decided copies not sent on purpose, by reason (rate_limit: over spec.rateLimit; flow_sampling: the flow is outside spec.flowSampling).",
+            |c| &c.skipped,
+        )?;
+        self.interfaces_family(&mut encoder)?;
+        self.reloads_family(&mut encoder)?;
+        self.state_gauges(&mut encoder)?;
         Ok(())
     }
 }

@@ -22,6 +22,31 @@ pub fn desired_from_node_state(
     mut find_ifindex: impl FnMut(&NodePod) -> Result<u32, AgentError>,
 ) -> (DesiredState, Vec<AgentError>) {
     let mut errors = Vec::new();
+    let sessions = compile_sessions(spec, &mut errors);
+    let mut pods = Vec::new();
+    for (index, pod) in spec.pods.iter().enumerate() {
+        let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
+        let Some(ips) = parse_ips(spec, index, pod, &mut errors) else {
+            continue;
+        };
+        // A session that failed to compile is already reported; the pod is
+        // still mirrored by its other sessions.
+        let pod_sessions: Vec<CompiledSession> =
+            pod.sessions.iter().filter_map(|name| sessions.get(name).cloned()).collect();
+        report_unknown_sessions(spec, index, pod, &sessions, &mut errors);
+        if pod_sessions.is_empty() {
+            continue;
+        }
+        match find_ifindex(pod) {
+            Ok(ifindex) => pods.push(DesiredPod { pod: key, ips, ifindex, sessions: pod_sessions }),
+            Err(error) => errors.push(error),
+        }
+    }
+    (DesiredState { pods }, errors)
+}
+
+/// The sessions that compile, by `namespace/name`; an error for each other.
+fn compile_sessions(spec: &MirrorNodeStateSpec, errors: &mut Vec<AgentError>) -> BTreeMap<String, CompiledSession> {
     let mut sessions: BTreeMap<String, CompiledSession> = BTreeMap::new();
     for node_session in &spec.sessions {
         match compile_node_session(node_session) {
@@ -36,51 +61,53 @@ pub fn desired_from_node_state(
             }),
         }
     }
-    let mut pods = Vec::new();
-    for (index, pod) in spec.pods.iter().enumerate() {
-        let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
-        let mut ips = Vec::new();
-        let mut bad_ip = false;
-        for (i, ip) in pod.ips.iter().enumerate() {
-            match ip.parse::<IpAddr>() {
-                Ok(ip) => ips.push(ip),
-                Err(_) => {
-                    bad_ip = true;
-                    errors.push(AgentError::Config {
-                        object: format!("MirrorNodeState {}", spec.node),
-                        field: format!("pods[{index}].ips[{i}]"),
-                        message: format!("{ip:?} is not an IP address"),
-                    });
-                }
-            }
-        }
-        if bad_ip {
-            continue;
-        }
-        // A session that failed to compile is already reported; the pod is
-        // still mirrored by its other sessions.
-        let pod_sessions: Vec<CompiledSession> =
-            pod.sessions.iter().filter_map(|name| sessions.get(name).cloned()).collect();
-        for name in &pod.sessions {
-            if !sessions.contains_key(name)
-                && !spec.sessions.iter().any(|s| format!("{}/{}", s.namespace, s.name) == *name)
-            {
+    sessions
+}
+
+/// The pod's IPs; `None` (every bad one reported) when any does not parse.
+fn parse_ips(
+    spec: &MirrorNodeStateSpec,
+    index: usize,
+    pod: &NodePod,
+    errors: &mut Vec<AgentError>,
+) -> Option<Vec<IpAddr>> {
+    let mut ips = Vec::new();
+    let mut bad_ip = false;
+    for (i, ip) in pod.ips.iter().enumerate() {
+        match ip.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => {
+                bad_ip = true;
                 errors.push(AgentError::Config {
                     object: format!("MirrorNodeState {}", spec.node),
-                    field: format!("pods[{index}].sessions"),
-                    message: format!("names session {name:?}, which the node state does not hold"),
+                    field: format!("pods[{index}].ips[{i}]"),
+                    message: format!("{ip:?} is not an IP address"),
                 });
             }
         }
-        if pod_sessions.is_empty() {
-            continue;
-        }
-        match find_ifindex(pod) {
-            Ok(ifindex) => pods.push(DesiredPod { pod: key, ips, ifindex, sessions: pod_sessions }),
-            Err(error) => errors.push(error),
+    }
+    (!bad_ip).then_some(ips)
+}
+
+/// Reports the session names of a pod that the node state does not hold at
+/// all (those that only failed to compile are reported already).
+fn report_unknown_sessions(
+    spec: &MirrorNodeStateSpec,
+    index: usize,
+    pod: &NodePod,
+    sessions: &BTreeMap<String, CompiledSession>,
+    errors: &mut Vec<AgentError>,
+) {
+    for name in &pod.sessions {
+        if !sessions.contains_key(name) && !spec.sessions.iter().any(|s| format!("{}/{}", s.namespace, s.name) == *name)
+        {
+            errors.push(AgentError::Config {
+                object: format!("MirrorNodeState {}", spec.node),
+                field: format!("pods[{index}].sessions"),
+                message: format!("names session {name:?}, which the node state does not hold"),
+            });
         }
     }
-    (DesiredState { pods }, errors)
 }
 
 #[cfg(test)]

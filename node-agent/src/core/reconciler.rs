@@ -74,9 +74,15 @@ impl<D: DatapathOps> Reconciler<D> {
     /// pod and each interface stands alone.
     pub fn apply(&mut self, desired: &DesiredState) -> ApplyReport {
         let mut report = ApplyReport::default();
+        let wanted = self.decide_wanted(desired, &mut report);
+        self.run_plan(&wanted, &mut report);
+        self.report_and_release(desired, &wanted, &mut report);
+        report
+    }
 
-        // 1. Decide what each interface should hold; a refused pod keeps what
-        //    it has (if anything) instead of losing its mirroring.
+    /// Step 1: decide what each interface should hold; a refused pod keeps
+    /// what it has (if anything) instead of losing its mirroring.
+    fn decide_wanted(&mut self, desired: &DesiredState, report: &mut ApplyReport) -> BTreeMap<u32, Programmed> {
         let mut wanted: BTreeMap<u32, Programmed> = BTreeMap::new();
         let mut pods: Vec<&DesiredPod> = desired.pods.iter().collect();
         pods.sort_by(|a, b| a.pod.cmp(&b.pod));
@@ -109,8 +115,11 @@ impl<D: DatapathOps> Reconciler<D> {
         }
         // An interface with no enabled session needs no program at all.
         wanted.retain(|_, p| !p.slots.is_empty());
+        wanted
+    }
 
-        // 2. Diff against the datapath and make the calls.
+    /// Step 2: diff against the datapath and make the calls.
+    fn run_plan(&mut self, wanted: &BTreeMap<u32, Programmed>, report: &mut ApplyReport) {
         let attached: BTreeSet<u32> = self.ops.attached().into_iter().collect();
         let current: BTreeMap<u32, Vec<SessionSlot>> =
             self.programmed.iter().map(|(i, p)| (*i, p.slots.clone())).collect();
@@ -151,8 +160,15 @@ impl<D: DatapathOps> Reconciler<D> {
                 }
             }
         }
+    }
 
-        // 3. Report, and release the ids of sessions no interface holds.
+    /// Step 3: report, and release the ids of sessions no interface holds.
+    fn report_and_release(
+        &mut self,
+        desired: &DesiredState,
+        wanted: &BTreeMap<u32, Programmed>,
+        report: &mut ApplyReport,
+    ) {
         for (ifindex, p) in &self.programmed {
             if wanted.get(ifindex) == Some(p) {
                 report.programmed.insert(p.pod.clone(), *ifindex);
@@ -171,7 +187,6 @@ impl<D: DatapathOps> Reconciler<D> {
                 tracing::warn!(session_id = id, error = %e, "cannot drop the counters of a removed session");
             }
         }
-        report
     }
 
     /// The datapath slots of one pod: enabled sessions in evaluation order

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::kube::Client;
@@ -137,6 +138,73 @@ async fn update_record(
     }
 }
 
+type NodeStore = reflector::Store<MirrorNodeState>;
+
+/// Starts watching this node's MirrorNodeState; the returned `Notify` fires
+/// on every event so the loop reconciles at once.
+fn start_watch(client: &Client, node: &str) -> (NodeStore, tokio::task::JoinHandle<()>, Arc<Notify>) {
+    let api = Api::<MirrorNodeState>::all(client.clone());
+    let (store, writer) = reflector::store();
+    let config = watcher::Config::default().fields(&format!("metadata.name={node}"));
+    let changed = Arc::new(Notify::new());
+    let notify = changed.clone();
+    let watch = watcher(api, config).default_backoff().reflect(writer).touched_objects().for_each(move |r| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "MirrorNodeState watch (retrying)");
+        }
+        notify.notify_one();
+        std::future::ready(())
+    });
+    (store, tokio::spawn(watch), changed)
+}
+
+/// This node's MirrorNodeState, if the store holds it.
+fn own_state(store: &NodeStore, node: &str) -> Option<Arc<MirrorNodeState>> {
+    store.state().into_iter().find(|s| s.metadata.name.as_deref() == Some(node))
+}
+
+/// The spec to apply now; no object yet means nothing to mirror.
+fn current_spec(store: &NodeStore, node: &str) -> MirrorNodeStateSpec {
+    own_state(store, node)
+        .map(|s| s.spec.clone())
+        .unwrap_or_else(|| MirrorNodeStateSpec { node: node.to_string(), ..MirrorNodeStateSpec::default() })
+}
+
+/// Writes the `todo` status entries, recording the sessions that hold an
+/// entry before and after; returns true when some write failed.
+async fn write_status(
+    client: &Client,
+    node: &str,
+    written: &mut BTreeMap<SessionKey, NodeMirrorStatus>,
+    recorded: &mut BTreeSet<SessionKey>,
+    todo: Vec<(SessionKey, Option<NodeMirrorStatus>)>,
+) -> bool {
+    let mut report_failed = false;
+    let wanted = record_before(recorded, &todo);
+    report_failed |= !update_record(client, node, recorded, wanted).await;
+    for (key, entry) in todo {
+        if entry.is_some() && !recorded.contains(&key) {
+            continue; // never an entry that a restart could not find
+        }
+        match report::apply(client, node, &key, entry.as_ref()).await {
+            Ok(()) => match entry {
+                Some(e) => {
+                    written.insert(key, e);
+                }
+                None => {
+                    written.remove(&key);
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "status report (retried next round)");
+                report_failed = true;
+            }
+        }
+    }
+    report_failed |= !update_record(client, node, recorded, written.keys().cloned().collect()).await;
+    report_failed
+}
+
 /// Runs until `shutdown` completes. Errors of one pod, one session or one
 /// status write are logged and retried; they never stop the loop.
 pub async fn run<D: DatapathOps>(
@@ -147,19 +215,7 @@ pub async fn run<D: DatapathOps>(
     shutdown: impl Future<Output = ()>,
 ) {
     let node = opts.node_name.clone();
-    let api = Api::<MirrorNodeState>::all(client.clone());
-    let (store, writer) = reflector::store();
-    let config = watcher::Config::default().fields(&format!("metadata.name={node}"));
-    let changed = std::sync::Arc::new(Notify::new());
-    let notify = changed.clone();
-    let watch = watcher(api, config).default_backoff().reflect(writer).touched_objects().for_each(move |r| {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "MirrorNodeState watch (retrying)");
-        }
-        notify.notify_one();
-        std::future::ready(())
-    });
-    let watch = tokio::spawn(watch);
+    let (store, watch, changed) = start_watch(&client, &node);
     tokio::pin!(shutdown);
 
     if tokio::select! { r = store.wait_until_ready() => r.is_err(), _ = &mut shutdown => true } {
@@ -167,10 +223,7 @@ pub async fn run<D: DatapathOps>(
         return;
     }
     // What an earlier agent of this node recorded as holding an entry.
-    let previous: Vec<String> = store
-        .state()
-        .into_iter()
-        .find(|s| s.metadata.name.as_deref() == Some(node.as_str()))
+    let previous: Vec<String> = own_state(&store, &node)
         .and_then(|s| s.status.as_ref().and_then(|st| st.reported_sessions.clone()))
         .unwrap_or_default();
     let mut written: BTreeMap<SessionKey, NodeMirrorStatus> = recorded_as_written(&node, &previous);
@@ -178,12 +231,7 @@ pub async fn run<D: DatapathOps>(
     let mut last_counters = Instant::now();
     let mut reloads = Reloads::default();
     loop {
-        let spec = store
-            .state()
-            .into_iter()
-            .find(|s| s.metadata.name.as_deref() == Some(node.as_str()))
-            .map(|s| s.spec.clone())
-            .unwrap_or_else(|| MirrorNodeStateSpec { node: node.clone(), ..MirrorNodeStateSpec::default() });
+        let spec = current_spec(&store, &node);
         let mut finder = ifdiscovery::Finder::new();
         let mut discover_in_pass = |pod: &NodePod, seen: &mut Observed| discover(&mut finder, pod, seen);
         let (seen, problems) = reconcile_once(&spec, reconciler, &mut discover_in_pass);
@@ -196,29 +244,7 @@ pub async fn run<D: DatapathOps>(
             last_counters = Instant::now();
         }
         let todo = due(&written, &current, counters_due);
-        let mut report_failed = false;
-        let wanted = record_before(&recorded, &todo);
-        report_failed |= !update_record(&client, &node, &mut recorded, wanted).await;
-        for (key, entry) in todo {
-            if entry.is_some() && !recorded.contains(&key) {
-                continue; // never an entry that a restart could not find
-            }
-            match report::apply(&client, &node, &key, entry.as_ref()).await {
-                Ok(()) => match entry {
-                    Some(e) => {
-                        written.insert(key, e);
-                    }
-                    None => {
-                        written.remove(&key);
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "status report (retried next round)");
-                    report_failed = true;
-                }
-            }
-        }
-        report_failed |= !update_record(&client, &node, &mut recorded, written.keys().cloned().collect()).await;
+        let report_failed = write_status(&client, &node, &mut written, &mut recorded, todo).await;
         metrics.publish(Snapshot {
             counters: seen.counters.clone(),
             interfaces: reconciler.interfaces_by_session(),

@@ -28,6 +28,61 @@ pub struct Observed {
     pub counters: BTreeMap<(SessionKey, Direction), SessionCounters>,
 }
 
+/// The pods of `spec` that the session labelled `label` selects.
+fn session_pods(spec: &MirrorNodeStateSpec, label: &str) -> Vec<PodKey> {
+    spec.pods
+        .iter()
+        .filter(|p| p.sessions.iter().any(|s| s == label))
+        .map(|p| PodKey::new(p.namespace.clone(), p.name.clone()))
+        .collect()
+}
+
+/// The sorted host interfaces of `pods` that this round programmed.
+fn programmed_interfaces(enabled: bool, pods: &[PodKey], seen: &Observed) -> Vec<String> {
+    // A disabled session is in no datapath on purpose: no interfaces, no error.
+    let mut interfaces: Vec<String> = if enabled {
+        pods.iter().filter(|p| seen.programmed.contains(*p)).filter_map(|p| seen.interfaces.get(p).cloned()).collect()
+    } else {
+        Vec::new()
+    };
+    interfaces.sort();
+    interfaces
+}
+
+/// The session's own error first, then those of its pods.
+fn session_errors(key: &SessionKey, pods: &[PodKey], seen: &Observed) -> Vec<String> {
+    let mut errors: Vec<String> =
+        pods.iter().filter_map(|p| seen.pod_errors.get(p).map(|e| format!("{p}: {e}"))).collect();
+    if let Some(e) = seen.session_errors.get(key) {
+        errors.insert(0, e.clone());
+    }
+    errors
+}
+
+/// A session's counters summed over both directions.
+#[derive(Default)]
+struct Totals {
+    packets: u64,
+    bytes: u64,
+    truncated: u64,
+    dropped: u64,
+    skipped: u64,
+}
+
+fn totals(key: &SessionKey, seen: &Observed) -> Totals {
+    let mut t = Totals::default();
+    for d in Direction::ALL {
+        if let Some(c) = seen.counters.get(&(key.clone(), d)) {
+            t.packets += c.copied_packets;
+            t.bytes += c.copied_bytes;
+            t.truncated += c.truncated;
+            t.dropped += c.failures.values().sum::<u64>();
+            t.skipped += c.skipped_for("rate_limit");
+        }
+    }
+    t
+}
+
 /// The entry of every session the node state lists. The timestamp is left
 /// out of comparisons (see [`changed`]).
 pub fn entries(
@@ -39,42 +94,10 @@ pub fn entries(
     let mut out = BTreeMap::new();
     for s in &spec.sessions {
         let key = SessionKey::new(s.namespace.clone(), s.name.clone());
-        let label = key.to_string();
-        let pods: Vec<PodKey> = spec
-            .pods
-            .iter()
-            .filter(|p| p.sessions.contains(&label))
-            .map(|p| PodKey::new(p.namespace.clone(), p.name.clone()))
-            .collect();
-        // A disabled session is in no datapath on purpose: no interfaces, no error.
-        let mut interfaces: Vec<String> = if s.enabled {
-            pods.iter()
-                .filter(|p| seen.programmed.contains(*p))
-                .filter_map(|p| seen.interfaces.get(p).cloned())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        interfaces.sort();
-        let mut errors: Vec<String> =
-            pods.iter().filter_map(|p| seen.pod_errors.get(p).map(|e| format!("{p}: {e}"))).collect();
-        if let Some(e) = seen.session_errors.get(&key) {
-            errors.insert(0, e.clone());
-        }
-        let mut packets = 0u64;
-        let mut bytes = 0u64;
-        let mut truncated = 0u64;
-        let mut dropped = 0u64;
-        let mut skipped = 0u64;
-        for d in Direction::ALL {
-            if let Some(c) = seen.counters.get(&(key.clone(), d)) {
-                packets += c.copied_packets;
-                bytes += c.copied_bytes;
-                truncated += c.truncated;
-                dropped += c.failures.values().sum::<u64>();
-                skipped += c.skipped_for("rate_limit");
-            }
-        }
+        let pods = session_pods(spec, &key.to_string());
+        let interfaces = programmed_interfaces(s.enabled, &pods, seen);
+        let errors = session_errors(&key, &pods, seen);
+        let t = totals(&key, seen);
         let as_i64 = |v: u64| Some(i64::try_from(v).unwrap_or(i64::MAX));
         out.insert(
             key,
@@ -85,11 +108,11 @@ pub fn entries(
                 // `Programmed` waits for every node to report the accepted one.
                 programmed_generation: Some(s.generation),
                 programmed_interfaces: Some(interfaces),
-                mirrored_packets: as_i64(packets),
-                mirrored_bytes: as_i64(bytes),
-                dropped: as_i64(dropped),
-                truncated: as_i64(truncated),
-                skipped: as_i64(skipped),
+                mirrored_packets: as_i64(t.packets),
+                mirrored_bytes: as_i64(t.bytes),
+                dropped: as_i64(t.dropped),
+                truncated: as_i64(t.truncated),
+                skipped: as_i64(t.skipped),
                 last_update: Some(now.clone()),
                 error: (!errors.is_empty()).then(|| errors.join("; ")),
             },

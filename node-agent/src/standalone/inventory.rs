@@ -97,18 +97,29 @@ fn parse_ips(path: &Path, field: &str, ips: &[String]) -> Result<Vec<IpAddr>, Ag
 
 /// Parses and checks `standalone.yaml`; `path` is only used in messages.
 pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, AgentError> {
-    let raw: Inventory = if text.trim().is_empty() {
-        Inventory::default()
-    } else {
-        serde_yaml::from_str(text).map_err(|e| {
-            let message = e.to_string();
-            // serde_yaml prefixes the path of the offending field ("pods[0].ips: ...").
-            let field = message.split_once(": ").map(|(f, _)| f).filter(|f| !f.contains(' ')).unwrap_or("(document)");
-            invalid(path, field.to_string(), message.clone())
-        })?
-    };
-    let mut out = CheckedInventory::default();
-    for (index, pod) in raw.pods.iter().enumerate() {
+    let raw = read_raw(path, text)?;
+    let pods = check_pods(path, &raw.pods)?;
+    check_unique_ips(path, &pods)?;
+    let services = check_services(path, &raw.services)?;
+    Ok(CheckedInventory { pods, services })
+}
+
+/// The YAML as written; an empty file is an empty inventory.
+fn read_raw(path: &Path, text: &str) -> Result<Inventory, AgentError> {
+    if text.trim().is_empty() {
+        return Ok(Inventory::default());
+    }
+    serde_yaml::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        // serde_yaml prefixes the path of the offending field ("pods[0].ips: ...").
+        let field = message.split_once(": ").map(|(f, _)| f).filter(|f| !f.contains(' ')).unwrap_or("(document)");
+        invalid(path, field.to_string(), message.clone())
+    })
+}
+
+fn check_pods(path: &Path, raw: &[InventoryPod]) -> Result<BTreeMap<PodKey, PodEntry>, AgentError> {
+    let mut pods = BTreeMap::new();
+    for (index, pod) in raw.iter().enumerate() {
         let field = format!("pods[{index}]");
         if pod.name.trim().is_empty() {
             return Err(invalid(path, format!("{field}.name"), "must not be empty"));
@@ -119,12 +130,17 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, Agen
         }
         let key = PodKey::new(pod.namespace.clone(), pod.name.clone());
         let entry = PodEntry { key: key.clone(), ips, interface: pod.interface.clone(), labels: pod.labels.clone() };
-        if out.pods.insert(key.clone(), entry).is_some() {
+        if pods.insert(key.clone(), entry).is_some() {
             return Err(invalid(path, format!("{field}.name"), format!("pod {key} is listed twice")));
         }
     }
+    Ok(pods)
+}
+
+/// Two pods with one IP would make the pod of a packet ambiguous.
+fn check_unique_ips(path: &Path, pods: &BTreeMap<PodKey, PodEntry>) -> Result<(), AgentError> {
     let mut seen_ips: BTreeMap<IpAddr, PodKey> = BTreeMap::new();
-    for pod in out.pods.values() {
+    for pod in pods.values() {
         for ip in &pod.ips {
             if let Some(other) = seen_ips.insert(*ip, pod.key.clone()) {
                 return Err(invalid(
@@ -135,7 +151,12 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, Agen
             }
         }
     }
-    for (index, service) in raw.services.iter().enumerate() {
+    Ok(())
+}
+
+fn check_services(path: &Path, raw: &[InventoryService]) -> Result<BTreeMap<ObjKey, ServiceEntry>, AgentError> {
+    let mut services = BTreeMap::new();
+    for (index, service) in raw.iter().enumerate() {
         let field = format!("services[{index}]");
         if service.name.trim().is_empty() {
             return Err(invalid(path, format!("{field}.name"), "must not be empty"));
@@ -153,7 +174,7 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, Agen
             endpoints: service.endpoints.clone(),
             annotations: service.annotations.clone(),
         };
-        if out.services.insert(key, entry).is_some() {
+        if services.insert(key, entry).is_some() {
             return Err(invalid(
                 path,
                 format!("{field}.name"),
@@ -161,7 +182,7 @@ pub fn parse_inventory(path: &Path, text: &str) -> Result<CheckedInventory, Agen
             ));
         }
     }
-    Ok(out)
+    Ok(services)
 }
 
 #[cfg(test)]
