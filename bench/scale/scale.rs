@@ -8,7 +8,7 @@
 //! (`SCALE_NAMESPACES=10` for a smaller run).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -145,99 +145,120 @@ fn main() {
     let mut node_states: Vec<Arc<MirrorNodeState>> = Vec::new();
     let mut accepted = AcceptedSet::new();
     for pass in ["cold", "steady"] {
-        let t = Instant::now();
-        let objects = Objects {
-            sessions: &w.sessions,
-            filters: &w.filters,
-            pods: &w.pods,
-            services: &w.services,
-            slices: &w.slices,
-            nodes: &w.nodes,
-        };
-        let rss0 = rss_mib();
-        let (cluster, errors) = index::cluster(&objects);
-        let t_index = t.elapsed();
-        let rss1 = rss_mib();
-        let p = plan(&cluster, std::mem::take(&mut accepted), &QuotaLimits::default());
-        let t_plan = t.elapsed() - t_index;
-        let rss2 = rss_mib();
-        let seen = Seen {
-            sessions: w.sessions.iter().map(AsRef::as_ref).collect(),
-            filters: w.filters.iter().map(AsRef::as_ref).collect(),
-            node_states: node_states.iter().map(AsRef::as_ref).collect(),
-            nodes: w.nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect(),
-        };
-        let todo = writes(&p, &seen, &now);
-        let total = t.elapsed();
-        println!("{pass:>6} RSS MiB: before {rss0}, after index {rss1}, after plan {rss2}, after writes {}", rss_mib());
-        let accepted_n = p
-            .sessions
-            .values()
-            .filter(|s| matches!(s.admission, podmirror_operator::plan::Admission::Accepted))
-            .count();
-        let node_sessions: usize = p.nodes.values().map(|n| n.sessions.len()).sum();
-        println!(
-            "{pass:>6} pass: {:.2?} total (index {:.2?}, plan {:.2?}, writes {:.2?}); {} accepted, {} refused, \
-             {} object errors, {} node states with {} session entries, {} writes; peak RSS {} MiB",
-            total,
-            t_index,
-            t_plan,
-            total - t_index - t_plan,
-            accepted_n,
-            p.sessions.len() - accepted_n,
-            errors.len(),
-            p.nodes.len(),
-            node_sessions,
-            todo.len(),
-            peak_rss_kib() / 1024
-        );
-        // The pass is over: a real operator drops its picture and its plan
-        // (keeping only the accepted set) before the watches deliver what it
-        // wrote, so the caches never grow while a plan is still held.
-        accepted = into_accepted(p);
-        drop(seen);
-        drop(cluster);
-        let pass_peak = peak_rss_kib() / 1024;
-        // Feed what a cold pass wrote back in, as the watches would: each
-        // written object becomes an independent cache entry (a clone when the
-        // data is still shared, as the API server's copy would be).
-        let mut statuses: std::collections::HashMap<(String, String), MirrorSessionStatus> = Default::default();
-        let mut filter_statuses: std::collections::HashMap<String, podmirror_crds::api::MirrorFilterStatus> =
-            Default::default();
-        for wr in todo {
-            match wr {
-                Write::ApplyNodeState { name, spec } => {
-                    node_states.push(Arc::new(MirrorNodeState::new(&name, Arc::unwrap_or_clone(spec))))
-                }
-                Write::ApplySessionStatus { namespace, name, status } => {
-                    statuses.insert((namespace, name), status);
-                }
-                Write::ApplyFilterStatus { namespace, status, .. } => {
-                    filter_statuses.insert(namespace, status);
-                }
-                _ => {}
-            }
-        }
-        for s in &mut w.sessions {
-            let key = (s.metadata.namespace.clone().unwrap_or_default(), s.metadata.name.clone().unwrap_or_default());
-            if let Some(st) = statuses.remove(&key) {
-                let mut o = (**s).clone();
-                o.status = Some(st);
-                *s = Arc::new(o);
-            }
-        }
-        for f in &mut w.filters {
-            if let Some(st) = filter_statuses.remove(&f.metadata.namespace.clone().unwrap_or_default()) {
-                let mut o = (**f).clone();
-                o.status = Some(st);
-                *f = Arc::new(o);
-            }
-        }
-        println!(
-            "{pass:>6} caches updated: RSS {} MiB, peak RSS {} MiB (through the pass: {pass_peak} MiB)",
-            rss_mib(),
-            peak_rss_kib() / 1024
-        );
+        accepted = run_pass(pass, &mut w, &mut node_states, accepted, &now);
     }
     println!("peak RSS of the process (VmHWM): {} MiB", peak_rss_kib() / 1024);
+}
+
+/// One reconcile pass over `w` (index, plan, writes), reported, then its
+/// writes fed back into `w` and `node_states`. Returns the accepted set
+/// the next pass starts from.
+fn run_pass(
+    pass: &str,
+    w: &mut World,
+    node_states: &mut Vec<Arc<MirrorNodeState>>,
+    accepted: AcceptedSet,
+    now: &Time,
+) -> AcceptedSet {
+    let t = Instant::now();
+    let objects = Objects {
+        sessions: &w.sessions,
+        filters: &w.filters,
+        pods: &w.pods,
+        services: &w.services,
+        slices: &w.slices,
+        nodes: &w.nodes,
+    };
+    let rss0 = rss_mib();
+    let (cluster, errors) = index::cluster(&objects);
+    let t_index = t.elapsed();
+    let rss1 = rss_mib();
+    let p = plan(&cluster, accepted, &QuotaLimits::default());
+    let t_plan = t.elapsed() - t_index;
+    let rss2 = rss_mib();
+    let seen = Seen {
+        sessions: w.sessions.iter().map(AsRef::as_ref).collect(),
+        filters: w.filters.iter().map(AsRef::as_ref).collect(),
+        node_states: node_states.iter().map(AsRef::as_ref).collect(),
+        nodes: w.nodes.iter().filter_map(|n| n.metadata.name.as_deref()).collect(),
+    };
+    let todo = writes(&p, &seen, now);
+    let total = t.elapsed();
+    println!("{pass:>6} RSS MiB: before {rss0}, after index {rss1}, after plan {rss2}, after writes {}", rss_mib());
+    report_pass(pass, &p, errors.len(), todo.len(), [total, t_index, t_plan]);
+    // The pass is over: a real operator drops its picture and its plan
+    // (keeping only the accepted set) before the watches deliver what it
+    // wrote, so the caches never grow while a plan is still held.
+    let accepted = into_accepted(p);
+    drop(seen);
+    drop(cluster);
+    let pass_peak = peak_rss_kib() / 1024;
+    feed_back(w, node_states, todo);
+    println!(
+        "{pass:>6} caches updated: RSS {} MiB, peak RSS {} MiB (through the pass: {pass_peak} MiB)",
+        rss_mib(),
+        peak_rss_kib() / 1024
+    );
+    accepted
+}
+
+/// The pass's line of times and counts; `times` is total, index, plan.
+fn report_pass(pass: &str, p: &Plan, errors: usize, writes: usize, times: [Duration; 3]) {
+    let [total, t_index, t_plan] = times;
+    let accepted_n =
+        p.sessions.values().filter(|s| matches!(s.admission, podmirror_operator::plan::Admission::Accepted)).count();
+    let node_sessions: usize = p.nodes.values().map(|n| n.sessions.len()).sum();
+    println!(
+        "{pass:>6} pass: {:.2?} total (index {:.2?}, plan {:.2?}, writes {:.2?}); {} accepted, {} refused, \
+         {} object errors, {} node states with {} session entries, {} writes; peak RSS {} MiB",
+        total,
+        t_index,
+        t_plan,
+        total - t_index - t_plan,
+        accepted_n,
+        p.sessions.len() - accepted_n,
+        errors,
+        p.nodes.len(),
+        node_sessions,
+        writes,
+        peak_rss_kib() / 1024
+    );
+}
+
+/// Feed what a pass wrote back in, as the watches would: each written
+/// object becomes an independent cache entry (a clone when the data is
+/// still shared, as the API server's copy would be).
+fn feed_back(w: &mut World, node_states: &mut Vec<Arc<MirrorNodeState>>, todo: Vec<Write>) {
+    let mut statuses: std::collections::HashMap<(String, String), MirrorSessionStatus> = Default::default();
+    let mut filter_statuses: std::collections::HashMap<String, podmirror_crds::api::MirrorFilterStatus> =
+        Default::default();
+    for wr in todo {
+        match wr {
+            Write::ApplyNodeState { name, spec } => {
+                node_states.push(Arc::new(MirrorNodeState::new(&name, Arc::unwrap_or_clone(spec))))
+            }
+            Write::ApplySessionStatus { namespace, name, status } => {
+                statuses.insert((namespace, name), status);
+            }
+            Write::ApplyFilterStatus { namespace, status, .. } => {
+                filter_statuses.insert(namespace, status);
+            }
+            _ => {}
+        }
+    }
+    for s in &mut w.sessions {
+        let key = (s.metadata.namespace.clone().unwrap_or_default(), s.metadata.name.clone().unwrap_or_default());
+        if let Some(st) = statuses.remove(&key) {
+            let mut o = (**s).clone();
+            o.status = Some(st);
+            *s = Arc::new(o);
+        }
+    }
+    for f in &mut w.filters {
+        if let Some(st) = filter_statuses.remove(&f.metadata.namespace.clone().unwrap_or_default()) {
+            let mut o = (**f).clone();
+            o.status = Some(st);
+            *f = Arc::new(o);
+        }
+    }
 }

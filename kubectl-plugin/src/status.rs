@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use podmirror_crds::api::{MirrorSession, TargetKind};
+use podmirror_crds::api::{MirrorSession, MirrorSessionStatus, TargetKind};
 use serde_json::Value;
 
 use crate::error::PluginError;
@@ -93,26 +93,34 @@ pub fn table(row: &StatusRow) -> String {
         s.spec.filter_ref.name,
         if s.spec.enabled { "enabled" } else { "disabled" }
     );
-    let target = match &status.target {
-        Some(t) => {
-            let kind = match t.kind {
-                TargetKind::Service => "Service",
-                TargetKind::Pod => "Pod",
-                TargetKind::IP => "IP",
-            };
-            let addresses = t.addresses.clone().unwrap_or_default();
-            let addresses = if addresses.is_empty() { "no address".to_owned() } else { addresses.join(", ") };
-            format!("{kind} {} -> {addresses} (UDP {})", t.name, s.spec.target_port)
-        }
-        None => "not resolved".to_owned(),
-    };
-    let _ = writeln!(out, "  Target:    {target}");
+    let _ = writeln!(out, "  Target:    {}", target_text(s, &status));
     let _ = writeln!(
         out,
         "  Sources:   {} pod(s), {} packet(s) mirrored on all nodes",
         count(status.source_count.map(i64::from)),
         count(status.mirrored_packets)
     );
+    conditions_section(&mut out, &status);
+    nodes_section(&mut out, row, &status);
+    out
+}
+
+/// The resolved target and its addresses, or that there is none yet.
+fn target_text(s: &MirrorSession, status: &MirrorSessionStatus) -> String {
+    let Some(t) = &status.target else {
+        return "not resolved".to_owned();
+    };
+    let kind = match t.kind {
+        TargetKind::Service => "Service",
+        TargetKind::Pod => "Pod",
+        TargetKind::IP => "IP",
+    };
+    let addresses = t.addresses.clone().unwrap_or_default();
+    let addresses = if addresses.is_empty() { "no address".to_owned() } else { addresses.join(", ") };
+    format!("{kind} {} -> {addresses} (UDP {})", t.name, s.spec.target_port)
+}
+
+fn conditions_section(out: &mut String, status: &MirrorSessionStatus) {
     let mut conditions = vec![row_of(&["TYPE", "STATUS", "REASON", "MESSAGE"])];
     for c in status.conditions.iter().flatten() {
         conditions.push(vec![c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()]);
@@ -123,6 +131,11 @@ pub fn table(row: &StatusRow) -> String {
     } else {
         out.push_str(&columns(&conditions, "    "));
     }
+}
+
+/// One line per node that reported, with the `skipped` counter read from
+/// the raw object.
+fn nodes_section(out: &mut String, row: &StatusRow, status: &MirrorSessionStatus) {
     let mut nodes =
         vec![row_of(&["NODE", "INTERFACES", "MIRRORED", "BYTES", "TRUNCATED", "DROPPED", "SKIPPED", "ERROR"])];
     for n in status.nodes.iter().flatten() {
@@ -144,7 +157,6 @@ pub fn table(row: &StatusRow) -> String {
     } else {
         out.push_str(&columns(&nodes, "    "));
     }
-    out
 }
 
 fn count(value: Option<i64>) -> String {

@@ -112,21 +112,9 @@ pub fn write_bundle(
     container: &Container<'_>,
     launch: &Launch,
 ) -> Result<(), E2eError> {
-    let rootfs = dir.join("rootfs");
-    for d in ["usr", "etc", "proc", "sys", "dev", "tmp", "run", "mnt"] {
-        std::fs::create_dir_all(rootfs.join(d)).map_err(io(&rootfs))?;
-    }
-    for l in ["bin", "lib", "lib64", "sbin"] {
-        let link = rootfs.join(l);
-        if !link.exists() {
-            std::os::unix::fs::symlink(format!("usr/{l}"), &link).map_err(io(&link))?;
-        }
-    }
+    make_rootfs(&dir.join("rootfs"))?;
     let config_path = dir.join("config.json");
-    let _ = std::fs::remove_file(&config_path);
-    cmd::run(runc, &["spec".as_ref(), "--bundle".as_ref(), dir.as_os_str()])?;
-    let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
-    let mut config: Json = serde_json::from_str(&text).map_err(|e| bad("runc spec", e.to_string()))?;
+    let mut config = runc_spec(runc, dir, &config_path)?;
 
     let security = container.value.get("securityContext").ok_or_else(|| bad(container.name(), "no securityContext"))?;
     if security.get("privileged").and_then(Value::as_bool) == Some(true) {
@@ -135,12 +123,48 @@ pub fn write_bundle(
     let caps = effective_capabilities(container)?;
     let command = container.command_line();
     let program = command.first().ok_or_else(|| bad(container.name(), "no command"))?;
-    let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
-    args.extend(launch.extra_args.iter().cloned());
-    let uid = security.get("runAsUser").and_then(Value::as_u64).unwrap_or(0);
 
     config["root"] = json!({ "path": "rootfs", "readonly": security.get("readOnlyRootFilesystem").and_then(Value::as_bool) == Some(true) });
-    let process = &mut config["process"];
+    set_process(&mut config["process"], container, security, launch, &caps)?;
+    set_linux(&mut config["linux"], container, security, launch, &caps)?;
+    add_mounts(&mut config, container, pod_spec, launch, program)?;
+    let text = serde_json::to_string_pretty(&config).map_err(|e| bad("config.json", e.to_string()))?;
+    std::fs::write(&config_path, text).map_err(io(&config_path))
+}
+
+/// The image: empty mount points, and the merged-/usr links into them.
+fn make_rootfs(rootfs: &Path) -> Result<(), E2eError> {
+    for d in ["usr", "etc", "proc", "sys", "dev", "tmp", "run", "mnt"] {
+        std::fs::create_dir_all(rootfs.join(d)).map_err(io(rootfs))?;
+    }
+    for l in ["bin", "lib", "lib64", "sbin"] {
+        let link = rootfs.join(l);
+        if !link.exists() {
+            std::os::unix::fs::symlink(format!("usr/{l}"), &link).map_err(io(&link))?;
+        }
+    }
+    Ok(())
+}
+
+/// runc's default config for `dir`, freshly generated and read back.
+fn runc_spec(runc: &Path, dir: &Path, config_path: &Path) -> Result<Json, E2eError> {
+    let _ = std::fs::remove_file(config_path);
+    cmd::run(runc, &["spec".as_ref(), "--bundle".as_ref(), dir.as_os_str()])?;
+    let text = std::fs::read_to_string(config_path).map_err(io(config_path))?;
+    serde_json::from_str(&text).map_err(|e| bad("runc spec", e.to_string()))
+}
+
+/// `process`: command, environment, user, no_new_privs and capabilities.
+fn set_process(
+    process: &mut Json,
+    container: &Container<'_>,
+    security: &Value,
+    launch: &Launch,
+    caps: &BTreeSet<String>,
+) -> Result<(), E2eError> {
+    let mut args: Vec<String> = container.command_line().iter().map(|s| s.to_string()).collect();
+    args.extend(launch.extra_args.iter().cloned());
+    let uid = security.get("runAsUser").and_then(Value::as_u64).unwrap_or(0);
     process["terminal"] = json!(false);
     process["args"] = json!(args);
     process["env"] = json!(environment(container, launch)?);
@@ -154,20 +178,40 @@ pub fn write_bundle(
     if let Some(p) = process.as_object_mut() {
         p.remove("rlimits");
     }
+    Ok(())
+}
 
-    let linux = &mut config["linux"];
+/// `linux`: the test's network namespace, and the seccomp profile asked for.
+fn set_linux(
+    linux: &mut Json,
+    container: &Container<'_>,
+    security: &Value,
+    launch: &Launch,
+    caps: &BTreeSet<String>,
+) -> Result<(), E2eError> {
     if let Some(ns) = linux.get_mut("namespaces").and_then(Json::as_array_mut) {
         ns.retain(|n| n["type"] != "network");
         ns.push(json!({ "type": "network", "path": launch.netns_path }));
     }
     match security.get("seccompProfile").and_then(|p| p.get("type")).and_then(Value::as_str) {
         Some("RuntimeDefault") => {
-            linux["seccomp"] = seccomp::runtime_default(Path::new(seccomp::CONTAINERS_COMMON_PROFILE), &caps)?
+            linux["seccomp"] = seccomp::runtime_default(Path::new(seccomp::CONTAINERS_COMMON_PROFILE), caps)?
         }
         Some("Unconfined") | None => {}
         Some(other) => return Err(bad(container.name(), format!("seccompProfile {other} is not supported here"))),
     }
+    Ok(())
+}
 
+/// `mounts`: the host's `/usr` and `/etc`, the binary's directory, the
+/// hostPath volumes and the caller's extra mounts.
+fn add_mounts(
+    config: &mut Json,
+    container: &Container<'_>,
+    pod_spec: &Value,
+    launch: &Launch,
+    program: &str,
+) -> Result<(), E2eError> {
     let mounts = config["mounts"].as_array_mut().ok_or_else(|| bad("runc spec", "no mounts"))?;
     // The host's cgroup v1 hierarchy cannot be mounted per container here;
     // nothing the agent does reads it.
@@ -183,6 +227,5 @@ pub fn write_bundle(
     for (host, dest) in &launch.extra_mounts {
         mounts.push(json!({ "destination": dest, "type": "bind", "source": host, "options": ["rbind", "ro"] }));
     }
-    let text = serde_json::to_string_pretty(&config).map_err(|e| bad("config.json", e.to_string()))?;
-    std::fs::write(&config_path, text).map_err(io(&config_path))
+    Ok(())
 }

@@ -77,43 +77,14 @@ where
     // created is kept for the select below instead of killing the process
     // between two creates (the signal handler is installed on first poll).
     tokio::pin!(stop);
-    let look = async {
-        let pods = cluster::capture_pods(client, namespace, &request.pods).await?;
-        let collector = cluster::find_collector(client, &request.collector_namespace).await?;
-        let sessions = cluster::existing_sessions(client, namespace).await?;
-        Ok::<_, PluginError>((pods, collector, sessions))
-    };
     let (pods, collector, sessions) = tokio::select! {
-        looked = look => looked?,
+        looked = look(client, request) => looked?,
         () = &mut stop => return Err(PluginError::Interrupted),
     };
-    if !collector.allows(namespace) {
-        // The operator would accept the session but never resolve its
-        // target (TargetNotConsented): a capture that streams nothing.
-        return Err(PluginError::CollectorUnusable {
-            namespace: collector.namespace.clone(),
-            name: collector.service.clone(),
-            reason: format!(
-                "it does not allow mirroring from namespace {namespace} (add {namespace} to its annotation \
-                 {ALLOW_MIRROR_FROM}, e.g. kubectl annotate service -n {} {} {ALLOW_MIRROR_FROM}='*')",
-                collector.namespace, collector.service
-            ),
-        });
-    }
+    check_consent(&collector, namespace)?;
     let plan = plan(request, &collector, &pods, &sessions)?;
-    let filter = objects::filter_object(&plan)?;
-    cluster::create(client, namespace, &filter).await?;
-    if let Err(e) = cluster::create(client, namespace, &objects::session_object(&plan)).await {
-        cleanup(client, &plan, false).await;
-        return Err(e);
-    }
-    eprintln!(
-        "capturing {} with session {namespace}/{} (VNI {}) for {}s; Ctrl-C stops",
-        describe(&plan.pods),
-        plan.name,
-        plan.vni,
-        plan.duration.as_secs()
-    );
+    create_objects(client, &plan).await?;
+    announce(&plan);
     let written = AtomicU64::new(0);
     let flow = async {
         cluster::wait_accepted(client, namespace, &plan.name, request.poll, request.accept_timeout)
@@ -134,6 +105,59 @@ where
     let ended = outcome?;
     let bytes = written.load(Ordering::Relaxed);
     Ok(CaptureReport { session: format!("{namespace}/{}", plan.name), vni: plan.vni, bytes, ended })
+}
+
+/// Read what the capture depends on: the pods, the collector, the sessions.
+async fn look(
+    client: &Client,
+    request: &CaptureRequest,
+) -> Result<(Vec<PodInfo>, Collector, Vec<MirrorSession>), PluginError> {
+    let namespace = request.namespace.as_str();
+    let pods = cluster::capture_pods(client, namespace, &request.pods).await?;
+    let collector = cluster::find_collector(client, &request.collector_namespace).await?;
+    let sessions = cluster::existing_sessions(client, namespace).await?;
+    Ok((pods, collector, sessions))
+}
+
+/// Refuse a collector that does not consent to mirroring from `namespace`.
+fn check_consent(collector: &Collector, namespace: &str) -> Result<(), PluginError> {
+    if collector.allows(namespace) {
+        return Ok(());
+    }
+    // The operator would accept the session but never resolve its
+    // target (TargetNotConsented): a capture that streams nothing.
+    Err(PluginError::CollectorUnusable {
+        namespace: collector.namespace.clone(),
+        name: collector.service.clone(),
+        reason: format!(
+            "it does not allow mirroring from namespace {namespace} (add {namespace} to its annotation \
+             {ALLOW_MIRROR_FROM}, e.g. kubectl annotate service -n {} {} {ALLOW_MIRROR_FROM}='*')",
+            collector.namespace, collector.service
+        ),
+    })
+}
+
+/// Create the filter, then the session; a failed session create deletes
+/// the filter again.
+async fn create_objects(client: &Client, plan: &CapturePlan) -> Result<(), PluginError> {
+    let filter = objects::filter_object(plan)?;
+    cluster::create(client, &plan.namespace, &filter).await?;
+    if let Err(e) = cluster::create(client, &plan.namespace, &objects::session_object(plan)).await {
+        cleanup(client, plan, false).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn announce(plan: &CapturePlan) {
+    eprintln!(
+        "capturing {} with session {}/{} (VNI {}) for {}s; Ctrl-C stops",
+        describe(&plan.pods),
+        plan.namespace,
+        plan.name,
+        plan.vni,
+        plan.duration.as_secs()
+    );
 }
 
 /// Delete the session (when created) and the filter. Failures are reported

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -29,7 +30,20 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
 {
-    let failed = |what: &str, e: &dyn std::fmt::Display| PluginError::Stream(format!("{what}: {e}"));
+    let body = open_stream(io, vni).await?;
+    copy_body(body, out, target, written).await
+}
+
+fn failed(what: &str, e: &dyn std::fmt::Display) -> PluginError {
+    PluginError::Stream(format!("{what}: {e}"))
+}
+
+/// Send `GET /stream?vni=N` over `io` and return the body of a successful
+/// pcap answer; any other answer is an error that quotes it.
+async fn open_stream<IO>(io: IO, vni: u32) -> Result<Incoming, PluginError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| failed("HTTP handshake", &e))?;
     // The connection is driven beside the request; it ends with the body.
@@ -45,7 +59,7 @@ where
     let status = response.status();
     let content_type =
         response.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let mut body = response.into_body();
+    let body = response.into_body();
     if !status.is_success() {
         let text =
             body.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned()).unwrap_or_default();
@@ -56,6 +70,19 @@ where
             "GET /stream?vni={vni} answered {content_type:?}, not {PCAP_CONTENT_TYPE} (is this the podmirror collector?)"
         )));
     }
+    Ok(body)
+}
+
+/// Copy the body's chunks to `out` as they arrive, counting them in `written`.
+async fn copy_body<W>(
+    mut body: Incoming,
+    out: &mut W,
+    target: &str,
+    written: &AtomicU64,
+) -> Result<StreamEnd, PluginError>
+where
+    W: AsyncWrite + Unpin,
+{
     let output = |source| PluginError::Output { target: target.to_owned(), source };
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| failed("reading the stream", &e))?;
