@@ -35,7 +35,8 @@ demo:
 	./scripts/demo.sh
 	./scripts/demo-collector.sh
 
-# Datapath benchmark on network namespaces (~10 min, root): bench/RESULTS.md.
+# Benchmarks on network namespaces (root, ~20 min): the datapath (bench/RESULTS.md),
+# then the collector (~2 min, bench/collector/RESULTS.md).
 # Not part of `make test`.
 bench:
 	./bench/run.sh
