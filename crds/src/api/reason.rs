@@ -10,55 +10,81 @@ use std::fmt;
 use crate::model::quota::Quota;
 use crate::model::types::Direction;
 
-/// Why a condition has its status. Grouped by the condition that uses it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ConditionReason {
-    // `Accepted`
-    Accepted,
-    /// A quota refused the session (the reason is the quota's name).
-    Quota(Quota),
-    InvalidSpec,
-    InvalidFilter,
-    NotEvaluated,
+/// Declares [`ConditionReason`] with its plain (data-less) reasons listed
+/// once, each with its API string: the enum, [`PLAIN`] and `as_str` all
+/// come from the one list, so a new reason cannot miss one of them.
+macro_rules! condition_reasons {
+    ($($variant:ident => $text:literal,)*) => {
+        /// Why a condition has its status (grouped below by the condition
+        /// that uses it).
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum ConditionReason {
+            /// A quota refused the session (the reason is the quota's name).
+            Quota(Quota),
+            $($variant,)*
+            /// A reason this version does not know (read from an object
+            /// another version wrote); kept verbatim.
+            Unknown(String),
+        }
+
+        /// Every known reason but the quotas (which come from [`QUOTAS`]).
+        const PLAIN: &[ConditionReason] = &[$(ConditionReason::$variant,)*];
+
+        impl ConditionReason {
+            /// The string written to (and read from) `status.conditions[].reason`.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    ConditionReason::Quota(q) => q.reason(),
+                    $(ConditionReason::$variant => $text,)*
+                    ConditionReason::Unknown(text) => text,
+                }
+            }
+        }
+    };
+}
+
+condition_reasons! {
+    // `Accepted` (besides the quotas)
+    Accepted => "Accepted",
+    InvalidSpec => "InvalidSpec",
+    InvalidFilter => "InvalidFilter",
+    NotEvaluated => "NotEvaluated",
     // `FilterResolved`
-    FilterFound,
-    FilterNotFound,
-    FilterDeleting,
+    FilterFound => "FilterFound",
+    FilterNotFound => "FilterNotFound",
+    FilterDeleting => "FilterDeleting",
     // `TargetResolved`
-    TargetResolved,
-    TargetNotFound,
-    TargetNotReady,
-    NoReadyEndpoints,
-    TargetNotConsented,
-    TargetIpNotAllowed,
-    InvalidTarget,
-    NoTarget,
+    TargetResolved => "TargetResolved",
+    TargetNotFound => "TargetNotFound",
+    TargetNotReady => "TargetNotReady",
+    NoReadyEndpoints => "NoReadyEndpoints",
+    TargetNotConsented => "TargetNotConsented",
+    TargetIpNotAllowed => "TargetIPNotAllowed",
+    InvalidTarget => "InvalidTarget",
+    NoTarget => "NoTarget",
     // `SourcesResolved`
-    SourcesResolved,
-    SourceNotFound,
-    NoSources,
-    SourceNotReady,
+    SourcesResolved => "SourcesResolved",
+    SourceNotFound => "SourceNotFound",
+    NoSources => "NoSources",
+    SourceNotReady => "SourceNotReady",
     // `Programmed`
-    Programmed,
-    WaitingForNodes,
-    NodeError,
-    NoSourceOnAnyNode,
-    NotProgrammable,
-    NotAccepted,
-    NotStarted,
-    Completed,
-    Uninstalled,
+    Programmed => "Programmed",
+    WaitingForNodes => "WaitingForNodes",
+    NodeError => "NodeError",
+    NoSourceOnAnyNode => "NoSourceOnAnyNode",
+    NotProgrammable => "NotProgrammable",
+    NotAccepted => "NotAccepted",
+    NotStarted => "NotStarted",
+    Completed => "Completed",
+    Uninstalled => "Uninstalled",
     // `Completed` (spec.schedule)
-    Running,
-    StopTimeReached,
-    DurationElapsed,
-    ScheduleEnded,
+    Running => "Running",
+    StopTimeReached => "StopTimeReached",
+    DurationElapsed => "DurationElapsed",
+    ScheduleEnded => "ScheduleEnded",
     // MirrorFilter `Valid`
-    RulesValid,
-    InvalidRules,
-    /// A reason this version does not know (read from an object another
-    /// version wrote); kept verbatim.
-    Unknown(String),
+    RulesValid => "RulesValid",
+    InvalidRules => "InvalidRules",
 }
 
 /// Every quota, in the order of [`Quota`]'s declaration.
@@ -78,91 +104,7 @@ const QUOTAS: [Quota; 13] = [
     Quota::VniClash,
 ];
 
-/// Every known reason but the quotas (which come from [`QUOTAS`]).
-const PLAIN: [ConditionReason; 34] = {
-    use ConditionReason::*;
-    [
-        Accepted,
-        InvalidSpec,
-        InvalidFilter,
-        NotEvaluated,
-        FilterFound,
-        FilterNotFound,
-        FilterDeleting,
-        TargetResolved,
-        TargetNotFound,
-        TargetNotReady,
-        NoReadyEndpoints,
-        TargetNotConsented,
-        TargetIpNotAllowed,
-        InvalidTarget,
-        NoTarget,
-        SourcesResolved,
-        SourceNotFound,
-        NoSources,
-        SourceNotReady,
-        Programmed,
-        WaitingForNodes,
-        NodeError,
-        NoSourceOnAnyNode,
-        NotProgrammable,
-        NotAccepted,
-        NotStarted,
-        Completed,
-        Uninstalled,
-        Running,
-        StopTimeReached,
-        DurationElapsed,
-        ScheduleEnded,
-        RulesValid,
-        InvalidRules,
-    ]
-};
-
 impl ConditionReason {
-    /// The string written to (and read from) `status.conditions[].reason`.
-    pub fn as_str(&self) -> &str {
-        use ConditionReason::*;
-        match self {
-            Accepted => "Accepted",
-            Quota(q) => q.reason(),
-            InvalidSpec => "InvalidSpec",
-            InvalidFilter => "InvalidFilter",
-            NotEvaluated => "NotEvaluated",
-            FilterFound => "FilterFound",
-            FilterNotFound => "FilterNotFound",
-            FilterDeleting => "FilterDeleting",
-            TargetResolved => "TargetResolved",
-            TargetNotFound => "TargetNotFound",
-            TargetNotReady => "TargetNotReady",
-            NoReadyEndpoints => "NoReadyEndpoints",
-            TargetNotConsented => "TargetNotConsented",
-            TargetIpNotAllowed => "TargetIPNotAllowed",
-            InvalidTarget => "InvalidTarget",
-            NoTarget => "NoTarget",
-            SourcesResolved => "SourcesResolved",
-            SourceNotFound => "SourceNotFound",
-            NoSources => "NoSources",
-            SourceNotReady => "SourceNotReady",
-            Programmed => "Programmed",
-            WaitingForNodes => "WaitingForNodes",
-            NodeError => "NodeError",
-            NoSourceOnAnyNode => "NoSourceOnAnyNode",
-            NotProgrammable => "NotProgrammable",
-            NotAccepted => "NotAccepted",
-            NotStarted => "NotStarted",
-            Completed => "Completed",
-            Uninstalled => "Uninstalled",
-            Running => "Running",
-            StopTimeReached => "StopTimeReached",
-            DurationElapsed => "DurationElapsed",
-            ScheduleEnded => "ScheduleEnded",
-            RulesValid => "RulesValid",
-            InvalidRules => "InvalidRules",
-            Unknown(text) => text,
-        }
-    }
-
     /// Reads a reason back from an object; what this version does not know
     /// is [`ConditionReason::Unknown`].
     pub fn parse(text: &str) -> ConditionReason {
