@@ -127,7 +127,7 @@ impl RuleCounts {
     }
 }
 
-/// Everything [`evaluate_quotas`] decides on.
+/// Everything [`evaluate_quotas`](super::evaluate_quotas) decides on.
 #[derive(Clone, Debug, Default)]
 pub struct QuotaInput {
     pub sessions: Vec<SessionQuotaInput>,
