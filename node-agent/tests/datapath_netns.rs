@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, SessionCounters};
 use podmirror_crds::model::{
-    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
+    Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, ipproto,
 };
+use podmirror_testkit::fixtures::compiled_session;
 use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tcpdump_text, tshark_rows};
 
 /// Removes the datapath's pins and devices even when a test fails (the
@@ -100,23 +101,7 @@ fn rule(
 /// Session `id` named `name` in `default`: priority 1, VNI 1, no cut, VXLAN
 /// to the remote collector 10.77.0.2, no rules yet.
 fn session(id: u32, name: &str) -> DatapathSession {
-    DatapathSession {
-        id,
-        session: CompiledSession {
-            key: SessionKey::new("default", name),
-            priority: 1,
-            enabled: true,
-            vni: 1,
-            packet_length: None,
-            encapsulation: Encapsulation::VXLAN,
-            target_port: 4789,
-            rate_limit: None,
-            flow_sampling: None,
-            targets: vec!["10.77.0.2".parse().expect("literal IP")],
-            inbound: vec![],
-            outbound: vec![],
-        },
-    }
+    DatapathSession { id, session: compiled_session(name, "10.77.0.2") }
 }
 
 /// The setters a case uses on [`session`]'s result.
