@@ -19,7 +19,7 @@ use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, Sessi
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
 };
-use podmirror_testkit::{self as testbed, Capture, Pcap, PodSpec, Topology, tshark_rows};
+use podmirror_testkit::{self as testbed, Capture, Pcap, Topology, tshark_rows};
 
 const BYTES: u64 = 4_000_000;
 /// Outer Ethernet, IPv4, UDP and VXLAN headers in front of the inner frame.
@@ -99,11 +99,8 @@ fn stream(packet_length: Option<u16>) -> Run {
 /// address carrying a locked `mtu` (a smaller path MTU than the underlay
 /// device's), optionally the client's sends paced.
 fn stream_with(packet_length: Option<u16>, route_mtu: Option<u32>, traffic: Traffic, paced: bool) -> Run {
-    let mut topo = Topology::new("pmcp").expect("topology");
     let pod_mtu = if matches!(traffic, Traffic::Jumbo) { 9000 } else { 1500 };
-    topo.add_pod(PodSpec::v4("client", "192.168.0.161").mtu(pod_mtu)).expect("pod");
-    topo.add_pod(PodSpec::v4("source", "192.168.0.230").mtu(pod_mtu)).expect("pod");
-    topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500).expect("remote");
+    let topo = Topology::client_source_collector("pmcp", pod_mtu).expect("topology");
     let cfg = DatapathConfig {
         pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
         device_prefix: topo.tag.clone(),

@@ -12,7 +12,7 @@ use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, Sessi
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey, ipproto,
 };
-use podmirror_testkit::{self as testbed, Capture, Pcap, PodSpec, Topology, tshark_rows};
+use podmirror_testkit::{self as testbed, Capture, Pcap, Topology, tshark_rows};
 
 struct Cleanup(DatapathConfig);
 
@@ -40,10 +40,7 @@ const BYTES: u64 = 5_000_000;
 /// A 5 MB TCP stream client -> source:5201, mirrored inbound with
 /// `encapsulation`, VNI 4660, captured at the collector with `filter`.
 fn stream(encapsulation: Encapsulation, filter: &str) -> (Pcap, SessionCounters, String) {
-    let mut topo = Topology::new("pmgn").expect("topology");
-    topo.add_pod(PodSpec::v4("client", "192.168.0.161")).expect("pod");
-    topo.add_pod(PodSpec::v4("source", "192.168.0.230")).expect("pod");
-    topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500).expect("remote");
+    let topo = Topology::client_source_collector("pmgn", 1500).expect("topology");
     let cfg = DatapathConfig {
         pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
         device_prefix: topo.tag.clone(),

@@ -13,7 +13,7 @@ use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use podmirror_agent::datapath::{AttachMode, Datapath, DatapathConfig, DatapathSession};
 use podmirror_crds::model::{CompiledSession, Direction, ipproto};
 use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
-use podmirror_testkit::{self as testbed, PodSpec, Topology};
+use podmirror_testkit::{self as testbed, Topology};
 
 /// The stand-in CNI program: TCX_DROP (2) for every packet.
 const CNI_C: &str = r#"
@@ -62,10 +62,7 @@ fn tcx_links_go_before_a_cni_program_that_ends_the_chain() {
     if !testbed::require_root("tcx_links_go_before_a_cni_program_that_ends_the_chain") {
         return;
     }
-    let mut topo = Topology::new("pmord").expect("topology");
-    topo.add_pod(PodSpec::v4("client", "192.168.0.161")).expect("pod");
-    topo.add_pod(PodSpec::v4("source", "192.168.0.230")).expect("pod");
-    topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500).expect("remote");
+    let topo = Topology::client_source_collector("pmord", 1500).expect("topology");
     let cfg = DatapathConfig {
         pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
         device_prefix: topo.tag.clone(),

@@ -14,7 +14,7 @@ use podmirror_agent::datapath::flow::flow_hash;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
 use podmirror_crds::model::{CompiledSession, Direction, FlowShare, PacketMeta, RateCap, ipproto};
 use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
-use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_rows};
+use podmirror_testkit::{self as testbed, Capture, Topology, tshark_rows};
 
 struct Cleanup(DatapathConfig);
 
@@ -45,11 +45,7 @@ fn session(rate_limit: Option<RateCap>, flow_sampling: Option<FlowShare>) -> Dat
 }
 
 fn topology() -> Topology {
-    let mut topo = Topology::new("pmsh").expect("topology");
-    topo.add_pod(PodSpec::v4("client", "192.168.0.161")).expect("pod");
-    topo.add_pod(PodSpec::v4("source", "192.168.0.230")).expect("pod");
-    topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500).expect("remote");
-    topo
+    Topology::client_source_collector("pmsh", 1500).expect("topology")
 }
 
 /// Python in `ns`: send UDP to `dst:port` as fast as it can for `secs`

@@ -154,6 +154,17 @@ impl Topology {
         Ok(self.pods.len() - 1)
     }
 
+    /// The datapath tests' usual node: pods `client` (192.168.0.161) and
+    /// `source` (192.168.0.230) of `pod_mtu`, and a remote `collector`
+    /// (10.77.0.2, node side 10.77.0.1) behind a 1500-byte underlay.
+    pub fn client_source_collector(prefix: &str, pod_mtu: u32) -> Result<Topology> {
+        let mut topo = Topology::new(prefix)?;
+        topo.add_pod(PodSpec::v4("client", "192.168.0.161").mtu(pod_mtu))?;
+        topo.add_pod(PodSpec::v4("source", "192.168.0.230").mtu(pod_mtu))?;
+        topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500)?;
+        Ok(topo)
+    }
+
     /// Add a remote host at `ip` (IPv4, /24 with `node_ip`) behind an
     /// underlay veth of `mtu`; returns its index in `remotes`.
     pub fn add_remote(&mut self, name: &str, ip_addr: &str, node_ip: &str, mtu: u32) -> Result<usize> {
