@@ -63,6 +63,61 @@ async fn gre_copies_are_received_and_replayed_like_vxlan() {
     c.shutdown().await;
 }
 
+/// Sends `datagrams` (equal-sized but the last) as one UDP GSO send: on
+/// loopback the kernel hands such a send whole to a socket with `UDP_GRO`,
+/// as a NIC's GRO hands over a coalesced run.
+fn send_coalesced(sock: &UdpSocket, datagrams: &[Vec<u8>]) {
+    let seg = u16::try_from(datagrams[0].len()).expect("a datagram fits in u16");
+    let mut data: Vec<u8> = datagrams.concat();
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr/cmsg set up within the 32-byte, 8-aligned buffer
+    // (CMSG_SPACE(2) is 24); iov and data live across the call.
+    let sent = unsafe {
+        let mut m: libc::msghdr = std::mem::zeroed();
+        m.msg_iov = &mut iov;
+        m.msg_iovlen = 1;
+        m.msg_control = control.as_mut_ptr().cast();
+        m.msg_controllen = libc::CMSG_SPACE(2) as _;
+        let c = libc::CMSG_FIRSTHDR(&m);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = libc::UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+        std::ptr::copy_nonoverlapping(seg.to_ne_bytes().as_ptr(), libc::CMSG_DATA(c), 2);
+        libc::sendmsg(std::os::fd::AsRawFd::as_raw_fd(sock), &m, 0)
+    };
+    assert_eq!(sent, data.len() as isize, "GSO send: {}", std::io::Error::last_os_error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_runs_of_datagrams_are_cut_apart_into_their_copies() {
+    let (server, log) = test_server().await;
+    let url = format!("http://{server}");
+    let c = collector(&["--replay-to", &url, "--replay-ports", "80"]).await;
+    let vni = 7;
+    let mut tcp = Tcp::new(40320, 80, 1448);
+    let (wire, expected) = request("POST", "/gro?x=1", 1, &body(40_000, 3), false);
+    let handshake = tcp.handshake();
+    let data = tcp.client_sends(&wire);
+    let vxlan = |f: &Vec<u8>| [&vxlan_header(vni)[..], f].concat();
+    send_vxlan(c.vxlan_addr, vni, &handshake);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.connect(c.vxlan_addr).expect("connect");
+    // 28 data segments: a run of 16 full ones, then the other 11 and the
+    // shorter last one.
+    let datagrams: Vec<Vec<u8>> = data.iter().map(vxlan).collect();
+    assert_eq!(datagrams.len(), 28, "the request's segments");
+    send_coalesced(&sock, &datagrams[..16]);
+    send_coalesced(&sock, &datagrams[16..]);
+    send_vxlan(c.vxlan_addr, vni, &tcp.close());
+    let total = 3 + 28 + 2;
+    assert!(eventually(WAIT, || c.metrics.received(vni, "vxlan") == total).await, "every copy counted once");
+    assert_eq!(c.metrics.malformed_count("short_inner_frame"), 0);
+    assert!(eventually(WAIT, || log_of(&log).len() == 1).await, "the request is replayed");
+    assert_eq!(log_of(&log), [expected], "replayed byte for byte");
+    c.shutdown().await;
+}
+
 #[test]
 fn help_lists_the_flags_and_bad_flags_name_themselves() {
     let bin = env!("CARGO_BIN_EXE_podmirror-collector");
