@@ -43,6 +43,17 @@ pub struct Args {
     /// malformed with reason vni_not_allowed. Default: every VNI.
     #[arg(long, value_delimiter = ',', value_parser = parse_vni)]
     pub vni_allow: Vec<u32>,
+    /// Also receive VXLAN copies through AF_XDP on this interface (the one
+    /// they arrive on, e.g. eth0 in a pod): an XDP program hands them to
+    /// the collector without a trip through the kernel's IP and UDP layers.
+    /// Copies larger than 1792 bytes still arrive on the UDP sockets. Needs
+    /// CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK.
+    #[arg(long, env = "PODMIRROR_XDP_IFACE")]
+    pub xdp_iface: Option<String>,
+    /// Where the XDP program runs: auto (the driver if it can, else
+    /// generic), native or generic.
+    #[arg(long, value_enum, default_value_t = crate::xdp::XdpMode::Auto)]
+    pub xdp_mode: crate::xdp::XdpMode,
     /// Socket receive buffer (SO_RCVBUF) of each receiving socket.
     #[arg(long, default_value_t = 8 << 20)]
     pub recv_buffer_bytes: usize,

@@ -65,6 +65,32 @@ impl DropReason {
     }
 }
 
+/// The UDP payload of an Ethernet frame carrying IPv4 (any header length,
+/// not fragmented) or IPv6 (UDP as the next header) to `port`: how the
+/// AF_XDP input reaches the VXLAN header of a whole packet. None for
+/// anything else (the XDP program passes such packets to the kernel, so
+/// they should not arrive here).
+pub fn udp_payload(packet: &[u8], port: u16) -> Option<&[u8]> {
+    let l4 = match be16(packet, 12)? {
+        0x0800 => {
+            let ihl = usize::from(packet.get(ETH_HLEN)? & 0x0f) * 4;
+            let fragmented = be16(packet, ETH_HLEN + 6)? & 0x3fff != 0;
+            if ihl < 20 || *packet.get(ETH_HLEN + 9)? != 17 || fragmented {
+                return None;
+            }
+            ETH_HLEN + ihl
+        }
+        0x86dd if *packet.get(ETH_HLEN + 6)? == 17 => ETH_HLEN + 40,
+        _ => return None,
+    };
+    if be16(packet, l4 + 2)? != port {
+        return None;
+    }
+    // The UDP length bounds the payload (an Ethernet pad may follow).
+    let udp_len = usize::from(be16(packet, l4 + 4)?);
+    packet.get(l4 + 8..l4 + udp_len.max(8))
+}
+
 /// A decoded copy: its VNI and the inner Ethernet frame (borrowed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decoded<'a> {
@@ -241,6 +267,48 @@ mod tests {
         assert_eq!(decode_gre_ipv4(&[]), Err(DropReason::ShortHeader));
     }
 
+    /// A VXLAN datagram to `port` in Ethernet/IPv4 (with `options` words of
+    /// IP options) or Ethernet/IPv6, with an Ethernet pad after it.
+    fn outer(v6: bool, options: usize, port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 12];
+        let udp_len = (8 + payload.len()) as u16;
+        if v6 {
+            p.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
+            p.extend(udp_len.to_be_bytes());
+            p.extend([17, 64]);
+            p.extend([0u8; 32]);
+        } else {
+            let ihl = 5 + options as u8;
+            p.extend([0x08, 0x00, 0x40 | ihl, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+            p.extend([0u8; 8]);
+            p.extend(vec![0u8; options * 4]);
+        }
+        p.extend([0x9c, 0x40]);
+        p.extend(port.to_be_bytes());
+        p.extend(udp_len.to_be_bytes());
+        p.extend([0, 0]);
+        p.extend(payload);
+        p.extend([0u8; 6]);
+        p
+    }
+
+    #[test]
+    fn udp_payload_of_ipv4_with_options_and_of_ipv6_without_the_pad() {
+        let payload = [&vxlan_header(5)[..], &frame()].concat();
+        for packet in [outer(false, 0, 4789, &payload), outer(false, 3, 4789, &payload), outer(true, 0, 4789, &payload)] {
+            assert_eq!(udp_payload(&packet, 4789), Some(&payload[..]));
+            assert_eq!(udp_payload(&packet, 4790), None, "another port");
+        }
+        let mut fragment = outer(false, 0, 4789, &payload);
+        fragment[ETH_HLEN + 6] = 0x20;
+        assert_eq!(udp_payload(&fragment, 4789), None, "a first fragment");
+        let mut tcp = outer(false, 0, 4789, &payload);
+        tcp[ETH_HLEN + 9] = 6;
+        assert_eq!(udp_payload(&tcp, 4789), None);
+        let cut = outer(false, 0, 4789, &payload);
+        assert_eq!(udp_payload(&cut[..cut.len() - 20], 4789), None, "shorter than its UDP length");
+    }
+
     mod fuzz {
         use super::super::*;
         use proptest::prelude::*;
@@ -267,6 +335,7 @@ mod tests {
                     let _ = decode_gre(&b);
                     let _ = decode_gre_ipv4(&b);
                     let _ = crate::frame::parse_tcp(&b);
+                    let _ = udp_payload(&b, VXLAN_PORT);
                     Ok(())
                 })
                 .map_err(|e| e.to_string())

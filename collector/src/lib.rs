@@ -15,5 +15,6 @@ pub mod pcap;
 pub mod replay;
 mod run;
 pub mod stream;
+pub mod xdp;
 
 pub use run::{Running, StartError, start};

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub replay_mismatches: Family<MismatchLabels, Counter>,
     pub flows_tracked: Gauge,
     pub flows_evicted: Family<ReasonLabels, Counter>,
+    /// Copies the kernel could not hand to an AF_XDP socket, by reason.
+    pub xdp_dropped: Family<ReasonLabels, Counter>,
     mismatch_paths: Mutex<std::collections::HashSet<(String, String)>>,
     registry: Registry,
 }
@@ -96,6 +98,7 @@ impl Metrics {
             replay_mismatches: Family::default(),
             flows_tracked: Gauge::default(),
             flows_evicted: Family::default(),
+            xdp_dropped: Family::default(),
             mismatch_paths: Mutex::default(),
             registry: Registry::with_prefix("podmirror_collector"),
         };
@@ -112,6 +115,12 @@ impl Metrics {
             "written",
             "Copies a sink took: written to a capture file, sent to a stream client, queued for replay",
             self.written.clone(),
+        );
+        r.register(
+            "xdp_dropped",
+            "Copies the kernel could not hand to the AF_XDP input (ring_full: the collector fell behind; \
+             no_frame: no free frame in the fill ring)",
+            self.xdp_dropped.clone(),
         );
         r.register("dropped", "Copies a sink could not take (queue full, slow client), by sink", self.dropped.clone());
         r.register("stream_clients", "Clients connected to /stream", self.stream_clients.clone());

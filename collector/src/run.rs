@@ -21,6 +21,8 @@ pub enum StartError {
     Input(#[from] InputError),
     #[error(transparent)]
     Files(#[from] FileSinkError),
+    #[error(transparent)]
+    Xdp(#[from] crate::xdp::XdpError),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http { addr: SocketAddr, source: std::io::Error },
 }
@@ -37,6 +39,8 @@ pub struct Running {
     receivers: Vec<JoinHandle<()>>,
     sinks: Vec<JoinHandle<()>>,
     server: tokio::task::JoinHandle<()>,
+    /// The AF_XDP input's program: detached after its threads stopped.
+    xdp: Option<crate::xdp::XdpInput>,
 }
 
 /// Starts the collector; must run inside a tokio runtime.
@@ -91,8 +95,17 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
         let s = gre_socket(args.gre_bind, args.recv_buffer_bytes)?;
         receivers.push(spawn_receiver(s, Kind::Gre, dispatch.clone(), stop.clone()));
     }
+    let xdp = match &args.xdp_iface {
+        Some(iface) => {
+            let (input, threads) = crate::xdp::start(iface, vxlan_addr.port(), args.xdp_mode, &dispatch, &stop)?;
+            tracing::info!(%iface, mode = input.mode, queues = input.queues, "AF_XDP input attached");
+            receivers.extend(threads);
+            Some(input)
+        }
+        None => None,
+    };
     tracing::info!(%vxlan_addr, %http_addr, gre = args.gre, "collector started");
-    Ok(Running { vxlan_addr, http_addr, metrics, stop, stream, receivers, sinks, server })
+    Ok(Running { vxlan_addr, http_addr, metrics, stop, stream, receivers, sinks, server, xdp })
 }
 
 fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
@@ -107,13 +120,14 @@ impl Running {
     /// live streams (after what they have queued) and stops the HTTP server.
     pub async fn shutdown(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let Running { receivers, sinks, server, stream, .. } = self;
+        let Running { receivers, sinks, server, stream, xdp, .. } = self;
         let _ = tokio::task::spawn_blocking(move || {
             // Receivers hold the queues' senders: once they are gone the
             // sinks see the end of their queue and return.
             for t in receivers.into_iter().chain(sinks) {
                 let _ = t.join();
             }
+            drop(xdp);
         })
         .await;
         stream.close_all();

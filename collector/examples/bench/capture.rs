@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::sender::{Pool, SenderConfig, Sent, send};
 
 /// One of the two receivers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Receiver {
     Tcpdump,
     Collector,
@@ -37,6 +37,12 @@ pub struct Setup {
     /// `taskset -c` list for both receivers ("" = not pinned).
     pub receiver_cpus: String,
     pub sender: SenderConfig,
+    /// The address copies are sent to (both receivers listen on it).
+    pub to: std::net::IpAddr,
+    /// TCP payload of a full-sized copy (see `count_records`).
+    pub mss: usize,
+    /// Extra flags for the collector.
+    pub collector_args: Vec<String>,
 }
 
 const TCPDUMP_PORT: u16 = 4789;
@@ -81,10 +87,11 @@ fn start(setup: &Setup, r: Receiver, out: &Path) -> (Child, std::thread::JoinHan
             .spawn()
             .expect("tcpdump runs"),
         Receiver::Collector => command(setup, &setup.collector_bin)
-            .args(["--vxlan-listen", &format!("127.0.0.1:{COLLECTOR_PORT}"), "--http-addr", "127.0.0.1:0"])
+            .args(["--vxlan-listen", &SocketAddr::new(setup.to, COLLECTOR_PORT).to_string(), "--http-addr", "127.0.0.1:0"])
             .arg("--files-dir")
             .arg(out)
             .args(["--files-keep-bytes", &(64u64 << 30).to_string(), "--files-keep", "100000"])
+            .args(&setup.collector_args)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -140,16 +147,31 @@ fn finish(mut child: Child, out: &Path) {
     let _ = child.wait();
 }
 
-/// Records in the classic pcap files of `dir` (both tcpdump's microsecond
-/// and the collector's nanosecond format).
-pub fn count_records(dir: &Path) -> u64 {
+/// Copies kept in the classic pcap files of `dir` (both tcpdump's
+/// microsecond and the collector's nanosecond format): a record is one copy,
+/// or, when the kernel VXLAN device's GRO coalesced consecutive segments of
+/// an inner TCP flow before tcpdump saw them, the copies it holds (its TCP
+/// payload in `mss`-sized segments; GRO only joins segments in sequence).
+pub fn count_records(dir: &Path, mss: usize) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
-    entries.filter_map(Result::ok).map(|e| count_file(&e.path())).sum()
+    entries.filter_map(Result::ok).map(|e| count_file(&e.path(), mss)).sum()
 }
 
-fn count_file(path: &Path) -> u64 {
+/// Copies in one record's Ethernet/IPv4/TCP frame (1 for anything else).
+fn copies_in(frame: &[u8], mss: usize) -> u64 {
+    let payload = || {
+        let ip = frame.get(14..)?;
+        let ihl = usize::from(ip.first()? & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+        let doff = usize::from(ip.get(ihl + 12)? >> 4) * 4;
+        (ip.get(9) == Some(&6)).then(|| total.saturating_sub(ihl + doff))
+    };
+    payload().filter(|p| *p > 0).map_or(1, |p| p.div_ceil(mss.max(1)) as u64)
+}
+
+fn count_file(path: &Path, mss: usize) -> u64 {
     let Ok(bytes) = std::fs::read(path) else {
         return 0;
     };
@@ -164,19 +186,27 @@ fn count_file(path: &Path) -> u64 {
         if at + 16 + caplen > bytes.len() {
             break;
         }
+        n += copies_in(&bytes[at + 16..at + 16 + caplen], mss);
         at += 16 + caplen;
-        n += 1;
     }
     n
 }
 
-/// Kernel drop counters on each receiver's path (progress lines only):
-/// the VXLAN device's rx_dropped, and UDP receive-buffer overflows.
+/// Kernel drop counters on each receiver's path: the VXLAN device's and the
+/// CPUs' backlog drops (both receivers), and UDP receive-buffer overflows
+/// (the collector's sockets).
 fn kernel_drops(dev: &str) -> (u64, u64) {
-    let dev_drops = std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/rx_dropped"))
+    let dev_drops: u64 = std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/rx_dropped"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
+    // /proc/net/softnet_stat: a line per CPU, the second column (hex) counts
+    // packets dropped because that CPU's backlog was full.
+    let backlog: u64 = std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .sum();
     // /proc/net/snmp: a "Udp:" header line, then a "Udp:" values line.
     let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
     let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
@@ -189,7 +219,7 @@ fn kernel_drops(dev: &str) -> (u64, u64) {
             .unwrap_or(0),
         _ => 0,
     };
-    (dev_drops, rcvbuf)
+    (dev_drops + backlog, rcvbuf)
 }
 
 /// One trial: a fresh receiver, `count` copies from `pool` at `rate`.
@@ -200,7 +230,7 @@ pub fn trial(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64) -> 
     let (child, rest) = start(setup, r, &out);
     let port = if r == Receiver::Tcpdump { TCPDUMP_PORT } else { COLLECTOR_PORT };
     let before = kernel_drops(&setup.dev);
-    let sent = send(SocketAddr::from(([127, 0, 0, 1], port)), pool, count, rate, true, &setup.sender);
+    let sent = send(SocketAddr::new(setup.to, port), pool, count, rate, true, &setup.sender);
     finish(child, &out);
     let said = rest.join().unwrap_or_default();
     let after = kernel_drops(&setup.dev);
@@ -215,7 +245,7 @@ pub fn trial(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64) -> 
             .unwrap_or(0),
         Receiver::Collector => after.1 - before.1,
     } + (after.0 - before.0);
-    let kept = count_records(&out);
+    let kept = count_records(&out, setup.mss);
     let _ = std::fs::remove_dir_all(&out);
     Trial { sent, kept, reported }
 }

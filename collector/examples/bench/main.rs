@@ -13,6 +13,7 @@
 //! Prints a markdown report on stdout, progress on stderr.
 
 mod capture;
+mod checksum;
 mod replay;
 mod sender;
 
@@ -37,15 +38,22 @@ struct Opts {
     /// The podmirror-collector binary (release build).
     #[arg(long)]
     collector_bin: PathBuf,
+    /// Run one receiver only (to profile it).
+    #[arg(long, value_enum)]
+    only: Option<Receiver>,
+    /// Extra flags for the collector (repeat; e.g. --collector-arg=--vxlan-workers=1).
+    #[arg(long, allow_hyphen_values = true)]
+    collector_arg: Vec<String>,
     /// Offered rates in datagrams per second, lowest first. Steps of 25k
-    /// from 300k to 700k: where both receivers reach their limits on the
+    /// from 100k to 700k: where both receivers reach their limits on the
     /// machines tried, so that the grid, not the receivers, does not decide
     /// the ratio (a 50k step there moved it by over 10%).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "100000,200000,300000,325000,350000,375000,400000,425000,450000,475000,500000,525000,\
-                         550000,575000,600000,625000,650000,675000,700000,800000,1000000"
+        default_value = "100000,125000,150000,175000,200000,225000,250000,275000,300000,325000,350000,375000,\
+                         400000,425000,450000,475000,500000,525000,550000,575000,600000,625000,650000,675000,\
+                         700000,800000,1000000"
     )]
     rates: Vec<u64>,
     /// Seconds of copies per trial.
@@ -66,6 +74,14 @@ struct Opts {
     /// `taskset -c` CPU list for both receivers (empty: not pinned).
     #[arg(long, default_value = "")]
     receiver_cpus: String,
+    /// Network namespace the sender's sockets are opened in (a name under
+    /// /run/netns); empty: this one (copies on loopback).
+    #[arg(long, default_value = "")]
+    sender_netns: String,
+    /// Address of this namespace the copies are sent to (the collector
+    /// listens on it; the kernel VXLAN device must receive on it).
+    #[arg(long, default_value = "127.0.0.1")]
+    to: std::net::IpAddr,
     /// Keep-alive connections and POSTs per connection of the replay part.
     #[arg(long, default_value_t = 200)]
     replay_posts: usize,
@@ -76,7 +92,14 @@ const GROUPS: u16 = 16;
 /// Datagrams per group; the groups are sent cyclically.
 const PER_GROUP: usize = 3072;
 
-/// Copies shaped like HTTP uploads: two full segments and a tail, per flow.
+/// TCP payload of a full-sized copy; `capture::count_records` counts a
+/// record coalesced by the kernel's GRO as the segments it holds.
+const MSS: usize = 1448;
+
+/// Copies shaped like HTTP uploads as a host's TCP sends them: two full
+/// segments (ACK) and a tail (PSH, ACK), per flow, with valid checksums, so
+/// that the kernel VXLAN device's GRO may coalesce them as it would on a
+/// real NIC.
 fn capture_pool() -> Pool {
     let groups = (0..GROUPS)
         .map(|g| {
@@ -85,8 +108,9 @@ fn capture_pool() -> Pool {
             let mut seq = 1u32;
             (0..PER_GROUP)
                 .map(|i| {
-                    let len = if i % 3 == 2 { 200 } else { 1448 };
-                    let f = build_ipv4_tcp(c, s, seq, 1, 0x08, &vec![b'x'; len]);
+                    let (len, flags) = if i % 3 == 2 { (200, 0x08) } else { (MSS, 0) };
+                    let mut f = build_ipv4_tcp(c, s, seq, 1, flags, &vec![b'x'; len]);
+                    checksum::fill_ipv4_tcp(&mut f);
                     seq = seq.wrapping_add(len as u32);
                     let mut d = vxlan_header(1).to_vec();
                     d.extend(f);
@@ -132,9 +156,11 @@ fn best_of(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64, trial
 /// first one alternates) so that the machine's noise hits both alike, until
 /// each loses copies in every trial of a rate.
 fn zero_loss(opts: &Opts, setup: &Setup, pool: &Pool, rows: &mut Vec<String>) -> Vec<Progress> {
+    // A receiver left out (--only) starts as done.
+    let skip = |r: Receiver| opts.only.is_some_and(|o| o != r);
     let mut ps = vec![
-        Progress { r: Receiver::Tcpdump, best: 0, out: false },
-        Progress { r: Receiver::Collector, best: 0, out: false },
+        Progress { r: Receiver::Tcpdump, best: 0, out: skip(Receiver::Tcpdump) },
+        Progress { r: Receiver::Collector, best: 0, out: skip(Receiver::Collector) },
     ];
     for (i, &rate) in opts.rates.iter().enumerate() {
         let count = (rate as f64 * opts.step_secs) as u64;
@@ -193,17 +219,22 @@ fn method(o: &Opts) -> String {
     let pin = |cpus: String| if cpus.is_empty() { "not pinned".to_string() } else { format!("on CPUs {cpus}") };
     let sender_cpus = o.sender_cpus.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     format!(
-        "Sender: {} threads ({}), sendmmsg of pre-built VXLAN datagrams{} over {GROUPS} outer source ports \
-         (2 of 3 with a 1448-byte TCP payload, 1 with 200 bytes). Receivers {}, each started afresh per trial \
-         with its default buffers (tcpdump: libpcap's ring; the collector: its --recv-buffer-bytes per socket \
-         and --vxlan-workers sockets). After sending, a trial waits until the receiver's files stop growing, \
-         stops it with SIGINT and counts the pcap records in its files on tmpfs: lost = datagrams the kernel \
-         accepted from the sender - records written. {} s of copies per trial, up to {} trials per rate; the \
-         receivers alternate rate by rate; a rate is kept when a trial loses nothing; a receiver stops at its \
-         first rate lost in every trial.",
+        "Sender: {} thread(s) ({}) in the sender namespace{}, sendmmsg of pre-built VXLAN datagrams{} over \
+         {GROUPS} outer source ports; inner frames as a host's TCP sends an upload: two 1448-byte segments (ACK) \
+         and a 200-byte tail (PSH) per flow, valid checksums (so the kernel VXLAN device's GRO may coalesce them; \
+         a coalesced record counts as the copies it holds). Receivers {} (with the veth's receive processing, \
+         by RPS), each started afresh per trial with its default buffers (tcpdump: libpcap's ring; the \
+         collector: its --recv-buffer-bytes per socket and --vxlan-workers sockets). After sending, a trial \
+         waits until the receiver's files stop growing, stops it with SIGINT and counts the copies in its pcap \
+         files on tmpfs: lost = datagrams the kernel accepted from the sender - copies written. {} s of copies \
+         per trial, up to {} trials per rate; the receivers alternate rate by rate; a rate is kept when a trial \
+         loses nothing; a receiver stops at its first rate lost in every trial. Kernel-reported drops: \
+         tcpdump's own count or the collector's UDP receive-buffer overflows, plus the VXLAN device's and the \
+         CPUs' backlog drops.",
         o.sender_threads,
         pin(sender_cpus),
-        if o.no_gso { "" } else { " (runs of equal-sized datagrams as one UDP GSO send)" },
+        if o.sender_netns.is_empty() { " (none given: loopback)" } else { "" },
+        if o.no_gso { "" } else { " (runs of equal-sized datagrams as one UDP GSO send, cut into single datagrams at the veth)" },
         pin(o.receiver_cpus.clone()),
         o.step_secs,
         o.trials
@@ -213,11 +244,15 @@ fn method(o: &Opts) -> String {
 #[tokio::main]
 async fn main() {
     let opts = Opts::parse();
-    let sender = SenderConfig { threads: opts.sender_threads, cpus: opts.sender_cpus.clone(), gso: !opts.no_gso };
+    let netns = (!opts.sender_netns.is_empty()).then(|| PathBuf::from("/run/netns").join(&opts.sender_netns));
+    let sender = SenderConfig { threads: opts.sender_threads, cpus: opts.sender_cpus.clone(), gso: !opts.no_gso, netns };
     let setup = Setup {
+        to: opts.to,
+        mss: MSS,
         dev: opts.dev.clone(),
         dir: opts.dir.clone(),
         collector_bin: opts.collector_bin.clone(),
+        collector_args: opts.collector_arg.clone(),
         receiver_cpus: opts.receiver_cpus.clone(),
         sender: sender.clone(),
     };
@@ -225,7 +260,9 @@ async fn main() {
     let mut rows = Vec::new();
     let ps = tokio::task::block_in_place(|| zero_loss(&opts, &setup, &pool, &mut rows));
     eprintln!("  replay: 100 connections x {} POSTs", opts.replay_posts);
-    let replay_row = replay::run(100, opts.replay_posts, 100_000, &sender).await;
+    // Replay runs on this namespace's loopback.
+    let local = SenderConfig { netns: None, ..sender };
+    let replay_row = replay::run(100, opts.replay_posts, 100_000, &local).await;
 
     println!("{}\n", method(&opts));
     println!(

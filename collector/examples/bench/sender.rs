@@ -5,8 +5,10 @@
 //! can be pinned to CPUs. Pacing sleeps instead of spinning: on a small
 //! machine a spinning sender would take the CPU the receivers need.
 
+use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,10 @@ pub struct SenderConfig {
     pub cpus: Vec<usize>,
     /// Send runs of datagrams with UDP GSO (see [`Run`]).
     pub gso: bool,
+    /// A network namespace (`/run/netns/NAME`) to open the sockets in,
+    /// so that the copies reach the receivers through a device; None: the
+    /// caller's namespace.
+    pub netns: Option<PathBuf>,
 }
 
 /// What the sender did: datagrams the kernel accepted and the time it took.
@@ -47,15 +53,21 @@ impl Sent {
 /// stream); otherwise every datagram is sent once (`count` is ignored).
 pub fn send(to: SocketAddr, pool: &Pool, count: u64, rate: u64, cyclic: bool, cfg: &SenderConfig) -> Sent {
     let threads = cfg.threads.clamp(1, pool.groups.len().max(1));
-    let sockets: Vec<UdpSocket> = pool
-        .groups
-        .iter()
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").expect("sender socket");
-            s.connect(to).expect("sender connect");
-            s
-        })
-        .collect();
+    let open = || -> Vec<UdpSocket> {
+        let any = SocketAddr::new(if to.is_ipv4() { [0u8; 4].into() } else { [0u16; 8].into() }, 0);
+        pool.groups
+            .iter()
+            .map(|_| {
+                let s = UdpSocket::bind(any).expect("sender socket");
+                s.connect(to).expect("sender connect");
+                s
+            })
+            .collect()
+    };
+    let sockets = match &cfg.netns {
+        Some(ns) => in_netns(ns, open),
+        None => open(),
+    };
     let barrier = Barrier::new(threads + 1);
     let per_thread_rate = rate as f64 / threads as f64;
     let start = std::thread::scope(|scope| {
@@ -90,6 +102,19 @@ pub fn send(to: SocketAddr, pool: &Pool, count: u64, rate: u64, cyclic: bool, cf
         (sent, start.elapsed())
     });
     Sent { datagrams: start.0, took: start.1 }
+}
+
+/// Runs `f` on this thread inside the network namespace `ns`, then returns
+/// to the thread's own: sockets opened by `f` stay in `ns`.
+fn in_netns<T>(ns: &Path, f: impl FnOnce() -> T) -> T {
+    let own = File::open("/proc/thread-self/ns/net").expect("this thread's network namespace");
+    let target = File::open(ns).unwrap_or_else(|e| panic!("network namespace {}: {e}", ns.display()));
+    // SAFETY: setns on fds of network namespace files, on this thread only.
+    let enter = |fd: &File| unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(enter(&target), 0, "setns {}: {}", ns.display(), std::io::Error::last_os_error());
+    let out = f();
+    assert_eq!(enter(&own), 0, "setns back: {}", std::io::Error::last_os_error());
+    out
 }
 
 /// `setsockopt`/cmsg level and type of UDP GSO (linux/udp.h).
