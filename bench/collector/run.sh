@@ -9,7 +9,10 @@
 # packet (the sender's GSO runs are cut at the veth, as a NIC sends them; the
 # pod's veth has no GRO, the CNI default). The sender has CPU 0; each
 # receiver has the last CPU for all its work, kernel and user: RPS moves the
-# veth's receive processing there and both receivers are pinned to it.
+# veth's receive processing there and the receivers are pinned to it. The
+# collector runs twice: with its UDP sockets, and with its AF_XDP input
+# (--xdp-iface eth0 --xdp-mode generic: generic so that the program runs in
+# that same receive processing, on the receivers' CPU).
 # Files on tmpfs.
 #
 #   bench/collector/run.sh           full run, writes bench/collector/RESULTS.md
@@ -45,7 +48,7 @@ ip netns exec "$NS" sh -c "printf '%x' $((1 << RX_CPU)) > /sys/class/net/eth0/qu
 ip netns exec "$NS" ip link add vx0 type vxlan id 1 local 10.99.0.2 dev eth0 dstport 4789 nolearning
 ip netns exec "$NS" ip link set vx0 up
 args=(vx0 "$DIR" --collector-bin "$OUT/podmirror-collector" --sender-netns "$NODE" --to 10.99.0.2
-  --sender-threads 1 --sender-cpus 0 --receiver-cpus "$RX_CPU")
+  --sender-threads 1 --sender-cpus 0 --receiver-cpus "$RX_CPU" --xdp-iface eth0)
 if [ "$QUICK" = 1 ]; then
   # Quick defaults, unless given on the command line.
   for kv in --rates=200000,300000,400000,500000,600000,800000 --step-secs=0.5 --trials=1 --replay-posts=50; do

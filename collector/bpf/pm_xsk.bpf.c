@@ -5,7 +5,8 @@
  * AF_XDP frame go to the collector's AF_XDP socket of their receive queue:
  * no socket buffer, no trip through IP and UDP, one copy into memory the
  * collector reads in place. Everything else (other traffic, larger copies
- * such as 9000-byte frames, a queue without a socket) passes to the kernel
+ * such as 9000-byte frames, IPv4 with options, a queue without a socket)
+ * passes to the kernel
  * as if the program were not there, and larger copies still reach the
  * collector's UDP socket.
  *
@@ -45,8 +46,8 @@ struct {
 	__type(value, __u32);
 } pm_xsks SEC(".maps");
 
-/* The UDP header of an IPv4 or IPv6 packet without extension headers or
- * fragmentation, or NULL. */
+/* The UDP header of an IPv4 (no options) or IPv6 (no extension headers)
+ * packet that is not a fragment, or NULL. */
 static __always_inline struct udphdr *udp_of(void *data, void *end)
 {
 	struct ethhdr *eth = data;
@@ -56,10 +57,13 @@ static __always_inline struct udphdr *udp_of(void *data, void *end)
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 
+		/* Only a 20-byte header: a variable offset would need
+		 * CAP_PERFMON to pass the verifier; packets with IP options
+		 * (rare) take the socket path. */
 		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP ||
-		    (ip->frag_off & bpf_htons(0x3fff)) || ip->ihl < 5)
+		    (ip->frag_off & bpf_htons(0x3fff)) || ip->ihl != 5)
 			return NULL;
-		return (void *)ip + ip->ihl * 4;
+		return (void *)(ip + 1);
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
@@ -82,10 +86,10 @@ int pm_xsk_redirect(struct xdp_md *ctx)
 
 	if (!cfg || !udp || (void *)(udp + 1) > end || udp->dest != cfg->port_be)
 		return XDP_PASS;
-	/* A copy larger than a frame (or in several buffers) takes the socket path. */
-	__u64 len = bpf_xdp_get_buff_len(ctx);
-
-	if (len > cfg->max_len || len != (__u64)(end - data))
+	/* A copy larger than a frame takes the socket path. (One that fits
+	 * but came in several buffers is fine: the kernel copies all of it
+	 * into the frame.) */
+	if (bpf_xdp_get_buff_len(ctx) > cfg->max_len)
 		return XDP_PASS;
 	return bpf_redirect_map(&pm_xsks, ctx->rx_queue_index, XDP_PASS);
 }

@@ -295,7 +295,8 @@ mod tests {
     #[test]
     fn udp_payload_of_ipv4_with_options_and_of_ipv6_without_the_pad() {
         let payload = [&vxlan_header(5)[..], &frame()].concat();
-        for packet in [outer(false, 0, 4789, &payload), outer(false, 3, 4789, &payload), outer(true, 0, 4789, &payload)] {
+        for packet in [outer(false, 0, 4789, &payload), outer(false, 3, 4789, &payload), outer(true, 0, 4789, &payload)]
+        {
             assert_eq!(udp_payload(&packet, 4789), Some(&payload[..]));
             assert_eq!(udp_payload(&packet, 4790), None, "another port");
         }

@@ -24,10 +24,6 @@ pub struct Copy {
     pub frame: Bytes,
 }
 
-/// Bytes allocated at once for the frames of a batch (a batch of full-size
-/// copies fits in one or two).
-const BATCH_STORE: usize = 64 << 10;
-
 /// Copies handed to a sink at once.
 pub type Batch = Vec<Copy>;
 
@@ -109,33 +105,21 @@ impl Dispatch {
     /// sinks.
     pub fn accept_batch<'a>(&self, input: &'static str, batch: impl Iterator<Item = Result<Decoded<'a>, DropReason>>) {
         let at = SystemTime::now();
-        let mut copies: Batch = Vec::new();
-        // One allocation for the whole batch: each copy's frame is a slice
-        // of it (the receive buffers are reused, so the frames must move).
-        let mut store = BytesMut::new();
+        let accepted: Vec<Decoded<'a>> = batch.filter_map(|d| self.admit(d)).collect();
+        // One allocation of exactly the batch's size: each copy's frame is a
+        // slice of it (the receive buffers are reused, so the frames must
+        // move; a small batch must not pin a large block).
+        let mut store = BytesMut::with_capacity(accepted.iter().map(|d| d.frame.len()).sum());
+        let mut copies: Batch = Vec::with_capacity(accepted.len());
         // (vni, packets, bytes) of this batch: one label lookup per VNI.
         let mut per_vni: Vec<(u32, u64, u64)> = Vec::new();
-        for decoded in batch {
-            let d = match decoded {
-                Ok(d) if self.allow.as_ref().is_some_and(|a| !a.contains(&d.vni)) => {
-                    self.metrics.malformed(DropReason::VniNotAllowed.label());
-                    continue;
-                }
-                Ok(d) => d,
-                Err(reason) => {
-                    self.metrics.malformed(reason.label());
-                    continue;
-                }
-            };
+        for d in accepted {
             match per_vni.iter_mut().find(|v| v.0 == d.vni) {
                 Some(v) => {
                     v.1 += 1;
                     v.2 += d.frame.len() as u64;
                 }
                 None => per_vni.push((d.vni, 1, d.frame.len() as u64)),
-            }
-            if store.capacity() < d.frame.len() {
-                store.reserve(BATCH_STORE.max(d.frame.len()));
             }
             store.extend_from_slice(d.frame);
             let copy = Copy { vni: d.vni, at, frame: store.split().freeze() };
@@ -159,6 +143,17 @@ impl Dispatch {
             (None, Some(replay)) => self.offer(replay, "replay", copies),
             (None, None) => {}
         }
+    }
+
+    /// The copy if its VNI is allowed; a malformed or refused one is counted.
+    fn admit<'a>(&self, decoded: Result<Decoded<'a>, DropReason>) -> Option<Decoded<'a>> {
+        let reason = match decoded {
+            Ok(d) if self.allow.as_ref().is_some_and(|a| !a.contains(&d.vni)) => DropReason::VniNotAllowed,
+            Ok(d) => return Some(d),
+            Err(reason) => reason,
+        };
+        self.metrics.malformed(reason.label());
+        None
     }
 
     /// Hands one decoded datagram to the sinks.

@@ -12,6 +12,7 @@ pub mod http;
 pub mod input;
 pub mod metrics;
 pub mod pcap;
+pub mod recordfile;
 pub mod replay;
 mod run;
 pub mod stream;

@@ -17,6 +17,8 @@ use crate::sender::{Pool, SenderConfig, Sent, send};
 pub enum Receiver {
     Tcpdump,
     Collector,
+    /// The collector with its AF_XDP input (`--xdp-iface`).
+    CollectorXdp,
 }
 
 impl Receiver {
@@ -24,6 +26,7 @@ impl Receiver {
         match self {
             Receiver::Tcpdump => "tcpdump -w on a kernel vxlan device",
             Receiver::Collector => "podmirror-collector --files-dir",
+            Receiver::CollectorXdp => "podmirror-collector --files-dir --xdp-iface",
         }
     }
 }
@@ -43,6 +46,8 @@ pub struct Setup {
     pub mss: usize,
     /// Extra flags for the collector.
     pub collector_args: Vec<String>,
+    /// The AF_XDP variant's flags (`--xdp-iface IF --xdp-mode M`).
+    pub xdp_args: Vec<String>,
 }
 
 const TCPDUMP_PORT: u16 = 4789;
@@ -75,23 +80,38 @@ fn command(setup: &Setup, program: &Path) -> Command {
 
 /// Starts the receiver writing into `out` and returns once it receives,
 /// with a thread that collects the rest of its output.
-fn start(setup: &Setup, r: Receiver, out: &Path) -> (Child, std::thread::JoinHandle<String>) {
+/// A started receiver: the process, the thread collecting the rest of its
+/// output, and (the collector) its HTTP address.
+struct Started {
+    child: Child,
+    rest: std::thread::JoinHandle<String>,
+    http: Option<SocketAddr>,
+}
+
+fn start(setup: &Setup, r: Receiver, out: &Path) -> Started {
     let mut child = match r {
         Receiver::Tcpdump => command(setup, Path::new("tcpdump"))
-            // `tcp`: the benchmark's frames only, not the device's own IPv6 chatter.
-            .args(["-i", &setup.dev, "-n", "-w"])
+            // `tcp`: the benchmark's frames only, not the device's own IPv6
+            // chatter. -B: the same 8 MiB the collector's sockets get.
+            .args(["-i", &setup.dev, "-n", "-B", "8192", "-w"])
             .arg(out.join("tcpdump.pcap"))
             .arg("tcp")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump runs"),
-        Receiver::Collector => command(setup, &setup.collector_bin)
-            .args(["--vxlan-listen", &SocketAddr::new(setup.to, COLLECTOR_PORT).to_string(), "--http-addr", "127.0.0.1:0"])
+        Receiver::Collector | Receiver::CollectorXdp => command(setup, &setup.collector_bin)
+            .args([
+                "--vxlan-listen",
+                &SocketAddr::new(setup.to, COLLECTOR_PORT).to_string(),
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
             .arg("--files-dir")
             .arg(out)
             .args(["--files-keep-bytes", &(64u64 << 30).to_string(), "--files-keep", "100000"])
             .args(&setup.collector_args)
+            .args(if r == Receiver::CollectorXdp { &setup.xdp_args[..] } else { &[] })
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -102,17 +122,41 @@ fn start(setup: &Setup, r: Receiver, out: &Path) -> (Child, std::thread::JoinHan
     // "collector started".
     let (pipe, ready): (Box<dyn Read + Send>, &str) = match r {
         Receiver::Tcpdump => (Box::new(child.stderr.take().expect("stderr")), "listening on"),
-        Receiver::Collector => (Box::new(child.stdout.take().expect("stdout")), "collector started"),
+        Receiver::Collector | Receiver::CollectorXdp => {
+            (Box::new(child.stdout.take().expect("stdout")), "collector started")
+        }
     };
     let mut lines = BufReader::new(pipe).lines();
-    for line in lines.by_ref() {
-        if line.map(|l| l.contains(ready)).unwrap_or(false) {
+    let mut http = None;
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.contains(ready) {
+            // The collector's line names its HTTP address: "http_addr=IP:PORT".
+            http = line.split_whitespace().find_map(|w| w.strip_prefix("http_addr=")?.parse().ok());
             break;
         }
     }
     // Keep reading so that the receiver never blocks on a full pipe.
     let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
-    (child, rest)
+    Started { child, rest, http }
+}
+
+/// The collector's own count of copies it lost: the AF_XDP input's kernel
+/// drops and the file sink's queue overflows, from its /metrics.
+fn collector_drops(http: SocketAddr) -> u64 {
+    use std::io::Write;
+    let Ok(mut conn) = std::net::TcpStream::connect_timeout(&http, Duration::from_secs(2)) else {
+        return 0;
+    };
+    let _ = conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n");
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| {
+            l.starts_with("podmirror_collector_xdp_dropped_total")
+                || l.starts_with("podmirror_collector_dropped_total{sink=\"file\"}")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 /// Total size of the files in `dir`: grows while a receiver still writes.
@@ -130,7 +174,8 @@ const SETTLED: Duration = Duration::from_millis(1500);
 
 /// Waits until the receiver has written what it received (its output
 /// stops growing), then stops it the way a user would (SIGINT) and waits.
-fn finish(mut child: Child, out: &Path) {
+/// Returns the copies the collector says it dropped (0 for tcpdump).
+fn finish(mut child: Child, out: &Path, http: Option<SocketAddr>) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut last, mut since) = (u64::MAX, Instant::now());
     while Instant::now() < deadline {
@@ -142,9 +187,11 @@ fn finish(mut child: Child, out: &Path) {
             break;
         }
     }
+    let dropped = http.map_or(0, collector_drops);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let _ = child.wait();
+    dropped
 }
 
 /// Copies kept in the classic pcap files of `dir` (both tcpdump's
@@ -227,23 +274,24 @@ pub fn trial(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64) -> 
     let out = setup.dir.join(format!("{r:?}").to_lowercase());
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("output dir");
-    let (child, rest) = start(setup, r, &out);
+    let Started { child, rest, http } = start(setup, r, &out);
     let port = if r == Receiver::Tcpdump { TCPDUMP_PORT } else { COLLECTOR_PORT };
     let before = kernel_drops(&setup.dev);
     let sent = send(SocketAddr::new(setup.to, port), pool, count, rate, true, &setup.sender);
-    finish(child, &out);
+    let collector_dropped = finish(child, &out, http);
     let said = rest.join().unwrap_or_default();
     let after = kernel_drops(&setup.dev);
     // The receiver's own account of its losses, a cross-check of the
     // counts: tcpdump prints "N packets dropped by kernel" (its ring full);
-    // the collector's losses are its sockets' receive-buffer overflows.
+    // the collector's losses are its sockets' receive-buffer overflows and
+    // what its metrics count (AF_XDP drops, file queue overflows).
     let reported = match r {
         Receiver::Tcpdump => said
             .lines()
             .find(|l| l.contains("dropped by kernel"))
             .and_then(|l| l.split_whitespace().next()?.parse().ok())
             .unwrap_or(0),
-        Receiver::Collector => after.1 - before.1,
+        Receiver::Collector | Receiver::CollectorXdp => after.1 - before.1 + collector_dropped,
     } + (after.0 - before.0);
     let kept = count_records(&out, setup.mss);
     let _ = std::fs::remove_dir_all(&out);

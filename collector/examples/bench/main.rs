@@ -38,6 +38,14 @@ struct Opts {
     /// The podmirror-collector binary (release build).
     #[arg(long)]
     collector_bin: PathBuf,
+    /// Also measure the collector with its AF_XDP input on this interface
+    /// (the one the copies arrive on).
+    #[arg(long)]
+    xdp_iface: Option<String>,
+    /// --xdp-mode for that variant. generic: the program runs where RPS put
+    /// the receive processing (the receivers' CPU), like the other paths.
+    #[arg(long, default_value = "generic")]
+    xdp_mode: String,
     /// Run one receiver only (to profile it).
     #[arg(long, value_enum)]
     only: Option<Receiver>,
@@ -125,6 +133,8 @@ fn capture_pool() -> Pool {
 /// One receiver's progress through the rates.
 struct Progress {
     r: Receiver,
+    /// Left out of this run (--only, or no --xdp-iface).
+    skipped: bool,
     best: u64,
     out: bool,
 }
@@ -158,9 +168,11 @@ fn best_of(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64, trial
 fn zero_loss(opts: &Opts, setup: &Setup, pool: &Pool, rows: &mut Vec<String>) -> Vec<Progress> {
     // A receiver left out (--only) starts as done.
     let skip = |r: Receiver| opts.only.is_some_and(|o| o != r);
+    let progress = |r: Receiver, skipped: bool| Progress { r, skipped, best: 0, out: skipped };
     let mut ps = vec![
-        Progress { r: Receiver::Tcpdump, best: 0, out: skip(Receiver::Tcpdump) },
-        Progress { r: Receiver::Collector, best: 0, out: skip(Receiver::Collector) },
+        progress(Receiver::Tcpdump, skip(Receiver::Tcpdump)),
+        progress(Receiver::Collector, skip(Receiver::Collector)),
+        progress(Receiver::CollectorXdp, opts.xdp_iface.is_none() || skip(Receiver::CollectorXdp)),
     ];
     for (i, &rate) in opts.rates.iter().enumerate() {
         let count = (rate as f64 * opts.step_secs) as u64;
@@ -197,21 +209,22 @@ fn zero_loss(opts: &Opts, setup: &Setup, pool: &Pool, rows: &mut Vec<String>) ->
 }
 
 fn summary(ps: &[Progress]) -> String {
-    let (t, c) = (&ps[0], &ps[1]);
-    let ratio = if t.best > 0 { format!("{:.2}x", c.best as f64 / t.best as f64) } else { "n/a".into() };
+    let tcpdump = ps.iter().find(|p| p.r == Receiver::Tcpdump).map_or(0, |p| p.best);
     let fate = |p: &Progress| match (p.out, p.best) {
         (true, 0) => "lost copies at every rate tried",
         (true, _) => "lost copies at the next rate",
         (false, _) => "lost nothing at any rate (the sender was the limit)",
     };
-    format!(
-        "Highest achieved rate kept with zero loss: tcpdump {} pps, collector {} pps ({ratio}; goal >= 1.5x). \
-         tcpdump {}; the collector {}.",
-        t.best,
-        c.best,
-        fate(t),
-        fate(c)
-    )
+    let mut lines = vec!["Highest achieved rate kept with zero loss (goal: collector >= 1.5x tcpdump):".to_string()];
+    for p in ps.iter().filter(|p| !p.skipped) {
+        let ratio = match p.r {
+            Receiver::Tcpdump => String::new(),
+            _ if tcpdump > 0 => format!(", {:.2}x tcpdump", p.best as f64 / tcpdump as f64),
+            _ => ", no tcpdump rate to compare".into(),
+        };
+        lines.push(format!("- {}: {} pps{ratio}; {}.", p.r.name(), p.best, fate(p)));
+    }
+    lines.join("\n")
 }
 
 /// How the capture part ran, for the report.
@@ -234,7 +247,11 @@ fn method(o: &Opts) -> String {
         o.sender_threads,
         pin(sender_cpus),
         if o.sender_netns.is_empty() { " (none given: loopback)" } else { "" },
-        if o.no_gso { "" } else { " (runs of equal-sized datagrams as one UDP GSO send, cut into single datagrams at the veth)" },
+        if o.no_gso {
+            ""
+        } else {
+            " (runs of equal-sized datagrams as one UDP GSO send, cut into single datagrams at the veth)"
+        },
         pin(o.receiver_cpus.clone()),
         o.step_secs,
         o.trials
@@ -245,7 +262,8 @@ fn method(o: &Opts) -> String {
 async fn main() {
     let opts = Opts::parse();
     let netns = (!opts.sender_netns.is_empty()).then(|| PathBuf::from("/run/netns").join(&opts.sender_netns));
-    let sender = SenderConfig { threads: opts.sender_threads, cpus: opts.sender_cpus.clone(), gso: !opts.no_gso, netns };
+    let sender =
+        SenderConfig { threads: opts.sender_threads, cpus: opts.sender_cpus.clone(), gso: !opts.no_gso, netns };
     let setup = Setup {
         to: opts.to,
         mss: MSS,
@@ -253,6 +271,11 @@ async fn main() {
         dir: opts.dir.clone(),
         collector_bin: opts.collector_bin.clone(),
         collector_args: opts.collector_arg.clone(),
+        xdp_args: opts
+            .xdp_iface
+            .iter()
+            .flat_map(|i| ["--xdp-iface".to_string(), i.clone(), "--xdp-mode".into(), opts.xdp_mode.clone()])
+            .collect(),
         receiver_cpus: opts.receiver_cpus.clone(),
         sender: sender.clone(),
     };

@@ -4,8 +4,9 @@
 //! the kernel one copy into shared memory instead of a trip through IP,
 //! UDP and a socket buffer. The UDP sockets stay open beside it: copies
 //! larger than an AF_XDP frame (9000-byte frames) and anything the program
-//! passes still arrive there. Needs CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW
-//! (and CAP_IPC_LOCK, or a memlock limit of 8 MiB per queue).
+//! passes still arrive there. Needs CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW and
+//! CAP_IPC_LOCK (or a memlock limit of 16 MiB per queue); not CAP_PERFMON:
+//! the program uses no variable packet offsets, which would need it.
 
 mod xsk;
 
@@ -162,4 +163,25 @@ fn rx_queues(iface: &str) -> u32 {
         .map(|d| d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count())
         .unwrap_or(1);
     u32::try_from(counted).unwrap_or(1).clamp(1, MAX_QUEUES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The program's constants and `struct pm_xsk_cfg` as Rust sees them
+    /// (aya also refuses a map whose value size differs, at start).
+    #[test]
+    fn the_c_abi_matches() {
+        let c = include_str!("../../bpf/pm_xsk.bpf.c");
+        let queues = c
+            .lines()
+            .find_map(|l| l.strip_prefix("#define PM_XSK_MAX_QUEUES "))
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        assert_eq!(queues, Some(MAX_QUEUES));
+        assert_eq!(size_of::<XskConfig>(), 8);
+        assert_eq!(offset_of!(XskConfig, max_len), 4);
+        assert_eq!(xsk::MAX_PACKET, 1792, "a VXLAN copy of a 1500-byte frame (1564 bytes) fits");
+    }
 }

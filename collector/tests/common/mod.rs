@@ -197,26 +197,8 @@ pub fn sorted(mut v: Vec<Received>) -> Vec<Received> {
     v
 }
 
-/// True when running under CI (`CI=true`): root tests must run there.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Gate for tests that need root: off root prints a loud `SKIPPED` and
-/// returns false, except under `CI=true` where the test fails.
-pub fn require_root(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let why = "needs root (a raw GRE socket)";
-    assert!(!in_ci(), "{test}: cannot run under CI=true: {why}");
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        format!("\n!!!!!!!!\nSKIPPED: {test}: {why}\n!!!!!!!!\n").as_bytes(),
-    );
-    false
-}
+#[allow(unused_imports)] // not every test file has a root test
+pub use podmirror_testkit::require_root;
 
 /// A fresh empty directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> std::path::PathBuf {

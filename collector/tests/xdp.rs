@@ -1,0 +1,140 @@
+//! The AF_XDP input (`--xdp-iface`), on a veth pair between two network
+//! namespaces with the collector running as its own process in one of them:
+//! copies that fit a frame arrive through AF_XDP (the kernel's UDP layer
+//! never sees them), larger ones (9000-byte frames) through the UDP socket,
+//! every copy is recorded byte for byte, other traffic still flows, and the
+//! program is gone when the collector stops. Root.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use podmirror_collector::decode::vxlan_header;
+use podmirror_testkit::{Netns, unique_name};
+
+/// The UDP datagrams the kernel delivered in `ns` (`Udp: InDatagrams`).
+fn udp_in_datagrams(ns: &Netns) -> u64 {
+    let snmp = ns.sh("cat /proc/net/snmp").expect("read /proc/net/snmp");
+    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let [names, values, ..] = udp.as_slice() else { panic!("no Udp lines in /proc/net/snmp") };
+    let at = names.split_whitespace().position(|n| n == "InDatagrams").expect("an InDatagrams column");
+    values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("a count")
+}
+
+/// The frames of the pcap records in `dir` (one VNI, so one series).
+fn recorded_frames(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir).expect("files dir").filter_map(Result::ok).map(|e| e.path()).collect();
+    files.sort();
+    let mut frames = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).expect("read a capture file");
+        let mut at = 24;
+        while let Some(h) = bytes.get(at..at + 16) {
+            let caplen = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+            frames.push(bytes[at + 16..at + 16 + caplen].to_vec());
+            at += 16 + caplen;
+        }
+    }
+    frames
+}
+
+#[test]
+fn copies_arrive_through_af_xdp_and_jumbo_copies_through_the_socket() {
+    if require_root("copies_arrive_through_af_xdp_and_jumbo_copies_through_the_socket") {
+        // auto: the veth driver runs the program.
+        af_xdp_scenario("", "native");
+    }
+}
+
+#[test]
+fn generic_mode_works_the_same() {
+    if require_root("generic_mode_works_the_same") {
+        af_xdp_scenario("--xdp-mode generic", "generic");
+    }
+}
+
+/// Runs the collector with `--xdp-iface eth0 {flags}` and checks that it
+/// attached in `mode` and recorded every copy, only the jumbo ones through
+/// the UDP socket.
+fn af_xdp_scenario(flags: &str, mode: &str) {
+    let node = Netns::create(&unique_name("pmxn")).expect("sender namespace");
+    let pod = Netns::create(&unique_name("pmxp")).expect("collector namespace");
+    let veth = unique_name("pmxv");
+    let made = std::process::Command::new("ip")
+        .args(["link", "add", &veth, "netns", &node.name, "type", "veth", "peer", "name", "eth0", "netns", &pod.name])
+        .status()
+        .expect("run ip");
+    assert!(made.success(), "veth pair");
+    node.ip(&["addr", "add", "10.77.0.1/24", "dev", &veth]).expect("address");
+    pod.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]).expect("address");
+    for (ns, dev) in [(&node, veth.as_str()), (&pod, "eth0")] {
+        ns.ip(&["link", "set", dev, "mtu", "9100", "up"]).expect("link up");
+    }
+    let dir = temp_dir(&format!("xdp-{mode}"));
+    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
+    let mut collector = pod
+        .spawn(&format!(
+            "NO_COLOR=1 exec {bin} --vxlan-listen 10.77.0.2:4789 --http-addr 127.0.0.1:0 --files-dir {} --xdp-iface eth0 {flags}",
+            dir.display()
+        ))
+        .expect("collector runs");
+    let mut lines = BufReader::new(collector.child().stdout.take().expect("stdout")).lines();
+    let mut said = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        said.push(line.clone());
+        if line.contains("collector started") {
+            break;
+        }
+    }
+    let attached = said.iter().find(|l| l.contains("AF_XDP input attached")).cloned();
+    let wanted = format!("mode=\"{mode}\"");
+    assert!(attached.as_deref().is_some_and(|l| l.contains(&wanted)), "attached in {mode} mode: {said:?}");
+    assert!(pod.sh("ip link show eth0").expect("link").contains("prog/xdp"), "the program is on eth0");
+
+    // 300 full-size copies and 4 copies of 9000-byte frames.
+    let mut frames = traffic(40400, 300, 20_000);
+    let head = frames[0][..54].to_vec();
+    frames.extend((0..4u8).map(|i| [&head[..], &vec![i; 8946][..]].concat()));
+    let other = pod.run(|| UdpSocket::bind("10.77.0.2:9999").expect("bind in the pod")).expect("enter the pod");
+    other.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let before = udp_in_datagrams(&pod);
+    node.run(|| {
+        let sock = UdpSocket::bind("10.77.0.1:0").expect("bind in the sender namespace");
+        for (i, f) in frames.iter().enumerate() {
+            let d = [&vxlan_header(3)[..], f].concat();
+            sock.send_to(&d, SocketAddr::from(([10, 77, 0, 2], 4789))).expect("send a copy");
+            if i % 32 == 31 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        sock.send_to(b"not a copy", SocketAddr::from(([10, 77, 0, 2], 9999))).expect("send other traffic");
+    })
+    .expect("send from the sender namespace");
+    let mut buf = [0u8; 64];
+    let n = other.recv(&mut buf).expect("other traffic still passes the program");
+    assert_eq!(&buf[..n], b"not a copy");
+
+    // Stop the collector the way Kubernetes does (SIGTERM) once its files
+    // hold everything, then compare.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorded_frames(&dir).len() < frames.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delivered = udp_in_datagrams(&pod) - before;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(collector.child().id() as i32, libc::SIGTERM) };
+    let _ = collector.child().wait();
+    assert_eq!(delivered, 4 + 1, "only the 4 jumbo copies (and the other datagram) went through UDP");
+    let mut got = recorded_frames(&dir);
+    let mut want = frames.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "every copy recorded once");
+    assert!(got == want, "recorded frames equal the copies' inner frames");
+    assert!(!pod.sh("ip link show eth0").expect("link").contains("prog/xdp"), "the program left with the collector");
+    let _ = std::fs::remove_dir_all(&dir);
+}
