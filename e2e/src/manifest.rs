@@ -78,7 +78,8 @@ impl<'a> Container<'a> {
         self.value.get("image").and_then(Value::as_str)
     }
 
-    fn security(&self, key: &str) -> Option<&'a Value> {
+    /// A field of the container's securityContext.
+    pub fn security(&self, key: &str) -> Option<&'a Value> {
         self.value.get("securityContext")?.get(key)
     }
 

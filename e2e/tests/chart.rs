@@ -301,6 +301,8 @@ fn the_values_schema_rejects_bad_values_naming_the_field() {
         ("collector.replay.samplePercent=101", "/collector/replay/samplePercent"),
         ("collector.replay.to=https://test:443", "/collector/replay/to"),
         ("collector.vniAllow={16777216}", "/collector/vniAllow"),
+        ("collector.xdp.mode=fast", "/collector/xdp/mode"),
+        ("collector.xdp.interface=eth0/x", "/collector/xdp/interface"),
     ];
     for (set, field) in cases {
         match template(&helm, &[set]) {
@@ -621,4 +623,22 @@ fn the_collector_is_optional_and_serves_vxlan_and_http() {
         })
         .collect();
     assert_eq!(ports, [("vxlan".to_string(), 4789, "UDP".to_string()), ("http".to_string(), 8080, "TCP".to_string())]);
+    assert!(!c.command_line().iter().any(|a| a.starts_with("--xdp")), "the AF_XDP input is opt-in");
+    assert_eq!(c.security("runAsUser").and_then(serde_yaml::Value::as_i64), Some(65532));
+}
+
+#[test]
+fn the_collectors_af_xdp_input_runs_as_root_with_exactly_its_capabilities() {
+    let Some(helm) = helm() else { return };
+    let on = render(&helm, &[COLLECTOR_ON, &["collector.xdp.enabled=true", "collector.xdp.mode=generic"]].concat());
+    let dep = find(&on, "Deployment", "collector");
+    let c = &dep.containers()[0];
+    assert!(c.command_line().contains(&"--xdp-iface=eth0"));
+    assert!(c.command_line().contains(&"--xdp-mode=generic"));
+    let want: BTreeSet<String> = ["BPF", "NET_ADMIN", "NET_RAW", "IPC_LOCK"].iter().map(|c| c.to_string()).collect();
+    assert_eq!(c.added_capabilities(), want, "what collector/src/xdp/mod.rs says it needs, no more");
+    assert!(c.dropped_capabilities().contains("ALL"));
+    // Kubernetes makes added capabilities effective for uid 0 only.
+    assert_eq!(c.security("runAsUser").and_then(serde_yaml::Value::as_i64), Some(0));
+    assert!(hardening_violations(&on).is_empty(), "{:?}", hardening_violations(&on));
 }

@@ -19,80 +19,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use podmirror_e2e::manifest::{Object, parse_documents};
-use podmirror_e2e::oci::{self, Launch};
+use podmirror_e2e::oci::{self, Launch, RuncContainer as Container, cap_number};
 use podmirror_e2e::{chart_dir, cmd, repo_root, tools};
 use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_rows};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
 const NODE_IP: &str = "172.31.240.7";
 const TEST: &str = "agent_in_container";
-
-/// A runc container, killed and deleted when dropped.
-struct Container {
-    runc: PathBuf,
-    id: String,
-    child: Option<Child>,
-}
-
-impl Container {
-    fn start(runc: &Path, id: &str, bundle: &Path, log: &Path) -> Container {
-        let log_file = std::fs::File::create(log).unwrap();
-        let child = Command::new(runc)
-            .args(["run", "--bundle"])
-            .arg(bundle)
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
-        Container { runc: runc.to_path_buf(), id: id.to_string(), child: Some(child) }
-    }
-
-    /// `runc exec` in the running container: (success, combined output).
-    fn exec(&self, script: &str) -> (bool, String) {
-        let out = Command::new(&self.runc).args(["exec", &self.id, "/bin/sh", "-c", script]).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    }
-
-    /// The host pid of the container's process.
-    fn pid(&self) -> u32 {
-        let state = cmd::run(&self.runc, &["state", &self.id]).unwrap();
-        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-        state["pid"].as_u64().unwrap() as u32
-    }
-
-    /// Waits for the container to exit by itself; returns whether it succeeded.
-    fn wait(mut self, timeout: Duration) -> bool {
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.runc).args(["kill", &self.id, "KILL"]).output();
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
-        let _ = Command::new(&self.runc).args(["delete", "--force", &self.id]).output();
-    }
-}
 
 fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     if !testbed::require_root(TEST) {
@@ -196,7 +132,7 @@ fn agent_runs_in_a_container_as_the_chart_renders_it_and_mirrors_a_bridged_pod()
     let bundle = work.join("agent");
     oci::write_bundle(&runc, &bundle, agent_ds.pod_spec().unwrap(), &agent_container, &launch(agent_args)).unwrap();
     let log = work.join("agent.log");
-    let container = Container::start(&runc, &format!("{}-agent", topo.tag), &bundle, &log);
+    let container = Container::start(&runc, &format!("{}-agent", topo.tag), &bundle, &log).unwrap();
 
     let programmed = r#"podmirror_programmed_interfaces{namespace="default",session="mirror-session-a"} 1"#;
     wait_for_metric(&topo, programmed, &log);
@@ -204,12 +140,10 @@ fn agent_runs_in_a_container_as_the_chart_renders_it_and_mirrors_a_bridged_pod()
     // The conditions are those of a pod: /proc/sys read-only, only the chart's capabilities.
     let (wrote, text) = container.exec("echo 1 > /proc/sys/net/ipv4/ip_forward");
     assert!(!wrote && text.contains("Read-only file system"), "/proc/sys must be read-only: {text}");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid())).unwrap();
-    let cap_eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
-    let mask = u64::from_str_radix(cap_eff.split_whitespace().nth(1).unwrap(), 16).unwrap();
-    let wanted: u64 = caps.iter().map(|c| 1u64 << cap_number(c)).sum();
-    assert_eq!(mask, wanted, "effective capabilities {cap_eff} are not the chart's {caps:?}");
-    assert!(status.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('2')), "seccomp filter mode:\n{status}");
+    let (mask, seccomp) = container.cap_eff_and_seccomp().unwrap();
+    let wanted: u64 = caps.iter().map(|c| 1u64 << cap_number(c).unwrap()).sum();
+    assert_eq!(mask, wanted, "effective capabilities {mask:x} are not the chart's {caps:?}");
+    assert_eq!(seccomp, "2", "seccomp filter mode");
 
     let client = topo.pod("ecs-test").unwrap();
     let source = topo.pod("ecs-source").unwrap();
@@ -244,7 +178,7 @@ fn agent_runs_in_a_container_as_the_chart_renders_it_and_mirrors_a_bridged_pod()
     let bundle = work.join("cleanup");
     oci::write_bundle(&runc, &bundle, cleanup_ds.pod_spec().unwrap(), &cleanup, &launch(Vec::new())).unwrap();
     let cleanup_log = work.join("cleanup.log");
-    let done = Container::start(&runc, &format!("{}-cleanup", topo.tag), &bundle, &cleanup_log);
+    let done = Container::start(&runc, &format!("{}-cleanup", topo.tag), &bundle, &cleanup_log).unwrap();
     let ok = done.wait(Duration::from_secs(30));
     assert!(ok, "cleanup failed:\n{}", std::fs::read_to_string(&cleanup_log).unwrap_or_default());
     assert!(!Path::new(&pin_dir).exists(), "{pin_dir} left behind");
@@ -252,17 +186,4 @@ fn agent_runs_in_a_container_as_the_chart_renders_it_and_mirrors_a_bridged_pod()
     let links = String::from_utf8_lossy(&links.stdout).into_owned();
     assert!(!links.contains("pm-cp") && !links.contains("pm-cq"), "copy device left behind:\n{links}");
     let _ = std::fs::remove_dir_all(&work);
-}
-
-/// The kernel's number of a capability (`capability.h`).
-fn cap_number(name: &str) -> u32 {
-    match name {
-        "CAP_NET_ADMIN" => 12,
-        "CAP_NET_RAW" => 13,
-        "CAP_SYS_ADMIN" => 21,
-        "CAP_SYS_RESOURCE" => 24,
-        "CAP_PERFMON" => 38,
-        "CAP_BPF" => 39,
-        other => panic!("capability {other} has no number here; add it"),
-    }
 }

@@ -94,6 +94,28 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/*
+The collector's container security context with its AF_XDP input: root,
+because Kubernetes only makes added capabilities effective for uid 0, with
+exactly collector.xdp.capabilities; everything else as restricted.
+*/}}
+{{- define "podmirror.collectorXdpSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: false
+runAsUser: 0
+runAsGroup: 0
+privileged: false
+capabilities:
+  drop: ["ALL"]
+  add:
+  {{- range .Values.collector.xdp.capabilities }}
+    - {{ . }}
+  {{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
 {{/* The bpffs of the node, where the agent pins its datapath. */}}
 {{- define "podmirror.bpffsVolume" -}}
 - name: bpffs

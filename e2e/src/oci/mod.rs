@@ -7,7 +7,10 @@
 //! applies them. The image is the host's `/usr` and `/etc` read-only, with
 //! the binary under test at the path the chart's `command` names.
 
+pub mod container;
 pub mod seccomp;
+
+pub use container::{RuncContainer, cap_number};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

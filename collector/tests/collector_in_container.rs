@@ -1,0 +1,146 @@
+//! The collector as installed with its AF_XDP input: the chart rendered by
+//! the real helm with `collector.xdp.enabled=true`, its container run by
+//! runc with exactly that securityContext (root, the listed capabilities
+//! after dropping ALL, no_new_privs, read-only root, the runtime's default
+//! seccomp profile) in a pod network namespace whose eth0 is one end of a
+//! veth, as a CNI makes it. The collector must attach its XDP program to
+//! eth0, count every copy sent from the node side, with none of them going
+//! through the pod's UDP layer, serve /metrics to the node, and leave eth0
+//! without a program when the container is killed.
+//!
+//! Needs root, runc, helm and the containers-common seccomp profile
+//! (`make test` installs them); otherwise SKIPPED, or a failure under CI=true.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use podmirror_collector::decode::vxlan_header;
+use podmirror_e2e::manifest::parse_documents;
+use podmirror_e2e::oci::{self, Launch, RuncContainer, cap_number};
+use podmirror_e2e::{chart_dir, cmd, tools};
+use podmirror_testkit::{self as testbed, Netns, unique_name};
+
+const COLLECTOR: &str = env!("CARGO_BIN_EXE_podmirror-collector");
+const TEST: &str = "collector_in_container";
+
+fn prerequisites() -> Option<(PathBuf, PathBuf)> {
+    if !testbed::require_root(TEST) {
+        return None;
+    }
+    let runc = tools::require(&format!("{TEST}: needs runc"), tools::find("runc", "RUNC", &["--version"]))?;
+    let helm = tools::require(&format!("{TEST}: needs helm"), tools::helm())?;
+    if !Path::new(oci::seccomp::CONTAINERS_COMMON_PROFILE).exists() {
+        let why = format!("{} missing", oci::seccomp::CONTAINERS_COMMON_PROFILE);
+        assert!(!testbed::in_ci(), "{TEST}: {why}");
+        testbed::announce_skip(TEST, &why);
+        return None;
+    }
+    Some((runc, helm))
+}
+
+/// `GET /metrics` of the collector from the node's side.
+fn metrics(node: &Netns) -> String {
+    node.run(|| {
+        let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::from(([10, 79, 0, 2], 8080)), Duration::from_secs(2))
+        else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    })
+    .unwrap()
+}
+
+fn udp_in_datagrams(ns: &Netns) -> u64 {
+    let snmp = ns.sh("cat /proc/net/snmp").unwrap();
+    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let at = udp[0].split_whitespace().position(|n| n == "InDatagrams").unwrap();
+    udp[1].split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_collector_runs_its_af_xdp_input_in_a_container_as_the_chart_renders_it() {
+    let Some((runc, helm)) = prerequisites() else { return };
+    let chart = chart_dir();
+    let args = ["template", "pm", chart.to_str().unwrap(), "--namespace", "podmirror-system"];
+    let sets = ["--set", "collector.enabled=true", "--set", "collector.xdp.enabled=true"];
+    let objects = parse_documents(&cmd::run(&helm, &[&args[..], &sets[..]].concat()).unwrap()).unwrap();
+    let deployment = objects
+        .iter()
+        .find(|o| o.kind == "Deployment" && o.label("app.kubernetes.io/component") == Some("collector"))
+        .expect("the collector Deployment");
+    let container = deployment.containers().into_iter().find(|c| c.name() == "collector").unwrap();
+    let caps = oci::effective_capabilities(&container).unwrap();
+
+    let node = Netns::create(&unique_name("pmcn")).unwrap();
+    let pod = Netns::create(&unique_name("pmcp")).unwrap();
+    let veth = unique_name("pmcv");
+    let made = std::process::Command::new("ip")
+        .args(["link", "add", &veth, "netns", &node.name, "type", "veth", "peer", "name", "eth0", "netns", &pod.name])
+        .status()
+        .unwrap();
+    assert!(made.success(), "veth pair");
+    node.ip(&["addr", "add", "10.79.0.1/24", "dev", &veth]).unwrap();
+    pod.ip(&["addr", "add", "10.79.0.2/24", "dev", "eth0"]).unwrap();
+    node.ip(&["link", "set", &veth, "up"]).unwrap();
+    pod.ip(&["link", "set", "eth0", "up"]).unwrap();
+
+    let work = std::env::temp_dir().join(format!("{}-{}", TEST, pod.name));
+    let launch = Launch {
+        netns_path: PathBuf::from(format!("/run/netns/{}", pod.name)),
+        binary_dir: Path::new(COLLECTOR).parent().unwrap().to_path_buf(),
+        ..Launch::default()
+    };
+    let bundle = work.join("collector");
+    oci::write_bundle(&runc, &bundle, deployment.pod_spec().unwrap(), &container, &launch).unwrap();
+    let log = work.join("collector.log");
+    let running = RuncContainer::start(&runc, &format!("{}-collector", pod.name), &bundle, &log).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // "collector started" is logged once every input is on.
+    let mut text = String::new();
+    while !(text.contains("collector started") && metrics(&node).contains("podmirror_collector_")) {
+        assert!(Instant::now() < deadline, "the collector did not come up:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+    }
+    assert!(text.contains("AF_XDP input attached"), "the AF_XDP input is on:\n{text}");
+    assert!(pod.sh("ip link show eth0").unwrap().contains("prog/xdp"), "the program is on the pod's eth0");
+    let (mask, seccomp) = running.cap_eff_and_seccomp().unwrap();
+    let wanted: u64 = caps.iter().map(|c| 1u64 << cap_number(c).unwrap()).sum();
+    assert_eq!(mask, wanted, "effective capabilities {mask:x} are not the chart's {caps:?}");
+    assert_eq!(seccomp, "2", "seccomp filter mode");
+
+    let before = udp_in_datagrams(&pod);
+    let frame = [&[0x02u8, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00][..], &[0x45; 100][..]].concat();
+    node.run(|| {
+        let sock = UdpSocket::bind("10.79.0.1:0").unwrap();
+        for i in 0..200 {
+            sock.send_to(&[&vxlan_header(5)[..], &frame].concat(), "10.79.0.2:4789").unwrap();
+            if i % 32 == 31 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    })
+    .unwrap();
+    let counted = r#"podmirror_collector_received_packets_total{vni="5",input="vxlan"} 200"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !metrics(&node).lines().any(|l| l == counted) {
+        assert!(Instant::now() < deadline, "200 copies not counted:\n{}", metrics(&node));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(udp_in_datagrams(&pod) - before, 0, "no copy went through the pod's UDP layer");
+    drop(running);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pod.sh("ip link show eth0").unwrap().contains("prog/xdp") {
+        assert!(Instant::now() < deadline, "the program outlived the collector");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_dir_all(&work);
+}
