@@ -29,9 +29,11 @@ pub struct Args {
     /// UDP address the VXLAN copies arrive on (the session's targetPort).
     #[arg(long, env = "PODMIRROR_VXLAN_LISTEN", default_value = "0.0.0.0:4789")]
     pub vxlan_listen: SocketAddr,
-    /// Receiving threads, each with its own SO_REUSEPORT socket (one per core).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub vxlan_workers: u16,
+    /// Receiving threads, each with its own SO_REUSEPORT socket. Default:
+    /// one per CPU this process may use (its affinity and cgroup CPU quota),
+    /// at most 4: more threads than CPUs only take turns.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub vxlan_workers: Option<u16>,
     /// Also receive GRE copies (IP protocol 47, key = VNI) on a raw IPv4
     /// socket; needs CAP_NET_RAW.
     #[arg(long)]
@@ -124,6 +126,14 @@ pub struct Args {
 }
 
 impl Args {
+    /// `--vxlan-workers`, or one per usable CPU (at most 4).
+    pub fn vxlan_workers(&self) -> u16 {
+        self.vxlan_workers.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            u16::try_from(cpus.min(4)).unwrap_or(1)
+        })
+    }
+
     pub fn replay_timeout(&self) -> Duration {
         Duration::from_millis(self.replay_timeout_ms)
     }

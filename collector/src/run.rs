@@ -86,7 +86,7 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
     });
 
     let stop = Arc::new(AtomicBool::new(false));
-    let sockets = vxlan_sockets(args.vxlan_listen, args.vxlan_workers, args.recv_buffer_bytes)?;
+    let sockets = vxlan_sockets(args.vxlan_listen, args.vxlan_workers(), args.recv_buffer_bytes)?;
     let vxlan_addr =
         sockets.first().and_then(|s| s.local_addr().ok()).and_then(|a| a.as_socket()).unwrap_or(args.vxlan_listen);
     let mut receivers: Vec<JoinHandle<()>> =
