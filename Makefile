@@ -36,7 +36,7 @@ demo:
 	./scripts/demo-collector.sh
 
 # Benchmarks on network namespaces (root, ~20 min): the datapath (bench/RESULTS.md),
-# then the collector (~2 min, bench/collector/RESULTS.md).
+# then the collector (~4 min, bench/collector/RESULTS.md).
 # Not part of `make test`.
 bench:
 	./bench/run.sh
