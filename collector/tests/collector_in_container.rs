@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use podmirror_collector::decode::vxlan_header;
 use podmirror_e2e::manifest::parse_documents;
 use podmirror_e2e::oci::{self, Launch, RuncContainer, cap_number};
-use podmirror_e2e::{chart_dir, cmd, tools};
+use podmirror_e2e::{chart_dir, cmd};
 use podmirror_testkit::{self as testbed, Netns, unique_name};
 
 const COLLECTOR: &str = env!("CARGO_BIN_EXE_podmirror-collector");
@@ -31,15 +31,7 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     if !testbed::require_root(TEST) {
         return None;
     }
-    let runc = tools::require(&format!("{TEST}: needs runc"), tools::find("runc", "RUNC", &["--version"]))?;
-    let helm = tools::require(&format!("{TEST}: needs helm"), tools::helm())?;
-    if !Path::new(oci::seccomp::CONTAINERS_COMMON_PROFILE).exists() {
-        let why = format!("{} missing", oci::seccomp::CONTAINERS_COMMON_PROFILE);
-        assert!(!testbed::in_ci(), "{TEST}: {why}");
-        testbed::announce_skip(TEST, &why);
-        return None;
-    }
-    Some((runc, helm))
+    oci::runtime_tools(TEST)
 }
 
 /// `GET /metrics` of the collector from the node's side.

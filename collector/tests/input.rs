@@ -123,9 +123,16 @@ fn help_lists_the_flags_and_bad_flags_name_themselves() {
     let bin = env!("CARGO_BIN_EXE_podmirror-collector");
     let help = Command::new(bin).arg("--help").output().expect("run --help");
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in
-        ["--vxlan-listen", "--gre", "--vni-allow", "--http-addr", "--files-dir", "--replay-to", "--replay-ports"]
-    {
+    for flag in [
+        "--vxlan-listen",
+        "--gre",
+        "--vni-allow",
+        "--http-addr",
+        "--files-dir",
+        "--replay-to",
+        "--replay-ports",
+        "--xdp-iface",
+    ] {
         assert!(text.contains(flag), "{flag} in --help");
     }
     let bad = Command::new(bin).args(["--replay-to", "https://x"]).output().expect("run");

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use podmirror_e2e::manifest::{Object, parse_documents};
 use podmirror_e2e::oci::{self, Launch, RuncContainer as Container, cap_number};
-use podmirror_e2e::{chart_dir, cmd, repo_root, tools};
+use podmirror_e2e::{chart_dir, cmd, repo_root};
 use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tshark_rows};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_podmirror-agent");
@@ -34,18 +34,7 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     if !testbed::require_root(TEST) {
         return None;
     }
-    let runc = tools::require(&format!("{TEST}: needs runc"), tools::find("runc", "RUNC", &["--version"]))?;
-    let helm = tools::require(&format!("{TEST}: needs helm"), tools::helm())?;
-    if !Path::new(oci::seccomp::CONTAINERS_COMMON_PROFILE).exists() {
-        let why = format!(
-            "{} missing (Debian package golang-github-containers-common)",
-            oci::seccomp::CONTAINERS_COMMON_PROFILE
-        );
-        assert!(!testbed::in_ci(), "{TEST}: {why}");
-        testbed::announce_skip(TEST, &why);
-        return None;
-    }
-    Some((runc, helm))
+    oci::runtime_tools(TEST)
 }
 
 /// The chart as `helm install` would create it, with the default values

@@ -36,6 +36,25 @@ pub struct Launch {
     pub extra_mounts: Vec<(PathBuf, String)>,
 }
 
+/// What running a rendered container here needs besides root: runc, helm
+/// and the containers-common seccomp profile (the runtime's default). None,
+/// with a loud SKIPPED (a panic under CI=true), when one is missing.
+pub fn runtime_tools(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let runc =
+        crate::tools::require(&format!("{test}: needs runc"), crate::tools::find("runc", "RUNC", &["--version"]))?;
+    let helm = crate::tools::require(&format!("{test}: needs helm"), crate::tools::helm())?;
+    let profile = Path::new(seccomp::CONTAINERS_COMMON_PROFILE);
+    let found = if profile.exists() {
+        Ok(())
+    } else {
+        let source =
+            std::io::Error::new(std::io::ErrorKind::NotFound, "Debian package golang-github-containers-common");
+        Err(E2eError::Io { path: profile.to_path_buf(), source })
+    };
+    crate::tools::require(&format!("{test}: needs the containers-common seccomp profile"), found)?;
+    Some((runc, helm))
+}
+
 fn bad(what: &str, reason: impl Into<String>) -> E2eError {
     E2eError::Manifest { index: 0, what: what.to_string(), reason: reason.into() }
 }
