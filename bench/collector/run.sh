@@ -73,5 +73,6 @@ else
   # The reference replayer's section is measured by hand: keep it.
   kept="$(sed -n '/^## Reference replayer/,$p' bench/collector/RESULTS.md 2>/dev/null || true)"
   { echo "$text"; [ -z "$kept" ] || printf '\n%s\n' "$kept"; } >bench/collector/RESULTS.md
+  python3 bench/collector/summary.py
   cat bench/collector/RESULTS.md
 fi
