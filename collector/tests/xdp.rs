@@ -46,26 +46,29 @@ fn recorded_frames(dir: &std::path::Path) -> Vec<Vec<u8>> {
 fn copies_arrive_through_af_xdp_and_jumbo_copies_through_the_socket() {
     if require_root("copies_arrive_through_af_xdp_and_jumbo_copies_through_the_socket") {
         // auto: the veth driver runs the program.
-        af_xdp_scenario("", "native");
+        af_xdp_scenario("", "native", 1);
     }
 }
 
 #[test]
-fn generic_mode_works_the_same() {
-    if require_root("generic_mode_works_the_same") {
-        af_xdp_scenario("--xdp-mode generic", "generic");
+fn generic_mode_and_several_queues_work_the_same() {
+    if require_root("generic_mode_and_several_queues_work_the_same") {
+        af_xdp_scenario("--xdp-mode generic", "generic", 4);
     }
 }
 
-/// Runs the collector with `--xdp-iface eth0 {flags}` and checks that it
-/// attached in `mode` and recorded every copy, only the jumbo ones through
+/// Runs the collector with `--xdp-iface eth0 {flags}` on a veth with
+/// `queues` receive queues and checks that it attached in `mode` with a
+/// socket per queue and recorded every copy, only the jumbo ones through
 /// the UDP socket.
-fn af_xdp_scenario(flags: &str, mode: &str) {
+fn af_xdp_scenario(flags: &str, mode: &str, queues: u32) {
     let node = Netns::create(&unique_name("pmxn")).expect("sender namespace");
     let pod = Netns::create(&unique_name("pmxp")).expect("collector namespace");
     let veth = unique_name("pmxv");
     let made = std::process::Command::new("ip")
-        .args(["link", "add", &veth, "netns", &node.name, "type", "veth", "peer", "name", "eth0", "netns", &pod.name])
+        .args(["link", "add", &veth, "netns", &node.name, "numtxqueues", &queues.to_string()])
+        .args(["numrxqueues", &queues.to_string(), "type", "veth", "peer", "name", "eth0", "netns", &pod.name])
+        .args(["numtxqueues", &queues.to_string(), "numrxqueues", &queues.to_string()])
         .status()
         .expect("run ip");
     assert!(made.success(), "veth pair");
@@ -91,8 +94,11 @@ fn af_xdp_scenario(flags: &str, mode: &str) {
         }
     }
     let attached = said.iter().find(|l| l.contains("AF_XDP input attached")).cloned();
-    let wanted = format!("mode=\"{mode}\"");
-    assert!(attached.as_deref().is_some_and(|l| l.contains(&wanted)), "attached in {mode} mode: {said:?}");
+    let wanted = [format!("mode=\"{mode}\""), format!("queues={queues}")];
+    assert!(
+        attached.as_deref().is_some_and(|l| wanted.iter().all(|w| l.contains(w.as_str()))),
+        "attached in {mode} mode with {queues} sockets: {said:?}"
+    );
     assert!(pod.sh("ip link show eth0").expect("link").contains("prog/xdp"), "the program is on eth0");
 
     // 300 full-size copies and 4 copies of 9000-byte frames.
