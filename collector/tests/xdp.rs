@@ -144,3 +144,60 @@ fn af_xdp_scenario(flags: &str, mode: &str, queues: u32) {
     assert!(!pod.sh("ip link show eth0").expect("link").contains("prog/xdp"), "the program left with the collector");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The capabilities the chart gives the collector with its AF_XDP input
+/// (values.yaml; tests/chart.rs in e2e checks the rendered securityContext).
+fn chart_capabilities() -> Vec<String> {
+    let path = podmirror_e2e::chart_dir().join("values.yaml");
+    let text = std::fs::read_to_string(&path).expect("values.yaml");
+    let values: serde_yaml::Value = serde_yaml::from_str(&text).expect("values.yaml parses");
+    values["collector"]["xdp"]["capabilities"]
+        .as_sequence()
+        .expect("collector.xdp.capabilities")
+        .iter()
+        .map(|c| c.as_str().expect("a capability name").to_lowercase())
+        .collect()
+}
+
+/// Whether the collector starts its AF_XDP input on `eth0` of `pod` as root
+/// with exactly `caps` as its bounding set (and no_new_privs), as a
+/// container with those capabilities would; returns its output too.
+fn starts_with(pod: &Netns, caps: &[String]) -> (bool, String) {
+    let bounding = std::iter::once("-all".to_string()).chain(caps.iter().map(|c| format!("+{c}"))).collect::<Vec<_>>();
+    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &pod.name, "setpriv", "--no-new-privs", "--inh-caps=-all"])
+        .arg(format!("--bounding-set={}", bounding.join(",")))
+        .args(["--", "timeout", "-s", "INT", "3", bin, "--vxlan-listen", "10.77.1.2:4789"])
+        .args(["--http-addr", "127.0.0.1:0", "--xdp-iface", "eth0"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the collector under setpriv");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (text.contains("collector started") && text.contains("AF_XDP input attached"), text)
+}
+
+#[test]
+fn the_charts_capabilities_are_enough_and_each_is_needed() {
+    if !require_root("the_charts_capabilities_are_enough_and_each_is_needed") {
+        return;
+    }
+    let pod = Netns::create(&unique_name("pmxc")).expect("namespace");
+    pod.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]).expect("veth");
+    pod.ip(&["addr", "add", "10.77.1.2/24", "dev", "eth0"]).expect("address");
+    pod.ip(&["link", "set", "eth0", "up"]).expect("up");
+    pod.ip(&["link", "set", "peer0", "up"]).expect("up");
+    let full = chart_capabilities();
+    let (ok, text) = starts_with(&pod, &full);
+    assert!(ok, "the chart's capabilities {full:?} do not start the AF_XDP input:\n{text}");
+    for missing in &full {
+        let fewer: Vec<String> = full.iter().filter(|c| *c != missing).cloned().collect();
+        let (ok, text) = starts_with(&pod, &fewer);
+        assert!(
+            !ok,
+            "the AF_XDP input started without CAP_{}: the chart asks for more than it needs:\n{text}",
+            missing.to_uppercase()
+        );
+        assert!(text.contains("--xdp-iface eth0"), "the refusal names the flag:\n{text}");
+    }
+}
