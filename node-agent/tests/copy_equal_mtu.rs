@@ -12,10 +12,13 @@
 //!
 //! Needs root; prints `SKIPPED:` off root and fails under `CI=true`.
 
+mod support;
+use support::Cleanup;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
-use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, SessionCounters};
+use podmirror_agent::datapath::{Datapath, DatapathSession, SessionCounters};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PortRange, SessionKey, ipproto,
 };
@@ -24,14 +27,6 @@ use podmirror_testkit::{self as testbed, Capture, Pcap, Topology, tshark_rows};
 const BYTES: u64 = 4_000_000;
 /// Outer Ethernet, IPv4, UDP and VXLAN headers in front of the inner frame.
 const VXLAN_FRAME_OVERHEAD: u64 = 14 + 20 + 8 + 8;
-
-struct Cleanup(DatapathConfig);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Datapath::remove_all(&self.0);
-    }
-}
 
 /// What the client sends to the source pod, mirrored inbound.
 #[derive(Clone, Copy)]
@@ -101,11 +96,7 @@ fn stream(packet_length: Option<u16>) -> Run {
 fn stream_with(packet_length: Option<u16>, route_mtu: Option<u32>, traffic: Traffic, paced: bool) -> Run {
     let pod_mtu = if matches!(traffic, Traffic::Jumbo) { 9000 } else { 1500 };
     let topo = Topology::client_source_collector("pmcp", pod_mtu).expect("topology");
-    let cfg = DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        ..DatapathConfig::default()
-    };
+    let cfg = support::config(&topo);
     let _cleanup = Cleanup(cfg.clone());
     let (source, client, collector) =
         (topo.pod("source").expect("pod"), topo.pod("client").expect("pod"), topo.remote("collector").expect("remote"));

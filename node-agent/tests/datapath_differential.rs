@@ -8,6 +8,9 @@
 //! replay another run; the seed is printed on failure. `PODMIRROR_DIFF_PACKETS`
 //! changes the packet count (default 100000).
 
+mod support;
+use support::Cleanup;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -16,7 +19,7 @@ use std::collections::BTreeMap;
 
 use podmirror_agent::datapath::flow::{flow_hash, outer_source_port};
 use podmirror_agent::datapath::maglev::EndpointTable;
-use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
+use podmirror_agent::datapath::{Datapath, DatapathSession};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, PacketMeta, PortRange, SessionKey,
     Verdict, evaluate, ipproto,
@@ -376,11 +379,7 @@ fn datapath_decides_like_the_reference_model() {
         .unwrap_or(DEFAULT_SEED);
     let packets: usize = std::env::var("PODMIRROR_DIFF_PACKETS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let topo = Topology::new("pmdp").expect("node namespace");
-    let cfg = DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        ..DatapathConfig::default()
-    };
+    let cfg = support::config(&topo);
     let guard = Cleanup(cfg.clone());
     let result = topo
         .node
@@ -448,14 +447,5 @@ fn datapath_decides_like_the_reference_model() {
             assert!(verdicts.iter().all(|&n| n > packets / 100), "too few of some verdict: {verdicts:?} (seed {seed})");
         }
         Err(e) => panic!("differential mismatch with PODMIRROR_DIFF_SEED={seed}: {e}"),
-    }
-}
-
-/// Removes the pins (and the copy device) even when the test fails.
-struct Cleanup(DatapathConfig);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Datapath::remove_all(&self.0);
     }
 }

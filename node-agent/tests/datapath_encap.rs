@@ -5,22 +5,17 @@
 //! MTU equal to the pod's never become outer IP fragments nor exceed it.
 //! Needs root; prints `SKIPPED:` off root and fails under `CI=true`.
 
+mod support;
+use support::Cleanup;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
-use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession, SessionCounters};
+use podmirror_agent::datapath::{Datapath, DatapathSession, SessionCounters};
 use podmirror_crds::model::{
     Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey, ipproto,
 };
 use podmirror_testkit::{self as testbed, Capture, Pcap, Topology, tshark_rows};
-
-struct Cleanup(DatapathConfig);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Datapath::remove_all(&self.0);
-    }
-}
 
 fn tcp_to(port: u16) -> CompiledRule {
     CompiledRule {
@@ -41,11 +36,7 @@ const BYTES: u64 = 5_000_000;
 /// `encapsulation`, VNI 4660, captured at the collector with `filter`.
 fn stream(encapsulation: Encapsulation, filter: &str) -> (Pcap, SessionCounters, String) {
     let topo = Topology::client_source_collector("pmgn", 1500).expect("topology");
-    let cfg = DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        ..DatapathConfig::default()
-    };
+    let cfg = support::config(&topo);
     let _cleanup = Cleanup(cfg.clone());
     let (source, client, collector) =
         (topo.pod("source").expect("pod"), topo.pod("client").expect("pod"), topo.remote("collector").expect("remote"));

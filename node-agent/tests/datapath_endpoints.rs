@@ -5,13 +5,16 @@
 //! of the flows in the datapath too. Needs root; prints `SKIPPED:` off root
 //! and fails under `CI=true` when it cannot run.
 
+mod support;
+use support::Cleanup;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use podmirror_agent::datapath::abi::{PM_VERDICT_COPY, PmDecision};
 use podmirror_agent::datapath::flow::flow_hash;
 use podmirror_agent::datapath::maglev::EndpointTable;
-use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
+use podmirror_agent::datapath::{Datapath, DatapathSession};
 use podmirror_crds::model::{CompiledSession, Direction, PacketMeta, ipproto};
 use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
 use podmirror_testkit::{self as testbed, Topology};
@@ -20,14 +23,6 @@ const FAKE_IFINDEX: u32 = 4243;
 
 /// The endpoint chosen for each flow, in flow order.
 type Picks = Vec<IpAddr>;
-
-struct Cleanup(DatapathConfig);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Datapath::remove_all(&self.0);
-    }
-}
 
 fn endpoints(n: u8) -> Vec<IpAddr> {
     (0..n).map(|i| IpAddr::V4(Ipv4Addr::new(10, 77, i / 16, 10 + i))).collect()
@@ -99,11 +94,7 @@ fn forty_endpoints_the_datapath_follows_the_maglev_table() {
         return;
     }
     let topo = Topology::new("pmlb").expect("node namespace");
-    let cfg = DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        ..DatapathConfig::default()
-    };
+    let cfg = support::config(&topo);
     let _guard = Cleanup(cfg.clone());
     let flows = 4000;
     let result = topo

@@ -6,29 +6,20 @@
 //! decision program (BPF_PROG_TEST_RUN), which looks interfaces up exactly as
 //! the veth programs do.
 
+mod support;
+use support::Cleanup;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use podmirror_agent::datapath::abi::*;
 use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
-use podmirror_crds::model::{Action, CompiledRule, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey};
+use podmirror_crds::model::{Action, CompiledSession, Direction, Encapsulation, IpFamily, SessionKey};
+use podmirror_testkit::fixtures::any_rule;
 use podmirror_testkit::{self as testbed, Topology};
 
 const SMALL: u32 = 4242;
 /// Past PM_IFINDEX_DIRECT: found through pm_ifbig.
 const LARGE: u32 = 200_000;
-
-fn rule(priority: u16, action: Action, family: IpFamily) -> CompiledRule {
-    CompiledRule {
-        priority,
-        action,
-        family,
-        protocol: None,
-        source: family.any_net(),
-        destination: family.any_net(),
-        source_ports: None,
-        destination_ports: None,
-    }
-}
 
 /// One session whose outbound rules decide every IPv4 packet with `v4` and
 /// every IPv6 packet with the opposite.
@@ -49,7 +40,7 @@ fn sessions(v4: Action) -> Vec<DatapathSession> {
             targets: vec![IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1))],
             inbound: vec![],
             // IPv6 first by priority: the table still puts IPv4 first.
-            outbound: vec![rule(1, v6, IpFamily::IPv6), rule(2, v4, IpFamily::IPv4)],
+            outbound: vec![any_rule(1, v6, IpFamily::IPv6), any_rule(2, v4, IpFamily::IPv4)],
         },
     }]
 }
@@ -164,24 +155,11 @@ fn interface_table_swaps_recycles_slots_and_survives_a_restart() {
         return;
     }
     let topo = Topology::new("pmif").expect("node namespace");
-    let cfg = DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        ..DatapathConfig::default()
-    };
+    let cfg = support::config(&topo);
     let guard = Cleanup(cfg.clone());
     let result = topo.node.run(|| scenario(&cfg)).expect("enter node namespace");
     drop(guard);
     if let Err(e) = result {
         panic!("{e}");
-    }
-}
-
-/// Removes the pins (and the copy device) even when the test fails.
-struct Cleanup(DatapathConfig);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Datapath::remove_all(&self.0);
     }
 }

@@ -3,6 +3,9 @@
 //! tcpdump and decoded with tshark. Needs root; prints `SKIPPED:` off root
 //! and fails under `CI=true` when it cannot run.
 
+mod support;
+use support::Cleanup;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -14,23 +17,8 @@ use podmirror_crds::model::{
 use podmirror_testkit::fixtures::compiled_session;
 use podmirror_testkit::{self as testbed, Capture, PodSpec, Topology, tcpdump_text, tshark_rows};
 
-/// Removes the datapath's pins and devices even when a test fails (the
-/// topology's namespaces go with its own drop).
-struct Cleanup(DatapathConfig);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Datapath::remove_all(&self.0);
-    }
-}
-
 fn config(topo: &Topology, node_ip: Option<&str>) -> DatapathConfig {
-    DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        node_ipv4: node_ip.map(|s| s.parse().expect("literal IPv4")),
-        node_ipv6: None,
-    }
+    DatapathConfig { node_ipv4: node_ip.map(|s| s.parse().expect("literal IPv4")), ..support::config(topo) }
 }
 
 /// One test's node: its topology, the datapath's configuration, and the

@@ -5,12 +5,15 @@
 //! veths of network namespaces; needs root (prints `SKIPPED:` otherwise and
 //! fails under `CI=true`).
 
+mod support;
+use support::Cleanup;
+
 use std::path::Path;
 use std::process::Command;
 
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
-use podmirror_agent::datapath::{AttachMode, Datapath, DatapathConfig, DatapathSession};
+use podmirror_agent::datapath::{AttachMode, Datapath, DatapathSession};
 use podmirror_crds::model::{CompiledSession, Direction, ipproto};
 use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
 use podmirror_testkit::{self as testbed, Topology};
@@ -63,12 +66,8 @@ fn tcx_links_go_before_a_cni_program_that_ends_the_chain() {
         return;
     }
     let topo = Topology::client_source_collector("pmord", 1500).expect("topology");
-    let cfg = DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        node_ipv4: None,
-        node_ipv6: None,
-    };
+    let cfg = support::config(&topo);
+    let _cleanup = Cleanup(cfg.clone());
     let dir = std::env::temp_dir().join(format!("{}-cni", topo.tag));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let object = build_cni_object(&dir);
@@ -99,7 +98,6 @@ fn tcx_links_go_before_a_cni_program_that_ends_the_chain() {
                 .expect("udp send");
             let c = dp.counters().expect("counters").get(&(1, Direction::Outbound)).cloned().unwrap_or_default();
             drop(dp);
-            let _ = Datapath::remove_all(&cfg);
             drop(cni);
             (c.copied_packets, c.matched)
         })

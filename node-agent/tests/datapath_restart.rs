@@ -5,21 +5,15 @@
 //! lose nothing. Needs root; prints `SKIPPED:` off root and fails under
 //! `CI=true` when it cannot run.
 
+mod support;
+use support::Cleanup;
+
 use std::time::Duration;
 
-use podmirror_agent::datapath::{AttachMode, Datapath, DatapathConfig, DatapathSession};
+use podmirror_agent::datapath::{AttachMode, Datapath, DatapathSession};
 use podmirror_crds::model::{CompiledSession, Direction, PortRange, ipproto};
 use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
 use podmirror_testkit::{self as testbed, PodSpec, Topology};
-
-/// Removes the datapath's pins and devices even when the test fails.
-struct Cleanup(DatapathConfig);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Datapath::remove_all(&self.0);
-    }
-}
 
 const PACKETS: u32 = 24_000;
 const PORT: u16 = 6000;
@@ -75,12 +69,7 @@ fn reopen_under_traffic(mode: AttachMode) {
     topo.add_pod(PodSpec::v4("ecs-test", "192.168.0.161")).expect("pod");
     topo.add_pod(PodSpec::v4("ecs-source", "192.168.0.230")).expect("pod");
     topo.add_remote("collector", "10.77.0.2", "10.77.0.1", 1500).expect("remote");
-    let cfg = DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        node_ipv4: None,
-        node_ipv6: None,
-    };
+    let cfg = support::config(&topo);
     let _cleanup = Cleanup(cfg.clone());
     let (source, client, collector) = (
         topo.pod("ecs-source").expect("pod"),

@@ -5,32 +5,19 @@
 //! flow whole, both directions (real traffic, copies decoded by tshark).
 //! Needs root; prints `SKIPPED:` off root and fails under `CI=true`.
 
+mod support;
+use support::Cleanup;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use podmirror_agent::datapath::abi::{PM_VERDICT_COPY, PM_VERDICT_UNSAMPLED};
 use podmirror_agent::datapath::flow::flow_hash;
-use podmirror_agent::datapath::{Datapath, DatapathConfig, DatapathSession};
+use podmirror_agent::datapath::{Datapath, DatapathSession};
 use podmirror_crds::model::{CompiledSession, Direction, FlowShare, PacketMeta, RateCap, ipproto};
 use podmirror_testkit::fixtures::{accept_ipv4, compiled_session};
 use podmirror_testkit::{self as testbed, Capture, Topology, tshark_rows};
-
-struct Cleanup(DatapathConfig);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Datapath::remove_all(&self.0);
-    }
-}
-
-fn config(topo: &Topology) -> DatapathConfig {
-    DatapathConfig {
-        pin_dir: format!("/sys/fs/bpf/{}", topo.tag).into(),
-        device_prefix: topo.tag.clone(),
-        ..DatapathConfig::default()
-    }
-}
 
 const QUARTER: FlowShare = FlowShare { numerator: 1, denominator: 4 };
 
@@ -83,7 +70,7 @@ fn byte_rate_limit_holds_within_ten_percent_at_tenfold_overload() {
 /// capped at `rate`, which admits `cap` copies per second.
 fn overload(rate: RateCap, cap: f64) {
     let topo = topology();
-    let cfg = config(&topo);
+    let cfg = support::config(&topo);
     let _cleanup = Cleanup(cfg.clone());
     let (source, client) = (topo.pod("source").expect("pod"), topo.pod("client").expect("pod"));
     // Packets the pod's interface received (the originals), from its own counters.
@@ -161,7 +148,7 @@ fn flow_sampling_one_in_four_picks_a_quarter_of_ten_thousand_flows() {
         return;
     }
     let topo = Topology::new("pmsh").expect("node namespace");
-    let cfg = config(&topo);
+    let cfg = support::config(&topo);
     let _cleanup = Cleanup(cfg.clone());
     let result = topo
         .node
@@ -192,7 +179,7 @@ fn a_sampled_flow_is_mirrored_whole_both_directions() {
         return;
     }
     let topo = topology();
-    let cfg = config(&topo);
+    let cfg = support::config(&topo);
     let _cleanup = Cleanup(cfg.clone());
     let (source, client, collector) =
         (topo.pod("source").expect("pod"), topo.pod("client").expect("pod"), topo.remote("collector").expect("remote"));

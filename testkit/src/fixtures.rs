@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net};
 use podmirror_crds::api::NodeSession;
 use podmirror_crds::model::{Action, CompiledRule, CompiledSession, Encapsulation, IpFamily, PortRange, SessionKey};
 
@@ -52,15 +51,19 @@ pub fn compiled_session(name: &str, target: &str) -> CompiledSession {
 /// An Accept rule for IPv4 `protocol` (any when `None`) from and to any
 /// address, to destination ports `dports` when given; priority 1.
 pub fn accept_ipv4(protocol: Option<u8>, dports: Option<PortRange>) -> CompiledRule {
-    let any = IpNet::V4(Ipv4Net::default());
+    CompiledRule { protocol, destination_ports: dports, ..any_rule(1, Action::Accept, IpFamily::IPv4) }
+}
+
+/// A rule of `family` matching every packet of that family, at `priority`.
+pub fn any_rule(priority: u16, action: Action, family: IpFamily) -> CompiledRule {
     CompiledRule {
-        priority: 1,
-        action: Action::Accept,
-        family: IpFamily::IPv4,
-        protocol,
-        source: any,
-        destination: any,
+        priority,
+        action,
+        family,
+        protocol: None,
+        source: family.any_net(),
+        destination: family.any_net(),
         source_ports: None,
-        destination_ports: dports,
+        destination_ports: None,
     }
 }
