@@ -13,8 +13,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -36,25 +35,11 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
 
 /// `GET /metrics` of the collector from the node's side.
 fn metrics(node: &Netns) -> String {
-    node.run(|| {
-        let Ok(mut s) = TcpStream::connect_timeout(&SocketAddr::from(([10, 79, 0, 2], 8080)), Duration::from_secs(2))
-        else {
-            return String::new();
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        body
-    })
-    .unwrap()
+    node.http_get(([10, 79, 0, 2], 8080).into(), "/metrics").unwrap()
 }
 
 fn udp_in_datagrams(ns: &Netns) -> u64 {
-    let snmp = ns.sh("cat /proc/net/snmp").unwrap();
-    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
-    let at = udp[0].split_whitespace().position(|n| n == "InDatagrams").unwrap();
-    udp[1].split_whitespace().nth(at).unwrap().parse().unwrap()
+    ns.udp_counters().unwrap()["InDatagrams"]
 }
 
 #[test]

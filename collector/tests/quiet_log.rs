@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -41,10 +41,8 @@ fn field(line: &str, name: &str) -> Option<SocketAddr> {
 
 /// The Prometheus text of the collector's /metrics.
 fn metrics(http: SocketAddr) -> String {
-    let mut s = TcpStream::connect(http).expect("connect to /metrics");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").expect("request /metrics");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read /metrics");
+    let text = podmirror_testkit::probe::http_get(http, "/metrics");
+    assert!(!text.is_empty(), "no answer from {http}/metrics");
     text
 }
 

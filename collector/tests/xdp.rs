@@ -17,11 +17,7 @@ use podmirror_testkit::{Netns, unique_name};
 
 /// The UDP datagrams the kernel delivered in `ns` (`Udp: InDatagrams`).
 fn udp_in_datagrams(ns: &Netns) -> u64 {
-    let snmp = ns.sh("cat /proc/net/snmp").expect("read /proc/net/snmp");
-    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
-    let [names, values, ..] = udp.as_slice() else { panic!("no Udp lines in /proc/net/snmp") };
-    let at = names.split_whitespace().position(|n| n == "InDatagrams").expect("an InDatagrams column");
-    values.split_whitespace().nth(at).and_then(|v| v.parse().ok()).expect("a count")
+    *ns.udp_counters().expect("read /proc/net/snmp").get("InDatagrams").expect("an InDatagrams counter")
 }
 
 /// The frames of the pcap records in `dir` (one VNI, so one series).

@@ -71,18 +71,7 @@ fn bridge_node() -> Topology {
 fn wait_for_metric(topo: &Topology, line: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = topo
-            .node
-            .run(|| {
-                use std::io::{Read, Write};
-                let Ok(mut s) = std::net::TcpStream::connect("127.0.0.1:9090") else { return String::new() };
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-                let mut body = String::new();
-                let _ = s.read_to_string(&mut body);
-                body
-            })
-            .unwrap();
+        let text = topo.node.http_get(([127, 0, 0, 1], 9090).into(), "/metrics").unwrap();
         if text.lines().any(|l| l == line) {
             return;
         }

@@ -49,15 +49,8 @@ fn udp_outbound_session() -> DatapathSession {
 
 /// UDP datagrams the namespace's stack received (delivered or not).
 fn udp_received(ns: &testbed::Netns) -> u64 {
-    let text = ns.sh("cat /proc/net/snmp").expect("snmp");
-    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (udp.next().unwrap_or_default(), udp.next().unwrap_or_default());
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .filter(|(n, _)| *n == "InDatagrams" || *n == "NoPorts")
-        .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .sum()
+    let udp = ns.udp_counters().expect("snmp");
+    ["InDatagrams", "NoPorts"].iter().filter_map(|n| udp.get(*n)).sum()
 }
 
 #[test]

@@ -6,7 +6,6 @@
 //! fails under `CI=true` when it cannot run.
 
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -77,16 +76,7 @@ const INVENTORY: &str = "pods:\n- {name: ecs-test, ips: [192.168.0.161]}\n- {nam
 
 /// GET /metrics from inside the node namespace.
 fn scrape(topo: &Topology) -> String {
-    topo.node
-        .run(|| {
-            let Ok(mut stream) = std::net::TcpStream::connect("127.0.0.1:9090") else { return String::new() };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let _ = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-            let mut body = String::new();
-            let _ = stream.read_to_string(&mut body);
-            body
-        })
-        .expect("enter node namespace")
+    topo.node.http_get(([127, 0, 0, 1], 9090).into(), "/metrics").expect("enter node namespace")
 }
 
 fn metric(text: &str, line_start: &str) -> Option<f64> {

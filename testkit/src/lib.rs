@@ -29,7 +29,8 @@
 //! Modules: `names` (unique names, root checks), `netns` (a namespace and
 //! commands in it), `topology` (node + pods + remote hosts), `capture`
 //! (tcpdump/tshark), `fixtures` (the agent's node-state sessions) and
-//! `objects` (builders of the API objects: `session("a").vni(10)...`).
+//! `objects` (builders of the API objects: `session("a").vni(10)...`) and
+//! `probe` (UDP counters of a namespace, an HTTP GET such as a /metrics scrape).
 
 mod agent;
 mod capture;
@@ -37,6 +38,7 @@ pub mod fixtures;
 mod names;
 mod netns;
 pub mod objects;
+pub mod probe;
 mod topology;
 
 pub use agent::{StandaloneAgent, agent_command};

@@ -143,14 +143,8 @@ fn start(setup: &Setup, r: Receiver, out: &Path) -> Started {
 /// The collector's own count of copies it lost: the AF_XDP input's kernel
 /// drops and the file sink's queue overflows, from its /metrics.
 fn collector_drops(http: SocketAddr) -> u64 {
-    use std::io::Write;
-    let Ok(mut conn) = std::net::TcpStream::connect_timeout(&http, Duration::from_secs(2)) else {
-        return 0;
-    };
-    let _ = conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n");
-    let mut text = String::new();
-    let _ = conn.read_to_string(&mut text);
-    text.lines()
+    podmirror_testkit::probe::http_get(http, "/metrics")
+        .lines()
         .filter(|l| {
             l.starts_with("podmirror_collector_xdp_dropped_total")
                 || l.starts_with("podmirror_collector_dropped_total{sink=\"file\"}")
@@ -254,18 +248,7 @@ fn kernel_drops(dev: &str) -> (u64, u64) {
         .lines()
         .filter_map(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
         .sum();
-    // /proc/net/snmp: a "Udp:" header line, then a "Udp:" values line.
-    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
-    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
-    let rcvbuf = match udp.as_slice() {
-        [names, values, ..] => names
-            .split_whitespace()
-            .zip(values.split_whitespace())
-            .find(|(n, _)| *n == "RcvbufErrors")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    };
+    let rcvbuf = podmirror_testkit::probe::udp_counter("RcvbufErrors");
     (dev_drops + backlog, rcvbuf)
 }
 
