@@ -73,42 +73,32 @@ pub fn gre_socket(bind: std::net::Ipv4Addr, rcvbuf: usize) -> Result<Socket, Inp
 /// which the kernel counts.
 fn set_rcvbuf(s: &Socket, bytes: usize) {
     let _ = s.set_recv_buffer_size(bytes);
-    let Ok(val) = libc::c_int::try_from(bytes) else {
-        return;
-    };
-    // SAFETY: a valid fd, a pointer to a c_int and its size.
-    unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(s),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&raw const val).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+    if let Ok(val) = libc::c_int::try_from(bytes) {
+        let _ = set_int_option(s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, val);
     }
 }
 
-/// `setsockopt`/cmsg level and option of UDP GRO (linux/udp.h).
-const SOL_UDP: libc::c_int = 17;
-const UDP_GRO: libc::c_int = 104;
+/// `setsockopt` of an int-valued option (those socket2 has no call for).
+fn set_int_option(s: &Socket, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: a valid fd, a pointer to a c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(s),
+            level,
+            name,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
 
 /// Asks the kernel to deliver coalesced runs of datagrams (see the module
 /// comment). Best effort: without it (kernels before 5.0) every datagram
 /// arrives on its own, which is correct, only slower.
 fn enable_udp_gro(s: &Socket) {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid fd, a pointer to a c_int and its size.
-    let r = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(s),
-            SOL_UDP,
-            UDP_GRO,
-            (&raw const on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "UDP_GRO not available");
+    if let Err(e) = set_int_option(s, libc::SOL_UDP, libc::UDP_GRO, 1) {
+        tracing::debug!(error = %e, "UDP_GRO not available");
     }
 }
 
@@ -123,7 +113,7 @@ unsafe fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(hdr);
         while !c.is_null() {
-            if (*c).cmsg_level == SOL_UDP && (*c).cmsg_type == UDP_GRO {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
                 let mut size: libc::c_int = 0;
                 std::ptr::copy_nonoverlapping(libc::CMSG_DATA(c), (&raw mut size).cast::<u8>(), 4);
                 return usize::try_from(size).ok().filter(|s| *s > 0);

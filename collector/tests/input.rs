@@ -70,20 +70,15 @@ fn send_coalesced(sock: &UdpSocket, datagrams: &[Vec<u8>]) {
     let seg = u16::try_from(datagrams[0].len()).expect("a datagram fits in u16");
     let mut data: Vec<u8> = datagrams.concat();
     let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
-    let mut control = [0u64; 4];
-    // SAFETY: msghdr/cmsg set up within the 32-byte, 8-aligned buffer
-    // (CMSG_SPACE(2) is 24); iov and data live across the call.
+    let mut control = podmirror_testkit::gso::segment_cmsg(seg);
+    // SAFETY: the msghdr points at iov (which points at data) and at the
+    // control buffer; all live across the call.
     let sent = unsafe {
         let mut m: libc::msghdr = std::mem::zeroed();
         m.msg_iov = &mut iov;
         m.msg_iovlen = 1;
         m.msg_control = control.as_mut_ptr().cast();
         m.msg_controllen = libc::CMSG_SPACE(2) as _;
-        let c = libc::CMSG_FIRSTHDR(&m);
-        (*c).cmsg_level = libc::SOL_UDP;
-        (*c).cmsg_type = libc::UDP_SEGMENT;
-        (*c).cmsg_len = libc::CMSG_LEN(2) as _;
-        std::ptr::copy_nonoverlapping(seg.to_ne_bytes().as_ptr(), libc::CMSG_DATA(c), 2);
         libc::sendmsg(std::os::fd::AsRawFd::as_raw_fd(sock), &m, 0)
     };
     assert_eq!(sent, data.len() as isize, "GSO send: {}", std::io::Error::last_os_error());

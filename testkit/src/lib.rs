@@ -35,6 +35,7 @@
 mod agent;
 mod capture;
 pub mod fixtures;
+pub mod gso;
 mod names;
 mod netns;
 pub mod objects;

@@ -117,9 +117,6 @@ fn in_netns<T>(ns: &Path, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// `setsockopt`/cmsg level and type of UDP GSO (linux/udp.h).
-const SOL_UDP: libc::c_int = 17;
-const UDP_SEGMENT: libc::c_int = 103;
 /// Datagrams one GSO send may carry (the kernel's UDP_MAX_SEGMENTS).
 const MAX_SEGMENTS: usize = 64;
 
@@ -180,7 +177,7 @@ impl Lane {
                 .iter()
                 .map(|r| libc::iovec { iov_base: r.data.as_ptr() as *mut _, iov_len: r.data.len() })
                 .collect();
-            let mut ctl: Box<[[u64; 4]]> = runs.iter().map(|r| segment_cmsg(r.seg)).collect();
+            let mut ctl: Box<[[u64; 4]]> = runs.iter().map(|r| podmirror_testkit::gso::segment_cmsg(r.seg)).collect();
             let mut h = podmirror_collector::input::mmsg_headers(&mut iovs);
             for ((h, r), c) in h.iter_mut().zip(&runs).zip(ctl.iter_mut()) {
                 if r.datagrams > 1 {
@@ -249,24 +246,6 @@ impl Lane {
         }
         self.counts[s][at..at + done].iter().sum::<usize>() as u64
     }
-}
-
-/// A control buffer holding one UDP_SEGMENT cmsg of `seg` bytes.
-fn segment_cmsg(seg: u16) -> [u64; 4] {
-    let mut buf = [0u64; 4];
-    // SAFETY: the buffer is 32 bytes, aligned for cmsghdr, and CMSG_SPACE(2)
-    // (24 on 64-bit Linux) fits; the msghdr only lives for this call.
-    unsafe {
-        let mut m: libc::msghdr = std::mem::zeroed();
-        m.msg_control = buf.as_mut_ptr().cast();
-        m.msg_controllen = libc::CMSG_SPACE(2) as _;
-        let c = libc::CMSG_FIRSTHDR(&m);
-        (*c).cmsg_level = SOL_UDP;
-        (*c).cmsg_type = UDP_SEGMENT;
-        (*c).cmsg_len = libc::CMSG_LEN(2) as _;
-        std::ptr::copy_nonoverlapping(seg.to_ne_bytes().as_ptr(), libc::CMSG_DATA(c), 2);
-    }
-    buf
 }
 
 /// Pins the calling thread to one CPU; best effort (the result says where).
