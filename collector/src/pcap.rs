@@ -42,6 +42,21 @@ pub fn record_parts(at: SystemTime, frame: &[u8]) -> ([u8; RECORD_HEADER_LEN], &
     (h, kept)
 }
 
+/// The frames of a little-endian classic pcap file (microsecond or
+/// nanosecond magic), in order; nothing for another format. A record cut
+/// short at the end (a writer stopped mid-record) is not returned.
+pub fn frames(file: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let magic = file.get(..4).map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
+    let mut at = if matches!(magic, Some(0xa1b2_c3d4 | MAGIC_NS)) { FILE_HEADER_LEN } else { file.len() };
+    std::iter::from_fn(move || {
+        let h = file.get(at..at + RECORD_HEADER_LEN)?;
+        let caplen = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+        let frame = file.get(at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + caplen)?;
+        at += RECORD_HEADER_LEN + caplen;
+        Some(frame)
+    })
+}
+
 /// Appends one record (header and frame) to `out`.
 pub fn push_record(out: &mut Vec<u8>, at: SystemTime, frame: &[u8]) {
     let (h, kept) = record_parts(at, frame);
@@ -71,5 +86,16 @@ mod tests {
         assert_eq!(&r[0..4], &1_700_000_000u32.to_le_bytes());
         assert_eq!(&r[4..8], &123u32.to_le_bytes());
         assert_eq!(&r[8..16], &[3, 0, 0, 0, 3, 0, 0, 0]);
+    }
+
+    #[test]
+    fn frames_reads_back_what_was_written_and_drops_a_cut_record() {
+        let at = UNIX_EPOCH + Duration::new(1, 0);
+        let mut file = file_header().to_vec();
+        push_record(&mut file, at, &[1, 2, 3]);
+        push_record(&mut file, at, &[4; 70]);
+        assert_eq!(frames(&file).collect::<Vec<_>>(), [&[1, 2, 3][..], &[4; 70][..]]);
+        assert_eq!(frames(&file[..file.len() - 1]).count(), 1, "the cut last record");
+        assert_eq!(frames(b"not a pcap file at all, no").count(), 0);
     }
 }

@@ -28,12 +28,7 @@ fn recorded_frames(dir: &std::path::Path) -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
     for f in files {
         let bytes = std::fs::read(&f).expect("read a capture file");
-        let mut at = 24;
-        while let Some(h) = bytes.get(at..at + 16) {
-            let caplen = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
-            frames.push(bytes[at + 16..at + 16 + caplen].to_vec());
-            at += 16 + caplen;
-        }
+        frames.extend(podmirror_collector::pcap::frames(&bytes).map(<[u8]>::to_vec));
     }
     frames
 }

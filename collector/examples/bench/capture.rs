@@ -213,24 +213,8 @@ fn copies_in(frame: &[u8], mss: usize) -> u64 {
 }
 
 fn count_file(path: &Path, mss: usize) -> u64 {
-    let Ok(bytes) = std::fs::read(path) else {
-        return 0;
-    };
-    let magic = bytes.get(..4).map(|m| u32::from_le_bytes([m[0], m[1], m[2], m[3]]));
-    if !matches!(magic, Some(0xa1b2_c3d4 | 0xa1b2_3c4d)) {
-        return 0;
-    }
-    let (mut at, mut n) = (24usize, 0u64);
-    // A record cut at the end (a receiver killed mid-write) is not counted.
-    while let Some(h) = bytes.get(at..at + 16) {
-        let caplen = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
-        if at + 16 + caplen > bytes.len() {
-            break;
-        }
-        n += copies_in(&bytes[at + 16..at + 16 + caplen], mss);
-        at += 16 + caplen;
-    }
-    n
+    let bytes = std::fs::read(path).unwrap_or_default();
+    podmirror_collector::pcap::frames(&bytes).map(|f| copies_in(f, mss)).sum()
 }
 
 /// Kernel drop counters on each receiver's path: the VXLAN device's and the
