@@ -163,16 +163,11 @@ impl Dispatch {
 
     fn offer(&self, queue: &SinkQueue, sink: &'static str, batch: Batch) {
         let n = batch.len() as u64;
-        let labels = crate::metrics::SinkLabels { sink };
         match queue.offer(batch) {
             // The file sink counts what reaches the disk itself.
             Ok(()) if sink == "file" => {}
-            Ok(()) => {
-                self.metrics.written.get_or_create(&labels).inc_by(n);
-            }
-            Err(_) => {
-                self.metrics.dropped.get_or_create(&labels).inc_by(n);
-            }
+            Ok(()) => self.metrics.written_n(sink, n),
+            Err(_) => self.metrics.dropped_n(sink, n),
         }
     }
 }

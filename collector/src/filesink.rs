@@ -141,7 +141,7 @@ impl FileSink {
                     FileSinkError::Write { records, .. } => *records,
                     FileSinkError::Io { .. } => 1,
                 };
-                self.metrics.dropped.get_or_create(&crate::metrics::SinkLabels { sink: "file" }).inc_by(lost);
+                self.metrics.dropped_n("file", lost);
                 tracing::warn!(error = %e, lost, "file sink: copies not written");
                 self.open.remove(&vni);
             }

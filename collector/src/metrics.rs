@@ -173,7 +173,11 @@ impl Metrics {
     }
 
     pub fn dropped(&self, sink: &'static str) {
-        self.dropped.get_or_create(&SinkLabels { sink }).inc();
+        self.dropped_n(sink, 1);
+    }
+
+    pub fn dropped_n(&self, sink: &'static str, n: u64) {
+        self.dropped.get_or_create(&SinkLabels { sink }).inc_by(n);
     }
 
     pub fn written(&self, sink: &'static str) {
