@@ -10,10 +10,14 @@
 # pod's veth has no GRO, the CNI default). The sender has CPU 0; each
 # receiver has the last CPU for all its work, kernel and user: RPS moves the
 # veth's receive processing there and the receivers are pinned to it. The
-# collector runs twice: with its UDP sockets, and with its AF_XDP input
+# collector runs three times: with its UDP sockets, with its AF_XDP input
 # (--xdp-iface eth0 --xdp-mode generic: generic so that the program runs in
-# that same receive processing, on the receivers' CPU).
-# Files on tmpfs.
+# that same receive processing, on the receivers' CPU), and with its ring
+# input (--ring-iface eth0). Files on tmpfs.
+#
+# Then the receive cost: each receiver's CPU time per copy with its output
+# discarded, against the floor (a TC program, bench/collector/floor.bpf.c,
+# dropping every copy before any receiver sees it).
 #
 #   bench/collector/run.sh           full run, writes bench/collector/RESULTS.md
 #   bench/collector/run.sh --quick   short steps, one trial, prints only
@@ -27,6 +31,8 @@ QUICK=0
 if [ "${1:-}" = "--quick" ]; then QUICK=1; shift; fi
 cargo build -q --release -p podmirror-collector --example bench --bin podmirror-collector
 OUT="${CARGO_TARGET_DIR:-$PWD/target}/release"
+MULTIARCH="$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
+clang-19 -target bpf -O2 -g -Wall -Werror "-I/usr/include/$MULTIARCH" -c bench/collector/floor.bpf.c -o "$OUT/pm_bench_floor.bpf.o"
 NODE="pmcn$$"
 NS="pmcb$$"
 DIR="$(mktemp -d /dev/shm/podmirror-bench.XXXXXX)"
@@ -48,10 +54,12 @@ ip netns exec "$NS" sh -c "printf '%x' $((1 << RX_CPU)) > /sys/class/net/eth0/qu
 ip netns exec "$NS" ip link add vx0 type vxlan id 1 local 10.99.0.2 dev eth0 dstport 4789 nolearning
 ip netns exec "$NS" ip link set vx0 up
 args=(vx0 "$DIR" --collector-bin "$OUT/podmirror-collector" --sender-netns "$NODE" --to 10.99.0.2
-  --sender-threads 1 --sender-cpus 0 --receiver-cpus "$RX_CPU" --xdp-iface eth0)
+  --sender-threads 1 --sender-cpus 0 --receiver-cpus "$RX_CPU" --xdp-iface eth0 --ring-iface eth0
+  --floor-obj "$OUT/pm_bench_floor.bpf.o")
 if [ "$QUICK" = 1 ]; then
   # Quick defaults, unless given on the command line.
-  for kv in --rates=200000,300000,400000,500000,600000,800000 --step-secs=0.5 --trials=1 --replay-posts=50; do
+  for kv in --rates=200000,300000,400000,500000,600000,800000 --step-secs=0.5 --trials=1 --replay-posts=50 \
+    --cost-rounds=1 --cost-secs=1; do
     case " $* " in *" ${kv%%=*} "*) ;; *) args+=("${kv%%=*}" "${kv#*=}") ;; esac
   done
 fi
@@ -63,7 +71,7 @@ text="$(
   echo "# podmirror-collector benchmark"
   echo
   echo "Command: \`bench/collector/run.sh $*\` (root). Run: $started, ${took}s, kernel $(uname -r), $(nproc) CPUs (shared: expect noise)."
-  echo "Copies from a sender namespace over a veth into the receivers' namespace, to the kernel VXLAN device (tcpdump) or the collector's socket."
+  echo "Copies from a sender namespace over a veth into the receivers' namespace, to the kernel VXLAN device (tcpdump) or the collector (its UDP sockets, its AF_XDP input, its ring input)."
   echo
   echo "$report"
 )"

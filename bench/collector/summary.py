@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Copies the collector benchmark's summary (the "Highest achieved rate" lines
-and the replay row of bench/collector/RESULTS.md) into the "## Collector"
+"""Copies the collector benchmark's summary (the "Highest achieved rate" lines,
+the receive-cost table and the replay row of bench/collector/RESULTS.md) into the "## Collector"
 section of bench/RESULTS.md, so that bench/RESULTS.md holds every result;
 the rest of that section (the pointer) stays. Run by bench/collector/run.sh."""
 import pathlib
@@ -15,10 +15,20 @@ def summary(collector_md: str) -> list[str]:
     start = next((i for i, l in enumerate(lines) if l.startswith("Highest achieved rate")), None)
     if start is None:
         return []
-    block = [lines[start]] + [l for l in lines[start + 1:] if l.startswith("- ")][:3]
+    block = [lines[start]] + [l for l in lines[start + 1:] if l.startswith("- ")][:4]
+    cost = next((i for i, l in enumerate(lines) if l.startswith("Receive cost at")), None)
+    costs = []
+    if cost is not None:
+        table = [l for l in lines[cost + 1:] if l.startswith("|")]
+        rows = []
+        for l in table:
+            if rows and not l.startswith("| ") and not l.startswith("| ---"):
+                break
+            rows.append(l)
+        costs = [lines[cost], "", *rows[: 2 + 5], ""]
     at = next((i for i, l in enumerate(lines) if l.startswith("| replay |")), None)
     replay = lines[at : at + 3] if at is not None else []
-    return [run, "", *block, "", *replay]
+    return [run, "", *block, "", *costs, *replay]
 
 
 def main() -> int:

@@ -56,6 +56,17 @@ pub struct Args {
     /// generic), native or generic.
     #[arg(long, value_enum, default_value_t = crate::xdp::XdpMode::Auto)]
     pub xdp_mode: crate::xdp::XdpMode,
+    /// Also receive VXLAN copies through a BPF ring buffer on this
+    /// interface: a TC program copies each one into memory the collector
+    /// reads in batches. Copies larger than 1792 bytes, and any copy that
+    /// finds the ring full, still arrive on the UDP sockets. Needs
+    /// CAP_NET_ADMIN and CAP_BPF, Linux 6.6 or later.
+    #[arg(long, env = "PODMIRROR_RING_IFACE", conflicts_with = "xdp_iface")]
+    pub ring_iface: Option<String>,
+    /// Size of the ring buffer of --ring-iface in bytes: a power of two
+    /// from 1 page (4096) to 1 GiB.
+    #[arg(long, default_value_t = 64 << 20, value_parser = parse_ring_bytes)]
+    pub ring_bytes: u32,
     /// Socket receive buffer (SO_RCVBUF) of each receiving socket.
     #[arg(long, default_value_t = 8 << 20)]
     pub recv_buffer_bytes: usize,
@@ -153,6 +164,14 @@ fn parse_vni(s: &str) -> Result<u32, ConfigError> {
     Ok(vni)
 }
 
+fn parse_ring_bytes(s: &str) -> Result<u32, ConfigError> {
+    let bytes: u32 = s.trim().parse().map_err(|_| invalid("ring-bytes", s, "not a number"))?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(invalid("ring-bytes", s, "a power of two from 4096 to 1073741824"));
+    }
+    Ok(bytes)
+}
+
 /// Where replayed requests go: `http://host[:port][/prefix]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplayTarget {
@@ -215,6 +234,18 @@ mod tests {
         assert!(e.to_string().starts_with("--replay-to: \"https://h\""), "{e}");
         assert!(ReplayTarget::parse("http://h:0").is_err());
         assert!(ReplayTarget::parse("http://h:x").is_err());
+    }
+
+    #[test]
+    fn ring_bytes_must_be_a_power_of_two_in_range() {
+        assert_eq!(Args::parse_from(["c"]).ring_bytes, 64 << 20);
+        assert_eq!(Args::parse_from(["c", "--ring-bytes", "4096"]).ring_bytes, 4096);
+        for bad in ["3000", "2048", "2147483648", "x"] {
+            let e = Args::try_parse_from(["c", "--ring-bytes", bad]).expect_err(bad);
+            assert!(e.to_string().contains("--ring-bytes"), "{e}");
+        }
+        let e = Args::try_parse_from(["c", "--ring-iface", "eth0", "--xdp-iface", "eth0"]).expect_err("both inputs");
+        assert!(e.to_string().contains("--xdp-iface"), "{e}");
     }
 
     #[test]

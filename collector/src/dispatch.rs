@@ -51,10 +51,14 @@ pub fn sink_queue(capacity: usize) -> (SinkQueue, SinkReceiver) {
 }
 
 impl SinkQueue {
+    fn has_room(&self, n: usize) -> bool {
+        self.queued.load(Ordering::Relaxed) + n <= self.capacity
+    }
+
     /// Queues the batch unless it would exceed the capacity; never waits.
     fn offer(&self, batch: Batch) -> Result<(), Batch> {
         let n = batch.len();
-        if self.queued.load(Ordering::Relaxed) + n > self.capacity {
+        if !self.has_room(n) {
             return Err(batch);
         }
         self.queued.fetch_add(n, Ordering::Relaxed);
@@ -102,18 +106,29 @@ impl Dispatch {
     }
 
     /// Hands a batch of decoded datagrams (or their drop reasons) to the
-    /// sinks.
+    /// sinks, all stamped with the time of this call.
     pub fn accept_batch<'a>(&self, input: &'static str, batch: impl Iterator<Item = Result<Decoded<'a>, DropReason>>) {
         let at = SystemTime::now();
-        let accepted: Vec<Decoded<'a>> = batch.filter_map(|d| self.admit(d)).collect();
+        self.accept_stamped(input, batch.map(|d| (at, d)));
+    }
+
+    /// Hands a batch of decoded datagrams, each with the time it arrived,
+    /// to the sinks.
+    pub fn accept_stamped<'a>(
+        &self,
+        input: &'static str,
+        batch: impl Iterator<Item = (SystemTime, Result<Decoded<'a>, DropReason>)>,
+    ) {
+        let accepted: Vec<(SystemTime, Decoded<'a>)> =
+            batch.filter_map(|(at, d)| self.admit(d).map(|d| (at, d))).collect();
         // One allocation of exactly the batch's size: each copy's frame is a
         // slice of it (the receive buffers are reused, so the frames must
         // move; a small batch must not pin a large block).
-        let mut store = BytesMut::with_capacity(accepted.iter().map(|d| d.frame.len()).sum());
+        let mut store = BytesMut::with_capacity(accepted.iter().map(|(_, d)| d.frame.len()).sum());
         let mut copies: Batch = Vec::with_capacity(accepted.len());
         // (vni, packets, bytes) of this batch: one label lookup per VNI.
         let mut per_vni: Vec<(u32, u64, u64)> = Vec::new();
-        for d in accepted {
+        for (at, d) in accepted {
             match per_vni.iter_mut().find(|v| v.0 == d.vni) {
                 Some(v) => {
                     v.1 += 1;
@@ -159,6 +174,12 @@ impl Dispatch {
     /// Hands one decoded datagram to the sinks.
     pub fn accept(&self, input: &'static str, decoded: Result<Decoded<'_>, DropReason>) {
         self.accept_batch(input, std::iter::once(decoded));
+    }
+
+    /// Whether every sink queue has room for `copies` more. An input with a
+    /// buffer of its own (the ring) waits for room rather than drop.
+    pub fn has_room(&self, copies: usize) -> bool {
+        [&self.files, &self.replay].into_iter().flatten().all(|q| q.has_room(copies))
     }
 
     fn offer(&self, queue: &SinkQueue, sink: &'static str, batch: Batch) {

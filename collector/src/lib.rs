@@ -16,6 +16,7 @@ pub mod recordfile;
 pub mod replay;
 mod run;
 pub mod stream;
+pub mod tcring;
 pub mod xdp;
 
 pub use run::{Running, StartError, start};

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub flows_evicted: Family<ReasonLabels, Counter>,
     /// Copies the kernel could not hand to an AF_XDP socket, by reason.
     pub xdp_dropped: Family<ReasonLabels, Counter>,
+    /// Copies the ring input passed on to the UDP sockets: its ring was full.
+    pub ring_full: Counter,
     mismatch_paths: Mutex<std::collections::HashSet<(String, String)>>,
     registry: Registry,
 }
@@ -99,6 +101,7 @@ impl Metrics {
             flows_tracked: Gauge::default(),
             flows_evicted: Family::default(),
             xdp_dropped: Family::default(),
+            ring_full: Counter::default(),
             mismatch_paths: Mutex::default(),
             registry: Registry::with_prefix("podmirror_collector"),
         };
@@ -121,6 +124,12 @@ impl Metrics {
             "Copies the kernel could not hand to the AF_XDP input (ring_full: the collector fell behind; \
              no_frame: no free frame in the fill ring)",
             self.xdp_dropped.clone(),
+        );
+        r.register(
+            "ring_full",
+            "Copies the ring input found its ring full for and passed on to the UDP sockets (not lost: \
+             the sockets may still take them)",
+            self.ring_full.clone(),
         );
         r.register("dropped", "Copies a sink could not take (queue full, slow client), by sink", self.dropped.clone());
         r.register("stream_clients", "Clients connected to /stream", self.stream_clients.clone());

@@ -23,6 +23,8 @@ pub enum StartError {
     Files(#[from] FileSinkError),
     #[error(transparent)]
     Xdp(#[from] crate::xdp::XdpError),
+    #[error(transparent)]
+    Ring(#[from] crate::tcring::RingError),
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Http { addr: SocketAddr, source: std::io::Error },
 }
@@ -41,6 +43,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<()>,
     /// The AF_XDP input's program: detached after its threads stopped.
     xdp: Option<crate::xdp::XdpInput>,
+    ring: Option<crate::tcring::RingInput>,
 }
 
 /// Starts the collector; must run inside a tokio runtime.
@@ -104,8 +107,17 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
         }
         None => None,
     };
+    let ring = match &args.ring_iface {
+        Some(iface) => {
+            let (input, thread) = crate::tcring::start(iface, vxlan_addr.port(), args.ring_bytes, &dispatch, &stop)?;
+            tracing::info!(%iface, bytes = args.ring_bytes, "ring input attached");
+            receivers.push(thread);
+            Some(input)
+        }
+        None => None,
+    };
     tracing::info!(%vxlan_addr, %http_addr, gre = args.gre, "collector started");
-    Ok(Running { vxlan_addr, http_addr, metrics, stop, stream, receivers, sinks, server, xdp })
+    Ok(Running { vxlan_addr, http_addr, metrics, stop, stream, receivers, sinks, server, xdp, ring })
 }
 
 fn spawn_thread(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
@@ -120,7 +132,7 @@ impl Running {
     /// live streams (after what they have queued) and stops the HTTP server.
     pub async fn shutdown(self) {
         self.stop.store(true, Ordering::Relaxed);
-        let Running { receivers, sinks, server, stream, xdp, .. } = self;
+        let Running { receivers, sinks, server, stream, xdp, ring, .. } = self;
         let _ = tokio::task::spawn_blocking(move || {
             // Receivers hold the queues' senders: once they are gone the
             // sinks see the end of their queue and return.
@@ -128,6 +140,7 @@ impl Running {
                 let _ = t.join();
             }
             drop(xdp);
+            drop(ring);
         })
         .await;
         stream.close_all();

@@ -1,12 +1,13 @@
-//! The collector as installed with its AF_XDP input: the chart rendered by
-//! the real helm with `collector.xdp.enabled=true`, its container run by
-//! runc with exactly that securityContext (root, the listed capabilities
-//! after dropping ALL, no_new_privs, read-only root, the runtime's default
-//! seccomp profile) in a pod network namespace whose eth0 is one end of a
-//! veth, as a CNI makes it. The collector must attach its XDP program to
-//! eth0, count every copy sent from the node side, with none of them going
-//! through the pod's UDP layer, serve /metrics to the node, and leave eth0
-//! without a program when the container is killed.
+//! The collector as installed with each of its kernel inputs: the chart
+//! rendered by the real helm with `collector.xdp.enabled=true` or
+//! `collector.ring.enabled=true`, its container run by runc with exactly
+//! that securityContext (root, the listed capabilities after dropping ALL,
+//! no_new_privs, read-only root, the runtime's default seccomp profile) in a
+//! pod network namespace whose eth0 is one end of a veth, as a CNI makes it.
+//! The collector must attach its program to eth0, count every copy sent
+//! from the node side, with none of them going through the pod's UDP layer,
+//! serve /metrics to the node, and leave eth0 without a program when the
+//! container is killed.
 //!
 //! Needs root, runc, helm and the containers-common seccomp profile
 //! (`make test` installs them); otherwise SKIPPED, or a failure under CI=true.
@@ -23,6 +24,8 @@ use podmirror_e2e::oci::{self, Launch, RuncContainer, cap_number};
 use podmirror_e2e::{chart_dir, cmd};
 use podmirror_testkit::{self as testbed, Netns, unique_name};
 
+mod common;
+
 const COLLECTOR: &str = env!("CARGO_BIN_EXE_podmirror-collector");
 const TEST: &str = "collector_in_container";
 
@@ -38,17 +41,32 @@ fn metrics(node: &Netns) -> String {
     node.http_get(([10, 79, 0, 2], 8080).into(), "/metrics").unwrap()
 }
 
-fn udp_in_datagrams(ns: &Netns) -> u64 {
-    ns.udp_counters().unwrap()["InDatagrams"]
+fn xdp_on_eth0(pod: &Netns) -> bool {
+    pod.sh("ip link show eth0").unwrap().contains("prog/xdp")
 }
 
 #[test]
 fn the_collector_runs_its_af_xdp_input_in_a_container_as_the_chart_renders_it() {
-    let Some((runc, helm)) = prerequisites() else { return };
+    if let Some((runc, helm)) = prerequisites() {
+        in_container(&runc, &helm, "collector.xdp.enabled=true", "AF_XDP input attached", xdp_on_eth0);
+    }
+}
+
+#[test]
+fn the_collector_runs_its_ring_input_in_a_container_as_the_chart_renders_it() {
+    if let Some((runc, helm)) = prerequisites() {
+        in_container(&runc, &helm, "collector.ring.enabled=true", "ring input attached", common::ring_on_eth0);
+    }
+}
+
+/// Renders the chart with `input` set, runs the collector's container and
+/// checks that it logs `attached`, that `on_eth0` sees its program, and the
+/// rest (see the top of this file).
+fn in_container(runc: &Path, helm: &Path, input: &str, attached: &str, on_eth0: fn(&Netns) -> bool) {
     let chart = chart_dir();
     let args = ["template", "pm", chart.to_str().unwrap(), "--namespace", "podmirror-system"];
-    let sets = ["--set", "collector.enabled=true", "--set", "collector.xdp.enabled=true"];
-    let objects = parse_documents(&cmd::run(&helm, &[&args[..], &sets[..]].concat()).unwrap()).unwrap();
+    let sets = ["--set", "collector.enabled=true", "--set", input];
+    let objects = parse_documents(&cmd::run(helm, &[&args[..], &sets[..]].concat()).unwrap()).unwrap();
     let deployment = objects
         .iter()
         .find(|o| o.kind == "Deployment" && o.label("app.kubernetes.io/component") == Some("collector"))
@@ -76,9 +94,9 @@ fn the_collector_runs_its_af_xdp_input_in_a_container_as_the_chart_renders_it() 
         ..Launch::default()
     };
     let bundle = work.join("collector");
-    oci::write_bundle(&runc, &bundle, deployment.pod_spec().unwrap(), &container, &launch).unwrap();
+    oci::write_bundle(runc, &bundle, deployment.pod_spec().unwrap(), &container, &launch).unwrap();
     let log = work.join("collector.log");
-    let running = RuncContainer::start(&runc, &format!("{}-collector", pod.name), &bundle, &log).unwrap();
+    let running = RuncContainer::start(runc, &format!("{}-collector", pod.name), &bundle, &log).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     // "collector started" is logged once every input is on.
     let mut text = String::new();
@@ -87,14 +105,14 @@ fn the_collector_runs_its_af_xdp_input_in_a_container_as_the_chart_renders_it() 
         std::thread::sleep(Duration::from_millis(200));
         text = std::fs::read_to_string(&log).unwrap_or_default();
     }
-    assert!(text.contains("AF_XDP input attached"), "the AF_XDP input is on:\n{text}");
-    assert!(pod.sh("ip link show eth0").unwrap().contains("prog/xdp"), "the program is on the pod's eth0");
+    assert!(text.contains(attached), "the input is on ({attached}):\n{text}");
+    assert!(on_eth0(&pod), "the program is on the pod's eth0");
     let (mask, seccomp) = running.cap_eff_and_seccomp().unwrap();
     let wanted: u64 = caps.iter().map(|c| 1u64 << cap_number(c).unwrap()).sum();
     assert_eq!(mask, wanted, "effective capabilities {mask:x} are not the chart's {caps:?}");
     assert_eq!(seccomp, "2", "seccomp filter mode");
 
-    let before = udp_in_datagrams(&pod);
+    let before = common::udp_in_datagrams(&pod);
     let frame = [&[0x02u8, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00][..], &[0x45; 100][..]].concat();
     node.run(|| {
         let sock = UdpSocket::bind("10.79.0.1:0").unwrap();
@@ -112,10 +130,10 @@ fn the_collector_runs_its_af_xdp_input_in_a_container_as_the_chart_renders_it() 
         assert!(Instant::now() < deadline, "200 copies not counted:\n{}", metrics(&node));
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(udp_in_datagrams(&pod) - before, 0, "no copy went through the pod's UDP layer");
+    assert_eq!(common::udp_in_datagrams(&pod) - before, 0, "no copy went through the pod's UDP layer");
     drop(running);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while pod.sh("ip link show eth0").unwrap().contains("prog/xdp") {
+    while on_eth0(&pod) {
         assert!(Instant::now() < deadline, "the program outlived the collector");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -127,6 +127,7 @@ fn help_lists_the_flags_and_bad_flags_name_themselves() {
         "--replay-to",
         "--replay-ports",
         "--xdp-iface",
+        "--ring-iface",
     ] {
         assert!(text.contains(flag), "{flag} in --help");
     }
@@ -143,4 +144,12 @@ fn help_lists_the_flags_and_bad_flags_name_themselves() {
     assert!(!bad.status.success());
     let said = format!("{}{}", String::from_utf8_lossy(&bad.stdout), String::from_utf8_lossy(&bad.stderr));
     assert!(said.contains("--xdp-iface pm-no-such-if:"), "{said}");
+    // The same for the ring input.
+    let bad = Command::new(bin)
+        .args(["--vxlan-listen", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ring-iface", "pm-no-such-if"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    let said = format!("{}{}", String::from_utf8_lossy(&bad.stdout), String::from_utf8_lossy(&bad.stderr));
+    assert!(said.contains("--ring-iface pm-no-such-if:"), "{said}");
 }

@@ -303,6 +303,8 @@ fn the_values_schema_rejects_bad_values_naming_the_field() {
         ("collector.vniAllow={16777216}", "/collector/vniAllow"),
         ("collector.xdp.mode=fast", "/collector/xdp/mode"),
         ("collector.xdp.interface=eth0/x", "/collector/xdp/interface"),
+        ("collector.ring.bytes=3000", "/collector/ring/bytes"),
+        ("collector.ring.interface=eth0/x", "/collector/ring/interface"),
     ];
     for (set, field) in cases {
         match template(&helm, &[set]) {
@@ -624,6 +626,7 @@ fn the_collector_is_optional_and_serves_vxlan_and_http() {
         .collect();
     assert_eq!(ports, [("vxlan".to_string(), 4789, "UDP".to_string()), ("http".to_string(), 8080, "TCP".to_string())]);
     assert!(!c.command_line().iter().any(|a| a.starts_with("--xdp")), "the AF_XDP input is opt-in");
+    assert!(!c.command_line().iter().any(|a| a.starts_with("--ring")), "the ring input is opt-in");
     assert_eq!(c.security("runAsUser").and_then(serde_yaml::Value::as_i64), Some(65532));
 }
 
@@ -641,4 +644,23 @@ fn the_collectors_af_xdp_input_runs_as_root_with_exactly_its_capabilities() {
     // Kubernetes makes added capabilities effective for uid 0 only.
     assert_eq!(c.security("runAsUser").and_then(serde_yaml::Value::as_i64), Some(0));
     assert!(hardening_violations(&on).is_empty(), "{:?}", hardening_violations(&on));
+}
+
+#[test]
+fn the_collectors_ring_input_runs_as_root_with_exactly_its_capabilities() {
+    let Some(helm) = helm() else { return };
+    let on = render(&helm, &[COLLECTOR_ON, &["collector.ring.enabled=true", "collector.ring.bytes=8388608"]].concat());
+    let dep = find(&on, "Deployment", "collector");
+    let c = &dep.containers()[0];
+    assert!(c.command_line().contains(&"--ring-iface=eth0"));
+    assert!(c.command_line().contains(&"--ring-bytes=8388608"));
+    let want: BTreeSet<String> = ["BPF", "NET_ADMIN"].iter().map(|c| c.to_string()).collect();
+    assert_eq!(c.added_capabilities(), want, "what collector/src/tcring/mod.rs says it needs, no more");
+    assert!(c.dropped_capabilities().contains("ALL"));
+    assert_eq!(c.security("runAsUser").and_then(serde_yaml::Value::as_i64), Some(0));
+    assert!(hardening_violations(&on).is_empty(), "{:?}", hardening_violations(&on));
+    // One kernel input at a time: both is refused, naming both values.
+    let both = [COLLECTOR_ON, &["collector.ring.enabled=true", "collector.xdp.enabled=true"]].concat();
+    let err = template(&helm, &both).expect_err("both kernel inputs refused");
+    assert!(err.contains("collector.xdp.enabled and collector.ring.enabled"), "{err}");
 }

@@ -95,11 +95,12 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-The collector's container security context with its AF_XDP input: root,
-because Kubernetes only makes added capabilities effective for uid 0, with
-exactly collector.xdp.capabilities; everything else as restricted.
+The collector's container security context with its AF_XDP or ring input
+(called with that input's capabilities list): root, because Kubernetes only
+makes added capabilities effective for uid 0, with exactly those
+capabilities; everything else as restricted.
 */}}
-{{- define "podmirror.collectorXdpSecurityContext" -}}
+{{- define "podmirror.collectorRootSecurityContext" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 runAsNonRoot: false
@@ -109,7 +110,7 @@ privileged: false
 capabilities:
   drop: ["ALL"]
   add:
-  {{- range .Values.collector.xdp.capabilities }}
+  {{- range . }}
     - {{ . }}
   {{- end }}
 seccompProfile:

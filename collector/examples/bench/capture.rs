@@ -19,6 +19,8 @@ pub enum Receiver {
     Collector,
     /// The collector with its AF_XDP input (`--xdp-iface`).
     CollectorXdp,
+    /// The collector with its ring input (`--ring-iface`).
+    CollectorRing,
 }
 
 impl Receiver {
@@ -27,7 +29,12 @@ impl Receiver {
             Receiver::Tcpdump => "tcpdump -w on a kernel vxlan device",
             Receiver::Collector => "podmirror-collector --files-dir",
             Receiver::CollectorXdp => "podmirror-collector --files-dir --xdp-iface",
+            Receiver::CollectorRing => "podmirror-collector --files-dir --ring-iface",
         }
+    }
+
+    pub fn is_collector(self) -> bool {
+        self != Receiver::Tcpdump
     }
 }
 
@@ -48,10 +55,28 @@ pub struct Setup {
     pub collector_args: Vec<String>,
     /// The AF_XDP variant's flags (`--xdp-iface IF --xdp-mode M`).
     pub xdp_args: Vec<String>,
+    /// The ring variant's flags (`--ring-iface IF`).
+    pub ring_args: Vec<String>,
+}
+
+impl Setup {
+    /// The flags that make `r` the variant it is.
+    fn variant_args(&self, r: Receiver) -> &[String] {
+        match r {
+            Receiver::CollectorXdp => &self.xdp_args,
+            Receiver::CollectorRing => &self.ring_args,
+            Receiver::Tcpdump | Receiver::Collector => &[],
+        }
+    }
 }
 
 const TCPDUMP_PORT: u16 = 4789;
 const COLLECTOR_PORT: u16 = 4790;
+
+/// The UDP port copies for `r` go to.
+pub(crate) fn port_of(r: Receiver) -> u16 {
+    if r == Receiver::Tcpdump { TCPDUMP_PORT } else { COLLECTOR_PORT }
+}
 
 /// One trial: the copies sent and the records found in the files.
 #[derive(Clone, Copy, Debug)]
@@ -68,7 +93,7 @@ impl Trial {
     }
 }
 
-fn command(setup: &Setup, program: &Path) -> Command {
+pub(crate) fn command(setup: &Setup, program: &Path) -> Command {
     if setup.receiver_cpus.is_empty() {
         Command::new(program)
     } else {
@@ -78,40 +103,48 @@ fn command(setup: &Setup, program: &Path) -> Command {
     }
 }
 
-/// Starts the receiver writing into `out` and returns once it receives,
-/// with a thread that collects the rest of its output.
 /// A started receiver: the process, the thread collecting the rest of its
 /// output, and (the collector) its HTTP address.
-struct Started {
-    child: Child,
-    rest: std::thread::JoinHandle<String>,
-    http: Option<SocketAddr>,
+pub(crate) struct Started {
+    pub child: Child,
+    pub rest: std::thread::JoinHandle<String>,
+    pub http: Option<SocketAddr>,
 }
 
-fn start(setup: &Setup, r: Receiver, out: &Path) -> Started {
+/// Starts the receiver writing into `out` (nowhere: tcpdump to /dev/null,
+/// the collector without a file sink) and returns once it receives, with
+/// a thread that collects the rest of its output.
+pub(crate) fn start(setup: &Setup, r: Receiver, out: Option<&Path>) -> Started {
     let mut child = match r {
         Receiver::Tcpdump => command(setup, Path::new("tcpdump"))
             // `tcp`: the benchmark's frames only, not the device's own IPv6
             // chatter. -B: the same 8 MiB the collector's sockets get.
             .args(["-i", &setup.dev, "-n", "-B", "8192", "-w"])
-            .arg(out.join("tcpdump.pcap"))
+            .arg(out.map_or_else(|| PathBuf::from("/dev/null"), |o| o.join("tcpdump.pcap")))
             .arg("tcp")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump runs"),
-        Receiver::Collector | Receiver::CollectorXdp => command(setup, &setup.collector_bin)
+        _ => command(setup, &setup.collector_bin)
             .args([
                 "--vxlan-listen",
                 &SocketAddr::new(setup.to, COLLECTOR_PORT).to_string(),
                 "--http-addr",
                 "127.0.0.1:0",
             ])
-            .arg("--files-dir")
-            .arg(out)
-            .args(["--files-keep-bytes", &(64u64 << 30).to_string(), "--files-keep", "100000"])
+            .args(out.iter().flat_map(|o| {
+                [
+                    "--files-dir".into(),
+                    o.display().to_string(),
+                    "--files-keep-bytes".into(),
+                    (64u64 << 30).to_string(),
+                    "--files-keep".into(),
+                    "100000".into(),
+                ]
+            }))
             .args(&setup.collector_args)
-            .args(if r == Receiver::CollectorXdp { &setup.xdp_args[..] } else { &[] })
+            .args(setup.variant_args(r))
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -122,9 +155,7 @@ fn start(setup: &Setup, r: Receiver, out: &Path) -> Started {
     // "collector started".
     let (pipe, ready): (Box<dyn Read + Send>, &str) = match r {
         Receiver::Tcpdump => (Box::new(child.stderr.take().expect("stderr")), "listening on"),
-        Receiver::Collector | Receiver::CollectorXdp => {
-            (Box::new(child.stdout.take().expect("stdout")), "collector started")
-        }
+        _ => (Box::new(child.stdout.take().expect("stdout")), "collector started"),
     };
     let mut lines = BufReader::new(pipe).lines();
     let mut http = None;
@@ -142,7 +173,7 @@ fn start(setup: &Setup, r: Receiver, out: &Path) -> Started {
 
 /// The collector's own count of copies it lost: the AF_XDP input's kernel
 /// drops and the file sink's queue overflows, from its /metrics.
-fn collector_drops(http: SocketAddr) -> u64 {
+pub(crate) fn collector_drops(http: SocketAddr) -> u64 {
     podmirror_testkit::probe::http_get(http, "/metrics")
         .lines()
         .filter(|l| {
@@ -220,7 +251,7 @@ fn count_file(path: &Path, mss: usize) -> u64 {
 /// Kernel drop counters on each receiver's path: the VXLAN device's and the
 /// CPUs' backlog drops (both receivers), and UDP receive-buffer overflows
 /// (the collector's sockets).
-fn kernel_drops(dev: &str) -> (u64, u64) {
+pub(crate) fn kernel_drops(dev: &str) -> (u64, u64) {
     let dev_drops: u64 = std::fs::read_to_string(format!("/sys/class/net/{dev}/statistics/rx_dropped"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -241,8 +272,8 @@ pub fn trial(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64) -> 
     let out = setup.dir.join(format!("{r:?}").to_lowercase());
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("output dir");
-    let Started { child, rest, http } = start(setup, r, &out);
-    let port = if r == Receiver::Tcpdump { TCPDUMP_PORT } else { COLLECTOR_PORT };
+    let Started { child, rest, http } = start(setup, r, Some(&out));
+    let port = port_of(r);
     let before = kernel_drops(&setup.dev);
     let sent = send(SocketAddr::new(setup.to, port), pool, count, rate, true, &setup.sender);
     let collector_dropped = finish(child, &out, http);
@@ -258,7 +289,7 @@ pub fn trial(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64) -> 
             .find(|l| l.contains("dropped by kernel"))
             .and_then(|l| l.split_whitespace().next()?.parse().ok())
             .unwrap_or(0),
-        Receiver::Collector | Receiver::CollectorXdp => after.1 - before.1 + collector_dropped,
+        _ => after.1 - before.1 + collector_dropped,
     } + (after.0 - before.0);
     let kept = count_records(&out, setup.mss);
     let _ = std::fs::remove_dir_all(&out);

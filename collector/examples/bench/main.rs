@@ -13,6 +13,7 @@
 //! Prints a markdown report on stdout, progress on stderr.
 
 mod capture;
+mod cost;
 mod replay;
 mod sender;
 
@@ -45,6 +46,9 @@ struct Opts {
     /// the receive processing (the receivers' CPU), like the other paths.
     #[arg(long, default_value = "generic")]
     xdp_mode: String,
+    /// Also measure the collector with its ring input on this interface.
+    #[arg(long)]
+    ring_iface: Option<String>,
     /// Run one receiver only (to profile it).
     #[arg(long, value_enum)]
     only: Option<Receiver>,
@@ -89,6 +93,22 @@ struct Opts {
     /// listens on it; the kernel VXLAN device must receive on it).
     #[arg(long, default_value = "127.0.0.1")]
     to: std::net::IpAddr,
+    /// Receive cost: the rate (datagrams per second, below every
+    /// receiver's limit) at which each receiver's CPU time per copy is
+    /// measured with its output discarded; 0 leaves the measurement out.
+    #[arg(long, default_value_t = 200_000)]
+    cost_rate: u64,
+    /// Seconds of copies per receive-cost round.
+    #[arg(long, default_value_t = 3.0)]
+    cost_secs: f64,
+    /// The floor of the receive cost: a TC object whose program drops every
+    /// packet (run.sh builds bench/collector/floor.bpf.c), attached in turn
+    /// to the --ring-iface (else --xdp-iface) interface.
+    #[arg(long)]
+    floor_obj: Option<PathBuf>,
+    /// Receive-cost rounds per receiver (interleaved).
+    #[arg(long, default_value_t = 5)]
+    cost_rounds: usize,
     /// Keep-alive connections and POSTs per connection of the replay part.
     #[arg(long, default_value_t = 200)]
     replay_posts: usize,
@@ -171,6 +191,7 @@ fn zero_loss(opts: &Opts, setup: &Setup, pool: &Pool, rows: &mut Vec<String>) ->
         progress(Receiver::Tcpdump, skip(Receiver::Tcpdump)),
         progress(Receiver::Collector, skip(Receiver::Collector)),
         progress(Receiver::CollectorXdp, opts.xdp_iface.is_none() || skip(Receiver::CollectorXdp)),
+        progress(Receiver::CollectorRing, opts.ring_iface.is_none() || skip(Receiver::CollectorRing)),
     ];
     for (i, &rate) in opts.rates.iter().enumerate() {
         let count = (rate as f64 * opts.step_secs) as u64;
@@ -274,12 +295,24 @@ async fn main() {
             .iter()
             .flat_map(|i| ["--xdp-iface".to_string(), i.clone(), "--xdp-mode".into(), opts.xdp_mode.clone()])
             .collect(),
+        ring_args: opts.ring_iface.iter().flat_map(|i| ["--ring-iface".to_string(), i.clone()]).collect(),
         receiver_cpus: opts.receiver_cpus.clone(),
         sender: sender.clone(),
     };
     let pool = capture_pool();
     let mut rows = Vec::new();
     let ps = tokio::task::block_in_place(|| zero_loss(&opts, &setup, &pool, &mut rows));
+    let cost_rows = if opts.cost_rate > 0 {
+        let receivers: Vec<Receiver> = ps.iter().filter(|p| !p.skipped).map(|p| p.r).collect();
+        // The receivers' CPU: the last of --receiver-cpus.
+        let cpu = opts.receiver_cpus.split(',').next_back().and_then(|c| c.trim().parse().ok()).unwrap_or(0);
+        let iface = opts.ring_iface.as_deref().or(opts.xdp_iface.as_deref());
+        let floor = iface.zip(opts.floor_obj.as_deref());
+        let c = cost::CostRun { rate: opts.cost_rate, secs: opts.cost_secs, rounds: opts.cost_rounds, cpu, floor };
+        tokio::task::block_in_place(|| cost::run(&setup, &receivers, &pool, &c))
+    } else {
+        Vec::new()
+    };
     eprintln!("  replay: 100 connections x {} POSTs", opts.replay_posts);
     // Replay runs on this namespace's loopback.
     let local = SenderConfig { netns: None, ..sender };
@@ -293,6 +326,23 @@ async fn main() {
         println!("{r}");
     }
     println!("\n{}\n", summary(&ps));
+    if !cost_rows.is_empty() {
+        println!(
+            "Receive cost at {} copies/s, output discarded (tcpdump -w /dev/null; the collector without a file \
+             sink): CPU time of the receivers' CPU per copy (kernel and user, softirq included: what a busy loop at \
+             the lowest priority on that CPU loses while the copies arrive), median of {} interleaved rounds of \
+             {} s; a round that lost copies is not counted. The floor is the path every receiver pays before it \
+             sees a copy (veth, RPS, backlog); the last column compares what each receiver adds to it.\n",
+            opts.cost_rate, opts.cost_rounds, opts.cost_secs
+        );
+        println!(
+            "| receiver | us per copy (median) | spread | rounds counted | tcpdump's cost / this | above the floor: tcpdump's / this |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for r in &cost_rows {
+            println!("{r}");
+        }
+        println!();
+    }
     println!(
         "| replay | requests | replayed whole | corrupt | seconds | requests/s |\n| --- | ---: | ---: | ---: | ---: | ---: |"
     );

@@ -221,3 +221,210 @@ pub fn traffic(port: u16, n: usize, payload: usize) -> Vec<Vec<u8>> {
     frames.truncate(n);
     frames
 }
+
+// The kernel inputs' tests (xdp.rs, ring.rs): a pod namespace with a veth
+// eth0, the collector run as its own process with a kernel input on it.
+
+/// The UDP datagrams the kernel delivered in `ns` (`Udp: InDatagrams`).
+pub fn udp_in_datagrams(ns: &podmirror_testkit::Netns) -> u64 {
+    *ns.udp_counters().expect("read /proc/net/snmp").get("InDatagrams").expect("an InDatagrams counter")
+}
+
+/// The frames of the pcap records in `dir`, file by file in name order.
+pub fn recorded_frames(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir).expect("files dir").filter_map(Result::ok).map(|e| e.path()).collect();
+    files.sort();
+    let mut frames = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).expect("read a capture file");
+        frames.extend(podmirror_collector::pcap::frames(&bytes).map(<[u8]>::to_vec));
+    }
+    frames
+}
+
+/// A veth pair `veth` (in `node`, 10.77.0.1) - `eth0` (in `pod`,
+/// 10.77.0.2) with `queues` queues each way and room for 9000-byte frames.
+pub fn pod_link(node: &podmirror_testkit::Netns, pod: &podmirror_testkit::Netns, veth: &str, queues: u32) {
+    let q = queues.to_string();
+    let made = std::process::Command::new("ip")
+        .args(["link", "add", veth, "netns", &node.name, "numtxqueues", &q, "numrxqueues", &q])
+        .args(["type", "veth", "peer", "name", "eth0", "netns", &pod.name, "numtxqueues", &q, "numrxqueues", &q])
+        .status()
+        .expect("run ip");
+    assert!(made.success(), "veth pair");
+    node.ip(&["addr", "add", "10.77.0.1/24", "dev", veth]).expect("address");
+    pod.ip(&["addr", "add", "10.77.0.2/24", "dev", "eth0"]).expect("address");
+    for (ns, dev) in [(node, veth), (pod, "eth0")] {
+        ns.ip(&["link", "set", dev, "mtu", "9100", "up"]).expect("link up");
+    }
+}
+
+/// The capabilities the chart gives the collector with its `input`
+/// (`xdp` or `ring`): `collector.<input>.capabilities` of values.yaml
+/// (e2e's tests/chart.rs checks the rendered securityContext).
+pub fn chart_capabilities(input: &str) -> Vec<String> {
+    let path = podmirror_e2e::chart_dir().join("values.yaml");
+    let text = std::fs::read_to_string(&path).expect("values.yaml");
+    let values: serde_yaml::Value = serde_yaml::from_str(&text).expect("values.yaml parses");
+    values["collector"][input]["capabilities"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("collector.{input}.capabilities"))
+        .iter()
+        .map(|c| c.as_str().expect("a capability name").to_lowercase())
+        .collect()
+}
+
+/// Whether the collector, run in `pod` as root with exactly `caps` as its
+/// bounding set (and no_new_privs, as a container with those capabilities)
+/// and `flags`, starts and logs `attached`; returns its output too.
+pub fn starts_with_caps(
+    pod: &podmirror_testkit::Netns,
+    caps: &[String],
+    flags: &[&str],
+    attached: &str,
+) -> (bool, String) {
+    let bounding = std::iter::once("-all".to_string()).chain(caps.iter().map(|c| format!("+{c}"))).collect::<Vec<_>>();
+    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &pod.name, "setpriv", "--no-new-privs", "--inh-caps=-all"])
+        .arg(format!("--bounding-set={}", bounding.join(",")))
+        .args(["--", "timeout", "-s", "INT", "3", bin, "--vxlan-listen", "10.77.1.2:4789"])
+        .args(["--http-addr", "127.0.0.1:0"])
+        .args(flags)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the collector under setpriv");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (text.contains("collector started") && text.contains(attached), text)
+}
+
+/// A namespace with a veth `eth0` (10.77.1.2) for `starts_with_caps`.
+pub fn caps_pod(tag: &str) -> podmirror_testkit::Netns {
+    let pod = podmirror_testkit::Netns::create(&podmirror_testkit::unique_name(tag)).expect("namespace");
+    pod.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]).expect("veth");
+    pod.ip(&["addr", "add", "10.77.1.2/24", "dev", "eth0"]).expect("address");
+    pod.ip(&["link", "set", "eth0", "up"]).expect("up");
+    pod.ip(&["link", "set", "peer0", "up"]).expect("up");
+    pod
+}
+
+/// Checks that `caps` start the collector with `flags` and that it refuses
+/// to start, naming `flag_named`, without any one of them.
+pub fn assert_capabilities_enough_and_each_needed(input: &str, flags: &[&str], attached: &str, flag_named: &str) {
+    let pod = caps_pod("pmcc");
+    let full = chart_capabilities(input);
+    let (ok, text) = starts_with_caps(&pod, &full, flags, attached);
+    assert!(ok, "the chart's capabilities {full:?} do not start the {input} input:\n{text}");
+    for missing in &full {
+        let fewer: Vec<String> = full.iter().filter(|c| *c != missing).cloned().collect();
+        let (ok, text) = starts_with_caps(&pod, &fewer, flags, attached);
+        assert!(
+            !ok,
+            "the {input} input started without CAP_{}: the chart asks for more than it needs:\n{text}",
+            missing.to_uppercase()
+        );
+        assert!(text.contains(flag_named), "the refusal names {flag_named}:\n{text}");
+    }
+}
+
+/// 300 full-size copies (VNI 3 when sent) and 4 copies of 9000-byte frames.
+fn copies_with_jumbo_ones() -> Vec<Vec<u8>> {
+    let mut frames = traffic(40400, 300, 20_000);
+    let head = frames[0][..54].to_vec();
+    frames.extend((0..4u8).map(|i| [&head[..], &vec![i; 8946][..]].concat()));
+    frames
+}
+
+/// The scenario every kernel input passes: the collector runs in a pod
+/// namespace with `--files-dir DIR {flags}` on a veth eth0 with `queues`
+/// queues; `attached` checks its start-up lines and `on_eth0` whether its
+/// program is on eth0. 300 copies and 4 jumbo copies are sent from the
+/// node namespace: every one is recorded byte for byte, only the jumbo ones
+/// (and an ordinary datagram, which still reaches its socket) go through
+/// the pod's UDP layer, and the program is gone once the collector stopped.
+pub fn kernel_input_scenario(
+    tag: &str,
+    flags: &str,
+    queues: u32,
+    attached: impl Fn(&[String]),
+    on_eth0: impl Fn(&podmirror_testkit::Netns) -> bool,
+) {
+    use podmirror_testkit::{Netns, unique_name};
+    use std::io::{BufRead, BufReader};
+    let node = Netns::create(&unique_name("pmkn")).expect("sender namespace");
+    let pod = Netns::create(&unique_name("pmkp")).expect("collector namespace");
+    pod_link(&node, &pod, &unique_name("pmkv"), queues);
+    let dir = temp_dir(tag);
+    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
+    let mut collector = pod
+        .spawn(&format!(
+            "NO_COLOR=1 exec {bin} --vxlan-listen 10.77.0.2:4789 --http-addr 127.0.0.1:0 --files-dir {} {flags}",
+            dir.display()
+        ))
+        .expect("collector runs");
+    let mut lines = BufReader::new(collector.child().stdout.take().expect("stdout")).lines();
+    let mut said = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        said.push(line.clone());
+        if line.contains("collector started") {
+            break;
+        }
+    }
+    attached(&said);
+    assert!(on_eth0(&pod), "the program is on eth0");
+
+    let frames = copies_with_jumbo_ones();
+    let other = pod.run(|| UdpSocket::bind("10.77.0.2:9999").expect("bind in the pod")).expect("enter the pod");
+    other.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let before = udp_in_datagrams(&pod);
+    node.run(|| {
+        let sock = UdpSocket::bind("10.77.0.1:0").expect("bind in the sender namespace");
+        for (i, f) in frames.iter().enumerate() {
+            let d = [&podmirror_collector::decode::vxlan_header(3)[..], f].concat();
+            sock.send_to(&d, SocketAddr::from(([10, 77, 0, 2], 4789))).expect("send a copy");
+            if i % 32 == 31 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        sock.send_to(b"not a copy", SocketAddr::from(([10, 77, 0, 2], 9999))).expect("send other traffic");
+    })
+    .expect("send from the sender namespace");
+    let mut buf = [0u8; 64];
+    let n = other.recv(&mut buf).expect("other traffic still passes the program");
+    assert_eq!(&buf[..n], b"not a copy");
+
+    // Stop the collector the way Kubernetes does (SIGTERM) once its files
+    // hold everything, then compare.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorded_frames(&dir).len() < frames.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let delivered = udp_in_datagrams(&pod) - before;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(collector.child().id() as i32, libc::SIGTERM) };
+    let _ = collector.child().wait();
+    assert_eq!(delivered, 4 + 1, "only the 4 jumbo copies (and the other datagram) went through UDP");
+    let mut got = recorded_frames(&dir);
+    let mut want = frames.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "every copy recorded once");
+    assert!(got == want, "recorded frames equal the copies' inner frames");
+    assert!(!on_eth0(&pod), "the program left with the collector");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether a program is attached to the ingress of `eth0` in `pod` by
+/// TCX: in a test's fresh namespace, only the ring input's. (Asked of the
+/// kernel: the bpftool of Debian 12 does not list TCX links; and under a
+/// container's seccomp profile aya loads programs without their names.)
+pub fn ring_on_eth0(pod: &podmirror_testkit::Netns) -> bool {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    pod.run(|| {
+        SchedClassifier::query_tcx("eth0", TcAttachType::Ingress)
+            .map(|(_, progs)| !progs.is_empty())
+            .unwrap_or_else(|e| panic!("query the TCX programs of eth0: {e}"))
+    })
+    .expect("enter the pod namespace")
+}

@@ -1,0 +1,121 @@
+//! The ring input (`--ring-iface`), on a veth pair between two network
+//! namespaces with the collector running as its own process in one of them:
+//! copies that fit a record arrive through the BPF ring buffer (the kernel's
+//! UDP layer never sees them), larger ones (9000-byte frames) through the
+//! UDP socket, every copy is recorded byte for byte, other traffic still
+//! flows, the program is gone when the collector stops; a full ring passes
+//! copies on to the socket instead of losing them. Root.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::*;
+use podmirror_testkit::{Netns, unique_name};
+
+#[test]
+fn copies_arrive_through_the_ring_and_jumbo_copies_through_the_socket() {
+    if !require_root("copies_arrive_through_the_ring_and_jumbo_copies_through_the_socket") {
+        return;
+    }
+    let attached = |said: &[String]| {
+        assert!(said.iter().any(|l| l.contains("ring input attached")), "the ring input attached: {said:?}");
+    };
+    // Two receive queues: one ring serves them all.
+    kernel_input_scenario("ring", "--ring-iface eth0", 2, attached, ring_on_eth0);
+}
+
+/// The collector's HTTP address, from its "collector started" line.
+fn http_addr(said: &[String]) -> SocketAddr {
+    said.iter()
+        .find(|l| l.contains("collector started"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("http_addr=")?.parse().ok()))
+        .unwrap_or_else(|| panic!("an http_addr in {said:?}"))
+}
+
+#[test]
+fn a_full_ring_passes_copies_on_to_the_socket() {
+    if !require_root("a_full_ring_passes_copies_on_to_the_socket") {
+        return;
+    }
+    let node = Netns::create(&unique_name("pmrn")).expect("sender namespace");
+    let pod = Netns::create(&unique_name("pmrp")).expect("collector namespace");
+    pod_link(&node, &pod, &unique_name("pmrv"), 1);
+    let dir = temp_dir("ring-full");
+    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
+    // One page of ring: two records.
+    let mut collector = pod
+        .spawn(&format!(
+            "NO_COLOR=1 exec {bin} --vxlan-listen 10.77.0.2:4789 --http-addr 127.0.0.1:0 --files-dir {} \
+             --ring-iface eth0 --ring-bytes 4096",
+            dir.display()
+        ))
+        .expect("collector runs");
+    let mut said = Vec::new();
+    for line in BufReader::new(collector.child().stdout.take().expect("stdout")).lines().map_while(Result::ok) {
+        said.push(line.clone());
+        if line.contains("collector started") {
+            break;
+        }
+    }
+    let http = http_addr(&said);
+    assert!(ring_on_eth0(&pod), "the program is on eth0: {said:?}");
+
+    // The collector stopped: the ring fills after two copies, and the
+    // program passes the rest on to the socket, which holds them.
+    let pid = collector.child().id() as i32;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let frames = traffic(40500, 100, 10_000);
+    node.run(|| send_vxlan_from("10.77.0.1:0", SocketAddr::from(([10, 77, 0, 2], 4789)), 5, &frames))
+        .expect("send from the sender namespace");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while recorded_frames(&dir).len() < frames.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The full-ring count is exported once a second.
+    std::thread::sleep(Duration::from_millis(1200));
+    let metrics = pod.http_get(http, "/metrics").expect("GET /metrics");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = collector.child().wait();
+    let full: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("podmirror_collector_ring_full_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("podmirror_collector_ring_full_total in\n{metrics}"));
+    assert!(full >= 90.0, "most copies found the ring full: {full}");
+    let mut got = recorded_frames(&dir);
+    let mut want = frames.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len(), "every copy recorded once, through the ring or the socket");
+    assert!(got == want, "recorded frames equal the copies' inner frames");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `frames` in VXLAN with `vni` from a socket bound to `from`.
+fn send_vxlan_from(from: &str, to: SocketAddr, vni: u32, frames: &[Vec<u8>]) {
+    let sock = UdpSocket::bind(from).expect("bind in the sender namespace");
+    for f in frames {
+        let d = [&podmirror_collector::decode::vxlan_header(vni)[..], f].concat();
+        sock.send_to(&d, to).expect("send a copy");
+    }
+}
+
+#[test]
+fn the_charts_capabilities_are_enough_and_each_is_needed() {
+    if require_root("the_charts_capabilities_are_enough_and_each_is_needed") {
+        assert_capabilities_enough_and_each_needed(
+            "ring",
+            &["--ring-iface", "eth0"],
+            "ring input attached",
+            "--ring-iface eth0",
+        );
+    }
+}
