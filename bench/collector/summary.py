@@ -16,16 +16,15 @@ def summary(collector_md: str) -> list[str]:
     if start is None:
         return []
     block = [lines[start]] + [l for l in lines[start + 1:] if l.startswith("- ")][:4]
-    cost = next((i for i, l in enumerate(lines) if l.startswith("Receive cost at")), None)
     costs = []
-    if cost is not None:
-        table = [l for l in lines[cost + 1:] if l.startswith("|")]
-        rows = []
-        for l in table:
-            if rows and not l.startswith("| ") and not l.startswith("| ---"):
-                break
-            rows.append(l)
-        costs = [lines[cost], "", *rows[: 2 + 5], ""]
+    for i, l in enumerate(lines):
+        if l.startswith("Receive cost at") or l.startswith("Capture cost at"):
+            rows = []
+            for t in lines[i + 2:]:
+                if not t.startswith("|"):
+                    break
+                rows.append(t)
+            costs += [l, "", *rows, ""]
     at = next((i for i, l in enumerate(lines) if l.startswith("| replay |")), None)
     replay = lines[at : at + 3] if at is not None else []
     return [run, "", *block, "", *costs, *replay]

@@ -4,14 +4,16 @@
  * copies arrive on. Each VXLAN datagram to the collector's port that fits
  * a ring record is copied once, straight from the packet, into a BPF ring
  * buffer the collector has mapped, and goes no further: no trip through
- * IP, UDP and a socket buffer, no second copy, and the kernel wakes the
- * reader only when it has caught up (a busy ring is read in batches).
+ * IP, UDP and a socket buffer, no second copy. The reader is woken once
+ * per batch, when the unread records reach wakeup_bytes, not for each
+ * record (it also looks on its own every few milliseconds, for the last
+ * records of a quiet moment).
  * Everything else (other traffic, larger copies such as 9000-byte frames,
  * IPv4 with options, and any copy when the ring is full) passes to the
  * kernel as if the program were not there: those copies still reach the
  * collector's UDP socket.
  *
- * Layout shared with collector/src/tcring/abi.rs (checked by its tests):
+ * Layout shared with collector/src/tcring/mod.rs (checked by its tests):
  *   pm_ring_cfg[0]  = struct pm_ring_cfg
  *   pm_ring         = records: struct pm_ring_rec, then the packet
  *   pm_ring_full[0] = copies passed on because the ring was full (per CPU)
@@ -29,11 +31,14 @@
 /* The largest packet a record holds: a VXLAN copy of a 1500-byte frame
  * (1564 bytes) fits with room for VLAN tags and IPv6. */
 #define PM_RING_MAX_PACKET 1792
+/* Ring bytes a record takes: the kernel's 8-byte header, then ours and the
+ * largest packet. */
+#define PM_RING_RECORD (8 + 16 + PM_RING_MAX_PACKET)
 
 struct pm_ring_cfg {
-	__u16 port_be;	/* UDP destination port, network order */
+	__u16 port_be;		/* UDP destination port, network order */
 	__u16 pad;
-	__u32 pad2;
+	__u32 wakeup_bytes;	/* wake the reader when this much waits */
 };
 
 /* Ahead of each packet in the ring. */
@@ -101,7 +106,8 @@ int pm_ring_capture(struct __sk_buff *skb)
 	struct udphdr *udp = udp_of(data, end);
 	struct pm_ring_rec *rec;
 	__u64 len = skb->len;
-	__u64 *full;
+	__u64 *full, avail;
+	int wake;
 
 	if (!cfg || !udp || (void *)(udp + 1) > end || udp->dest != cfg->port_be)
 		return TC_ACT_OK;
@@ -127,7 +133,12 @@ int pm_ring_capture(struct __sk_buff *skb)
 	rec->boot_ns = bpf_ktime_get_boot_ns();
 	rec->len = len;
 	rec->pad = 0;
-	bpf_ringbuf_submit(rec, 0);
+	/* Unread bytes, this record included (reserving moved the producer
+	 * position): waking on the record that crosses the threshold wakes
+	 * once per batch. */
+	avail = bpf_ringbuf_query(&pm_ring, BPF_RB_AVAIL_DATA);
+	wake = avail >= cfg->wakeup_bytes && avail < cfg->wakeup_bytes + PM_RING_RECORD;
+	bpf_ringbuf_submit(rec, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	return TC_ACT_SHOT;
 }
 

@@ -114,8 +114,14 @@ fn floor_round(setup: &Setup, iface: &str, obj: &Path, pool: &Pool, count: u64, 
 
 /// One round: microseconds of CPU `cpu` per copy, or None when the
 /// receiver lost copies or the measurement is void.
-fn round(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64, cpu: usize) -> Option<f64> {
-    let Started { mut child, rest, http } = start(setup, r, None);
+fn round(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64, c: &CostRun<'_>) -> Option<f64> {
+    let out = c.files.map(|d| d.join(format!("cost-{r:?}").to_lowercase()));
+    if let Some(o) = &out {
+        let _ = std::fs::remove_dir_all(o);
+        std::fs::create_dir_all(o).expect("output dir");
+    }
+    let cpu = c.cpu;
+    let Started { mut child, rest, http } = start(setup, r, out.as_deref());
     let drops_before = kernel_drops(&setup.dev);
     let (cpu_secs, datagrams) = measure(setup, port_of(r), pool, count, rate, cpu);
     let lost_by_collector = http.map_or(0, collector_drops);
@@ -138,6 +144,9 @@ fn round(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64, cpu: us
         "  cost {:<13} {rate} pps: {datagrams} copies, {cpu_secs:.3} CPU s, {us:.3} us/copy, {lost} lost",
         format!("{r:?}")
     );
+    if let Some(o) = &out {
+        let _ = std::fs::remove_dir_all(o);
+    }
     (lost == 0 && us.is_finite()).then_some(us)
 }
 
@@ -150,6 +159,8 @@ pub struct CostRun<'a> {
     pub cpu: usize,
     /// The floor's TC program and the interface the copies arrive on.
     pub floor: Option<(&'a str, &'a Path)>,
+    /// Where the receivers write their files; None: output discarded.
+    pub files: Option<&'a Path>,
 }
 
 /// Median and spread (min..max) of each receiver's rounds (and the
@@ -168,7 +179,7 @@ pub fn run(setup: &Setup, receivers: &[Receiver], pool: &Pool, c: &CostRun<'_>) 
             let us = match (k, c.floor) {
                 (0, Some((iface, obj))) => floor_round(setup, iface, obj, pool, count, c.rate, c.cpu),
                 (0, None) => None,
-                _ => round(setup, receivers[k - 1], pool, count, c.rate, c.cpu),
+                _ => round(setup, receivers[k - 1], pool, count, c.rate, c),
             };
             samples[k].extend(us);
         }
@@ -220,4 +231,21 @@ fn median(sorted_or_not: &[f64]) -> Option<f64> {
         _ if n % 2 == 1 => Some(s[n / 2]),
         _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
     }
+}
+
+/// The caption of a receive-cost table.
+pub fn caption(with_files: bool, rate: u64, rounds: usize, secs: f64) -> String {
+    let output = if with_files {
+        "with the files written (tmpfs), as in the capture comparison"
+    } else {
+        "output discarded (tcpdump -w /dev/null; the collector without a file sink)"
+    };
+    format!(
+        "{} at {rate} copies/s, {output}: CPU time of the receivers' CPU per copy (kernel and user, softirq \
+         included: what a busy loop at the lowest priority on that CPU loses while the copies arrive), median of \
+         {rounds} interleaved rounds of {secs} s; a round that lost copies is not counted. The floor is the path \
+         every receiver pays before it sees a copy (veth, RPS, backlog); the last column compares what each \
+         receiver adds to it.",
+        if with_files { "Capture cost" } else { "Receive cost" }
+    )
 }

@@ -302,14 +302,28 @@ async fn main() {
     let pool = capture_pool();
     let mut rows = Vec::new();
     let ps = tokio::task::block_in_place(|| zero_loss(&opts, &setup, &pool, &mut rows));
-    let cost_rows = if opts.cost_rate > 0 {
+    // Receive cost with the output discarded, then with the files written.
+    let cost_tables: Vec<(bool, Vec<String>)> = if opts.cost_rate > 0 {
         let receivers: Vec<Receiver> = ps.iter().filter(|p| !p.skipped).map(|p| p.r).collect();
         // The receivers' CPU: the last of --receiver-cpus.
         let cpu = opts.receiver_cpus.split(',').next_back().and_then(|c| c.trim().parse().ok()).unwrap_or(0);
         let iface = opts.ring_iface.as_deref().or(opts.xdp_iface.as_deref());
         let floor = iface.zip(opts.floor_obj.as_deref());
-        let c = cost::CostRun { rate: opts.cost_rate, secs: opts.cost_secs, rounds: opts.cost_rounds, cpu, floor };
-        tokio::task::block_in_place(|| cost::run(&setup, &receivers, &pool, &c))
+        [false, true]
+            .into_iter()
+            .map(|with_files| {
+                let files = with_files.then_some(opts.dir.as_path());
+                let c = cost::CostRun {
+                    rate: opts.cost_rate,
+                    secs: opts.cost_secs,
+                    rounds: opts.cost_rounds,
+                    cpu,
+                    floor,
+                    files,
+                };
+                (with_files, tokio::task::block_in_place(|| cost::run(&setup, &receivers, &pool, &c)))
+            })
+            .collect()
     } else {
         Vec::new()
     };
@@ -326,19 +340,12 @@ async fn main() {
         println!("{r}");
     }
     println!("\n{}\n", summary(&ps));
-    if !cost_rows.is_empty() {
-        println!(
-            "Receive cost at {} copies/s, output discarded (tcpdump -w /dev/null; the collector without a file \
-             sink): CPU time of the receivers' CPU per copy (kernel and user, softirq included: what a busy loop at \
-             the lowest priority on that CPU loses while the copies arrive), median of {} interleaved rounds of \
-             {} s; a round that lost copies is not counted. The floor is the path every receiver pays before it \
-             sees a copy (veth, RPS, backlog); the last column compares what each receiver adds to it.\n",
-            opts.cost_rate, opts.cost_rounds, opts.cost_secs
-        );
+    for (with_files, rows) in &cost_tables {
+        println!("{}\n", cost::caption(*with_files, opts.cost_rate, opts.cost_rounds, opts.cost_secs));
         println!(
             "| receiver | us per copy (median) | spread | rounds counted | tcpdump's cost / this | above the floor: tcpdump's / this |\n| --- | ---: | ---: | ---: | ---: | ---: |"
         );
-        for r in &cost_rows {
+        for r in rows {
             println!("{r}");
         }
         println!();

@@ -30,10 +30,20 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pm
 pub const MAX_PACKET: usize = 1792;
 /// `struct pm_ring_rec`, in front of each packet.
 const RECORD_HEADER: usize = 16;
-/// Records read per turn.
+/// `PM_RING_RECORD`: ring bytes one record takes (kernel header, ours, the
+/// largest packet).
+const RECORD: u32 = 8 + RECORD_HEADER as u32 + MAX_PACKET as u32;
+/// Records read per turn, and the batch the program wakes the reader for.
 const BATCH: usize = 256;
-/// How long the reader sleeps in one wait before it looks at the stop flag.
-const POLL_MS: libc::c_int = 100;
+/// How long the reader waits for a batch before it reads what there is (the
+/// last records of a quiet moment wait at most this long).
+const POLL_MS: libc::c_int = 5;
+
+/// Unread bytes at which the program wakes the reader: a batch, or an
+/// eighth of a smaller ring (so that a small ring never fills unread).
+fn wakeup_bytes(ring_bytes: u32) -> u32 {
+    (BATCH as u32 * RECORD).min(ring_bytes / 8).max(RECORD)
+}
 
 /// `struct pm_ring_cfg` of the program (ABI: keep in step with the C).
 #[repr(C)]
@@ -42,7 +52,8 @@ struct RingConfig {
     /// UDP destination port, network order.
     port_be: u16,
     pad: u16,
-    pad2: u32,
+    /// Unread bytes at which the program wakes the reader.
+    wakeup_bytes: u32,
 }
 
 // SAFETY: repr(C), plain integers, no padding (2 + 2 + 4 bytes).
@@ -84,8 +95,8 @@ pub fn start(
         .map_mut("pm_ring_cfg")
         .ok_or_else(|| fail("the program's pm_ring_cfg map")("missing".into()))
         .and_then(|m| Array::try_from(m).map_err(|e| fail("the program's pm_ring_cfg map")(e.to_string())))?;
-    cfg.set(0, RingConfig { port_be: port.to_be(), pad: 0, pad2: 0 }, 0)
-        .map_err(|e| fail("configuring the program")(e.to_string()))?;
+    let config = RingConfig { port_be: port.to_be(), pad: 0, wakeup_bytes: wakeup_bytes(ring_bytes) };
+    cfg.set(0, config, 0).map_err(|e| fail("configuring the program")(e.to_string()))?;
     let full: PerCpuArray<MapData, u64> = ebpf
         .take_map("pm_ring_full")
         .ok_or_else(|| "missing".to_string())
@@ -133,9 +144,9 @@ struct Reader {
 }
 
 impl Reader {
-    /// Reads the ring in batches until `stop` is set. While a sink queue is
-    /// full the reader waits and the ring holds the copies: it is the
-    /// input's buffer (the program passes copies on to the sockets only
+    /// Reads the ring in batches until `stop` is set. While the file sink's
+    /// queue is full the reader waits and the ring holds the copies: it is
+    /// the input's buffer (the program passes copies on to the sockets only
     /// when the ring is full too).
     fn run(mut self, stop: &AtomicBool) {
         let mut clock = Clock::now();
@@ -146,7 +157,7 @@ impl Reader {
                 clock = Clock::now();
                 last_count = Instant::now();
             }
-            if !self.dispatch.has_room(BATCH) {
+            if !self.dispatch.files_have_room(BATCH) {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -232,9 +243,19 @@ mod tests {
             .and_then(|v| v.trim().parse::<usize>().ok());
         assert_eq!(max, Some(MAX_PACKET));
         assert_eq!(size_of::<RingConfig>(), 8);
+        assert_eq!(offset_of!(RingConfig, wakeup_bytes), 4);
+        assert!(c.contains("#define PM_RING_RECORD (8 + 16 + PM_RING_MAX_PACKET)"), "record size changed");
+        assert_eq!(RECORD, 8 + 16 + 1792);
         assert!(c.contains("__u64 boot_ns;") && c.contains("__u32 len;"), "struct pm_ring_rec changed");
         assert_eq!(RECORD_HEADER, 16, "struct pm_ring_rec: u64 boot_ns, u32 len, u32 pad");
         assert_eq!(offset_of!(RingConfig, port_be), 0);
+    }
+
+    #[test]
+    fn the_reader_is_woken_per_batch_and_before_a_small_ring_fills() {
+        assert_eq!(wakeup_bytes(64 << 20), 256 * RECORD);
+        assert_eq!(wakeup_bytes(1 << 20), (1 << 20) / 8);
+        assert_eq!(wakeup_bytes(4096), RECORD, "at least one record");
     }
 
     #[test]
