@@ -3,7 +3,8 @@
  * The benchmark's floor: a TC ingress program that drops every packet on
  * the receivers' interface, so that what the receivers' CPU still spends
  * per copy is the path every receiver pays before it sees one (the veth,
- * RPS, the backlog). Built and attached by bench/collector/run.sh.
+ * RPS, the backlog). Built by bench/collector/run.sh, attached by the
+ * benchmark with TCX, as the ring input attaches its own.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 
 use crate::decode::{Decoded, DropReason};
+use crate::filesink::SharedFileSink;
 use crate::metrics::{Metrics, VniLabels};
 use crate::stream::StreamHub;
 
@@ -88,16 +89,27 @@ impl SinkReceiver {
 pub struct Dispatch {
     pub metrics: Arc<Metrics>,
     allow: Option<Arc<HashSet<u32>>>,
-    files: Option<SinkQueue>,
+    files: Option<FileSinks>,
     stream: Arc<StreamHub>,
     replay: Option<SinkQueue>,
 }
+
+/// The file sink's two doors: its queue, and the sink itself for an input
+/// that writes in place ([`Dispatch::accept_in_place`]).
+#[derive(Clone, Debug)]
+pub struct FileSinks {
+    pub queue: SinkQueue,
+    pub sink: SharedFileSink,
+}
+
+/// A batch's accepted datagrams with their arrival times.
+type Accepted<'a> = Vec<(SystemTime, Decoded<'a>)>;
 
 impl Dispatch {
     pub fn new(
         metrics: Arc<Metrics>,
         allow: &[u32],
-        files: Option<SinkQueue>,
+        files: Option<FileSinks>,
         stream: Arc<StreamHub>,
         replay: Option<SinkQueue>,
     ) -> Self {
@@ -113,22 +125,63 @@ impl Dispatch {
     }
 
     /// Hands a batch of decoded datagrams, each with the time it arrived,
-    /// to the sinks.
+    /// to the sinks' queues.
     pub fn accept_stamped<'a>(
         &self,
         input: &'static str,
         batch: impl Iterator<Item = (SystemTime, Result<Decoded<'a>, DropReason>)>,
     ) {
-        let accepted: Vec<(SystemTime, Decoded<'a>)> =
-            batch.filter_map(|(at, d)| self.admit(d).map(|d| (at, d))).collect();
-        // One allocation of exactly the batch's size: each copy's frame is a
-        // slice of it (the receive buffers are reused, so the frames must
-        // move; a small batch must not pin a large block).
-        let mut store = BytesMut::with_capacity(accepted.iter().map(|(_, d)| d.frame.len()).sum());
-        let mut copies: Batch = Vec::with_capacity(accepted.len());
+        let accepted = self.admit_batch(input, batch);
+        let copies = self.copies_of(&accepted);
+        if copies.is_empty() {
+            return;
+        }
+        match (&self.files, &self.replay) {
+            (Some(files), Some(replay)) => {
+                self.offer(&files.queue, "file", copies.clone());
+                self.offer(replay, "replay", copies);
+            }
+            (Some(files), None) => self.offer(&files.queue, "file", copies),
+            (None, Some(replay)) => self.offer(replay, "replay", copies),
+            (None, None) => {}
+        }
+    }
+
+    /// Like [`Dispatch::accept_stamped`], for an input that holds the
+    /// frames until this returns and has a buffer of its own (the ring):
+    /// the files are written here, from where the frames lie, on the
+    /// caller's thread (no copy, no queue: while the disk is slow the
+    /// input's buffer fills); the stream and the replay get copies, and only
+    /// when they want them.
+    pub fn accept_in_place<'a>(
+        &self,
+        input: &'static str,
+        batch: impl Iterator<Item = (SystemTime, Result<Decoded<'a>, DropReason>)>,
+    ) {
+        let accepted = self.admit_batch(input, batch);
+        if let Some(files) = &self.files {
+            files.sink.lock().write_now(accepted.iter().map(|(at, d)| (d.vni, *at, d.frame)));
+        }
+        if self.replay.is_none() && !self.stream.has_clients() {
+            return;
+        }
+        let copies = self.copies_of(&accepted);
+        if let (Some(replay), false) = (&self.replay, copies.is_empty()) {
+            self.offer(replay, "replay", copies);
+        }
+    }
+
+    /// The batch's datagrams that pass (malformed and refused ones are
+    /// counted), counted as received by VNI.
+    fn admit_batch<'a>(
+        &self,
+        input: &'static str,
+        batch: impl Iterator<Item = (SystemTime, Result<Decoded<'a>, DropReason>)>,
+    ) -> Accepted<'a> {
+        let accepted: Accepted<'a> = batch.filter_map(|(at, d)| self.admit(d).map(|d| (at, d))).collect();
         // (vni, packets, bytes) of this batch: one label lookup per VNI.
         let mut per_vni: Vec<(u32, u64, u64)> = Vec::new();
-        for (at, d) in accepted {
+        for (_, d) in &accepted {
             match per_vni.iter_mut().find(|v| v.0 == d.vni) {
                 Some(v) => {
                     v.1 += 1;
@@ -136,28 +189,29 @@ impl Dispatch {
                 }
                 None => per_vni.push((d.vni, 1, d.frame.len() as u64)),
             }
-            store.extend_from_slice(d.frame);
-            let copy = Copy { vni: d.vni, at, frame: store.split().freeze() };
-            self.stream.publish(&copy);
-            copies.push(copy);
         }
         for (vni, packets, bytes) in per_vni {
             let labels = VniLabels { vni, input };
             self.metrics.received_packets.get_or_create(&labels).inc_by(packets);
             self.metrics.received_bytes.get_or_create(&labels).inc_by(bytes);
         }
-        if copies.is_empty() {
-            return;
+        accepted
+    }
+
+    /// Copies of the accepted frames (the receive buffers are reused), each
+    /// published to the live stream.
+    fn copies_of(&self, accepted: &Accepted<'_>) -> Batch {
+        // One allocation of exactly the batch's size: each copy's frame is a
+        // slice of it (a small batch must not pin a large block).
+        let mut store = BytesMut::with_capacity(accepted.iter().map(|(_, d)| d.frame.len()).sum());
+        let mut copies: Batch = Vec::with_capacity(accepted.len());
+        for (at, d) in accepted {
+            store.extend_from_slice(d.frame);
+            let copy = Copy { vni: d.vni, at: *at, frame: store.split().freeze() };
+            self.stream.publish(&copy);
+            copies.push(copy);
         }
-        match (&self.files, &self.replay) {
-            (Some(files), Some(replay)) => {
-                self.offer(files, "file", copies.clone());
-                self.offer(replay, "replay", copies);
-            }
-            (Some(files), None) => self.offer(files, "file", copies),
-            (None, Some(replay)) => self.offer(replay, "replay", copies),
-            (None, None) => {}
-        }
+        copies
     }
 
     /// The copy if its VNI is allowed; a malformed or refused one is counted.
@@ -174,15 +228,6 @@ impl Dispatch {
     /// Hands one decoded datagram to the sinks.
     pub fn accept(&self, input: &'static str, decoded: Result<Decoded<'_>, DropReason>) {
         self.accept_batch(input, std::iter::once(decoded));
-    }
-
-    /// Whether the file sink's queue (if any) has room for `copies` more.
-    /// An input with a buffer of its own (the ring) waits for the disk
-    /// rather than drop: copies are only delayed. Only for the files: a full
-    /// replay queue still drops its own copies (counted), so that a slow
-    /// test server never holds up the capture.
-    pub fn files_have_room(&self, copies: usize) -> bool {
-        self.files.as_ref().is_none_or(|q| q.has_room(copies))
     }
 
     fn offer(&self, queue: &SinkQueue, sink: &'static str, batch: Batch) {

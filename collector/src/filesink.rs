@@ -2,14 +2,16 @@
 //! `vni<VNI>-<UTC stamp>-<seq>.pcap`, rotated by size and age, the whole
 //! directory kept under a number of files and of bytes (oldest first). It
 //! runs on its own thread behind a bounded queue (see `dispatch`), so a slow
-//! disk costs counted drops, never a stalled receiver.
+//! disk costs counted drops, never a stalled receiver. The ring input, whose
+//! ring is a buffer of its own, writes its batches in place instead
+//! ([`FileSink::write_now`]), on its thread: the sink is shared behind a lock.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::RecvTimeoutError;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::dispatch::{Copy, SinkReceiver};
 use crate::metrics::Metrics;
@@ -35,6 +37,33 @@ pub enum FileSinkError {
 impl FileSinkError {
     fn write(path: &Path, lost: Lost) -> FileSinkError {
         FileSinkError::Write { path: path.to_path_buf(), records: lost.records, source: lost.source }
+    }
+
+    /// The same failure, losing `records` copies (a file that could not be
+    /// opened loses the copies meant for it).
+    fn with_lost(self, records: u64) -> FileSinkError {
+        match self {
+            FileSinkError::Io { path, source } => FileSinkError::Write { path, records, source },
+            FileSinkError::Write { path, source, .. } => FileSinkError::Write { path, records, source },
+        }
+    }
+}
+
+/// The file sink shared by its thread and an input that writes in place.
+#[derive(Clone)]
+pub struct SharedFileSink(Arc<Mutex<FileSink>>);
+
+impl SharedFileSink {
+    /// The sink, for one batch (a panic elsewhere leaves it usable: the
+    /// files hold whole records only).
+    pub fn lock(&self) -> MutexGuard<'_, FileSink> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for SharedFileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedFileSink")
     }
 }
 
@@ -92,32 +121,89 @@ impl FileSink {
         Ok(FileSink { dir: dir.to_path_buf(), limits, metrics, open: BTreeMap::new(), seq: 0 })
     }
 
+    /// Shares the sink between its thread ([`FileSink::run`]) and an input
+    /// that writes in place.
+    pub fn shared(self) -> SharedFileSink {
+        SharedFileSink(Arc::new(Mutex::new(self)))
+    }
+
     /// Writes copies until the queue's senders are gone, then closes files.
     /// Files are flushed when the queue runs dry, at most every
     /// [`FLUSH_EVERY`] under steady load: a write per small batch would cost
     /// more than the copies themselves.
-    pub fn run(mut self, queue: SinkReceiver) {
+    pub fn run(sink: SharedFileSink, queue: SinkReceiver) {
         yield_to_receivers();
         let mut flushed = Instant::now();
         loop {
             match queue.recv_timeout(FLUSH_EVERY) {
-                Ok(batch) => self.write_batch(&batch),
+                Ok(batch) => sink.lock().write_batch(&batch),
                 Err(RecvTimeoutError::Timeout) => {
-                    self.flush();
+                    let mut s = sink.lock();
+                    s.flush();
                     flushed = Instant::now();
-                    self.close_aged();
+                    s.close_aged();
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             while let Some(batch) = queue.try_recv() {
-                self.write_batch(&batch);
+                sink.lock().write_batch(&batch);
             }
             if flushed.elapsed() >= FLUSH_EVERY {
-                self.flush();
+                sink.lock().flush();
                 flushed = Instant::now();
             }
         }
-        self.flush();
+        sink.lock().flush();
+    }
+
+    /// Writes `records` (VNI, arrival, frame) now, in order, each VNI's in
+    /// as few writes as its files allow: for an input that keeps the frames
+    /// only until this returns.
+    pub fn write_now<'a>(&mut self, records: impl Iterator<Item = (u32, SystemTime, &'a [u8])>) {
+        let now = Instant::now();
+        let mut by_vni: Vec<(u32, Vec<(SystemTime, &'a [u8])>)> = Vec::new();
+        for (vni, at, frame) in records {
+            match by_vni.iter_mut().find(|(v, _)| *v == vni) {
+                Some((_, run)) => run.push((at, frame)),
+                None => by_vni.push((vni, vec![(at, frame)])),
+            }
+        }
+        for (vni, run) in by_vni {
+            let (written, outcome) = self.write_run(vni, &run, now);
+            self.metrics.written_n("file", written);
+            self.count(vni, outcome.map(|()| 0));
+        }
+    }
+
+    /// Writes one VNI's records, rotating where the limits say; returns the
+    /// records written, and what stopped it.
+    fn write_run(&mut self, vni: u32, run: &[(SystemTime, &[u8])], now: Instant) -> (u64, Result<(), FileSinkError>) {
+        let record_len = |(_, f): &(SystemTime, &[u8])| (pcap::RECORD_HEADER_LEN + f.len()) as u64;
+        let (mut written, mut start) = (0, 0);
+        while start < run.len() {
+            match self.ready(vni, record_len(&run[start]), now) {
+                Ok(n) => written += n,
+                Err(e) => return (written, Err(e.with_lost((run.len() - start) as u64))),
+            }
+            let Some(o) = self.open.get_mut(&vni) else {
+                return (written, Ok(()));
+            };
+            // As many records as the file takes before it is full (one at least).
+            let mut end = start;
+            while end < run.len() && (end == start || o.bytes + record_len(&run[end]) <= self.limits.max_file_bytes) {
+                o.bytes += record_len(&run[end]);
+                end += 1;
+            }
+            let parts: Vec<_> = run[start..end].iter().map(|(at, f)| pcap::record_parts(*at, f)).collect();
+            let (n, outcome) = o.out.write_now(&parts);
+            written += n;
+            if let Err(lost) = outcome {
+                let lost = Lost { records: lost.records + (run.len() - end) as u64, source: lost.source };
+                return (written, Err(FileSinkError::write(&o.path, lost)));
+            }
+            start = end;
+        }
+        (written, Ok(()))
     }
 
     /// Writes a batch; file ages are checked against one clock reading per
@@ -148,21 +234,29 @@ impl FileSink {
         }
     }
 
-    /// Writes one copy (rotating first when due); returns the records that
-    /// reached the file.
-    fn write(&mut self, copy: &Copy, now: Instant) -> Result<u64, FileSinkError> {
-        let record_len = (pcap::RECORD_HEADER_LEN + copy.frame.len()) as u64;
-        let rotate = self.open.get(&copy.vni).is_some_and(|o| {
+    /// Makes the file of `vni` ready for a record of `record_len` bytes:
+    /// closes it when full or old (returns the records that closing wrote)
+    /// and opens the next one.
+    fn ready(&mut self, vni: u32, record_len: u64, now: Instant) -> Result<u64, FileSinkError> {
+        let rotate = self.open.get(&vni).is_some_and(|o| {
             let full = o.bytes > pcap::FILE_HEADER_LEN as u64 && o.bytes + record_len > self.limits.max_file_bytes;
             full || now.saturating_duration_since(o.opened) >= self.limits.max_age
         });
         let mut written = 0;
         if rotate {
-            written += self.close(copy.vni)?;
+            written += self.close(vni)?;
         }
-        if !self.open.contains_key(&copy.vni) {
-            self.open_file(copy.vni)?;
+        if !self.open.contains_key(&vni) {
+            self.open_file(vni)?;
         }
+        Ok(written)
+    }
+
+    /// Writes one copy (rotating first when due); returns the records that
+    /// reached the file.
+    fn write(&mut self, copy: &Copy, now: Instant) -> Result<u64, FileSinkError> {
+        let record_len = (pcap::RECORD_HEADER_LEN + copy.frame.len()) as u64;
+        let mut written = self.ready(copy.vni, record_len, now)?;
         let Some(o) = self.open.get_mut(&copy.vni) else {
             return Ok(written);
         };
@@ -267,5 +361,47 @@ mod tests {
         assert!(stamp.ends_with('Z'));
         assert_eq!(age_key("other.pcap"), None);
         assert_eq!(age_key("vni1-x.pcap"), None);
+    }
+
+    /// Records written in place go out in order per VNI, rotate at the size
+    /// limit (never splitting a record), and count as written.
+    #[test]
+    fn records_written_in_place_rotate_at_the_size_limit_and_are_counted() {
+        let dir = std::env::temp_dir().join(format!("pm-filesink-now-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let limits = FileLimits {
+            // The file header and three 116-byte records per file.
+            max_file_bytes: (pcap::FILE_HEADER_LEN + 3 * (pcap::RECORD_HEADER_LEN + 100)) as u64,
+            max_age: Duration::from_secs(3600),
+            keep_files: 100,
+            keep_bytes: 1 << 30,
+        };
+        let metrics = Arc::new(Metrics::new());
+        let mut sink = FileSink::new(&dir, limits, metrics.clone()).expect("sink");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let frames: Vec<Vec<u8>> = (0..8u8).map(|i| vec![i; 100]).collect();
+        // VNI 1 gets the even frames, VNI 2 the odd ones, interleaved.
+        sink.write_now(frames.iter().enumerate().map(|(i, f)| (1 + (i as u32 % 2), at, &f[..])));
+        let written = metrics.written.get_or_create(&crate::metrics::SinkLabels { sink: "file" }).get();
+        assert_eq!(written, 8);
+        for (vni, want) in [(1u32, [0u8, 2, 4, 6]), (2, [1, 3, 5, 7])] {
+            let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+                .expect("dir")
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("vni{vni}-"))))
+                .collect();
+            files.sort();
+            assert_eq!(files.len(), 2, "VNI {vni}: 4 records, 3 per file");
+            let got: Vec<u8> = files
+                .iter()
+                .flat_map(|f| {
+                    let bytes = fs::read(f).expect("read");
+                    pcap::frames(&bytes).map(|fr| fr[0]).collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(got, want, "VNI {vni}: its frames, in order");
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crate::config::Args;
-use crate::dispatch::{Dispatch, sink_queue};
+use crate::dispatch::{Dispatch, FileSinks, sink_queue};
 use crate::filesink::{FileLimits, FileSink, FileSinkError};
 use crate::http::{HttpState, router};
 use crate::input::{InputError, Kind, gre_socket, spawn_receiver, vxlan_sockets};
@@ -58,10 +58,11 @@ pub async fn start(args: &Args) -> Result<Running, StartError> {
                 keep_files: args.files_keep,
                 keep_bytes: args.files_keep_bytes,
             };
-            let sink = FileSink::new(dir, limits, metrics.clone())?;
-            let (tx, rx) = sink_queue(args.files_queue);
-            sinks.push(spawn_thread("file-sink", move || sink.run(rx)));
-            Some(tx)
+            let sink = FileSink::new(dir, limits, metrics.clone())?.shared();
+            let (queue, rx) = sink_queue(args.files_queue);
+            let thread_sink = sink.clone();
+            sinks.push(spawn_thread("file-sink", move || FileSink::run(thread_sink, rx)));
+            Some(FileSinks { queue, sink })
         }
         None => None,
     };

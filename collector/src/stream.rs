@@ -46,6 +46,11 @@ impl StreamHub {
         self.count.store(0, Ordering::Relaxed);
     }
 
+    /// Whether any client is connected (copies are made for them only).
+    pub fn has_clients(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
     /// Offers a copy to every client; never waits.
     pub fn publish(&self, copy: &Copy) {
         if self.count.load(Ordering::Relaxed) == 0 {

@@ -12,8 +12,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
+
+use aya::Ebpf;
+use aya::programs::tc::TcAttachOptions;
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -71,42 +74,57 @@ fn rate_between(a: (u64, Instant), b: (u64, Instant)) -> f64 {
 }
 
 /// CPU seconds of `cpu` that sending `count` copies at `rate` to `port`
-/// took from the loop, and the datagrams sent.
+/// took from the loop, and the datagrams sent; NaN when the measurement is
+/// void (the loop ran faster busy than idle: an idle window was disturbed).
 fn measure(setup: &Setup, port: u16, pool: &Pool, count: u64, rate: u64, cpu: usize) -> (f64, u64) {
     let hog = Hog::start(cpu);
-    // What the loop gets of an idle receiver, then of a busy one.
+    // What the loop gets of an idle receiver before and after the copies
+    // (the faster of the two: a window disturbed by something else only
+    // slows it), and while they arrive.
     std::thread::sleep(Duration::from_millis(200));
     let t0 = hog.now();
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(500));
     let t1 = hog.now();
     let sent = send(SocketAddr::new(setup.to, port), pool, count, rate, true, &setup.sender);
     // tcpdump hands a partly filled ring block over after its 1 s timeout.
     std::thread::sleep(Duration::from_millis(1200));
     let t2 = hog.now();
+    std::thread::sleep(Duration::from_millis(500));
+    let t3 = hog.now();
     drop(hog);
-    let (idle, busy) = (rate_between(t0, t1), rate_between(t1, t2));
+    let idle = rate_between(t0, t1).max(rate_between(t2, t3));
+    let busy = rate_between(t1, t2);
     let window = t2.1.duration_since(t1.1).as_secs_f64();
-    let cpu_secs = if idle > 0.0 { (1.0 - busy / idle) * window } else { f64::NAN };
+    let cpu_secs = if idle > 0.0 && busy <= idle { (1.0 - busy / idle) * window } else { f64::NAN };
     (cpu_secs, sent.datagrams)
 }
 
 /// The floor: the same copies dropped by a TC program on `iface` before
-/// any receiver sees them (`obj`, built by run.sh). Microseconds per copy.
+/// any receiver sees them (`obj`, built by run.sh), attached by TCX like
+/// the ring input's. Microseconds per copy.
 fn floor_round(setup: &Setup, iface: &str, obj: &Path, pool: &Pool, count: u64, rate: u64, cpu: usize) -> Option<f64> {
-    let tc = |args: &[&str]| {
-        Command::new("tc").args(args).stderr(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
+    let attached = (|| -> Result<Ebpf, String> {
+        let mut ebpf = Ebpf::load_file(obj).map_err(|e| e.to_string())?;
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut("pm_bench_floor")
+            .ok_or("no pm_bench_floor program")?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+        prog.load().map_err(|e| e.to_string())?;
+        prog.attach_with_options(iface, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+            .map_err(|e| e.to_string())?;
+        Ok(ebpf)
+    })();
+    let ebpf = match attached {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("  cost floor: cannot attach {} to {iface}: {e}", obj.display());
+            return None;
+        }
     };
-    let _ = tc(&["qdisc", "del", "dev", iface, "clsact"]);
-    let obj = obj.to_string_lossy();
-    if !(tc(&["qdisc", "add", "dev", iface, "clsact"])
-        && tc(&["filter", "add", "dev", iface, "ingress", "bpf", "da", "obj", &obj, "sec", "classifier"]))
-    {
-        eprintln!("  cost floor: cannot attach {obj} to {iface}");
-        let _ = tc(&["qdisc", "del", "dev", iface, "clsact"]);
-        return None;
-    }
     let (cpu_secs, sent) = measure(setup, port_of(Receiver::Collector), pool, count, rate, cpu);
-    let _ = tc(&["qdisc", "del", "dev", iface, "clsact"]);
+    // Dropping the program detaches it.
+    drop(ebpf);
     let us = cpu_secs * 1e6 / sent.max(1) as f64;
     eprintln!("  cost floor         {rate} pps: {sent} copies, {cpu_secs:.3} CPU s, {us:.3} us/copy");
     us.is_finite().then_some(us)

@@ -144,10 +144,10 @@ struct Reader {
 }
 
 impl Reader {
-    /// Reads the ring in batches until `stop` is set. While the file sink's
-    /// queue is full the reader waits and the ring holds the copies: it is
-    /// the input's buffer (the program passes copies on to the sockets only
-    /// when the ring is full too).
+    /// Reads the ring in batches until `stop` is set, writing the files in
+    /// place before it gives the records back: while the disk is slow the
+    /// ring holds the copies, it is the input's buffer (the program passes
+    /// copies on to the sockets only when the ring is full).
     fn run(mut self, stop: &AtomicBool) {
         let mut clock = Clock::now();
         let mut last_count = Instant::now();
@@ -156,10 +156,6 @@ impl Reader {
                 self.count_full();
                 clock = Clock::now();
                 last_count = Instant::now();
-            }
-            if !self.dispatch.files_have_room(BATCH) {
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
             }
             if !self.ring.has_data() && !wait(&self.ring) {
                 continue;
@@ -170,7 +166,7 @@ impl Reader {
                     let (boot_ns, packet) = record(r).unwrap_or_default();
                     (clock.wall(boot_ns), decode_vxlan(udp_payload(packet, port).unwrap_or_default()))
                 });
-                dispatch.accept_stamped("vxlan", copies);
+                dispatch.accept_in_place("vxlan", copies);
             });
         }
         self.count_full();
