@@ -49,6 +49,9 @@ impl FileSinkError {
     }
 }
 
+/// One VNI's records of a batch written in place: arrival and frame.
+type Run<'a> = Vec<(SystemTime, &'a [u8])>;
+
 /// The file sink shared by its thread and an input that writes in place.
 #[derive(Clone)]
 pub struct SharedFileSink(Arc<Mutex<FileSink>>);
@@ -161,7 +164,7 @@ impl FileSink {
     /// only until this returns.
     pub fn write_now<'a>(&mut self, records: impl Iterator<Item = (u32, SystemTime, &'a [u8])>) {
         let now = Instant::now();
-        let mut by_vni: Vec<(u32, Vec<(SystemTime, &'a [u8])>)> = Vec::new();
+        let mut by_vni: Vec<(u32, Run<'a>)> = Vec::new();
         for (vni, at, frame) in records {
             match by_vni.iter_mut().find(|(v, _)| *v == vni) {
                 Some((_, run)) => run.push((at, frame)),
