@@ -8,15 +8,17 @@
  * per batch, when the unread records reach wakeup_bytes, not for each
  * record (it also looks on its own every few milliseconds, for the last
  * records of a quiet moment).
- * Everything else (other traffic, larger copies such as 9000-byte frames,
- * IPv4 with options, and any copy when the ring is full) passes to the
+ * A copy that finds the ring full is dropped and counted: the collector
+ * fell a whole ring behind, and sending it the slow way (the socket) would
+ * only cost more of the CPU it lacks. Everything else (other traffic,
+ * larger copies such as 9000-byte frames, IPv4 with options) passes to the
  * kernel as if the program were not there: those copies still reach the
  * collector's UDP socket.
  *
  * Layout shared with collector/src/tcring/mod.rs (checked by its tests):
  *   pm_ring_cfg[0]  = struct pm_ring_cfg
  *   pm_ring         = records: struct pm_ring_rec, then the packet
- *   pm_ring_full[0] = copies passed on because the ring was full (per CPU)
+ *   pm_ring_full[0] = copies dropped because the ring was full (per CPU)
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -124,7 +126,7 @@ int pm_ring_capture(struct __sk_buff *skb)
 		full = bpf_map_lookup_elem(&pm_ring_full, &zero);
 		if (full)
 			*full += 1;
-		return TC_ACT_OK;
+		return TC_ACT_SHOT;
 	}
 	if (bpf_skb_load_bytes(skb, 0, rec + 1, len) < 0) {
 		bpf_ringbuf_discard(rec, 0);

@@ -58,9 +58,10 @@ pub struct Args {
     pub xdp_mode: crate::xdp::XdpMode,
     /// Also receive VXLAN copies through a BPF ring buffer on this
     /// interface: a TC program copies each one into memory the collector
-    /// reads in batches. Copies larger than 1792 bytes, and any copy that
-    /// finds the ring full, still arrive on the UDP sockets. Needs
-    /// CAP_NET_ADMIN and CAP_BPF, Linux 6.6 or later.
+    /// reads in batches and writes the files from. Copies larger than 1792
+    /// bytes still arrive on the UDP sockets; a copy that finds the ring
+    /// full is dropped and counted. Needs CAP_NET_ADMIN and CAP_BPF, Linux
+    /// 6.6 or later.
     #[arg(long, env = "PODMIRROR_RING_IFACE", conflicts_with = "xdp_iface")]
     pub ring_iface: Option<String>,
     /// Size of the ring buffer of --ring-iface in bytes: a power of two

@@ -70,12 +70,12 @@ impl std::fmt::Debug for SharedFileSink {
     }
 }
 
-/// Lowers this thread's priority (nice 10): where the receiving threads and
-/// the writer share a CPU, receiving comes first, and the writer catches up
-/// from its queue (which absorbs bursts; overflowing it is a counted drop).
-/// Without it the scheduler shares the CPU evenly and the kernel drops
-/// copies the receivers had no time to take.
-fn yield_to_receivers() {
+/// Lowers this thread's priority (nice 10): where the receiving threads (or
+/// the kernel's receive processing, in ksoftirqd) and the writer share a
+/// CPU, receiving comes first, and the writer catches up from its queue or
+/// the ring (which absorb bursts). Without it the scheduler shares the CPU
+/// evenly and the kernel drops copies it had no time to take in.
+pub fn yield_to_receivers() {
     // SAFETY: setpriority on this thread (gettid), raising its nice value,
     // which needs no privilege.
     unsafe {

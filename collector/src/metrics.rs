@@ -68,7 +68,7 @@ pub struct Metrics {
     pub flows_evicted: Family<ReasonLabels, Counter>,
     /// Copies the kernel could not hand to an AF_XDP socket, by reason.
     pub xdp_dropped: Family<ReasonLabels, Counter>,
-    /// Copies the ring input passed on to the UDP sockets: its ring was full.
+    /// Copies the ring input dropped: its ring was full.
     pub ring_full: Counter,
     mismatch_paths: Mutex<std::collections::HashSet<(String, String)>>,
     registry: Registry,
@@ -127,8 +127,7 @@ impl Metrics {
         );
         r.register(
             "ring_full",
-            "Copies the ring input found its ring full for and passed on to the UDP sockets (not lost: \
-             the sockets may still take them)",
+            "Copies the ring input dropped because its ring was full (the collector fell a ring behind)",
             self.ring_full.clone(),
         );
         r.register("dropped", "Copies a sink could not take (queue full, slow client), by sink", self.dropped.clone());

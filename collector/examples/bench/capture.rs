@@ -172,12 +172,14 @@ pub(crate) fn start(setup: &Setup, r: Receiver, out: Option<&Path>) -> Started {
 }
 
 /// The collector's own count of copies it lost: the AF_XDP input's kernel
-/// drops and the file sink's queue overflows, from its /metrics.
+/// drops, the ring input's full-ring drops and the file sink's queue
+/// overflows, from its /metrics.
 pub(crate) fn collector_drops(http: SocketAddr) -> u64 {
     podmirror_testkit::probe::http_get(http, "/metrics")
         .lines()
         .filter(|l| {
             l.starts_with("podmirror_collector_xdp_dropped_total")
+                || l.starts_with("podmirror_collector_ring_full_total")
                 || l.starts_with("podmirror_collector_dropped_total{sink=\"file\"}")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -267,11 +269,36 @@ pub(crate) fn kernel_drops(dev: &str) -> (u64, u64) {
     (dev_drops + backlog, rcvbuf)
 }
 
+/// Bytes a copy takes in a capture file, with room to spare (a
+/// 1514-byte frame and its record header).
+pub const WARM_BYTES_PER_COPY: u64 = 1600;
+
+/// Writes and removes `bytes` in `dir` (tmpfs) just before a receiver
+/// starts. The VMs these benchmarks run on hand memory freed for two
+/// seconds back to their host, and the next write into it costs a host
+/// page fault (dd: 0.45-0.6 GB/s into such memory, 3.3 GB/s into memory
+/// just freed), which a node's page cache does not pay and which would
+/// decide the result for whoever writes more. Both receivers then write
+/// into memory the host still backs.
+pub fn warm_memory(dir: &Path, bytes: u64) {
+    use std::io::Write;
+    let path = dir.join(".warm");
+    if let Ok(mut f) = std::fs::File::create(&path) {
+        let block = vec![0x5au8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 && f.write_all(&block).is_ok() {
+            left = left.saturating_sub(block.len() as u64);
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 /// One trial: a fresh receiver, `count` copies from `pool` at `rate`.
 pub fn trial(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64) -> Trial {
     let out = setup.dir.join(format!("{r:?}").to_lowercase());
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("output dir");
+    warm_memory(&setup.dir, count * WARM_BYTES_PER_COPY);
     let Started { child, rest, http } = start(setup, r, Some(&out));
     let port = port_of(r);
     let before = kernel_drops(&setup.dev);

@@ -139,6 +139,9 @@ fn round(setup: &Setup, r: Receiver, pool: &Pool, count: u64, rate: u64, c: &Cos
         std::fs::create_dir_all(o).expect("output dir");
     }
     let cpu = c.cpu;
+    if let Some(dir) = c.files {
+        crate::capture::warm_memory(dir, count * crate::capture::WARM_BYTES_PER_COPY);
+    }
     let Started { mut child, rest, http } = start(setup, r, out.as_deref());
     let drops_before = kernel_drops(&setup.dev);
     let (cpu_secs, datagrams) = measure(setup, port_of(r), pool, count, rate, cpu);

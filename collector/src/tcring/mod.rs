@@ -1,12 +1,14 @@
 //! The ring input (`--ring-iface`): a TC ingress program on the interface
 //! the copies arrive on copies each VXLAN datagram to the collector's port
 //! into a BPF ring buffer and stops it there (see `bpf/pm_ring.bpf.c`); one
-//! thread reads the ring in batches ([`ring`]). Per copy the kernel does
-//! one copy and no socket work, and wakes the reader only when it had
-//! caught up. The UDP sockets stay open beside it: copies larger than a
-//! record (9000-byte frames), and any copy that finds the ring full, pass
-//! on to them. Needs CAP_BPF and CAP_NET_ADMIN; the kernel's TCX
-//! (Linux 6.6 or later).
+//! thread reads the ring in batches ([`ring`]) and writes the files from
+//! it. Per copy the kernel does one copy and no socket work, and wakes the
+//! reader once per batch. The UDP sockets stay open beside it: copies
+//! larger than a record (9000-byte frames) pass on to them. A copy that
+//! finds the ring full is dropped and counted
+//! (`podmirror_collector_ring_full`): passing it on would make an
+//! overloaded collector pay the dearer socket path. Needs CAP_BPF and
+//! CAP_NET_ADMIN, and the kernel's TCX (Linux 6.6 or later).
 
 mod ring;
 
@@ -136,7 +138,7 @@ fn attach(ebpf: &mut Ebpf, iface: &str) -> Result<(), String> {
 /// The reading thread's state.
 struct Reader {
     ring: ring::Ring,
-    /// The program's count of copies passed on with the ring full.
+    /// The program's count of copies dropped with the ring full.
     full: PerCpuArray<MapData, u64>,
     full_seen: u64,
     port: u16,
@@ -149,6 +151,9 @@ impl Reader {
     /// ring holds the copies, it is the input's buffer (the program passes
     /// copies on to the sockets only when the ring is full).
     fn run(mut self, stop: &AtomicBool) {
+        // This thread writes the files: the kernel filling the ring comes
+        // first.
+        crate::filesink::yield_to_receivers();
         let mut clock = Clock::now();
         let mut last_count = Instant::now();
         while !stop.load(Ordering::Relaxed) {
@@ -172,7 +177,7 @@ impl Reader {
         self.count_full();
     }
 
-    /// Adds the copies the program passed on since the last look to
+    /// Adds the copies the program dropped since the last look to
     /// `podmirror_collector_ring_full`.
     fn count_full(&mut self) {
         let total: u64 = self.full.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(self.full_seen);
