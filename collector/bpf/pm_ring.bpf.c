@@ -20,15 +20,8 @@
  *   pm_ring         = records: struct pm_ring_rec, then the packet
  *   pm_ring_full[0] = copies dropped because the ring was full (per CPU)
  */
-#include <linux/bpf.h>
 #include <linux/pkt_cls.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/udp.h>
-#include <bpf/bpf_endian.h>
-#include <bpf/bpf_helpers.h>
+#include "pm_parse.h"
 
 /* The largest packet a record holds: a VXLAN copy of a 1500-byte frame
  * (1564 bytes) fits with room for VLAN tags and IPv6. */
@@ -70,34 +63,6 @@ struct {
 	__type(value, __u64);
 } pm_ring_full SEC(".maps");
 
-/* The UDP header of an IPv4 (no options) or IPv6 (no extension headers)
- * packet that is not a fragment, or NULL. */
-static __always_inline struct udphdr *udp_of(void *data, void *end)
-{
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > end)
-		return NULL;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
-
-		/* Only a 20-byte header: constant offsets keep the program
-		 * loadable without CAP_PERFMON. */
-		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP ||
-		    (ip->frag_off & bpf_htons(0x3fff)) || ip->ihl != 5)
-			return NULL;
-		return (void *)(ip + 1);
-	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-
-		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_UDP)
-			return NULL;
-		return (void *)(ip6 + 1);
-	}
-	return NULL;
-}
-
 SEC("classifier")
 int pm_ring_capture(struct __sk_buff *skb)
 {
@@ -105,7 +70,7 @@ int pm_ring_capture(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 	__u32 zero = 0;
 	struct pm_ring_cfg *cfg = bpf_map_lookup_elem(&pm_ring_cfg, &zero);
-	struct udphdr *udp = udp_of(data, end);
+	struct udphdr *udp = pm_udp_of(data, end);
 	struct pm_ring_rec *rec;
 	__u64 len = skb->len;
 	__u64 *full, avail;

@@ -14,14 +14,7 @@
  *   pm_xsk_cfg[0] = struct pm_xsk_cfg
  *   pm_xsks[rx queue] = AF_XDP socket fd
  */
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/udp.h>
-#include <bpf/bpf_endian.h>
-#include <bpf/bpf_helpers.h>
+#include "pm_parse.h"
 
 /* Receive queues a socket can be registered for. */
 #define PM_XSK_MAX_QUEUES 256
@@ -46,35 +39,6 @@ struct {
 	__type(value, __u32);
 } pm_xsks SEC(".maps");
 
-/* The UDP header of an IPv4 (no options) or IPv6 (no extension headers)
- * packet that is not a fragment, or NULL. */
-static __always_inline struct udphdr *udp_of(void *data, void *end)
-{
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > end)
-		return NULL;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
-
-		/* Only a 20-byte header: a variable offset would need
-		 * CAP_PERFMON to pass the verifier; packets with IP options
-		 * (rare) take the socket path. */
-		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP ||
-		    (ip->frag_off & bpf_htons(0x3fff)) || ip->ihl != 5)
-			return NULL;
-		return (void *)(ip + 1);
-	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-
-		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_UDP)
-			return NULL;
-		return (void *)(ip6 + 1);
-	}
-	return NULL;
-}
-
 SEC("xdp.frags")
 int pm_xsk_redirect(struct xdp_md *ctx)
 {
@@ -82,7 +46,7 @@ int pm_xsk_redirect(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	__u32 zero = 0;
 	struct pm_xsk_cfg *cfg = bpf_map_lookup_elem(&pm_xsk_cfg, &zero);
-	struct udphdr *udp = udp_of(data, end);
+	struct udphdr *udp = pm_udp_of(data, end);
 
 	if (!cfg || !udp || (void *)(udp + 1) > end || udp->dest != cfg->port_be)
 		return XDP_PASS;

@@ -15,8 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aya::Ebpf;
-use aya::programs::tc::TcAttachOptions;
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -103,18 +101,9 @@ fn measure(setup: &Setup, port: u16, pool: &Pool, count: u64, rate: u64, cpu: us
 /// any receiver sees them (`obj`, built by run.sh), attached by TCX like
 /// the ring input's. Microseconds per copy.
 fn floor_round(setup: &Setup, iface: &str, obj: &Path, pool: &Pool, count: u64, rate: u64, cpu: usize) -> Option<f64> {
-    let attached = (|| -> Result<Ebpf, String> {
-        let mut ebpf = Ebpf::load_file(obj).map_err(|e| e.to_string())?;
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut("pm_bench_floor")
-            .ok_or("no pm_bench_floor program")?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-        prog.load().map_err(|e| e.to_string())?;
-        prog.attach_with_options(iface, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()))
-            .map_err(|e| e.to_string())?;
-        Ok(ebpf)
-    })();
+    let attached = Ebpf::load_file(obj).map_err(|e| e.to_string()).and_then(|mut ebpf| {
+        podmirror_collector::tcring::attach_tcx_ingress(&mut ebpf, "pm_bench_floor", iface).map(|()| ebpf)
+    });
     let ebpf = match attached {
         Ok(e) => e,
         Err(e) => {
@@ -217,6 +206,8 @@ pub fn run(setup: &Setup, receivers: &[Receiver], pool: &Pool, c: &CostRun<'_>) 
             (Some(t), Some(m)) if *r != Receiver::Tcpdump && m - base > 0.0 => {
                 format!("{:.2}x", (t - base) / (m - base))
             }
+            // At or under the floor, within its noise: nothing measurable added.
+            (Some(_), Some(_)) if *r != Receiver::Tcpdump => "at the floor".to_string(),
             _ => String::new(),
         };
         let ratios = match floor {

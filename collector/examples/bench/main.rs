@@ -258,7 +258,10 @@ fn method(o: &Opts) -> String {
          by RPS), each started afresh per trial with its default buffers (tcpdump: libpcap's ring; the \
          collector: its --recv-buffer-bytes per socket and --vxlan-workers sockets). After sending, a trial \
          waits until the receiver's files stop growing, stops it with SIGINT and counts the copies in its pcap \
-         files on tmpfs: lost = datagrams the kernel accepted from the sender - copies written. {} s of copies \
+         files on tmpfs: lost = datagrams the kernel accepted from the sender - copies written. Before each \
+         trial the benchmark writes and removes as many bytes as the trial will write, in the same tmpfs: this \
+         VM hands memory freed for two seconds back to its host, and writing into such memory costs a host page \
+         fault a node's page cache does not pay. {} s of copies \
          per trial, up to {} trials per rate; the receivers alternate rate by rate; a rate is kept when a trial \
          loses nothing; a receiver stops at its first rate lost in every trial. Kernel-reported drops: \
          tcpdump's own count or the collector's UDP receive-buffer overflows, plus the VXLAN device's and the \

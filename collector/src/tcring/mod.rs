@@ -75,9 +75,9 @@ pub struct RingInput {
     _ebpf: Ebpf,
 }
 
-/// Loads the program with a ring of `ring_bytes` (a power of two, at least
-/// a page: `config` checks it), starts the reading thread, then attaches the program to
-/// `iface`'s ingress.
+/// Loads the program with a ring of `ring_bytes` (a power of two, at
+/// least a page: `config` checks it), starts the reading thread, then
+/// attaches the program to `iface`'s ingress.
 pub fn start(
     iface: &str,
     port: u16,
@@ -115,7 +115,8 @@ pub fn start(
         .name("ring-rx".into())
         .spawn(move || reader.run(&stop))
         .map_err(|e| fail("starting a thread")(e.to_string()))?;
-    attach(&mut ebpf, iface).map_err(fail("attaching the TC program (needs TCX, Linux 6.6 or later)"))?;
+    attach_tcx_ingress(&mut ebpf, "pm_ring_capture", iface)
+        .map_err(fail("attaching the TC program (needs TCX, Linux 6.6 or later)"))?;
     Ok((RingInput { _ebpf: ebpf }, thread))
 }
 
@@ -123,10 +124,12 @@ fn map_ring(data: &MapData, ring_bytes: u32) -> Result<ring::Ring, String> {
     ring::Ring::map(data.fd().as_fd(), ring_bytes).map_err(|e| e.to_string())
 }
 
-fn attach(ebpf: &mut Ebpf, iface: &str) -> Result<(), String> {
+/// Loads `program` of `ebpf` and attaches it to `iface`'s ingress by TCX
+/// (the benchmark attaches its floor the same way).
+pub fn attach_tcx_ingress(ebpf: &mut Ebpf, program: &str, iface: &str) -> Result<(), String> {
     let prog: &mut SchedClassifier = ebpf
-        .program_mut("pm_ring_capture")
-        .ok_or("no pm_ring_capture program")?
+        .program_mut(program)
+        .ok_or_else(|| format!("no {program} program"))?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.load().map_err(|e| e.to_string())?;
