@@ -27,6 +27,55 @@ fn copies_arrive_through_the_ring_and_jumbo_copies_through_the_socket() {
     kernel_input_scenario("ring", "--ring-iface eth0", 2, attached, ring_on_eth0);
 }
 
+/// A small ring (16 KiB: nine records) wraps around its end eleven times
+/// over 100 copies; records that straddle the end must come out whole (the
+/// reader maps the data area twice in a row for them). Each copy is sent
+/// once the previous one is in the file, so that the ring never fills.
+#[test]
+fn records_that_wrap_around_the_ring_arrive_whole() {
+    if !require_root("records_that_wrap_around_the_ring_arrive_whole") {
+        return;
+    }
+    let node = Netns::create(&unique_name("pmwn")).expect("sender namespace");
+    let pod = Netns::create(&unique_name("pmwp")).expect("collector namespace");
+    pod_link(&node, &pod, &unique_name("pmwv"), 1);
+    let dir = temp_dir("ring-wrap");
+    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
+    let mut collector = pod
+        .spawn(&format!(
+            "NO_COLOR=1 exec {bin} --vxlan-listen 10.77.0.2:4789 --http-addr 127.0.0.1:0 --files-dir {} \
+             --ring-iface eth0 --ring-bytes 16384",
+            dir.display()
+        ))
+        .expect("collector runs");
+    for line in BufReader::new(collector.child().stdout.take().expect("stdout")).lines().map_while(Result::ok) {
+        if line.contains("collector started") {
+            break;
+        }
+    }
+    // Frames of different lengths, so that records fall on every offset.
+    let frames: Vec<Vec<u8>> = traffic(40600, 100, 30_000)
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| f[..f.len().saturating_sub((i * 37) % 400).max(f.len().min(60))].to_vec())
+        .collect();
+    let to = SocketAddr::from(([10, 77, 0, 2], 4789));
+    let sock = node.run(|| UdpSocket::bind("10.77.0.1:0").expect("bind")).expect("sender namespace");
+    for (i, f) in frames.iter().enumerate() {
+        sock.send_to(&[&podmirror_collector::decode::vxlan_header(9)[..], f].concat(), to).expect("send a copy");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while recorded_frames(&dir).len() <= i {
+            assert!(Instant::now() < deadline, "copy {i} not recorded");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(collector.child().id() as i32, libc::SIGTERM) };
+    let _ = collector.child().wait();
+    assert!(recorded_frames(&dir) == frames, "every record whole and in order across the wraps");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The collector's HTTP address, from its "collector started" line.
 fn http_addr(said: &[String]) -> SocketAddr {
     said.iter()

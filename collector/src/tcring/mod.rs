@@ -151,8 +151,8 @@ struct Reader {
 impl Reader {
     /// Reads the ring in batches until `stop` is set, writing the files in
     /// place before it gives the records back: while the disk is slow the
-    /// ring holds the copies, it is the input's buffer (the program passes
-    /// copies on to the sockets only when the ring is full).
+    /// ring holds the copies, it is the input's buffer (the program drops
+    /// copies, counted, only when the ring is full).
     fn run(mut self, stop: &AtomicBool) {
         // This thread writes the files: the kernel filling the ring comes
         // first.
@@ -206,13 +206,15 @@ impl Clock {
         Clock { wall: SystemTime::now(), boot_ns }
     }
 
-    /// The wall-clock time of boot time `boot_ns`.
+    /// The wall-clock time of boot time `boot_ns` (the reading time for a
+    /// stamp out of range).
     fn wall(&self, boot_ns: u64) -> SystemTime {
-        if boot_ns >= self.boot_ns {
-            self.wall + Duration::from_nanos(boot_ns - self.boot_ns)
+        let shifted = if boot_ns >= self.boot_ns {
+            self.wall.checked_add(Duration::from_nanos(boot_ns - self.boot_ns))
         } else {
-            self.wall - Duration::from_nanos(self.boot_ns - boot_ns)
-        }
+            self.wall.checked_sub(Duration::from_nanos(self.boot_ns - boot_ns))
+        };
+        shifted.unwrap_or(self.wall)
     }
 }
 
