@@ -134,22 +134,16 @@ fn help_lists_the_flags_and_bad_flags_name_themselves() {
     let bad = Command::new(bin).args(["--replay-to", "https://x"]).output().expect("run");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--replay-to"), "{}", String::from_utf8_lossy(&bad.stderr));
-    // An AF_XDP input that cannot start stops the collector, naming the flag
-    // and the interface (as root: the interface is missing; otherwise the
-    // program cannot be loaded).
-    let bad = Command::new(bin)
-        .args(["--vxlan-listen", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--xdp-iface", "pm-no-such-if"])
-        .output()
-        .expect("run");
-    assert!(!bad.status.success());
-    let said = format!("{}{}", String::from_utf8_lossy(&bad.stdout), String::from_utf8_lossy(&bad.stderr));
-    assert!(said.contains("--xdp-iface pm-no-such-if:"), "{said}");
-    // The same for the ring input.
-    let bad = Command::new(bin)
-        .args(["--vxlan-listen", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ring-iface", "pm-no-such-if"])
-        .output()
-        .expect("run");
-    assert!(!bad.status.success());
-    let said = format!("{}{}", String::from_utf8_lossy(&bad.stdout), String::from_utf8_lossy(&bad.stderr));
-    assert!(said.contains("--ring-iface pm-no-such-if:"), "{said}");
+    // A kernel input (AF_XDP, ring) that cannot start stops the collector,
+    // naming the flag and the interface (as root: the interface is missing;
+    // otherwise the program cannot be loaded).
+    for flag in ["--xdp-iface", "--ring-iface"] {
+        let bad = Command::new(bin)
+            .args(["--vxlan-listen", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", flag, "pm-no-such-if"])
+            .output()
+            .expect("run");
+        assert!(!bad.status.success(), "{flag}");
+        let said = format!("{}{}", String::from_utf8_lossy(&bad.stdout), String::from_utf8_lossy(&bad.stderr));
+        assert!(said.contains(&format!("{flag} pm-no-such-if:")), "{said}");
+    }
 }

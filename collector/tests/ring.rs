@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::*;
-use podmirror_testkit::{Netns, unique_name};
 
 #[test]
 fn copies_arrive_through_the_ring_and_jumbo_copies_through_the_socket() {
@@ -36,23 +34,7 @@ fn records_that_wrap_around_the_ring_arrive_whole() {
     if !require_root("records_that_wrap_around_the_ring_arrive_whole") {
         return;
     }
-    let node = Netns::create(&unique_name("pmwn")).expect("sender namespace");
-    let pod = Netns::create(&unique_name("pmwp")).expect("collector namespace");
-    pod_link(&node, &pod, &unique_name("pmwv"), 1);
-    let dir = temp_dir("ring-wrap");
-    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
-    let mut collector = pod
-        .spawn(&format!(
-            "NO_COLOR=1 exec {bin} --vxlan-listen 10.77.0.2:4789 --http-addr 127.0.0.1:0 --files-dir {} \
-             --ring-iface eth0 --ring-bytes 16384",
-            dir.display()
-        ))
-        .expect("collector runs");
-    for line in BufReader::new(collector.child().stdout.take().expect("stdout")).lines().map_while(Result::ok) {
-        if line.contains("collector started") {
-            break;
-        }
-    }
+    let mut bed = PodBed::start("ring-wrap", 1, "--ring-iface eth0 --ring-bytes 16384");
     // Frames of different lengths, so that records fall on every offset.
     let frames: Vec<Vec<u8>> = traffic(40600, 100, 30_000)
         .into_iter()
@@ -60,28 +42,17 @@ fn records_that_wrap_around_the_ring_arrive_whole() {
         .map(|(i, f)| f[..f.len().saturating_sub((i * 37) % 400).max(f.len().min(60))].to_vec())
         .collect();
     let to = SocketAddr::from(([10, 77, 0, 2], 4789));
-    let sock = node.run(|| UdpSocket::bind("10.77.0.1:0").expect("bind")).expect("sender namespace");
+    let sock = bed.node.run(|| UdpSocket::bind("10.77.0.1:0").expect("bind")).expect("sender namespace");
     for (i, f) in frames.iter().enumerate() {
         sock.send_to(&[&podmirror_collector::decode::vxlan_header(9)[..], f].concat(), to).expect("send a copy");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while recorded_frames(&dir).len() <= i {
+        while recorded_frames(&bed.dir).len() <= i {
             assert!(Instant::now() < deadline, "copy {i} not recorded");
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(collector.child().id() as i32, libc::SIGTERM) };
-    let _ = collector.child().wait();
-    assert!(recorded_frames(&dir) == frames, "every record whole and in order across the wraps");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The collector's HTTP address, from its "collector started" line.
-fn http_addr(said: &[String]) -> SocketAddr {
-    said.iter()
-        .find(|l| l.contains("collector started"))
-        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("http_addr=")?.parse().ok()))
-        .unwrap_or_else(|| panic!("an http_addr in {said:?}"))
+    bed.stop();
+    assert!(recorded_frames(&bed.dir) == frames, "every record whole and in order across the wraps");
 }
 
 #[test]
@@ -89,62 +60,42 @@ fn a_full_ring_drops_and_counts_what_it_cannot_hold() {
     if !require_root("a_full_ring_drops_and_counts_what_it_cannot_hold") {
         return;
     }
-    let node = Netns::create(&unique_name("pmrn")).expect("sender namespace");
-    let pod = Netns::create(&unique_name("pmrp")).expect("collector namespace");
-    pod_link(&node, &pod, &unique_name("pmrv"), 1);
-    let dir = temp_dir("ring-full");
-    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
     // One page of ring: two records.
-    let mut collector = pod
-        .spawn(&format!(
-            "NO_COLOR=1 exec {bin} --vxlan-listen 10.77.0.2:4789 --http-addr 127.0.0.1:0 --files-dir {} \
-             --ring-iface eth0 --ring-bytes 4096",
-            dir.display()
-        ))
-        .expect("collector runs");
-    let mut said = Vec::new();
-    for line in BufReader::new(collector.child().stdout.take().expect("stdout")).lines().map_while(Result::ok) {
-        said.push(line.clone());
-        if line.contains("collector started") {
-            break;
-        }
-    }
-    let http = http_addr(&said);
-    assert!(ring_on_eth0(&pod), "the program is on eth0: {said:?}");
+    let mut bed = PodBed::start("ring-full", 1, "--ring-iface eth0 --ring-bytes 4096");
+    let http = bed.http_addr();
+    assert!(ring_on_eth0(&bed.pod), "the program is on eth0: {:?}", bed.said);
 
     // The collector stopped: the ring fills after two copies, and the
     // program drops the rest, counted; none reaches the pod's UDP layer.
-    let pid = collector.child().id() as i32;
-    let before = udp_in_datagrams(&pod);
+    let pid = bed.pid();
+    let before = udp_in_datagrams(&bed.pod);
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     wait_until_stopped(pid);
     let frames = traffic(40500, 100, 10_000);
-    node.run(|| send_vxlan_from("10.77.0.1:0", SocketAddr::from(([10, 77, 0, 2], 4789)), 5, &frames))
+    bed.node
+        .run(|| send_vxlan_from("10.77.0.1:0", SocketAddr::from(([10, 77, 0, 2], 4789)), 5, &frames))
         .expect("send from the sender namespace");
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
 
     let deadline = Instant::now() + Duration::from_secs(10);
-    while recorded_frames(&dir).len() < 2 && Instant::now() < deadline {
+    while recorded_frames(&bed.dir).len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
     // The full-ring count is exported once a second.
     std::thread::sleep(Duration::from_millis(1200));
-    let metrics = pod.http_get(http, "/metrics").expect("GET /metrics");
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let _ = collector.child().wait();
+    let metrics = bed.pod.http_get(http, "/metrics").expect("GET /metrics");
+    bed.stop();
     let full: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("podmirror_collector_ring_full_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("podmirror_collector_ring_full_total in\n{metrics}"));
-    let got = recorded_frames(&dir);
+    let got = recorded_frames(&bed.dir);
     assert_eq!(got, frames[..2], "the ring held the first two copies, recorded byte for byte");
     assert_eq!(full, 98, "the other 98 were dropped and counted");
-    assert_eq!(udp_in_datagrams(&pod), before, "none went the socket's way");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(udp_in_datagrams(&bed.pod), before, "none went the socket's way");
 }
 
 /// Waits until every thread of `pid` is stopped (SIGSTOP is delivered

@@ -350,34 +350,15 @@ pub fn kernel_input_scenario(
     attached: impl Fn(&[String]),
     on_eth0: impl Fn(&podmirror_testkit::Netns) -> bool,
 ) {
-    use podmirror_testkit::{Netns, unique_name};
-    use std::io::{BufRead, BufReader};
-    let node = Netns::create(&unique_name("pmkn")).expect("sender namespace");
-    let pod = Netns::create(&unique_name("pmkp")).expect("collector namespace");
-    pod_link(&node, &pod, &unique_name("pmkv"), queues);
-    let dir = temp_dir(tag);
-    let bin = env!("CARGO_BIN_EXE_podmirror-collector");
-    let mut collector = pod
-        .spawn(&format!(
-            "NO_COLOR=1 exec {bin} --vxlan-listen 10.77.0.2:4789 --http-addr 127.0.0.1:0 --files-dir {} {flags}",
-            dir.display()
-        ))
-        .expect("collector runs");
-    let mut lines = BufReader::new(collector.child().stdout.take().expect("stdout")).lines();
-    let mut said = Vec::new();
-    for line in lines.by_ref().map_while(Result::ok) {
-        said.push(line.clone());
-        if line.contains("collector started") {
-            break;
-        }
-    }
-    attached(&said);
-    assert!(on_eth0(&pod), "the program is on eth0");
+    let mut bed = PodBed::start(tag, queues, flags);
+    let PodBed { node, pod, dir, said, .. } = &bed;
+    attached(said);
+    assert!(on_eth0(pod), "the program is on eth0");
 
     let frames = copies_with_jumbo_ones();
     let other = pod.run(|| UdpSocket::bind("10.77.0.2:9999").expect("bind in the pod")).expect("enter the pod");
     other.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    let before = udp_in_datagrams(&pod);
+    let before = udp_in_datagrams(pod);
     node.run(|| {
         let sock = UdpSocket::bind("10.77.0.1:0").expect("bind in the sender namespace");
         for (i, f) in frames.iter().enumerate() {
@@ -397,22 +378,21 @@ pub fn kernel_input_scenario(
     // Stop the collector the way Kubernetes does (SIGTERM) once its files
     // hold everything, then compare.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while recorded_frames(&dir).len() < frames.len() && Instant::now() < deadline {
+    while recorded_frames(dir).len() < frames.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let delivered = udp_in_datagrams(&pod) - before;
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(collector.child().id() as i32, libc::SIGTERM) };
-    let _ = collector.child().wait();
+    let delivered = udp_in_datagrams(pod) - before;
+    bed.stop();
+    let PodBed { pod, dir, .. } = &bed;
     assert_eq!(delivered, 4 + 1, "only the 4 jumbo copies (and the other datagram) went through UDP");
-    let mut got = recorded_frames(&dir);
+    let mut got = recorded_frames(dir);
     let mut want = frames.clone();
     got.sort();
     want.sort();
     assert_eq!(got.len(), want.len(), "every copy recorded once");
     assert!(got == want, "recorded frames equal the copies' inner frames");
-    assert!(!on_eth0(&pod), "the program left with the collector");
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!on_eth0(pod), "the program left with the collector");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Whether a program is attached to the ingress of `eth0` in `pod` by
@@ -427,4 +407,70 @@ pub fn ring_on_eth0(pod: &podmirror_testkit::Netns) -> bool {
             .unwrap_or_else(|e| panic!("query the TCX programs of eth0: {e}"))
     })
     .expect("enter the pod namespace")
+}
+
+/// A collector running as its own process in a pod namespace with a veth
+/// eth0 (10.77.0.2) to a node namespace (10.77.0.1), writing files to `dir`.
+pub struct PodBed {
+    pub node: podmirror_testkit::Netns,
+    pub pod: podmirror_testkit::Netns,
+    pub dir: std::path::PathBuf,
+    pub collector: podmirror_testkit::Process,
+    /// Its output up to "collector started".
+    pub said: Vec<String>,
+}
+
+impl PodBed {
+    /// Starts the collector with `--files-dir DIR {flags}` on a veth with
+    /// `queues` queues and returns once it says it started.
+    pub fn start(tag: &str, queues: u32, flags: &str) -> PodBed {
+        use podmirror_testkit::{Netns, unique_name};
+        use std::io::{BufRead, BufReader};
+        let node = Netns::create(&unique_name("pmkn")).expect("sender namespace");
+        let pod = Netns::create(&unique_name("pmkp")).expect("collector namespace");
+        pod_link(&node, &pod, &unique_name("pmkv"), queues);
+        let dir = temp_dir(tag);
+        let bin = env!("CARGO_BIN_EXE_podmirror-collector");
+        let mut collector = pod
+            .spawn(&format!(
+                "NO_COLOR=1 exec {bin} --vxlan-listen 10.77.0.2:4789 --http-addr 127.0.0.1:0 --files-dir {} {flags}",
+                dir.display()
+            ))
+            .expect("collector runs");
+        let mut said = Vec::new();
+        for line in BufReader::new(collector.child().stdout.take().expect("stdout")).lines().map_while(Result::ok) {
+            said.push(line.clone());
+            if line.contains("collector started") {
+                break;
+            }
+        }
+        PodBed { node, pod, dir, collector, said }
+    }
+
+    /// The collector's process id.
+    pub fn pid(&mut self) -> i32 {
+        self.collector.child().id() as i32
+    }
+
+    /// The collector's HTTP address, from its "collector started" line.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.said
+            .iter()
+            .find(|l| l.contains("collector started"))
+            .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("http_addr=")?.parse().ok()))
+            .unwrap_or_else(|| panic!("an http_addr in {:?}", self.said))
+    }
+
+    /// Stops the collector the way Kubernetes does (SIGTERM) and waits.
+    pub fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let _ = self.collector.child().wait();
+    }
+}
+
+impl Drop for PodBed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
